@@ -1,0 +1,183 @@
+"""Settings: one frozen object, read once at the entry point and passed in (STYLE.md 6, 7).
+
+Sources, highest first: keyword arguments, ``PATHWATCH_*`` environment variables, a TOML
+file given with ``--config``, defaults. Durations accept ``72h``, ``30m``, ``7d``, ``90s``
+or a number of seconds. Nested mappings (targets, topics) are given in TOML or as JSON in
+the environment (``PATHWATCH_RATE_TARGETS='{"followup_7d": 0.75}'``).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, ClassVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BeforeValidator, Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(value: Any) -> Any:
+    """Turn ``"72h"``-style text or a number of seconds into a ``timedelta``."""
+    if isinstance(value, (int, float)):
+        return timedelta(seconds=value)
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if not match:
+            raise ValueError(f"{value!r} is not a duration such as 72h, 30m, 7d or 90s")
+        return timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+DEFAULT_RATE_TARGETS = {"followup_72h": 0.80, "followup_7d": 0.70, "seen_within_target": 0.80}
+FREQUENT_CRISIS_DEFINITIONS = {"3-in-30": (3, 30), "3-in-60": (3, 60), "5-in-365": (5, 365)}
+DEV_PSEUDONYM_KEY = "pathwatch-development-key-not-for-live-use"
+
+
+class Topics(BaseSettings):
+    """Kafka topic names (all internal topics hold pseudonyms only)."""
+
+    model_config = SettingsConfigDict(frozen=True)
+
+    events: str = "pathwatch.events"
+    hl7: str = "pathwatch.hl7"
+    fhir: str = "pathwatch.fhir"
+    observations: str = "pathwatch.observations"
+    clients: str = "pathwatch.clients"
+    ticks: str = "pathwatch.ticks"
+    alerts: str = "pathwatch.alerts"
+    dead_letters: str = "pathwatch.dead-letters"
+
+
+class Settings(BaseSettings):
+    """Every setting pathwatch reads. Build once with :func:`load_settings`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="PATHWATCH_", frozen=True, extra="forbid", env_nested_delimiter="__"
+    )
+    toml_file: ClassVar[Path | None] = None
+
+    # Time (DOMAIN.md section 2)
+    timezone: str = "UTC"
+    holidays: str = "US"
+    holidays_subdivision: str | None = None
+    allowed_lateness: Duration = timedelta(hours=72)
+
+    # Measures (section 3)
+    window_days: int = Field(28, ge=1)
+    referral_open_limit_days: int = Field(28, ge=1)
+    target_emergency_hours: float = Field(4, gt=0)
+    target_urgent_business_days: int = Field(1, ge=0)
+    target_routine_business_days: int = Field(10, ge=0)
+    frequent_crisis: str = "3-in-30"
+
+    # Alerts (section 4)
+    rate_targets: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_RATE_TARGETS))
+    rate_min_denominator: int = Field(10, ge=1)
+    spc_baseline_points: int = Field(12, ge=12)
+    runbook_url: str = "https://github.com/pathwatch/pathwatch/blob/main/docs/runbook.md"
+    alertmanager_url: str | None = None
+    alertmanager_resend: Duration = timedelta(minutes=1)
+    webhook_url: str | None = None
+    webhook_token: SecretStr | None = None
+
+    # Privacy (section 5)
+    pseudonym_key: SecretStr | None = None
+    allow_dev_key: bool = False
+    small_cell: int = Field(5, ge=0)
+
+    # Input
+    max_message_bytes: int = Field(1024 * 1024, ge=1024)
+    psychiatric_services: list[str] = Field(default_factory=lambda: ["PSY", "PSI", "MH"])
+    psychiatric_diagnosis_prefixes: list[str] = Field(default_factory=lambda: ["F", "X7", "X80", "X81", "X82", "X83"])
+
+    # Live stack
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    topics: Topics = Field(default_factory=Topics)
+    partitions: int = Field(8, ge=1)
+    replication_factor: int = Field(1, ge=1)
+    app_id: str = "pathwatch"
+    web_port: int = 6066
+    tick_interval: Duration = timedelta(seconds=5)
+    store: str = "memory://"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"{value!r} is not an IANA time zone name") from exc
+        return value
+
+    @field_validator("frequent_crisis")
+    @classmethod
+    def _known_definition(cls, value: str) -> str:
+        if value not in FREQUENT_CRISIS_DEFINITIONS:
+            names = ", ".join(FREQUENT_CRISIS_DEFINITIONS)
+            raise ValueError(f"{value!r} is not one of {names}")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if cls.toml_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=cls.toml_file))
+        return tuple(sources)
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def frequent_crisis_rule(self) -> tuple[int, int]:
+        """(K crises, D days) of the configured frequent-crisis definition."""
+        return FREQUENT_CRISIS_DEFINITIONS[self.frequent_crisis]
+
+    def pseudonym_key_bytes(self, *, live: bool) -> bytes:
+        """The HMAC key. Live workers refuse to start without one unless ``allow_dev_key``.
+
+        Raises ``ValueError`` when ``live`` and no key is set and the dev flag is off.
+        A replay without a key uses :data:`DEV_PSEUDONYM_KEY`; the caller warns.
+        """
+        if self.pseudonym_key is not None:
+            return self.pseudonym_key.get_secret_value().encode()
+        if live and not self.allow_dev_key:
+            raise ValueError(
+                "PATHWATCH_PSEUDONYM_KEY is not set: live workers refuse to start without it "
+                "(set PATHWATCH_ALLOW_DEV_KEY=true only for local testing)"
+            )
+        return DEV_PSEUDONYM_KEY.encode()
+
+    def masked(self) -> dict[str, Any]:
+        """A dump for the start-up log: secrets show as ``**********``."""
+        return self.model_dump(mode="json")
+
+
+def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
+    """Read settings once (the composition root calls this; nothing else reads the environment)."""
+
+    class _Loaded(Settings):
+        toml_file: ClassVar[Path | None] = config
+
+    loaded = _Loaded(**overrides)
+    return Settings.model_construct(**{name: getattr(loaded, name) for name in Settings.model_fields})
