@@ -1,0 +1,510 @@
+"""The metrics catalogue: one typed bundle of Prometheus metrics per worker (STYLE.md 8).
+
+:class:`Metrics` builds every pathwatch metric on the ``CollectorRegistry`` passed in, so a
+worker exposes one registry at ``/metrics`` and a test builds a fresh registry and reads it
+back with ``registry.get_sample_value``. docs/metrics.md is the human-readable catalogue;
+deploy/prometheus/rules and deploy/grafana/dashboards use only names defined here.
+
+Labels are bounded (DOMAIN.md section 5): team, measure, alertname, type, source, reason,
+receiver, outcome, topic, partition, quantile, days_remaining. Every label value written
+through the bundle passes :func:`label_guard`, which refuses anything that looks like a
+client, referral, encounter or event identifier; a refused value raises ``ValueError`` and
+nothing is written.
+
+Gauges of state (measures, waits, open alerts, obligations, consumer lag) are written with
+*replace* semantics: the ``set_*`` methods take the complete current picture, and a series
+not in it disappears. That is what keeps sums across workers right after a rebalance: a
+worker that lost a team or partition stops exporting it.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import Counter as Tally
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from datetime import datetime
+from functools import lru_cache
+from typing import Any, Final, NamedTuple, TypeVar
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client.registry import Collector
+
+from pathwatch.config import DEFAULT_RATE_TARGETS
+from schemas.deadletter import DeadLetterKind
+from schemas.model import EVENT_TYPES
+
+NAMESPACE: Final = "pathwatch"
+
+MEASURES: Final[tuple[str, ...]] = (
+    "followup_72h",
+    "followup_7d",
+    "followup_30d",
+    "readmission_30d",
+    "seen_within_target",
+    "lost_before_contact",
+    "first_contact_dna",
+    "repeat_crisis_30d",
+)
+"""The rate measures of DOMAIN.md section 3 (``referral_wait_days`` is exported as quantiles)."""
+
+WAIT_QUANTILES: Final[tuple[str, ...]] = ("0.5", "0.9")
+
+DAYS_REMAINING_BUCKETS: Final[tuple[str, ...]] = ("overdue", "0", "1", "2", "3-7", "8-30", "31+")
+"""Values of the ``days_remaining`` label of ``pathwatch_followup_obligations_open``."""
+
+DELIVERY_OUTCOMES: Final[tuple[str, ...]] = ("delivered", "retryable_error", "failed", "deduplicated")
+"""Suggested values of the ``outcome`` label of ``pathwatch_alert_deliveries_total``."""
+
+# Event time to processed can be sub-second live or up to the allowed lateness (72 h) for a
+# late event, so the buckets span both ends: 50 ms .. 3 days.
+LATENCY_BUCKETS_SECONDS: Final[tuple[float, ...]] = (
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0,
+    3600.0, 21600.0, 86400.0, 259200.0,
+)  # fmt: skip
+
+_MAX_LABEL_LENGTH: Final = 64
+_UUID = re.compile(r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}")
+_HEX_RUN = re.compile(r"[0-9a-fA-F]{16,}")
+_DIGIT_RUN = re.compile(r"\d{4,}")
+_MRN = re.compile(r"[A-Za-z]{2,}-?\d{4,}")
+_TOKEN = re.compile(r"[A-Za-z0-9+=]+")
+
+
+def label_guard(value: str) -> str:
+    """Return ``value`` if it is safe as a bounded label value; raise ``ValueError`` if not.
+
+    Refused, because they look like identifiers rather than categories: values longer than
+    64 characters; UUIDs; runs of 16 or more hex digits (pseudonyms, fingerprints); runs of
+    4 or more digits (MRNs, NHS numbers, numeric event ids, ``ABC-12345``); values longer
+    than 24 characters that contain a digit; and single tokens of 32 or more characters
+    (base64 pseudonyms). Team names, measure names, dead-letter kinds, publisher names such
+    as ``hospital/st-marys``, topic names and small partition numbers pass. The message
+    never repeats the value: it might be the very identifier being kept out of the metrics.
+    """
+    problem = _label_problem(value)
+    if problem is not None:
+        raise ValueError(f"label value refused ({problem}); metric labels must be bounded categories")
+    return value
+
+
+def _label_problem(value: str) -> str | None:
+    if len(value) > _MAX_LABEL_LENGTH:
+        return f"longer than {_MAX_LABEL_LENGTH} characters"
+    if _UUID.search(value):
+        return "looks like a UUID"
+    if _HEX_RUN.search(value):
+        return "contains a run of 16+ hex digits"
+    if _MRN.search(value) or _DIGIT_RUN.search(value):
+        return "contains a run of 4+ digits"
+    if len(value) > 24 and any(ch.isdigit() for ch in value):
+        return "longer than 24 characters with digits"
+    if any(len(token) >= 32 for token in _TOKEN.findall(value)):
+        return "contains a 32+ character token"
+    return None
+
+
+@lru_cache(maxsize=8192)
+def _guard_labels(values: tuple[str, ...]) -> None:
+    # Cached per label tuple: the hot path (one counter per event) pays a dict lookup.
+    for value in values:
+        label_guard(value)
+
+
+M = TypeVar("M", bound=MetricWrapperBase)
+
+
+class _Guarded(MetricWrapperBase):
+    """Mixin: every ``labels()`` call passes its values through :func:`label_guard` first."""
+
+    def labels(self: M, *labelvalues: object, **labelkwargs: object) -> M:
+        values = labelvalues or tuple(labelkwargs.values())
+        _guard_labels(tuple(str(v) for v in values))
+        return super().labels(*labelvalues, **labelkwargs)
+
+
+class GuardedCounter(_Guarded, Counter):
+    pass
+
+
+class GuardedGauge(_Guarded, Gauge):
+    pass
+
+
+class GuardedHistogram(_Guarded, Histogram):
+    pass
+
+
+def days_remaining_bucket(days: int) -> str:
+    """The ``days_remaining`` label for an obligation due in ``days`` whole local days.
+
+    Negative means overdue; 0 means due by the end of today.
+    """
+    if days < 0:
+        return "overdue"
+    if days <= 2:
+        return str(days)
+    if days <= 7:
+        return "3-7"
+    if days <= 30:
+        return "8-30"
+    return "31+"
+
+
+class MeasureRow(NamedTuple):
+    """One trailing-window cell: counts of index events for a team (or ``*``) and measure."""
+
+    team: str
+    measure: str
+    numerator: int
+    denominator: int
+
+
+class WaitRow(NamedTuple):
+    """Referral waits of a team over the trailing window; quantiles by nearest rank, in days."""
+
+    team: str
+    referrals: int
+    p50: float | None
+    p90: float | None
+
+
+class _WatermarkCollector(Collector):
+    """Watermarks per (topic, partition) and their lag behind the clock, computed at scrape.
+
+    The lag is computed when Prometheus scrapes, not when an event arrives, so a stream that
+    has stopped shows a growing lag instead of a frozen one.
+    """
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._watermarks: dict[tuple[str, str], float] = {}
+
+    def set(self, topic: str, partition: int, watermark: datetime) -> None:
+        if watermark.tzinfo is None:
+            raise ValueError("watermark must be timezone-aware")
+        key = (topic, str(partition))
+        _guard_labels(key)
+        self._watermarks[key] = watermark.timestamp()
+
+    def forget(self, topic: str, partitions: Iterable[int]) -> None:
+        for partition in partitions:
+            self._watermarks.pop((topic, str(partition)), None)
+
+    def describe(self) -> list[Any]:
+        return list(self._families({}, 0.0))
+
+    def collect(self) -> Iterator[Any]:
+        return iter(self._families(dict(self._watermarks), self._clock()))
+
+    @staticmethod
+    def _families(watermarks: dict[tuple[str, str], float], now: float) -> list[Any]:
+        from prometheus_client.core import GaugeMetricFamily
+
+        stamp = GaugeMetricFamily(
+            f"{NAMESPACE}_watermark_timestamp_seconds",
+            "Watermark (largest event time seen less the allowed lateness) per partition, Unix seconds.",
+            labels=["topic", "partition"],
+        )
+        lag = GaugeMetricFamily(
+            f"{NAMESPACE}_watermark_lag_seconds",
+            "Wall clock at scrape time minus the partition's watermark, in seconds.",
+            labels=["topic", "partition"],
+        )
+        for (topic, partition), value in sorted(watermarks.items()):
+            stamp.add_metric([topic, partition], value)
+            lag.add_metric([topic, partition], now - value)
+        return [stamp, lag]
+
+
+class Metrics:
+    """Every pathwatch metric, built on ``registry``; see docs/metrics.md for the catalogue.
+
+    Build one per process at the composition root and pass it to the stages that write
+    to it. ``clock`` (Unix seconds) is read only when Prometheus scrapes, to compute the
+    watermark lag. ``small_cell`` and ``rate_targets`` come from Settings and are exported
+    as gauges so that Prometheus rules and dashboards suppress and compare with the same
+    numbers the workers use. Building two bundles on one registry raises ``ValueError``
+    (duplicate metric names).
+    """
+
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        *,
+        clock: Callable[[], float] = time.time,
+        small_cell: int = 5,
+        rate_targets: Mapping[str, float] | None = None,
+        allowed_lateness_seconds: float = 72 * 3600.0,
+    ) -> None:
+        def gauge(name: str, doc: str, labels: tuple[str, ...] = ()) -> GuardedGauge:
+            return GuardedGauge(name, doc, labels, namespace=NAMESPACE, registry=registry)
+
+        def counter(name: str, doc: str, labels: tuple[str, ...]) -> GuardedCounter:
+            return GuardedCounter(name, doc, labels, namespace=NAMESPACE, registry=registry)
+
+        def histogram(name: str, doc: str, labels: tuple[str, ...]) -> GuardedHistogram:
+            return GuardedHistogram(
+                name, doc, labels, namespace=NAMESPACE, registry=registry, buckets=LATENCY_BUCKETS_SECONDS
+            )
+
+        # Measures
+        self.measure_numerator = gauge(
+            "measure_numerator", "Trailing-window numerator of a measure (index events).", ("team", "measure")
+        )
+        self.measure_denominator = gauge(
+            "measure_denominator",
+            "Trailing-window denominator of a measure (index events).",
+            ("team", "measure"),
+        )
+        self.measure_rate = gauge(
+            "measure_rate_ratio",
+            "Trailing-window numerator / denominator (absent while the denominator is 0).",
+            ("team", "measure"),
+        )
+        self.measure_target = gauge(
+            "measure_target_ratio", "Target rate of a measure (setting rate_targets).", ("measure",)
+        )
+        self.referral_wait = gauge(
+            "referral_wait_days",
+            "Referral-to-first-attended-contact wait quantile over the trailing window, in days (nearest rank).",
+            ("team", "quantile"),
+        )
+        self.referral_wait_referrals = gauge(
+            "referral_wait_referrals",
+            "Seen referrals in the trailing window the wait quantiles are over.",
+            ("team",),
+        )
+        self.care_gap_alerts_open = gauge(
+            "care_gap_alerts_open", "Care-gap alerts firing now (one per client).", ("alertname", "team")
+        )
+        self.system_alerts_open = gauge(
+            "system_alerts_open",
+            "System alerts (RateOffTarget, SpecialCause) firing now.",
+            ("alertname", "team", "measure"),
+        )
+        self.followup_obligations_open = gauge(
+            "followup_obligations_open",
+            "Eligible discharges still waiting for a follow-up, by whole days left to the deadline.",
+            ("team", "days_remaining"),
+        )
+        self.small_cell_threshold = gauge(
+            "small_cell_threshold",
+            "Cells with a numerator or denominator below this are suppressed in dashboards.",
+        )
+        self.allowed_lateness = gauge(
+            "allowed_lateness_seconds", "Allowed lateness of events (setting), in seconds."
+        )
+
+        # Pipeline
+        self.events = counter(
+            "events", "Events accepted (valid, not duplicates), by type and publisher.", ("type", "source")
+        )
+        self.dead_letters = counter(
+            "dead_letters", "Inputs sent to the dead-letter topic, by kind.", ("reason",)
+        )
+        self.duplicates = counter(
+            "duplicate_events", "Events ignored as duplicates of (source, id).", ("source",)
+        )
+        self.late_events = counter(
+            "late_events", "Events that arrived behind their partition's watermark.", ("type",)
+        )
+        self.corrections = counter(
+            "corrections", "Final measure outcomes revised by a late event.", ("measure",)
+        )
+        self.consumer_lag = gauge(
+            "consumer_lag_messages",
+            "Messages between the committed offset and the end of a partition.",
+            ("topic", "partition"),
+        )
+        self.processing_latency = histogram(
+            "event_processing_latency_seconds",
+            "Event time to processed by this worker, in seconds.",
+            ("type",),
+        )
+        self.alert_latency = histogram(
+            "alert_latency_seconds",
+            "Triggering event (or passed deadline) to alert emitted, in seconds.",
+            ("alertname",),
+        )
+        self.alert_deliveries = counter(
+            "alert_deliveries",
+            "Alert notifications attempted, by receiver and outcome.",
+            ("receiver", "outcome"),
+        )
+        self.watermarks = _WatermarkCollector(clock)
+        registry.register(self.watermarks)
+
+        self._current: dict[str, set[tuple[str, ...]]] = {}
+        self.small_cell_threshold.set(small_cell)
+        self.allowed_lateness.set(allowed_lateness_seconds)
+        targets = DEFAULT_RATE_TARGETS if rate_targets is None else rate_targets
+        for measure, target in targets.items():
+            self.measure_target.labels(measure).set(target)
+        # Known label values start at 0 so rate() and dashboards see them before the first event.
+        for kind in DeadLetterKind:
+            self.dead_letters.labels(kind.value)
+        for event_type in EVENT_TYPES:
+            self.late_events.labels(event_type)
+        for measure in MEASURES:
+            self.corrections.labels(measure)
+
+    # -- replace-semantics gauges ------------------------------------------------------
+
+    def _replace(self, metric: GuardedGauge, values: Mapping[tuple[str, ...], float]) -> None:
+        """Make ``metric``'s series exactly ``values``: stale series are removed, not zeroed."""
+        for key in values:
+            _guard_labels(key)
+        previous = self._current.get(metric._name, set())
+        for key in previous - values.keys():
+            metric.remove(*key)
+        for key, value in values.items():
+            metric.labels(*key).set(value)
+        self._current[metric._name] = set(values)
+
+    def set_measures(self, rows: Iterable[tuple[str, str, int, int]]) -> None:
+        """Replace the measure gauges with ``rows`` of (team, measure, numerator, denominator).
+
+        Call after each window sweep with every cell this worker owns (including ``*``
+        if it owns it). The rate is numerator / denominator and is absent where the
+        denominator is 0. Raises ``ValueError`` (and changes nothing) if a label fails the
+        guard or a count is negative or the numerator exceeds the denominator.
+        """
+        numerators: dict[tuple[str, ...], float] = {}
+        denominators: dict[tuple[str, ...], float] = {}
+        rates: dict[tuple[str, ...], float] = {}
+        for team, measure, numerator, denominator in rows:
+            if numerator < 0 or denominator < 0 or numerator > denominator:
+                raise ValueError(f"measure {measure}: need 0 <= numerator <= denominator")
+            key = (team, measure)
+            _guard_labels(key)
+            numerators[key] = numerator
+            denominators[key] = denominator
+            if denominator > 0:
+                rates[key] = numerator / denominator
+        self._replace(self.measure_numerator, numerators)
+        self._replace(self.measure_denominator, denominators)
+        self._replace(self.measure_rate, rates)
+
+    def set_waits(self, rows: Iterable[tuple[str, int, float | None, float | None]]) -> None:
+        """Replace the wait gauges with ``rows`` of (team, referrals, p50, p90), waits in days.
+
+        A quantile of None (no seen referrals) exports no series for it; the count is
+        always exported so dashboards can suppress small cells.
+        """
+        quantiles: dict[tuple[str, ...], float] = {}
+        counts: dict[tuple[str, ...], float] = {}
+        for team, referrals, p50, p90 in rows:
+            counts[(team,)] = referrals
+            for quantile, value in zip(WAIT_QUANTILES, (p50, p90), strict=True):
+                if value is not None:
+                    quantiles[(team, quantile)] = value
+        self._replace(self.referral_wait_referrals, counts)
+        self._replace(self.referral_wait, quantiles)
+
+    def set_care_gap_alerts_open(self, counts: Mapping[tuple[str, str], int]) -> None:
+        """Replace open care-gap alert counts, keyed by (alertname, team)."""
+        self._replace(self.care_gap_alerts_open, {key: float(n) for key, n in counts.items()})
+
+    def set_system_alerts_open(self, counts: Mapping[tuple[str, str, str], int]) -> None:
+        """Replace open system alert counts, keyed by (alertname, team, measure)."""
+        self._replace(self.system_alerts_open, {key: float(n) for key, n in counts.items()})
+
+    def set_followup_obligations_open(self, obligations: Iterable[tuple[str, int]]) -> None:
+        """Replace open follow-up obligations from (team, whole days remaining) pairs, one per discharge.
+
+        Days are bucketed with :func:`days_remaining_bucket`; every team seen gets every
+        bucket (zeros included) so the dashboard's bars do not come and go.
+        """
+        tally = Tally((team, days_remaining_bucket(days)) for team, days in obligations)
+        teams = {team for team, _ in tally}
+        values: dict[tuple[str, ...], float] = {
+            (team, bucket): tally.get((team, bucket), 0)
+            for team in teams
+            for bucket in DAYS_REMAINING_BUCKETS
+        }
+        self._replace(self.followup_obligations_open, values)
+
+    def set_consumer_lag(self, lags: Mapping[tuple[str, int], int]) -> None:
+        """Replace consumer lag, keyed by (topic, partition), for the partitions assigned now."""
+        self._replace(
+            self.consumer_lag, {(topic, str(partition)): lag for (topic, partition), lag in lags.items()}
+        )
+
+    # -- per-event writes ----------------------------------------------------------------
+
+    def count_event(self, event_type: str, source: str) -> None:
+        """One accepted event (valid, not a duplicate)."""
+        self.events.labels(event_type, source).inc()
+
+    def count_dead_letter(self, kind: DeadLetterKind) -> None:
+        self.dead_letters.labels(kind.value).inc()
+
+    def count_duplicate(self, source: str) -> None:
+        self.duplicates.labels(source).inc()
+
+    def count_late_event(self, event_type: str) -> None:
+        self.late_events.labels(event_type).inc()
+
+    def count_correction(self, measure: str) -> None:
+        self.corrections.labels(measure).inc()
+
+    def count_delivery(self, receiver: str, outcome: str) -> None:
+        """One notification attempt; ``outcome`` one of :data:`DELIVERY_OUTCOMES` by convention."""
+        self.alert_deliveries.labels(receiver, outcome).inc()
+
+    def observe_processing_latency(self, event_type: str, seconds: float) -> None:
+        """Event time to processed; negative values (clock skew) are recorded as 0."""
+        self.processing_latency.labels(event_type).observe(max(seconds, 0.0))
+
+    def observe_alert_latency(self, alertname: str, seconds: float) -> None:
+        """Triggering event time (or the deadline that passed) to alert emitted."""
+        self.alert_latency.labels(alertname).observe(max(seconds, 0.0))
+
+    def set_watermark(self, topic: str, partition: int, watermark: datetime) -> None:
+        """The partition's current watermark (timezone-aware)."""
+        self.watermarks.set(topic, partition, watermark)
+
+    def revoke_partitions(self, topic: str, partitions: Iterable[int]) -> None:
+        """Stop exporting watermark and consumer lag for partitions this worker no longer owns."""
+        gone = {str(p) for p in partitions}
+        self.watermarks.forget(topic, (int(p) for p in gone))
+        current = self._current.get(self.consumer_lag._name, set())
+        kept = {key for key in current if not (key[0] == topic and key[1] in gone)}
+        for key in current - kept:
+            self.consumer_lag.remove(*key)
+        self._current[self.consumer_lag._name] = kept
+
+
+def metric_names() -> frozenset[str]:
+    """Every sample name the bundle exports (``_total``, ``_bucket`` etc. included).
+
+    Used by the dashboard and rule tests to check that each PromQL expression names only
+    catalogued metrics. Builds a throwaway bundle on a fresh registry.
+    """
+    registry = CollectorRegistry()
+    Metrics(registry)
+    names: set[str] = set()
+    for family in registry.collect():
+        if family.type == "counter":
+            names.update({f"{family.name}_total", f"{family.name}_created"})
+        elif family.type == "histogram":
+            names.update({f"{family.name}_{suffix}" for suffix in ("bucket", "count", "sum", "created")})
+        else:
+            names.add(family.name)
+    return frozenset(names)
+
+
+__all__ = [
+    "DAYS_REMAINING_BUCKETS",
+    "DELIVERY_OUTCOMES",
+    "LATENCY_BUCKETS_SECONDS",
+    "MEASURES",
+    "MeasureRow",
+    "Metrics",
+    "WaitRow",
+    "days_remaining_bucket",
+    "label_guard",
+    "metric_names",
+]
