@@ -1,0 +1,57 @@
+"""docker-compose.yml cannot run here (no Docker engine); keep it valid and true to scripts/stack."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def test_compose_has_every_service() -> None:
+    assert set(COMPOSE["services"]) == {"kafka", "redis", "alertmanager", "worker", "prometheus", "grafana"}
+
+
+def test_every_referenced_file_exists() -> None:
+    for name, service in COMPOSE["services"].items():
+        for volume in service.get("volumes", []):
+            host = volume.split(":", 1)[0]
+            assert (ROOT / host).exists(), f"{name} mounts {host}, which is missing"
+        build = service.get("build")
+        if build:
+            assert (ROOT / build["context"] / build["dockerfile"]).is_file(), name
+
+
+def test_ports_are_published_once() -> None:
+    published = [p.split(":")[0] for s in COMPOSE["services"].values() for p in s.get("ports", [])]
+    assert len(published) == len(set(published))
+    assert {"9092", "6379", "9093", "9090", "3000", "6066"} <= set(published)
+
+
+def test_kafka_mirrors_the_stack_script() -> None:
+    pom = (ROOT / "deploy/kafka/pom.xml").read_text()
+    version = re.search(r"<kafka.version>(.+)</kafka.version>", pom)
+    assert version is not None
+    kafka = COMPOSE["services"]["kafka"]
+    assert kafka["image"] == f"apache/kafka:{version.group(1)}"
+    env = kafka["environment"]
+    assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
+    script = (ROOT / "scripts/stack").read_text()
+    for key in ("offsets.topic.replication.factor=1", "group.initial.rebalance.delay.ms=0", "offsets.topic.num.partitions=8"):
+        assert key in script
+        env_name = "KAFKA_" + key.split("=")[0].upper().replace(".", "_")
+        assert env[env_name] == key.split("=")[1], env_name
+
+
+def test_worker_needs_a_pseudonym_key() -> None:
+    env = COMPOSE["services"]["worker"]["environment"]
+    assert env["PATHWATCH_PSEUDONYM_KEY"].startswith("${PATHWATCH_PSEUDONYM_KEY:?")
+    assert env["PATHWATCH_KAFKA_BOOTSTRAP"] == "kafka:9092"
+
+
+def test_redis_has_no_persistence_like_the_stack() -> None:
+    command = COMPOSE["services"]["redis"]["command"]
+    assert "--appendonly" in command and command[command.index("--appendonly") + 1] == "no"

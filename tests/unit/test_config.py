@@ -1,0 +1,69 @@
+"""Settings: environment and TOML sources, durations, refusal without a pseudonym key, masking."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from pathwatch.config import DEV_PSEUDONYM_KEY, load_settings, parse_duration
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("72h", timedelta(hours=72)), ("30m", timedelta(minutes=30)), ("7d", timedelta(days=7)),
+     ("90s", timedelta(seconds=90)), ("15", timedelta(seconds=15)), (3600, timedelta(hours=1))],
+)
+def test_durations(text: str | int, expected: timedelta) -> None:
+    assert parse_duration(text) == expected
+
+
+def test_bad_duration_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="not a duration"):
+        parse_duration("soon")
+
+
+def test_defaults_follow_the_domain_contract(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("PATHWATCH_TIMEZONE", "PATHWATCH_HOLIDAYS", "PATHWATCH_ALLOWED_LATENESS"):
+        monkeypatch.delenv(name, raising=False)
+    settings = load_settings()
+    assert settings.timezone == "UTC"
+    assert settings.holidays == "US"
+    assert settings.allowed_lateness == timedelta(hours=72)
+    assert settings.rate_targets == {"followup_72h": 0.80, "followup_7d": 0.70, "seen_within_target": 0.80}
+    assert settings.frequent_crisis_rule == (3, 30)
+
+
+def test_environment_then_toml(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    toml = tmp_path / "pathwatch.toml"
+    toml.write_text('timezone = "Europe/London"\nallowed_lateness = "48h"\nwindow_days = 14\n')
+    monkeypatch.setenv("PATHWATCH_TIMEZONE", "America/New_York")
+    settings = load_settings(toml)
+    assert settings.timezone == "America/New_York"  # the environment wins
+    assert settings.allowed_lateness == timedelta(hours=48)
+    assert settings.window_days == 14
+
+
+def test_unknown_timezone_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATHWATCH_TIMEZONE", "Mars/Olympus")
+    with pytest.raises(ValidationError, match="IANA"):
+        load_settings()
+
+
+def test_live_refuses_without_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PATHWATCH_PSEUDONYM_KEY", raising=False)
+    monkeypatch.delenv("PATHWATCH_ALLOW_DEV_KEY", raising=False)
+    settings = load_settings()
+    with pytest.raises(ValueError, match="refuse to start"):
+        settings.pseudonym_key_bytes(live=True)
+    assert settings.pseudonym_key_bytes(live=False) == DEV_PSEUDONYM_KEY.encode()
+
+
+def test_secret_is_masked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATHWATCH_PSEUDONYM_KEY", "s3cret-key-value")
+    settings = load_settings()
+    assert settings.pseudonym_key_bytes(live=True) == b"s3cret-key-value"
+    assert "s3cret-key-value" not in str(settings.masked())
+    assert "s3cret-key-value" not in repr(settings)
