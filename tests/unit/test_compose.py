@@ -54,4 +54,5 @@ def test_worker_needs_a_pseudonym_key() -> None:
 
 def test_redis_has_no_persistence_like_the_stack() -> None:
     command = COMPOSE["services"]["redis"]["command"]
-    assert "--appendonly" in command and command[command.index("--appendonly") + 1] == "no"
+    assert "--appendonly" in command
+    assert command[command.index("--appendonly") + 1] == "no"
