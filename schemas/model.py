@@ -9,7 +9,7 @@ carry ``Event`` values encoded with :func:`encode_event`.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Final, Literal
+from typing import Annotated, Final, Literal
 
 import msgspec
 
@@ -49,54 +49,58 @@ Disposition = Literal[
     "other",
 ]
 
+# Identifiers and team names must be non-empty when decoded from a publisher's message;
+# the JSON Schemas in schemas/json say the same with minLength 1.
+NonEmptyStr = Annotated[str, msgspec.Meta(min_length=1)]
+
 UNASSIGNED: Final = "unassigned"
 ALL_TEAMS: Final = "*"
 
 
 class ReferralReceived(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
-    referral_id: str
-    team: str
+    referral_id: NonEmptyStr
+    team: NonEmptyStr
     urgency: Urgency
     referral_source: str | None = None
 
 
 class ReferralClosed(msgspec.Struct, frozen=True):
-    referral_id: str
+    referral_id: NonEmptyStr
     reason: CloseReason
 
 
 class Contact(msgspec.Struct, frozen=True):
-    contact_id: str
-    team: str
+    contact_id: NonEmptyStr
+    team: NonEmptyStr
     status: ContactStatus
     mode: ContactMode
-    referral_id: str | None = None
+    referral_id: NonEmptyStr | None = None
 
 
 class Crisis(msgspec.Struct, frozen=True):
-    crisis_id: str
+    crisis_id: NonEmptyStr
     setting: CrisisSetting
-    team: str | None = None
+    team: NonEmptyStr | None = None
 
 
 class Admission(msgspec.Struct, frozen=True):
-    encounter_id: str
-    facility: str
+    encounter_id: NonEmptyStr
+    facility: NonEmptyStr
     setting: EncounterSetting
     psychiatric: bool
 
 
 class Discharge(msgspec.Struct, frozen=True):
-    encounter_id: str
-    facility: str
+    encounter_id: NonEmptyStr
+    facility: NonEmptyStr
     setting: EncounterSetting
     psychiatric: bool
     disposition: Disposition
-    team: str | None = None
+    team: NonEmptyStr | None = None
 
 
 class Cancel(msgspec.Struct, frozen=True):
-    cancels: str
+    cancels: NonEmptyStr
     reason: str | None = None
 
 

@@ -1,0 +1,387 @@
+"""The one decode path: bytes from any publisher -> a validated, pseudonymised ``Event`` or a ``DeadLetter``.
+
+Every driver (replay, live workers, ``pathwatch validate``, the HL7 and FHIR adapters) calls
+:meth:`Decoder.decode`. It has two paths that accept exactly the same inputs:
+
+* the fast path decodes the CloudEvents envelope and its ``data`` in one msgspec pass into
+  the typed structs of :mod:`schemas.model` (replay must run at about 100k events/s);
+* when the fast path rejects an input, the slow path works out why: not UTF-8 or not JSON,
+  an unknown ``type``, or the first violation of the shipped JSON Schema (draft 2020-12,
+  ``schemas/json/<type>.schema.json``) with its path, e.g.
+  ``data.urgency: 'soon' is not one of emergency, urgent, routine``.
+
+Oversized inputs are rejected before any parsing. The raw ``subject`` is replaced by its
+keyed pseudonym (:mod:`schemas.pseudonym`) and never appears in a reason. A dead-letter
+record holds the original bytes and so goes only to the dead-letter topic.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from collections.abc import Mapping
+from datetime import datetime
+from functools import cache
+from importlib import resources
+from typing import TYPE_CHECKING, Annotated, Any, Final, Literal, cast
+
+import jsonschema
+import msgspec
+from jsonschema.exceptions import ValidationError, best_match
+
+from schemas.deadletter import DeadLetter, DeadLetterKind, Origin
+from schemas.model import (
+    DATA_TYPES,
+    EVENT_TYPES,
+    Admission,
+    Cancel,
+    Contact,
+    Crisis,
+    Discharge,
+    Event,
+    EventType,
+    NonEmptyStr,
+    ReferralClosed,
+    ReferralReceived,
+)
+from schemas.pseudonym import Pseudonymiser
+
+if TYPE_CHECKING:
+    from pathwatch.config import Settings
+
+AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
+
+SCHEMA_BASE_URI: Final = "https://schemas.pathwatch.org/events/v1/"
+ENVELOPE: Final = "envelope"
+_REASON_VALUE_CHARS: Final = 60
+_HAS_TIME_NO_OFFSET = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?$")
+_MSGSPEC_PATH = re.compile(r" - at `\$(.*)`$")
+
+
+class _Envelope(msgspec.Struct, frozen=True, tag_field="type"):
+    specversion: Literal["1.0"]
+    id: NonEmptyStr
+    source: NonEmptyStr
+    time: AwareDatetime
+    subject: NonEmptyStr
+
+
+class _ReferralReceivedEnvelope(_Envelope, frozen=True, tag="referral.received"):
+    data: ReferralReceived
+
+
+class _ReferralClosedEnvelope(_Envelope, frozen=True, tag="referral.closed"):
+    data: ReferralClosed
+
+
+class _ContactEnvelope(_Envelope, frozen=True, tag="contact"):
+    data: Contact
+
+
+class _CrisisEnvelope(_Envelope, frozen=True, tag="crisis"):
+    data: Crisis
+
+
+class _AdmissionEnvelope(_Envelope, frozen=True, tag="admission"):
+    data: Admission
+
+
+class _DischargeEnvelope(_Envelope, frozen=True, tag="discharge"):
+    data: Discharge
+
+
+class _CancelEnvelope(_Envelope, frozen=True, tag="cancel"):
+    data: Cancel
+
+
+_ENVELOPES: Final[tuple[type[_Envelope], ...]] = (
+    _ReferralReceivedEnvelope,
+    _ReferralClosedEnvelope,
+    _ContactEnvelope,
+    _CrisisEnvelope,
+    _AdmissionEnvelope,
+    _DischargeEnvelope,
+    _CancelEnvelope,
+)
+_TYPE_OF: Final[dict[type[_Envelope], EventType]] = {
+    cls: cast(EventType, cls.__struct_config__.tag) for cls in _ENVELOPES
+}
+_AnyEnvelope = (
+    _ReferralReceivedEnvelope
+    | _ReferralClosedEnvelope
+    | _ContactEnvelope
+    | _CrisisEnvelope
+    | _AdmissionEnvelope
+    | _DischargeEnvelope
+    | _CancelEnvelope
+)
+
+
+@cache
+def _load_schema(name: str) -> dict[str, Any]:
+    text = resources.files("schemas").joinpath("json", f"{name}.schema.json").read_text("utf-8")
+    loaded: dict[str, Any] = json.loads(text)
+    return loaded
+
+
+def schema_for(event_type: str) -> dict[str, Any]:
+    """The shipped JSON Schema of ``event_type`` (or ``"envelope"``), as a fresh dict.
+
+    Raises ``KeyError`` for a name that is neither an event type nor ``"envelope"``.
+    """
+    if event_type not in DATA_TYPES and event_type != ENVELOPE:
+        raise KeyError(event_type)
+    return copy.deepcopy(_load_schema(event_type))
+
+
+_format_checker = jsonschema.FormatChecker(formats=())
+
+
+@_format_checker.checks("date-time")
+def _is_aware_datetime(value: object) -> bool:
+    # The schema's date-time must accept exactly what the fast path accepts, so both use msgspec.
+    if not isinstance(value, str):
+        return True
+    try:
+        msgspec.convert(value, AwareDatetime)
+    except msgspec.ValidationError:
+        return False
+    return True
+
+
+@cache
+def _validator(name: str) -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(_load_schema(name), format_checker=_format_checker)
+
+
+def schema_errors(obj: object) -> list[ValidationError]:
+    """Every JSON Schema violation of ``obj`` (empty when valid), against its type's schema.
+
+    An object whose ``type`` is not a known event type is checked against the envelope
+    schema only. Used by :class:`Decoder` and by tests comparing the two paths.
+    """
+    event_type = obj.get("type") if isinstance(obj, dict) else None
+    name = event_type if isinstance(event_type, str) and event_type in DATA_TYPES else ENVELOPE
+    return list(_validator(name).iter_errors(obj))
+
+
+class Decoder:
+    """Decodes publisher messages. Build one per worker; ``decode`` is safe to call at any rate."""
+
+    __slots__ = ("_max_bytes", "_pseudonymiser", "_fast")
+
+    def __init__(self, key: bytes, max_bytes: int) -> None:
+        """``key`` is the HMAC key (non-empty); ``max_bytes`` the largest accepted message."""
+        if max_bytes < 1:
+            raise ValueError("max_bytes must be positive")
+        self._max_bytes = max_bytes
+        self._pseudonymiser = Pseudonymiser(key)
+        self._fast = msgspec.json.Decoder(_AnyEnvelope)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, live: bool) -> Decoder:
+        """A decoder from settings. Raises ``ValueError`` when ``live`` and no key is configured
+        (unless ``allow_dev_key``): live workers must refuse to start (DOMAIN.md section 6)."""
+        return cls(settings.pseudonym_key_bytes(live=live), settings.max_message_bytes)
+
+    @property
+    def pseudonymiser(self) -> Pseudonymiser:
+        return self._pseudonymiser
+
+    @property
+    def max_bytes(self) -> int:
+        return self._max_bytes
+
+    def decode(self, raw: bytes, origin: Origin) -> Event | DeadLetter:
+        """One message -> an ``Event`` (``client`` = pseudonym of ``subject``) or one ``DeadLetter``.
+
+        Never raises, whatever the bytes. Inputs longer than ``max_bytes`` are rejected unread;
+        their dead-letter record keeps only the first ``max_bytes`` bytes, so that the record
+        itself stays publishable.
+        """
+        size = len(raw)
+        if size > self._max_bytes:
+            return DeadLetter(
+                DeadLetterKind.OVERSIZED,
+                f"message is {size} bytes, over the limit of {self._max_bytes} bytes "
+                f"(the dead-letter record keeps the first {self._max_bytes})",
+                "",
+                origin,
+                bytes(raw[: self._max_bytes]),
+            )
+        return self._decode(raw, bytes(raw), origin)
+
+    def decode_obj(self, obj: Mapping[str, Any], raw: bytes, origin: Origin) -> Event | DeadLetter:
+        """Decode an already-parsed CloudEvent (a JSON-compatible mapping); ``raw`` is kept as
+        the original bytes of any dead-letter record. Never raises."""
+        try:
+            encoded = msgspec.json.encode(obj)
+        except Exception as exc:  # any unencodable value is a schema problem of this input
+            return DeadLetter(
+                DeadLetterKind.SCHEMA, f"event: not JSON-compatible ({type(exc).__name__})", "", origin, raw
+            )
+        if len(encoded) > self._max_bytes:
+            return DeadLetter(
+                DeadLetterKind.OVERSIZED,
+                f"event is {len(encoded)} bytes as JSON, over the limit of {self._max_bytes} bytes",
+                "",
+                origin,
+                bytes(raw[: self._max_bytes]),
+            )
+        return self._decode(encoded, raw, origin)
+
+    def _decode(self, buf: bytes, original: bytes, origin: Origin) -> Event | DeadLetter:
+        try:
+            env = self._fast.decode(buf)
+        except Exception as exc:  # msgspec errors, UnicodeDecodeError, RecursionError: all explained below
+            return self._explain(buf, original, origin, exc)
+        return Event(
+            env.source,
+            env.id,
+            _TYPE_OF[type(env)],
+            env.time,
+            self._pseudonymiser.pseudonym(env.subject),
+            env.data,
+        )
+
+    def _explain(self, buf: bytes, original: bytes, origin: Origin, fast_error: BaseException) -> DeadLetter:
+        try:
+            return _explain(buf, original, origin, fast_error)
+        except Exception as exc:  # last resort: decode must never raise
+            return DeadLetter(
+                DeadLetterKind.SCHEMA, f"event: could not be checked ({type(exc).__name__})", "", origin, original
+            )
+
+
+def _explain(buf: bytes, original: bytes, origin: Origin, fast_error: BaseException) -> DeadLetter:
+    try:
+        buf.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return DeadLetter(
+            DeadLetterKind.NOT_JSON, f"not UTF-8: invalid byte at offset {exc.start}", "", origin, original
+        )
+    try:
+        obj = msgspec.json.decode(buf)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        return DeadLetter(DeadLetterKind.NOT_JSON, f"not JSON: {exc}", "", origin, original)
+    except RecursionError:
+        return DeadLetter(DeadLetterKind.NOT_JSON, "not JSON: nested too deeply", "", origin, original)
+    if not isinstance(obj, dict):
+        return DeadLetter(
+            DeadLetterKind.SCHEMA, f"event: expected a JSON object, got {_kind(obj)}", "", origin, original
+        )
+    subject = obj.get("subject")
+    event_type = obj.get("type")
+    if isinstance(event_type, str) and event_type not in DATA_TYPES:
+        reason = f"type: {_short(event_type, subject)} is not a known event type (one of {', '.join(EVENT_TYPES)})"
+        return DeadLetter(DeadLetterKind.UNKNOWN_TYPE, _redact(reason, subject), "type", origin, original)
+    errors = schema_errors(obj)
+    if not errors:
+        # The two paths disagree (tests guard against it); still reject, with msgspec's words.
+        message = str(fast_error)
+        match = _MSGSPEC_PATH.search(message)
+        path = _dotted_msgspec(match.group(1)) if match else ""
+        reason = f"{path or 'event'}: {_MSGSPEC_PATH.sub('', message)}"
+        return DeadLetter(DeadLetterKind.SCHEMA, _redact(reason, subject), path, origin, original)
+    primary = best_match(errors)
+    assert primary is not None
+    path, reason = describe_error(primary, subject)
+    # A bad time breaks both its pattern and its format: count fields, not violations.
+    more = len({describe_error(error)[0] for error in errors} - {path})
+    if more:
+        reason += f" (and {more} more field{'s' if more > 1 else ''} with errors)"
+    return DeadLetter(DeadLetterKind.SCHEMA, _redact(reason, subject), path, origin, original)
+
+
+def describe_error(error: ValidationError, subject: object = None) -> tuple[str, str]:
+    """(path, reason) of one JSON Schema violation, in pathwatch's words.
+
+    The path is dotted (``data.urgency``, ``items[2]``); for a missing field it names the
+    field. Values are quoted only for enumerations, constants and times, cut to 60
+    characters, and never when they are the event's ``subject`` (pass it as ``subject``).
+    """
+    path = _dotted(error.absolute_path)
+    validator = error.validator
+    instance = error.instance
+    expected: Any = error.validator_value
+    if validator == "required":
+        missing = next(
+            (name for name in expected if error.message == f"{name!r} is a required property"),
+            None,
+        )
+        if missing is not None:
+            path = f"{path}.{missing}" if path else str(missing)
+        return path, f"{path or 'event'}: required field is missing"
+    where = path or "event"
+    if validator == "type":
+        names = " or ".join(expected) if isinstance(expected, list) else str(expected)
+        return path, f"{where}: expected {names}, got {_kind(instance)}"
+    if path == "subject" or path.startswith("subject."):
+        return path, f"{where}: is not valid ({validator})"
+    if validator == "enum":
+        options = ", ".join(str(v) for v in expected)
+        return path, f"{where}: {_short(instance, subject)} is not one of {options}"
+    if validator == "const":
+        return path, f"{where}: must be {_short(expected, subject)}, got {_short(instance, subject)}"
+    if validator == "minLength":
+        return path, f"{where}: must not be empty"
+    if validator in ("pattern", "format"):
+        if isinstance(instance, str) and _HAS_TIME_NO_OFFSET.match(instance):
+            return path, f"{where}: {_short(instance, subject)} has no UTC offset (RFC 3339 needs Z or +hh:mm)"
+        return path, f"{where}: {_short(instance, subject)} is not an RFC 3339 date-time with a UTC offset"
+    return path, f"{where}: {error.message}"
+
+
+def _dotted(parts: Any) -> str:
+    out = ""
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _dotted_msgspec(path: str) -> str:
+    return path[1:] if path.startswith(".") else path
+
+
+def _kind(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__
+
+
+def _short(value: object, subject: object = None) -> str:
+    if isinstance(value, str) and value == subject:
+        return "<subject>"
+    if isinstance(value, str):
+        cut = value if len(value) <= _REASON_VALUE_CHARS else value[:_REASON_VALUE_CHARS] + "..."
+        return repr(cut)
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    if isinstance(value, int | float):
+        return repr(value)
+    return f"an {_kind(value)}" if _kind(value)[0] in "aeiou" else f"a {_kind(value)}"
+
+
+def _redact(reason: str, subject: object) -> str:
+    # A reason is built from field values; should one equal the subject, hide it all the same.
+    if isinstance(subject, str) and subject:
+        for form in (subject, repr(subject)[1:-1]):
+            if form in reason:
+                reason = reason.replace(form, "<subject>")
+    return reason
