@@ -1,0 +1,264 @@
+"""The notification log: what each receiver has been told, and the pure dedup decision.
+
+An entry per (receiver, alert fingerprint) holds the last alert state delivered to that
+receiver and when. :func:`needs_update` decides from (entry, alert, now) alone whether to
+send, like Alertmanager's ``DedupStage.needsUpdate``; it is a pure function so every case is
+a row in a table test.
+
+Two implementations of :class:`NotificationLog`: :class:`RedisNotificationLog` (shared by all
+workers, survives restarts) and :class:`MemoryNotificationLog` (tests, replay). Redis keys
+hold the receiver name and the fingerprint only; values hold the alert (labels carry a
+pseudonym, never a raw identifier).
+
+Re-fires: an alert that fires again after it resolved must carry a ``starts_at`` later than
+the episode the receiver already knows; a firing or resolved state of an *older* episode is
+``STALE`` (a replay after a restart re-emits old transitions, and they must not be resent).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any, Protocol
+
+from alerts.model import Alert, Status
+
+
+class NotifyReason(StrEnum):
+    """Why a receiver is (or is not) notified of an alert state."""
+
+    NEW_FIRING = "new firing alert"
+    RESOLVED = "alert resolved"
+    REPEAT = "repeat interval elapsed"
+    RESOLVED_NOT_SENT = "resolved, receiver does not take resolved alerts"
+    ALREADY_SENT = "already sent"
+    STALE = "older than what the receiver was told"
+    NEVER_FIRED = "resolved, receiver was never told it fired"
+
+    @property
+    def send(self) -> bool:
+        """The receiver gets the alert."""
+        return self in _SEND
+
+    @property
+    def record(self) -> bool:
+        """The log is updated (after a successful send when :attr:`send`)."""
+        return self in _SEND or self is NotifyReason.RESOLVED_NOT_SENT
+
+
+_SEND = frozenset({NotifyReason.NEW_FIRING, NotifyReason.RESOLVED, NotifyReason.REPEAT})
+
+
+@dataclass(frozen=True, slots=True)
+class LogEntry:
+    """The last state of an alert delivered to one receiver, and when it was delivered."""
+
+    alert: Alert
+    sent_at: datetime
+
+    def to_json(self) -> bytes:
+        a = self.alert
+        return json.dumps(
+            {
+                "labels": dict(a.labels),
+                "annotations": dict(a.annotations),
+                "startsAt": a.starts_at.isoformat(),
+                "endsAt": None if a.ends_at is None else a.ends_at.isoformat(),
+                "sentAt": self.sent_at.isoformat(),
+            },
+            sort_keys=True,
+        ).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> LogEntry:
+        """Raises ``ValueError`` on anything :meth:`to_json` did not write."""
+        try:
+            doc = json.loads(data)
+            ends = doc["endsAt"]
+            alert = Alert(
+                labels=dict(doc["labels"]),
+                starts_at=datetime.fromisoformat(doc["startsAt"]),
+                ends_at=None if ends is None else datetime.fromisoformat(ends),
+                annotations=dict(doc["annotations"]),
+            )
+            return cls(alert=alert, sent_at=datetime.fromisoformat(doc["sentAt"]))
+        except (KeyError, TypeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"not a notification log entry: {exc}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class ResendPolicy:
+    """A receiver's re-send rules.
+
+    ``repeat_interval``: re-send an unchanged state this often (None: never).
+    ``resolved_retention``: how long after ``ends_at`` a resolved alert keeps being re-sent
+    at ``repeat_interval`` (Alertmanager expects resolved alerts for a while; zero: once).
+    ``send_resolved``: whether the receiver gets resolved alerts at all.
+    """
+
+    repeat_interval: timedelta | None = None
+    resolved_retention: timedelta = timedelta(0)
+    send_resolved: bool = True
+
+
+def needs_update(entry: LogEntry | None, alert: Alert, now: datetime, policy: ResendPolicy) -> NotifyReason:
+    """Decide whether ``alert`` goes to a receiver whose log entry is ``entry``.
+
+    Pure: the same arguments always give the same reason. ``now`` must be timezone-aware.
+    """
+    firing = alert.status is Status.FIRING
+    if entry is None:
+        return NotifyReason.NEW_FIRING if firing else NotifyReason.NEVER_FIRED
+
+    known = entry.alert
+    if alert.starts_at < known.starts_at:
+        return NotifyReason.STALE
+    newer_episode = alert.starts_at > known.starts_at
+    known_firing = known.status is Status.FIRING
+
+    if firing:
+        if newer_episode:
+            return NotifyReason.NEW_FIRING
+        if not known_firing:
+            return NotifyReason.STALE
+        return NotifyReason.REPEAT if _repeat_due(entry, now, policy) else NotifyReason.ALREADY_SENT
+
+    # The alert is resolved.
+    if known_firing:
+        return NotifyReason.RESOLVED if policy.send_resolved else NotifyReason.RESOLVED_NOT_SENT
+    if newer_episode:
+        return NotifyReason.NEVER_FIRED
+    assert known.ends_at is not None
+    if (
+        policy.send_resolved
+        and now < known.ends_at + policy.resolved_retention
+        and _repeat_due(entry, now, policy)
+    ):
+        return NotifyReason.REPEAT
+    return NotifyReason.ALREADY_SENT
+
+
+def _repeat_due(entry: LogEntry, now: datetime, policy: ResendPolicy) -> bool:
+    return policy.repeat_interval is not None and now - entry.sent_at >= policy.repeat_interval
+
+
+class NotificationLog(Protocol):
+    """Where deliveries are recorded. Every method may raise on a storage outage; callers
+    keep the alerts and retry later rather than send without knowing."""
+
+    async def get_many(self, receiver: str, fingerprints: Iterable[str]) -> dict[str, LogEntry]:
+        """Entries of ``receiver`` for those fingerprints that have one."""
+        ...
+
+    async def record(self, receiver: str, entries: Iterable[LogEntry]) -> None:
+        """Store entries (each replaces the previous one of its fingerprint)."""
+        ...
+
+    async def entries(self, receiver: str) -> list[LogEntry]:
+        """Every live entry of ``receiver`` (used to resume re-sends after a restart)."""
+        ...
+
+    async def claim(self, receiver: str, fingerprint: str, token: str, ttl: timedelta) -> bool:
+        """Take the right to deliver this alert to ``receiver`` for ``ttl``; False if another
+        worker holds it. A claim held by ``token`` already counts as taken by it."""
+        ...
+
+    async def release(self, receiver: str, fingerprint: str, token: str) -> None:
+        """Give a claim back (no-op unless held by ``token``)."""
+        ...
+
+
+class MemoryNotificationLog:
+    """In-process log for tests and replay. Entries do not expire; claims do not time out."""
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple[str, str], bytes] = {}
+        self._claims: dict[tuple[str, str], str] = {}
+
+    async def get_many(self, receiver: str, fingerprints: Iterable[str]) -> dict[str, LogEntry]:
+        found = {}
+        for fp in fingerprints:
+            raw = self._entries.get((receiver, fp))
+            if raw is not None:
+                found[fp] = LogEntry.from_json(raw)
+        return found
+
+    async def record(self, receiver: str, entries: Iterable[LogEntry]) -> None:
+        for entry in entries:
+            self._entries[(receiver, entry.alert.fingerprint)] = entry.to_json()
+
+    async def entries(self, receiver: str) -> list[LogEntry]:
+        return [LogEntry.from_json(raw) for (r, _), raw in sorted(self._entries.items()) if r == receiver]
+
+    async def claim(self, receiver: str, fingerprint: str, token: str, ttl: timedelta) -> bool:
+        holder = self._claims.setdefault((receiver, fingerprint), token)
+        return holder == token
+
+    async def release(self, receiver: str, fingerprint: str, token: str) -> None:
+        if self._claims.get((receiver, fingerprint)) == token:
+            del self._claims[(receiver, fingerprint)]
+
+
+_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
+_CLAIM = (
+    "local v = redis.call('get', KEYS[1]) "
+    "if v == ARGV[1] then redis.call('pexpire', KEYS[1], ARGV[2]) return 1 end "
+    "if v then return 0 end "
+    "redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1"
+)
+
+
+class RedisNotificationLog:
+    """The shared log in Redis: ``{prefix}:e:{receiver}:{fingerprint}`` holds an entry as JSON
+    and expires ``retention`` after its last write; ``{prefix}:c:{receiver}:{fingerprint}``
+    is a delivery claim with its own time-out.
+
+    Redis errors (``redis.exceptions.ConnectionError`` and friends) propagate to the caller.
+    """
+
+    def __init__(self, redis: Any, prefix: str = "pathwatch:nflog", retention: timedelta = timedelta(days=35)) -> None:
+        self._redis = redis
+        self._prefix = prefix
+        self._retention_ms = int(retention.total_seconds() * 1000)
+
+    def _key(self, kind: str, receiver: str, fingerprint: str) -> str:
+        return f"{self._prefix}:{kind}:{receiver}:{fingerprint}"
+
+    async def get_many(self, receiver: str, fingerprints: Iterable[str]) -> dict[str, LogEntry]:
+        fps = list(fingerprints)
+        if not fps:
+            return {}
+        raws = await self._redis.mget([self._key("e", receiver, fp) for fp in fps])
+        return {fp: LogEntry.from_json(raw) for fp, raw in zip(fps, raws, strict=True) if raw is not None}
+
+    async def record(self, receiver: str, entries: Iterable[LogEntry]) -> None:
+        pipe = self._redis.pipeline(transaction=True)
+        count = 0
+        for entry in entries:
+            pipe.set(self._key("e", receiver, entry.alert.fingerprint), entry.to_json(), px=self._retention_ms)
+            count += 1
+        if count:
+            await pipe.execute()
+
+    async def entries(self, receiver: str) -> list[LogEntry]:
+        keys = [key async for key in self._redis.scan_iter(match=self._key("e", receiver, "*"), count=500)]
+        if not keys:
+            return []
+        raws = await self._redis.mget(keys)
+        return [LogEntry.from_json(raw) for raw in raws if raw is not None]
+
+    async def claim(self, receiver: str, fingerprint: str, token: str, ttl: timedelta) -> bool:
+        taken = await self._redis.eval(
+            _CLAIM, 1, self._key("c", receiver, fingerprint), token, int(ttl.total_seconds() * 1000)
+        )
+        return bool(taken)
+
+    async def release(self, receiver: str, fingerprint: str, token: str) -> None:
+        await self._redis.eval(_RELEASE, 1, self._key("c", receiver, fingerprint), token)
+
+
+def entries_by_fingerprint(entries: Iterable[LogEntry]) -> Mapping[str, LogEntry]:
+    return {e.alert.fingerprint: e for e in entries}

@@ -1,0 +1,407 @@
+"""Alert delivery: routing, dedup against the notification log, retry with backoff, a bounded
+buffer and recording, written once for every receiver (STYLE.md 4).
+
+Flow of :meth:`Dispatcher.dispatch`, per receiver ("lane"):
+
+1. routing (:mod:`alerts.routing`) puts each alert state in the lanes whose route matches;
+   each lane has a bounded FIFO buffer; when it is full the oldest state is dropped and counted;
+2. a batch (distinct fingerprints, in order) is *claimed* in the log so two workers do not
+   deliver the same alert at once, then each alert is checked with
+   :func:`alerts.nflog.needs_update` against the receiver's log entry;
+3. what needs sending is sent; on success the log is updated; on a retryable failure, or when
+   the log is unreachable, the batch goes back to the front of the buffer and the lane waits
+   (exponential backoff) before the next attempt; on a non-retryable failure the batch is
+   dropped and counted;
+4. receivers whose policy re-sends (Alertmanager) get firing alerts again every repeat
+   interval, and resolved ones for the policy's retention.
+
+Nothing is sent without consulting the log, so a Redis outage delays delivery but does not
+duplicate it. When a send succeeded and the log write then failed, the entry is kept in memory
+(and the claim is left to time out) until the log takes it. One window stays at-least-once:
+a worker that dies between a successful send and the log write resends after restart.
+
+The dispatcher owns no connections: the caller opens and closes the Redis client, the Kafka
+producer and the HTTP session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections import Counter, deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import aiohttp
+from pydantic import SecretStr
+from redis.exceptions import RedisError
+
+from alerts.model import Alert, Status
+from alerts.nflog import (
+    LogEntry,
+    MemoryNotificationLog,
+    NotificationLog,
+    NotifyReason,
+    RedisNotificationLog,
+    ResendPolicy,
+    needs_update,
+)
+from alerts.receivers import (
+    AlertmanagerReceiver,
+    KafkaProducerLike,
+    KafkaReceiver,
+    Notifier,
+    SendResult,
+    WebhookReceiver,
+)
+from alerts.routing import Route, parse_routes, receivers_for
+
+log = logging.getLogger(__name__)
+
+STORAGE_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
+ALERTMANAGER_RESOLVED_RETENTION = timedelta(minutes=15)
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiverSpec:
+    """A notifier with its re-send policy and largest batch."""
+
+    notifier: Notifier
+    policy: ResendPolicy = ResendPolicy()
+    max_batch: int = 64
+
+    @property
+    def name(self) -> str:
+        return self.notifier.name
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Backoff after a failed attempt: ``initial × factor^(n-1)``, at most ``maximum``.
+
+    ``buffer_size`` bounds each receiver's buffer; ``claim_ttl`` bounds how long a claim
+    outlives a worker that died holding it.
+    """
+
+    initial: timedelta = timedelta(seconds=1)
+    factor: float = 2.0
+    maximum: timedelta = timedelta(minutes=5)
+    buffer_size: int = 10_000
+    claim_ttl: timedelta = timedelta(minutes=2)
+
+    def delay(self, attempts: int) -> timedelta:
+        seconds = self.initial.total_seconds() * self.factor ** max(attempts - 1, 0)
+        return min(timedelta(seconds=seconds), self.maximum)
+
+
+@dataclass(slots=True)
+class DispatchStats:
+    """Counts per (receiver, outcome); outcomes: sent, repeated, skipped, dropped_full,
+    failed, retry, storage_error, contended, record_deferred."""
+
+    counts: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+    def add(self, receiver: str, outcome: str, n: int = 1) -> None:
+        if n:
+            self.counts[(receiver, outcome)] += n
+
+    def get(self, receiver: str, outcome: str) -> int:
+        return self.counts[(receiver, outcome)]
+
+
+@dataclass(slots=True)
+class _Lane:
+    spec: ReceiverSpec
+    queue: deque[Alert] = field(default_factory=deque)
+    attempts: int = 0
+    next_attempt: datetime | None = None
+    unrecorded: dict[str, LogEntry] = field(default_factory=dict)
+    active: dict[str, Alert] = field(default_factory=dict)
+    last_sent: dict[str, datetime] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def repeats(self) -> bool:
+        return self.spec.policy.repeat_interval is not None
+
+
+def _newer(candidate: Alert, known: Alert | None) -> bool:
+    if known is None or candidate.starts_at > known.starts_at:
+        return True
+    return candidate.starts_at == known.starts_at and candidate.status is Status.RESOLVED
+
+
+class Dispatcher:
+    """Delivers alert transitions to receivers, each transition once per receiver.
+
+    Call :meth:`dispatch` with the transitions the rules return, and also periodically with
+    an empty list (on each tick) to drive re-sends and retries. :meth:`flush` tries every
+    buffered alert now, ignoring backoff. Never raises for delivery or storage failures: they
+    are retried, or dropped and counted in :attr:`stats`.
+    """
+
+    def __init__(
+        self,
+        receivers: Sequence[ReceiverSpec],
+        routes: Sequence[Route],
+        nflog: NotificationLog,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        retry: RetryPolicy = RetryPolicy(),
+        worker_id: str | None = None,
+    ) -> None:
+        names = [r.name for r in receivers]
+        if len(set(names)) != len(names):
+            raise ValueError(f"receiver names must be unique: {names}")
+        unknown = {r.receiver for r in routes} - set(names)
+        if unknown:
+            raise ValueError(f"routes name unknown receivers: {sorted(unknown)}")
+        self._lanes = {r.name: _Lane(r) for r in receivers}
+        self._routes = list(routes)
+        self._log = nflog
+        self._clock = clock
+        self._retry = retry
+        self._token = worker_id or uuid.uuid4().hex
+        self._lock = asyncio.Lock()
+        self.stats = DispatchStats()
+
+    @property
+    def receivers(self) -> list[str]:
+        return list(self._lanes)
+
+    def pending(self, receiver: str | None = None) -> int:
+        """Alert states buffered (for one receiver, or all)."""
+        lanes = self._lanes.values() if receiver is None else [self._lanes[receiver]]
+        return sum(len(lane.queue) for lane in lanes)
+
+    async def dispatch(self, alerts: Sequence[Alert], now: datetime) -> None:
+        """Route, buffer and try to deliver ``alerts`` (transitions, oldest first) at ``now``."""
+        for alert in alerts:
+            for name in receivers_for(alert, self._routes):
+                lane = self._lanes[name]
+                self._enqueue(lane, alert)
+                if lane.repeats and _newer(alert, lane.active.get(alert.fingerprint)):
+                    lane.active[alert.fingerprint] = alert
+        await self._run(now, force=False)
+
+    async def flush(self, now: datetime | None = None) -> int:
+        """Try every buffered alert now, ignoring backoff; return how many remain buffered."""
+        await self._run(now or self._clock(), force=True)
+        return self.pending()
+
+    async def close(self) -> None:
+        """Flush once. What stays buffered is logged (by count) and lost with this process."""
+        left = await self.flush()
+        if left:
+            log.warning("closing alert dispatcher with %d alert states undelivered", left)
+
+    async def restore(self) -> None:
+        """After a restart: reload re-send candidates of repeating receivers from the log.
+
+        Raises the log's error if it is unreachable (call again later).
+        """
+        for lane in self._lanes.values():
+            if not lane.repeats:
+                continue
+            for entry in await self._log.entries(lane.name):
+                fp = entry.alert.fingerprint
+                if _newer(entry.alert, lane.active.get(fp)):
+                    lane.active[fp] = entry.alert
+                lane.last_sent[fp] = max(entry.sent_at, lane.last_sent.get(fp, entry.sent_at))
+
+    def _enqueue(self, lane: _Lane, alert: Alert) -> None:
+        if len(lane.queue) >= self._retry.buffer_size:
+            lane.queue.popleft()
+            self.stats.add(lane.name, "dropped_full")
+            log.warning("alert buffer of receiver %s is full: dropped its oldest alert state", lane.name)
+        lane.queue.append(alert)
+
+    async def _run(self, now: datetime, force: bool) -> None:
+        async with self._lock:
+            for lane in self._lanes.values():
+                self._schedule_repeats(lane, now)
+                if not force and lane.next_attempt is not None and now < lane.next_attempt:
+                    continue
+                await self._drain(lane, now)
+
+    def _schedule_repeats(self, lane: _Lane, now: datetime) -> None:
+        policy = lane.spec.policy
+        if policy.repeat_interval is None:
+            return
+        queued = {a.fingerprint for a in lane.queue}
+        for fp, alert in list(lane.active.items()):
+            if alert.ends_at is not None and now >= alert.ends_at + policy.resolved_retention:
+                del lane.active[fp]
+                continue
+            last = lane.last_sent.get(fp)
+            if fp not in queued and last is not None and now - last >= policy.repeat_interval:
+                self._enqueue(lane, alert)
+
+    async def _drain(self, lane: _Lane, now: datetime) -> None:
+        while lane.queue:
+            batch = self._take_batch(lane)
+            if not await self._deliver(lane, batch, now):
+                lane.queue.extendleft(reversed(batch))
+                lane.attempts += 1
+                lane.next_attempt = now + self._retry.delay(lane.attempts)
+                return
+            lane.attempts = 0
+            lane.next_attempt = None
+
+    def _take_batch(self, lane: _Lane) -> list[Alert]:
+        batch: list[Alert] = []
+        seen: set[str] = set()
+        while lane.queue and len(batch) < lane.spec.max_batch:
+            fp = lane.queue[0].fingerprint
+            if fp in seen:
+                break
+            seen.add(fp)
+            batch.append(lane.queue.popleft())
+        return batch
+
+    async def _deliver(self, lane: _Lane, batch: list[Alert], now: datetime) -> bool:
+        """One attempt at a batch. True when the batch is done with (sent, skipped or dropped);
+        False to put it back and back off."""
+        name = lane.name
+        claimed: list[str] = []
+        try:
+            await self._write_unrecorded(lane)
+            for alert in batch:
+                if not await self._log.claim(name, alert.fingerprint, self._token, self._retry.claim_ttl):
+                    self.stats.add(name, "contended")
+                    await self._release(name, claimed)
+                    return False
+                claimed.append(alert.fingerprint)
+            entries = await self._log.get_many(name, [a.fingerprint for a in batch])
+        except STORAGE_ERRORS as exc:
+            self.stats.add(name, "storage_error")
+            log.warning("notification log unavailable for receiver %s (%s): will retry", name, type(exc).__name__)
+            await self._release(name, claimed)
+            return False
+
+        entries.update(lane.unrecorded)
+        decisions = [(a, needs_update(entries.get(a.fingerprint), a, now, lane.spec.policy)) for a in batch]
+        for alert, reason in decisions:
+            if reason is NotifyReason.ALREADY_SENT and alert.fingerprint in entries:
+                lane.last_sent[alert.fingerprint] = entries[alert.fingerprint].sent_at
+        to_send = [a for a, r in decisions if r.send]
+        result = await lane.spec.notifier.send(to_send) if to_send else SendResult.success()
+        if not result.ok:
+            await self._release(name, claimed)
+            if result.retryable:
+                self.stats.add(name, "retry")
+                log.warning("receiver %s failed, will retry: %s", name, result.detail)
+                return False
+            self.stats.add(name, "failed", len(to_send))
+            log.error("receiver %s rejected %d alert states, dropped: %s", name, len(to_send), result.detail)
+            return True
+
+        self.stats.add(name, "sent", sum(1 for _, r in decisions if r in (NotifyReason.NEW_FIRING, NotifyReason.RESOLVED)))
+        self.stats.add(name, "repeated", sum(1 for _, r in decisions if r is NotifyReason.REPEAT))
+        self.stats.add(name, "skipped", sum(1 for _, r in decisions if not r.send))
+        records = [LogEntry(a, now) for a, r in decisions if r.record]
+        for entry in records:
+            lane.last_sent[entry.alert.fingerprint] = now
+        try:
+            await self._log.record(name, records)
+        except STORAGE_ERRORS as exc:
+            # Keep the claims: they keep other workers off these alerts until the log has them.
+            self.stats.add(name, "record_deferred", len(records))
+            log.warning("could not record deliveries to %s (%s): kept in memory", name, type(exc).__name__)
+            lane.unrecorded.update({e.alert.fingerprint: e for e in records})
+            return True
+        await self._release(name, claimed)
+        return True
+
+    async def _write_unrecorded(self, lane: _Lane) -> None:
+        if not lane.unrecorded:
+            return
+        pending = list(lane.unrecorded.values())
+        await self._log.record(lane.name, pending)
+        for entry in pending:
+            fp = entry.alert.fingerprint
+            if lane.unrecorded.get(fp) is entry:
+                del lane.unrecorded[fp]
+            await self._log.release(lane.name, fp, self._token)
+
+    async def _release(self, receiver: str, fingerprints: Sequence[str]) -> None:
+        for fp in fingerprints:
+            try:
+                await self._log.release(receiver, fp, self._token)
+            except STORAGE_ERRORS:
+                return  # the claim times out on its own
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookTarget:
+    """A named webhook receiver (for example one care team's)."""
+
+    url: str
+    token: SecretStr | None = None
+    repeat_interval: timedelta | None = None
+
+
+def build_dispatcher(
+    settings: Any,
+    redis_client: Any | None,
+    kafka_producer: KafkaProducerLike | None,
+    http_session: aiohttp.ClientSession | None,
+    routes: Sequence[Route] | Mapping[str, str | Sequence[str]] | None = None,
+    *,
+    webhooks: Mapping[str, WebhookTarget] | None = None,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    retry: RetryPolicy = RetryPolicy(),
+) -> Dispatcher:
+    """The composition root's way to build delivery from settings.
+
+    Receivers, by name: ``kafka`` (when ``kafka_producer`` is given; topic
+    ``settings.topics.alerts``), ``alertmanager`` (when ``settings.alertmanager_url``; re-sends
+    firing alerts every ``settings.alertmanager_resend`` and resolved ones for 15 minutes),
+    ``webhook`` (when ``settings.webhook_url``, bearer ``settings.webhook_token``), and each of
+    ``webhooks``. ``routes`` (or ``settings.alert_routes`` if present) maps receiver names to
+    label matchers; without routes every receiver gets every alert. The log is Redis when
+    ``redis_client`` is given, otherwise in memory. Raises ``ValueError`` when an HTTP receiver
+    is configured without ``http_session`` or a route names an unknown receiver.
+    """
+    specs: list[ReceiverSpec] = []
+    if kafka_producer is not None:
+        specs.append(ReceiverSpec(KafkaReceiver(kafka_producer, settings.topics.alerts), ResendPolicy(), max_batch=1))
+    http_targets = bool(settings.alertmanager_url or settings.webhook_url or webhooks)
+    if http_targets and http_session is None:
+        raise ValueError("an HTTP receiver is configured but no http_session was given")
+    if settings.alertmanager_url:
+        assert http_session is not None
+        specs.append(
+            ReceiverSpec(
+                AlertmanagerReceiver(http_session, settings.alertmanager_url),
+                ResendPolicy(settings.alertmanager_resend, ALERTMANAGER_RESOLVED_RETENTION),
+            )
+        )
+    all_webhooks: dict[str, WebhookTarget] = {}
+    if settings.webhook_url:
+        all_webhooks["webhook"] = WebhookTarget(settings.webhook_url, settings.webhook_token)
+    all_webhooks.update(webhooks or {})
+    for name, target in all_webhooks.items():
+        assert http_session is not None
+        specs.append(
+            ReceiverSpec(
+                WebhookReceiver(http_session, target.url, name=name, token=target.token),
+                ResendPolicy(target.repeat_interval),
+            )
+        )
+    if routes is None:
+        routes = getattr(settings, "alert_routes", None) or None
+    if routes is None:
+        parsed = [Route(spec.name) for spec in specs]
+    elif isinstance(routes, Mapping):
+        parsed = parse_routes(routes)
+    else:
+        parsed = list(routes)
+    nflog: NotificationLog = RedisNotificationLog(redis_client) if redis_client is not None else MemoryNotificationLog()
+    return Dispatcher(specs, parsed, nflog, clock=clock, retry=retry)

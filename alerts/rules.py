@@ -1,0 +1,385 @@
+"""System (churn) alert rules: RateOffTarget and SpecialCause, per team and measure.
+
+The decisions are pure functions over plain inputs (rate rows, weekly points): see
+:func:`rate_finding`, :func:`special_cause_finding`, :func:`system_findings` and
+:func:`transitions`. :class:`SystemAlertRules` adapts them to the core's ``TeamWindows``
+(duck-typed through :class:`WindowsView`) and keeps which system alerts are firing, so it
+can return *transitions* only: a firing alert when a finding appears, the same alert with
+``ends_at`` when it goes away.
+
+Identity of a system alert: ``alertname``, ``team``, ``measure``, ``severity``. The SPC rule
+that fired is an annotation, not a label, so the alert does not flap between identities when
+a different rule carries the signal from one week to the next.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any, Protocol
+
+from alerts.model import Alert
+from alerts.spc import Direction, SpcRule, evaluate
+
+RATE_OFF_TARGET = "RateOffTarget"
+SPECIAL_CAUSE = "SpecialCause"
+SYSTEM_SEVERITY = "warning"
+
+RATE_MEASURES: Mapping[str, Direction] = {
+    "followup_72h": Direction.HIGHER_IS_BETTER,
+    "followup_7d": Direction.HIGHER_IS_BETTER,
+    "followup_30d": Direction.HIGHER_IS_BETTER,
+    "readmission_30d": Direction.LOWER_IS_BETTER,
+    "seen_within_target": Direction.HIGHER_IS_BETTER,
+    "lost_before_contact": Direction.LOWER_IS_BETTER,
+    "first_contact_dna": Direction.LOWER_IS_BETTER,
+    "repeat_crisis_30d": Direction.LOWER_IS_BETTER,
+}
+
+_SHOWN_WEEKS = 7
+
+
+class WeeklyPointLike(Protocol):
+    """One final week of a measure (``streams.windows.WeeklyPoint`` has this shape)."""
+
+    @property
+    def week_start(self) -> date: ...
+    @property
+    def numerator(self) -> int: ...
+    @property
+    def denominator(self) -> int: ...
+
+
+class RateRowLike(Protocol):
+    """A trailing-window rate of one team and measure (``streams.windows.RateRow``)."""
+
+    @property
+    def team(self) -> str: ...
+    @property
+    def measure(self) -> str: ...
+    @property
+    def numerator(self) -> int: ...
+    @property
+    def denominator(self) -> int: ...
+
+
+class WindowsView(Protocol):
+    """What the rules read from the core's ``TeamWindows`` (positional calls only)."""
+
+    def rates(self, now: datetime, trailing_days: int, /) -> Sequence[RateRowLike]: ...
+
+    def weekly_series(self, team: str, measure: str, watermark: datetime, /) -> Sequence[WeeklyPointLike]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRulesConfig:
+    """What the churn rules need from settings.
+
+    ``rebase`` maps (team, measure) to the first week of the current process: SPC limits are
+    computed from the ``baseline_points`` weekly points starting at or after that date.
+    """
+
+    rate_targets: Mapping[str, float]
+    min_denominator: int = 10
+    baseline_points: int = 12
+    window_days: int = 28
+    runbook_url: str = ""
+    rebase: Mapping[tuple[str, str], date] = field(default_factory=dict)
+
+    @classmethod
+    def from_settings(cls, settings: Any, rebase: Mapping[str, str | date] | None = None) -> AlertRulesConfig:
+        """Build from ``pathwatch.config.Settings``.
+
+        ``rebase`` maps ``"team/measure"`` to an ISO date (or a ``date``); when omitted,
+        ``settings.spc_rebase`` is used if the settings have it. Raises ``ValueError`` on a
+        key without ``/``, an unknown measure or a malformed date.
+        """
+        if rebase is None:
+            rebase = getattr(settings, "spc_rebase", None) or {}
+        return cls(
+            rate_targets=dict(settings.rate_targets),
+            min_denominator=settings.rate_min_denominator,
+            baseline_points=settings.spc_baseline_points,
+            window_days=settings.window_days,
+            runbook_url=settings.runbook_url,
+            rebase=parse_rebase(rebase),
+        )
+
+
+def parse_rebase(spec: Mapping[str, str | date]) -> dict[tuple[str, str], date]:
+    """``{"north/followup_7d": "2025-04-07"}`` -> ``{("north", "followup_7d"): date(2025, 4, 7)}``."""
+    parsed: dict[tuple[str, str], date] = {}
+    for key, value in spec.items():
+        team, sep, measure = key.rpartition("/")
+        if not sep or not team:
+            raise ValueError(f"rebase key {key!r} is not team/measure")
+        if measure not in RATE_MEASURES:
+            raise ValueError(f"rebase key {key!r}: {measure!r} is not a rate measure")
+        parsed[(team, measure)] = value if isinstance(value, date) else date.fromisoformat(value)
+    return parsed
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """A system alert that should be firing now, with the text to show."""
+
+    alertname: str
+    team: str
+    measure: str
+    annotations: Mapping[str, str]
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.alertname, self.team, self.measure)
+
+
+def system_labels(alertname: str, team: str, measure: str) -> dict[str, str]:
+    return {"alertname": alertname, "team": team, "measure": measure, "severity": SYSTEM_SEVERITY}
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def is_worse(value: float, target: float, direction: Direction) -> bool:
+    """True when ``value`` is strictly on the worse side of ``target``."""
+    return value < target if direction is Direction.HIGHER_IS_BETTER else value > target
+
+
+def rate_finding(
+    team: str,
+    measure: str,
+    numerator: int,
+    denominator: int,
+    target: float,
+    min_denominator: int,
+    window_days: int,
+    runbook_url: str = "",
+) -> Finding | None:
+    """RateOffTarget when the trailing rate is worse than ``target`` over at least ``min_denominator``.
+
+    Returns None when the rate meets the target (a rate equal to the target meets it) or the
+    denominator is too small to say.
+    """
+    direction = RATE_MEASURES[measure]
+    if denominator < min_denominator or denominator <= 0:
+        return None
+    rate = numerator / denominator
+    if not is_worse(rate, target, direction):
+        return None
+    bound = "at least" if direction is Direction.HIGHER_IS_BETTER else "at most"
+    summary = f"{measure} for team {team} is {_pct(rate)}, worse than its target of {_pct(target)}"
+    description = (
+        f"{measure} for team {team} over the trailing {window_days} days: {numerator} of {denominator} "
+        f"= {_pct(rate)}; target {bound} {_pct(target)}; minimum denominator {min_denominator}."
+    )
+    return Finding(RATE_OFF_TARGET, team, measure, _annotations(summary, description, runbook_url))
+
+
+def _annotations(summary: str, description: str, runbook_url: str, **extra: str) -> dict[str, str]:
+    annotations = {"summary": summary, "description": description, **extra}
+    if runbook_url:
+        annotations["runbook_url"] = runbook_url
+    return annotations
+
+
+def special_cause_finding(
+    team: str,
+    measure: str,
+    points: Sequence[WeeklyPointLike],
+    baseline_points: int = 12,
+    rebase: date | None = None,
+    runbook_url: str = "",
+) -> Finding | None:
+    """SpecialCause when the latest weekly point is part of a worse-direction SPC pattern.
+
+    ``points`` are final weeks in time order; weeks with a zero denominator have no rate and
+    are skipped. Points before ``rebase`` are ignored. Returns None with fewer than
+    ``baseline_points`` usable points or when the latest point is common-cause variation.
+    """
+    direction = RATE_MEASURES[measure]
+    usable = [p for p in points if p.denominator > 0 and (rebase is None or p.week_start >= rebase)]
+    values = [p.numerator / p.denominator for p in usable]
+    result = evaluate(values, direction, baseline_points)
+    if not result.signal or result.limits is None:
+        return None
+    limits = result.limits
+    rule = result.rules[0]
+    latest = usable[-1]
+    lower_or_upper = "lower" if direction is Direction.HIGHER_IS_BETTER else "upper"
+    limit_value = limits.lower if direction is Direction.HIGHER_IS_BETTER else limits.upper
+    shown = ", ".join(
+        f"{p.week_start.isoformat()} {_pct(v)} ({p.numerator}/{p.denominator})"
+        for p, v in zip(usable[-_SHOWN_WEEKS:], values[-_SHOWN_WEEKS:], strict=True)
+    )
+    rules_text = "; ".join(r.description for r in result.rules)
+    summary = f"Special-cause variation in {measure} for team {team}: {rule.description} ({lower_or_upper} side)"
+    description = (
+        f"Weekly {measure} for team {team}, week starting {latest.week_start.isoformat()}: "
+        f"{_pct(values[-1])} ({latest.numerator}/{latest.denominator}). Rules: {rules_text}. "
+        f"Baseline {baseline_points} weeks from {usable[0].week_start.isoformat()}: mean {_pct(limits.mean)}, "
+        f"process limits {_pct(limits.lower)} to {_pct(limits.upper)} "
+        f"({lower_or_upper} limit {_pct(limit_value)}). Last weeks: {shown}."
+    )
+    return Finding(
+        SPECIAL_CAUSE,
+        team,
+        measure,
+        _annotations(summary, description, runbook_url, rule=",".join(r.value for r in result.rules)),
+    )
+
+
+def system_findings(
+    rows: Iterable[RateRowLike],
+    series: Mapping[tuple[str, str], Sequence[WeeklyPointLike]],
+    config: AlertRulesConfig,
+) -> dict[tuple[str, str, str], Finding]:
+    """Every system alert that should be firing, keyed by (alertname, team, measure)."""
+    found: dict[tuple[str, str, str], Finding] = {}
+    for row in rows:
+        if row.measure not in RATE_MEASURES or row.measure not in config.rate_targets:
+            continue
+        finding = rate_finding(
+            row.team,
+            row.measure,
+            row.numerator,
+            row.denominator,
+            config.rate_targets[row.measure],
+            config.min_denominator,
+            config.window_days,
+            config.runbook_url,
+        )
+        if finding is not None:
+            found[finding.key] = finding
+    for (team, measure), points in series.items():
+        if measure not in RATE_MEASURES:
+            continue
+        finding = special_cause_finding(
+            team,
+            measure,
+            points,
+            config.baseline_points,
+            config.rebase.get((team, measure)),
+            config.runbook_url,
+        )
+        if finding is not None:
+            found[finding.key] = finding
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class Firing:
+    """Lifecycle state of one firing system alert."""
+
+    starts_at: datetime
+    annotations: Mapping[str, str]
+
+
+FiringState = Mapping[tuple[str, str, str], Firing]
+
+
+def transitions(
+    firing: FiringState,
+    found: Mapping[tuple[str, str, str], Finding],
+    now: datetime,
+    teams: Iterable[str] | None = None,
+) -> tuple[dict[tuple[str, str, str], Firing], list[Alert]]:
+    """Compare what is firing with what should be; return the new state and the transitions.
+
+    A new finding fires with ``starts_at=now``; a firing alert without a finding resolves with
+    ``ends_at=now`` and the annotations it fired with. An alert that stays firing produces
+    nothing (its changing numbers are not a transition). When ``teams`` is given, only alerts
+    of those teams may resolve: the others were not evaluated this time.
+    """
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    evaluated = None if teams is None else set(teams)
+    state = dict(firing)
+    out: list[Alert] = []
+    for key, finding in sorted(found.items()):
+        if key not in state:
+            state[key] = Firing(starts_at=now, annotations=dict(finding.annotations))
+            out.append(Alert(system_labels(*key), now, None, dict(finding.annotations)))
+    for key, was in sorted(firing.items()):
+        if key in found or (evaluated is not None and key[1] not in evaluated):
+            continue
+        del state[key]
+        out.append(Alert(system_labels(*key), was.starts_at, now, dict(was.annotations)))
+    return state, out
+
+
+class SystemAlertRules:
+    """The core's ``SystemRules``: evaluates churn rules and keeps their lifecycle.
+
+    Call :meth:`evaluate` when the watermark advances; it returns transitions only. The state
+    (which system alerts fire, per team) serialises with :meth:`dump` and comes back with
+    :meth:`load`, so it can live in a table keyed by team.
+    """
+
+    def __init__(self, config: AlertRulesConfig) -> None:
+        self.config = config
+        self._firing: dict[tuple[str, str, str], Firing] = {}
+
+    def evaluate(self, windows: WindowsView, watermark: datetime) -> list[Alert]:
+        """Evaluate every team the windows know and return firing/resolved transitions."""
+        rows = list(windows.rates(watermark, self.config.window_days))
+        teams = sorted({row.team for row in rows})
+        series = {
+            (team, measure): windows.weekly_series(team, measure, watermark)
+            for team in teams
+            for measure in RATE_MEASURES
+        }
+        found = system_findings(rows, series, self.config)
+        self._firing, out = transitions(self._firing, found, watermark, teams)
+        return out
+
+    def firing(self) -> list[Alert]:
+        """The system alerts firing now."""
+        return [Alert(system_labels(*k), f.starts_at, None, dict(f.annotations)) for k, f in sorted(self._firing.items())]
+
+    def dump(self, team: str | None = None) -> bytes:
+        """The lifecycle state (of one team, or all) as JSON bytes."""
+        entries = [
+            {"alertname": k[0], "team": k[1], "measure": k[2], "startsAt": f.starts_at.isoformat(),
+             "annotations": dict(f.annotations)}
+            for k, f in sorted(self._firing.items())
+            if team is None or k[1] == team
+        ]
+        return json.dumps({"v": 1, "firing": entries}, sort_keys=True).encode()
+
+    def load(self, data: bytes, team: str | None = None) -> None:
+        """Replace the state of ``team`` (or all state) with what :meth:`dump` wrote.
+
+        Raises ``ValueError`` on bytes that are not such a dump.
+        """
+        try:
+            doc = json.loads(data)
+            loaded = {
+                (e["alertname"], e["team"], e["measure"]): Firing(
+                    datetime.fromisoformat(e["startsAt"]), dict(e["annotations"])
+                )
+                for e in doc["firing"]
+            }
+        except (KeyError, TypeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"not a SystemAlertRules state dump: {exc}") from exc
+        self._firing = {k: v for k, v in self._firing.items() if team is not None and k[1] != team}
+        self._firing.update(loaded)
+
+
+__all__ = [
+    "RATE_MEASURES",
+    "RATE_OFF_TARGET",
+    "SPECIAL_CAUSE",
+    "AlertRulesConfig",
+    "Finding",
+    "Firing",
+    "SpcRule",
+    "SystemAlertRules",
+    "parse_rebase",
+    "rate_finding",
+    "special_cause_finding",
+    "system_findings",
+    "transitions",
+]
