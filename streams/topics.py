@@ -1,0 +1,58 @@
+"""Kafka topics pathwatch uses, and creating them with the right partition counts.
+
+Input topics (``events``, ``hl7``, ``fhir``) carry what publishers send, raw ``subject``
+included; everything downstream of ingestion (``clients``, ``observations``, ``alerts``,
+the changelogs) carries pseudonyms only. ``clients`` and ``observations`` are co-partitioned
+with the tables that read them (same partition count), as faust requires.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.errors import TopicAlreadyExistsError
+
+from pathwatch.config import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    config: dict[str, str]
+
+
+def topic_specs(settings: Settings) -> list[TopicSpec]:
+    """Every topic pathwatch reads or writes (faust creates the changelogs itself)."""
+    t, n = settings.topics, settings.partitions
+    week = str(7 * 24 * 3600 * 1000)
+    return [
+        TopicSpec(t.events, n, {"retention.ms": week}),
+        TopicSpec(t.hl7, n, {"retention.ms": week}),
+        TopicSpec(t.fhir, n, {"retention.ms": week}),
+        TopicSpec(t.clients, n, {"retention.ms": week}),
+        TopicSpec(t.observations, n, {"retention.ms": week}),
+        TopicSpec(t.alerts, n, {"retention.ms": week}),
+        TopicSpec(t.dead_letters, 1, {"retention.ms": str(30 * 24 * 3600 * 1000)}),
+    ]
+
+
+def ensure_topics(settings: Settings) -> list[str]:
+    """Create missing topics; return the names created. Existing topics are left as they are."""
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id=f"{settings.app_id}-admin")
+    try:
+        existing = set(admin.list_topics())
+        wanted = [s for s in topic_specs(settings) if s.name not in existing]
+        created: list[str] = []
+        for spec in wanted:
+            try:
+                admin.create_topics(
+                    [NewTopic(spec.name, spec.partitions, settings.replication_factor, topic_configs=spec.config)]
+                )
+                created.append(spec.name)
+            except TopicAlreadyExistsError:
+                pass  # another worker won the race
+        return created
+    finally:
+        admin.close()
