@@ -16,6 +16,10 @@ _IDENT = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _NUMBER = re.compile(r"[0-9][0-9a-zA-Z_.]*")
 _GROUPING = {"by", "without", "on", "ignoring", "group_left", "group_right"}
 _KEYWORDS = {"and", "or", "unless", "bool", "offset", "inf", "nan", "atan2"}
+# Aggregators may put their grouping before the parenthesis: sum by (team) (x).
+_AGGREGATORS = {
+    "sum", "min", "max", "avg", "group", "stddev", "stdvar", "count", "count_values", "bottomk", "topk", "quantile",
+}  # fmt: skip
 
 GRAFANA_SUBSTITUTIONS: Mapping[str, str] = {
     "$__rate_interval": "1m",
@@ -88,7 +92,7 @@ def selectors(expr: str) -> list[str]:
                 j += 1
             if name in _GROUPING:
                 i = _closing(expr, j, "(", ")") + 1 if j < len(expr) and expr[j] == "(" else j
-            elif name in _KEYWORDS or (j < len(expr) and expr[j] == "("):
+            elif name in _KEYWORDS or name in _AGGREGATORS or (j < len(expr) and expr[j] == "("):
                 i = j
             elif j < len(expr) and expr[j] == "{":
                 end = _closing(expr, j, "{", "}")
@@ -102,7 +106,7 @@ def selectors(expr: str) -> list[str]:
     return found
 
 
-def metric_names(expr: str) -> set[str]:
+def metric_names_in(expr: str) -> set[str]:
     """The metric names selected in ``expr``."""
     return {selector.split("{", 1)[0] for selector in selectors(expr)}
 
