@@ -233,6 +233,10 @@ class Decoder:
 
     def _decode(self, buf: bytes, original: bytes, origin: Origin) -> Event | DeadLetter:
         try:
+            # msgspec skips unknown fields without checking their UTF-8; the contract is
+            # "not UTF-8 is not JSON" whatever field the bad byte is in.
+            if not buf.isascii():
+                buf.decode("utf-8")
             env = self._fast.decode(buf)
         except Exception as exc:  # msgspec errors, UnicodeDecodeError, RecursionError: all explained below
             return self._explain(buf, original, origin, exc)
