@@ -7,7 +7,7 @@ import copy
 import hashlib
 import hmac
 import json
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -280,7 +280,7 @@ def test_decode_obj_with_unencodable_values_is_a_dead_letter(decoder: Decoder) -
 
 
 def test_decode_obj_accepts_aware_datetimes(decoder: Decoder) -> None:
-    obj = dict(VALID["con-1"], time=datetime(2026, 3, 1, tzinfo=timezone.utc))
+    obj = dict(VALID["con-1"], time=datetime(2026, 3, 1, tzinfo=UTC))
     event = decoder.decode_obj(obj, b"x", ORIGIN)
     assert isinstance(event, Event)
     assert event.time == datetime(2026, 3, 1, tzinfo=UTC)
@@ -290,7 +290,9 @@ def test_deduplication_key_is_source_and_id(decoder: Decoder) -> None:
     a = decoder.decode(VALID_LINES[0], ORIGIN)
     b = decoder.decode(with_("ref-1001", "source", "ehr/other"), ORIGIN)
     c = decoder.decode(with_("ref-1001", "time", "2026-03-09T09:15:00+00:00"), ORIGIN)
-    assert isinstance(a, Event) and isinstance(b, Event) and isinstance(c, Event)
+    assert isinstance(a, Event)
+    assert isinstance(b, Event)
+    assert isinstance(c, Event)
     assert a.key != b.key
     assert a.key == c.key == ("ehr/community", "ref-1001")
 
