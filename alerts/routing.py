@@ -24,7 +24,7 @@ class MatchType(StrEnum):
     NOT_REGEX = "!~"
 
 
-_MATCHER = re.compile(r'^\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,"]*))\s*$')
+_MATCHER = re.compile(r'^\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,"=!~]*))\s*$')
 
 
 @dataclass(frozen=True, slots=True)

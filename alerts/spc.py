@@ -22,6 +22,7 @@ resolves at the first later week that is not.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -111,6 +112,11 @@ def xmr_limits(values: Sequence[float]) -> Limits:
     return Limits(mean=mean, mean_moving_range=sum(ranges) / len(ranges))
 
 
+def _same(a: float, b: float) -> bool:
+    """Equal up to floating-point rounding (a mean of 12 copies of 0.8 is not exactly 0.8)."""
+    return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+
+
 def _worse(direction: Direction) -> int:
     """+1 when a larger value is worse, -1 when a smaller one is."""
     return -1 if direction is Direction.HIGHER_IS_BETTER else 1
@@ -122,8 +128,8 @@ def latest_signals(values: Sequence[float], limits: Limits, direction: Direction
         return ()
     worse = _worse(direction)
     mean = limits.mean
-    # Signed distance from the mean, positive on the worse side.
-    dev = [worse * (v - mean) for v in values]
+    # Signed distance from the mean, positive on the worse side; rounding noise counts as on it.
+    dev = [0.0 if _same(v, mean) else worse * (v - mean) for v in values]
     limit = LIMIT_FACTOR * limits.mean_moving_range
     near = 2 / 3 * limit
     rules: list[SpcRule] = []
@@ -141,7 +147,7 @@ def latest_signals(values: Sequence[float], limits: Limits, direction: Direction
 
     trend = values[-TREND_LENGTH:]
     if len(trend) == TREND_LENGTH and all(
-        worse * (b - a) > 0 for a, b in zip(trend, trend[1:], strict=False)
+        not _same(a, b) and worse * (b - a) > 0 for a, b in zip(trend, trend[1:], strict=False)
     ):
         rules.append(SpcRule.TREND)
     return tuple(rules)

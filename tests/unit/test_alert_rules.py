@@ -1,0 +1,206 @@
+"""Churn rules: RateOffTarget, SpecialCause findings and the system-alert lifecycle."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+
+from alerts.model import Status
+from alerts.rules import (
+    RATE_OFF_TARGET,
+    SPECIAL_CAUSE,
+    AlertRulesConfig,
+    Finding,
+    SystemAlertRules,
+    parse_rebase,
+    rate_finding,
+    special_cause_finding,
+    system_findings,
+    transitions,
+)
+from pathwatch.config import Settings
+
+T0 = datetime(2025, 4, 7, tzinfo=UTC)
+MONDAY = date(2025, 1, 6)
+
+
+@dataclass(frozen=True)
+class Point:
+    week_start: date
+    numerator: int
+    denominator: int
+
+
+@dataclass(frozen=True)
+class Row:
+    team: str
+    measure: str
+    numerator: int
+    denominator: int
+
+
+def weeks(pairs: list[tuple[int, int]], start: date = MONDAY) -> list[Point]:
+    return [Point(start + timedelta(weeks=i), n, d) for i, (n, d) in enumerate(pairs)]
+
+
+@pytest.mark.parametrize(
+    ("measure", "numerator", "denominator", "target", "fires"),
+    [
+        ("followup_7d", 6, 10, 0.70, True),  # 60% < 70%
+        ("followup_7d", 7, 10, 0.70, False),  # exactly on target meets it
+        ("followup_7d", 8, 10, 0.70, False),
+        ("followup_7d", 5, 9, 0.70, False),  # denominator under the minimum of 10
+        ("followup_7d", 0, 0, 0.70, False),
+        ("readmission_30d", 3, 10, 0.20, True),  # lower is better: 30% > 20%
+        ("readmission_30d", 2, 10, 0.20, False),
+        ("readmission_30d", 1, 10, 0.20, False),
+    ],
+)
+def test_rate_off_target(measure: str, numerator: int, denominator: int, target: float, fires: bool) -> None:
+    finding = rate_finding("north", measure, numerator, denominator, target, 10, 28, "https://runbook")
+    assert (finding is not None) is fires
+    if finding is not None:
+        assert finding.key == (RATE_OFF_TARGET, "north", measure)
+        assert f"{numerator} of {denominator}" in finding.annotations["description"]
+        assert finding.annotations["runbook_url"] == "https://runbook"
+
+
+def test_rate_off_target_text_shows_the_numbers() -> None:
+    finding = rate_finding("north", "followup_7d", 9, 16, 0.70, 10, 28)
+    assert finding is not None
+    assert finding.annotations["summary"] == "followup_7d for team north is 56.2%, worse than its target of 70.0%"
+    assert finding.annotations["description"] == (
+        "followup_7d for team north over the trailing 28 days: 9 of 16 = 56.2%; target at least 70.0%; "
+        "minimum denominator 10."
+    )
+    assert "runbook_url" not in finding.annotations
+
+
+# 12 baseline weeks alternating 8/10 and 6/10 (80%, 60%): mean 70%, mMR 20 points,
+# limits 70 ± 53.2 -> 16.8% .. 123.2%; two-thirds lines 70 ± 35.47 -> 34.5% .. 105.5%.
+BASELINE = [(8, 10), (6, 10)] * 6
+
+
+def test_special_cause_names_the_rule_and_shows_values() -> None:
+    points = weeks(BASELINE + [(1, 10)])  # 10% < 16.8%
+    finding = special_cause_finding("north", "followup_7d", points, 12, None, "https://runbook")
+    assert finding is not None
+    assert finding.key == (SPECIAL_CAUSE, "north", "followup_7d")
+    assert finding.annotations["rule"] == "beyond_limit"
+    assert "a point beyond the process limit" in finding.annotations["summary"]
+    description = finding.annotations["description"]
+    assert "week starting 2025-03-31: 10.0% (1/10)" in description
+    assert "mean 70.0%, process limits 16.8% to 123.2%" in description
+    assert "lower limit 16.8%" in description
+
+
+def test_special_cause_skips_empty_weeks_and_needs_a_baseline() -> None:
+    # 11 usable weeks and one with no discharges: no baseline, no alert, whatever the values
+    assert special_cause_finding("north", "followup_7d", weeks(BASELINE[:10] + [(0, 0), (0, 10)])) is None
+    # an empty week inside the baseline is skipped: the mean stays 70%, not (840 / 13)%
+    points = weeks(BASELINE[:6] + [(0, 0)] + BASELINE[6:] + [(1, 10)])
+    finding = special_cause_finding("north", "followup_7d", points)
+    assert finding is not None
+    assert "mean 70.0%" in finding.annotations["description"]
+
+
+def test_special_cause_only_in_the_worse_direction() -> None:
+    high = weeks(BASELINE + [(10, 10)] * 7)  # 7 weeks at 100%, above the mean
+    assert special_cause_finding("north", "followup_7d", high) is None  # higher is better
+    assert special_cause_finding("north", "first_contact_dna", high) is not None  # lower is better
+
+
+def test_rebase_date_restarts_the_baseline() -> None:
+    old = [(10, 10)] * 12
+    points = weeks(old + BASELINE + [(7, 10)])
+    assert special_cause_finding("north", "followup_7d", points) is not None  # judged by the old process
+    rebase = MONDAY + timedelta(weeks=12)
+    assert special_cause_finding("north", "followup_7d", points, rebase=rebase) is None
+
+
+def test_system_findings_combine_both_rules() -> None:
+    config = AlertRulesConfig(rate_targets={"followup_7d": 0.7})
+    rows = [Row("north", "followup_7d", 5, 10), Row("south", "followup_7d", 9, 10), Row("north", "referral_wait_days", 1, 1)]
+    series = {("south", "followup_7d"): weeks(BASELINE + [(0, 10)]), ("north", "followup_7d"): weeks(BASELINE)}
+    found = system_findings(rows, series, config)
+    assert sorted(found) == [(RATE_OFF_TARGET, "north", "followup_7d"), (SPECIAL_CAUSE, "south", "followup_7d")]
+
+
+def _finding(alertname: str, team: str = "north") -> Finding:
+    return Finding(alertname, team, "followup_7d", {"summary": alertname})
+
+
+def test_transitions_fire_once_and_resolve_with_the_original_start() -> None:
+    found = {f.key: f for f in [_finding(RATE_OFF_TARGET)]}
+    state, out = transitions({}, found, T0)
+    assert [(a.name, a.status, a.starts_at) for a in out] == [(RATE_OFF_TARGET, Status.FIRING, T0)]
+    assert out[0].labels == {"alertname": RATE_OFF_TARGET, "team": "north", "measure": "followup_7d", "severity": "warning"}
+    state, out = transitions(state, found, T0 + timedelta(days=1))
+    assert out == []
+    state, out = transitions(state, {}, T0 + timedelta(days=2))
+    assert [(a.status, a.starts_at, a.ends_at) for a in out] == [(Status.RESOLVED, T0, T0 + timedelta(days=2))]
+    assert state == {}
+
+
+def test_transitions_leave_unevaluated_teams_alone() -> None:
+    state, _ = transitions({}, {f.key: f for f in [_finding(SPECIAL_CAUSE, "south")]}, T0)
+    state, out = transitions(state, {}, T0 + timedelta(days=1), teams=["north"])
+    assert out == []
+    assert list(state) == [(SPECIAL_CAUSE, "south", "followup_7d")]
+
+
+def test_transitions_need_aware_now() -> None:
+    with pytest.raises(ValueError, match="timezone-aware"):
+        transitions({}, {}, datetime(2025, 1, 1))  # noqa: DTZ001
+
+
+class Windows:
+    def __init__(self) -> None:
+        self.rows: list[Row] = []
+        self.series: dict[tuple[str, str], list[Point]] = {}
+
+    def rates(self, now: datetime, trailing_days: int, /) -> list[Row]:
+        assert trailing_days == 28
+        return self.rows
+
+    def weekly_series(self, team: str, measure: str, watermark: datetime, /) -> list[Point]:
+        return self.series.get((team, measure), [])
+
+
+def test_system_alert_rules_lifecycle_and_state_round_trip() -> None:
+    rules = SystemAlertRules(AlertRulesConfig(rate_targets={"followup_7d": 0.7}, runbook_url="https://rb"))
+    windows = Windows()
+    windows.rows = [Row("north", "followup_7d", 5, 10), Row("south", "followup_7d", 9, 10)]
+    out = rules.evaluate(windows, T0)
+    assert [(a.name, a.labels["team"], a.status) for a in out] == [(RATE_OFF_TARGET, "north", Status.FIRING)]
+    assert rules.evaluate(windows, T0 + timedelta(hours=1)) == []
+
+    restarted = SystemAlertRules(rules.config)
+    restarted.load(rules.dump("north"), team="north")
+    assert [a.fingerprint for a in restarted.firing()] == [out[0].fingerprint]
+    assert rules.dump("south") == b'{"firing": [], "v": 1}'
+
+    windows.rows = [Row("north", "followup_7d", 8, 10)]
+    out = restarted.evaluate(windows, T0 + timedelta(days=1))
+    assert [(a.status, a.starts_at, a.ends_at) for a in out] == [(Status.RESOLVED, T0, T0 + timedelta(days=1))]
+    assert out[0].annotations["runbook_url"] == "https://rb"
+
+
+def test_load_rejects_garbage() -> None:
+    with pytest.raises(ValueError, match="state dump"):
+        SystemAlertRules(AlertRulesConfig(rate_targets={})).load(b"{}")
+
+
+def test_config_from_settings_and_rebase() -> None:
+    settings = Settings()
+    config = AlertRulesConfig.from_settings(settings, {"north/followup_7d": "2025-04-07"})
+    assert config.rate_targets == {"followup_72h": 0.80, "followup_7d": 0.70, "seen_within_target": 0.80}
+    assert config.min_denominator == 10
+    assert config.baseline_points == 12
+    assert config.rebase == {("north", "followup_7d"): date(2025, 4, 7)}
+    assert parse_rebase({"team/with/slash/followup_7d": date(2025, 1, 6)}) == {("team/with/slash", "followup_7d"): date(2025, 1, 6)}
+    for bad in ({"followup_7d": "2025-01-01"}, {"north/nope": "2025-01-01"}, {"north/followup_7d": "soon"}):
+        with pytest.raises(ValueError):  # noqa: PT011
+            parse_rebase(bad)
