@@ -9,7 +9,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from alerts.model import Alert
-from alerts.nflog import LogEntry, MemoryNotificationLog, NotificationLog, NotifyReason, ResendPolicy, needs_update
+from alerts.nflog import (
+    LogEntry,
+    MemoryNotificationLog,
+    NotificationLog,
+    NotifyReason,
+    ResendPolicy,
+    needs_update,
+)
 
 T0 = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
 LABELS = {"alertname": "FollowUpDue", "team": "north", "client": "p-7f3a", "severity": "warning"}
