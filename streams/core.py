@@ -1,0 +1,871 @@
+"""The pure measure core, stage 1: one client's history in, observations and care-gap alerts out.
+
+Drivers (the in-process replay :mod:`streams.engine` and the live faust workers) call
+:func:`step` for every validated event of a client and :func:`sweep` when the client is due
+(:func:`next_due`); neither holds business rules. No clock, broker or I/O is read here.
+
+How outcomes are derived (decisions, DOMAIN.md sections 2 to 4)
+---------------------------------------------------------------
+* Time is integer microseconds (UTC) inside the core; local days come from
+  :class:`streams.calendar.Calendar`.
+* The client's de-duplicated events within the horizon are kept sorted by
+  (time, source, id). Every outcome is a pure function of that history *as of* an instant
+  ``x``: an event is visible at ``x`` when its time is before ``x`` and it has not been
+  cancelled by a cancel whose time is before ``x`` (a cancel takes effect at its own time,
+  whichever arrived first). Because on-time events (time >= watermark on arrival) can only
+  become visible after the watermark, the outcomes seen at any watermark do not depend on
+  arrival order.
+* Outputs change only at breakpoints (an event or cancel becoming visible, a window closing, a
+  target passing, a scheduled alert end). When the watermark advances, the core evaluates every
+  breakpoint it crosses in order, so the sequence of emitted values per observation key, and
+  with it the number of corrections, is the same for any arrival order within the allowed
+  lateness. A late event (time before the point already evaluated) re-evaluates the present
+  and its revisions are flagged as corrections.
+* Observations are emitted when final (the watermark passes the end of their window, or for
+  seen / waits / first contact when the deciding contact is visible). Any later emission for
+  the same key is a correction (``correction=True``); an observation whose index event no
+  longer exists is retracted (``retracted=True``, also a correction). When a revision moves an
+  observation to another team, the core first retracts it from the old team with
+  ``correction=False`` (bookkeeping for per-team stage 2) and then emits it for the new team
+  with ``correction=True``: one correction.
+* Care-gap alerts are evaluated as of the alert clock (the watermark in replay). ``startsAt`` is
+  the deadline instant (FollowUpDue end of local day d+2, FollowUpMissed end of d+7,
+  ReferralWaiting the target instant, FrequentCrisis the crisis that reaches K,
+  Readmitted30d the admission); ``endsAt`` the resolving event's time, or the instant the
+  condition ends (Readmitted30d 7 days after it fires, FrequentCrisis when the oldest crisis
+  of the run leaves the D-day window). A fired alert whose condition vanishes because of a
+  late event or a cancel resolves at max(startsAt, that event's time). FollowUpDue fires only
+  when neither a follow-up nor an inpatient admission came by its deadline; FollowUpMissed
+  only when the discharge is in the followup_7d denominator and not in its numerator.
+  Overlapping episodes of one identity (alertname, team, client, severity) merge into one
+  instance. An unresolved FollowUpMissed stays firing; when its discharge leaves the horizon
+  the core forgets it and emits nothing more for it.
+* A window [d+a, d+b] closes at the end of local day d+b. An admission excludes a discharge
+  from a follow-up denominator when its time is at or after the discharge and on a local day
+  no later than d+b (before the close instant), and no follow-up in the window came strictly
+  before it.
+* Referral targets: emergency, contact time <= referral time + H hours (the target passes just
+  after that instant); urgent / routine, contact local day no later than the Nth business day
+  after the referral's local day (passes at the end of that day). "Open past the limit" means
+  the watermark is after referral time + limit days.
+* Responsible team at t: the event's own team, else the team of the latest referral or
+  attended contact strictly before t and no older than ``team_memory_days``, else
+  ``unassigned``. The bound keeps state finite and the answer independent of pruning.
+* Cancels: a cancel whose target has not arrived is held; when the watermark passes the
+  cancel's time (the target could no longer be on time) it becomes an ORPHAN_CANCEL dead
+  letter. A duplicate (source, id) within the horizon changes nothing and yields a
+  :class:`Duplicate` output so drivers can count it.
+* Bounded state: events older than the horizon (longest look-back + longest forward window +
+  allowed lateness) are pruned, except that nothing after the earliest still-open referral
+  is pruned (for at most ``max_referral_age_days``). A client with nothing left is ``None``.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING, Final
+
+import msgspec
+
+from alerts.model import Alert
+from schemas.deadletter import DeadLetter, DeadLetterKind, Origin
+from schemas.model import (
+    UNASSIGNED,
+    Admission,
+    Cancel,
+    Contact,
+    Crisis,
+    Discharge,
+    Event,
+    ReferralClosed,
+    ReferralReceived,
+)
+from streams.calendar import US_PER_DAY, US_PER_HOUR, Calendar, from_us, to_us
+
+if TYPE_CHECKING:
+    from pathwatch.config import Settings
+
+RATE_MEASURES: Final[tuple[str, ...]] = (
+    "followup_72h",
+    "followup_7d",
+    "followup_30d",
+    "readmission_30d",
+    "seen_within_target",
+    "lost_before_contact",
+    "first_contact_dna",
+    "repeat_crisis_30d",
+)
+WAIT_MEASURES: Final[tuple[str, ...]] = ("referral_wait_days",)
+MEASURES: Final[tuple[str, ...]] = RATE_MEASURES + WAIT_MEASURES
+
+FOLLOWUP_WINDOWS: Final[tuple[tuple[str, int], ...]] = (
+    ("followup_72h", 3),
+    ("followup_7d", 7),
+    ("followup_30d", 30),
+)
+READMISSION_DAYS: Final = 30
+REPEAT_CRISIS_DAYS: Final = 30
+FOLLOWUP_DUE_DAYS: Final = 2
+FOLLOWUP_MISSED_DAYS: Final = 7
+
+_INELIGIBLE_DISPOSITIONS: Final = frozenset({"died", "acute_transfer", "nonacute_transfer", "prison_or_court"})
+_FOLLOWUP_MODES: Final = frozenset({"face_to_face", "telephone", "video"})
+_NEVER: Final = -(1 << 62)
+
+# Record kinds
+K_REFERRAL: Final = 0
+K_CLOSED: Final = 1
+K_CONTACT: Final = 2
+K_CRISIS: Final = 3
+K_ADMISSION: Final = 4
+K_DISCHARGE: Final = 5
+K_CANCEL: Final = 6
+
+
+@dataclass(frozen=True, slots=True)
+class CoreConfig:
+    """Everything the core needs to decide outcomes. Build with :meth:`from_settings`."""
+
+    timezone: str = "UTC"
+    holidays_country: str = "US"
+    holidays_subdivision: str | None = None
+    allowed_lateness: timedelta = timedelta(hours=72)
+    window_days: int = 28
+    referral_open_limit_days: int = 28
+    target_emergency_hours: float = 4.0
+    target_urgent_business_days: int = 1
+    target_routine_business_days: int = 10
+    frequent_crisis_k: int = 3
+    frequent_crisis_days: int = 30
+    readmitted_alert_days: int = 7
+    team_memory_days: int = 90
+    max_referral_age_days: int = 365
+    calendar: Calendar = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        from zoneinfo import ZoneInfo
+
+        object.__setattr__(
+            self, "calendar", Calendar(ZoneInfo(self.timezone), self.holidays_country, self.holidays_subdivision)
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> CoreConfig:
+        """The core's view of the settings (read once at the entry point)."""
+        k, d = settings.frequent_crisis_rule
+        return cls(
+            timezone=settings.timezone,
+            holidays_country=settings.holidays,
+            holidays_subdivision=settings.holidays_subdivision,
+            allowed_lateness=settings.allowed_lateness,
+            window_days=settings.window_days,
+            referral_open_limit_days=settings.referral_open_limit_days,
+            target_emergency_hours=settings.target_emergency_hours,
+            target_urgent_business_days=settings.target_urgent_business_days,
+            target_routine_business_days=settings.target_routine_business_days,
+            frequent_crisis_k=k,
+            frequent_crisis_days=d,
+        )
+
+    @property
+    def lateness_us(self) -> int:
+        return self.allowed_lateness // timedelta(microseconds=1)
+
+    @property
+    def horizon_us(self) -> int:
+        """How far behind the watermark an event can still change an outcome."""
+        back = max(self.team_memory_days, REPEAT_CRISIS_DAYS, self.frequent_crisis_days)
+        # business-day targets: at most ~N*7/5 calendar days plus holidays; be generous
+        target = (self.target_routine_business_days * 7) // 5 + 14
+        forward = max(READMISSION_DAYS + 1, self.referral_open_limit_days + 1, target, self.readmitted_alert_days)
+        return (back + forward + 2) * US_PER_DAY + self.lateness_us
+
+    def final_lag_days(self, measure: str) -> int:
+        """Calendar days after an index event's local day by which its outcome is final
+        (used by stage 2 to tell which weeks are complete)."""
+        if measure.startswith("followup_"):
+            return dict(FOLLOWUP_WINDOWS)[measure]
+        if measure == "readmission_30d":
+            return READMISSION_DAYS
+        if measure == "repeat_crisis_30d":
+            return 0
+        if measure == "seen_within_target":
+            return (self.target_routine_business_days * 7) // 5 + 14
+        return self.referral_open_limit_days + 1
+
+
+@dataclass(frozen=True, slots=True)
+class Clock:
+    """The two clocks of a step: ``watermark`` decides measure finality, ``alert_clock`` when
+    care-gap alerts fire (live: the wall clock; replay: the watermark). Both aware."""
+
+    watermark: datetime
+    alert_clock: datetime
+    watermark_us: int = field(init=False, compare=False, repr=False)
+    alert_us: int = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "watermark_us", to_us(self.watermark))
+        object.__setattr__(self, "alert_us", to_us(self.alert_clock))
+
+    @classmethod
+    def at(cls, instant: datetime) -> Clock:
+        """Both clocks at one instant (replay)."""
+        return cls(instant, instant)
+
+
+class Observation(msgspec.Struct, frozen=True):
+    """One measure observation for one index event (stage 1 -> stage 2).
+
+    ``key`` is unique per index event and measure; stage 2 upserts by it. ``numerator`` is the
+    outcome for rate measures (False for waits); ``wait_days`` is set for referral_wait_days.
+    ``retracted``: the observation no longer exists (stage 2 removes ``key`` from ``team``).
+    ``correction``: it revises an observation already emitted.
+    """
+
+    measure: str
+    key: str
+    team: str
+    index_time: datetime
+    numerator: bool = False
+    wait_days: float | None = None
+    retracted: bool = False
+    correction: bool = False
+
+    def to_bytes(self) -> bytes:
+        return _obs_encoder.encode(self)
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> Observation:
+        return _obs_decoder.decode(raw)
+
+
+@dataclass(frozen=True, slots=True)
+class Duplicate:
+    """An event whose (source, id) was already seen: it changed nothing (drivers count it)."""
+
+    source: str
+    id: str
+
+
+Output = Observation | Alert | DeadLetter | Duplicate
+
+_obs_encoder = msgspec.msgpack.Encoder()
+_obs_decoder = msgspec.msgpack.Decoder(Observation)
+
+
+class Rec(msgspec.Struct, array_like=True):
+    """One event of a client's history, flattened. ``ct`` is the time of the cancel that
+    cancelled it (or ``_NEVER``); for a cancel record, ``ref`` is its target id and ``flag``
+    says whether the target has arrived."""
+
+    t: int
+    src: str
+    id: str
+    kind: int
+    day: int
+    team: str = ""
+    ref: str = ""
+    a: str = ""
+    flag: bool = False
+    ct: int = _NEVER
+
+
+class EmittedObs(msgspec.Struct, array_like=True):
+    measure: str
+    team: str
+    t: int
+    num: bool
+    wait: float | None
+
+
+class EmittedAlert(msgspec.Struct, array_like=True):
+    name: str
+    team: str
+    severity: str
+    start: int
+    end: int | None
+    summary: str
+    description: str
+
+
+class ClientState(msgspec.Struct):
+    """One client's stage-1 state. Serialise with :meth:`to_bytes` for a changelog table.
+
+    Holds only the pseudonym ``client``, the de-duplicated history within the horizon (which
+    is also the de-duplication key set), held cancels (cancel records whose target has not
+    arrived), what has been emitted, and how far it has been evaluated.
+    """
+
+    client: str
+    recs: list[Rec] = msgspec.field(default_factory=list)
+    obs: dict[str, EmittedObs] = msgspec.field(default_factory=dict)
+    alerts: dict[str, EmittedAlert] = msgspec.field(default_factory=dict)
+    mw: int = _NEVER
+    aw: int = _NEVER
+    due: int | None = None
+
+    def to_bytes(self) -> bytes:
+        return _state_encoder.encode(self)
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> ClientState:
+        return _state_decoder.decode(raw)
+
+
+_state_encoder = msgspec.msgpack.Encoder()
+_state_decoder = msgspec.msgpack.Decoder(ClientState)
+
+
+def _sort_key(r: Rec) -> tuple[int, str, str]:
+    return (r.t, r.src, r.id)
+
+
+# ---------------------------------------------------------------------------------------------
+# Turning events into records
+
+
+def _record(event: Event, cal: Calendar) -> Rec:
+    t = to_us(event.time)
+    day = cal.day_of(t)
+    d = event.data
+    if isinstance(d, Contact):
+        followup = d.status == "attended" and d.mode in _FOLLOWUP_MODES
+        return Rec(t, event.source, event.id, K_CONTACT, day, d.team, d.referral_id or "", d.status, followup)
+    if isinstance(d, Discharge):
+        eligible = d.setting == "inpatient" and d.psychiatric and d.disposition not in _INELIGIBLE_DISPOSITIONS
+        return Rec(t, event.source, event.id, K_DISCHARGE, day, d.team or "", "", "", eligible)
+    if isinstance(d, Admission):
+        return Rec(t, event.source, event.id, K_ADMISSION, day, "", "", "", d.setting == "inpatient")
+    if isinstance(d, ReferralReceived):
+        return Rec(t, event.source, event.id, K_REFERRAL, day, d.team, d.referral_id, d.urgency)
+    if isinstance(d, ReferralClosed):
+        return Rec(t, event.source, event.id, K_CLOSED, day, "", d.referral_id, d.reason)
+    if isinstance(d, Crisis):
+        return Rec(t, event.source, event.id, K_CRISIS, day, d.team or "")
+    if isinstance(d, Cancel):
+        return Rec(t, event.source, event.id, K_CANCEL, day, "", d.cancels)
+    raise TypeError(f"unknown event data {type(d).__name__}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Derivation as of an instant
+
+
+def _visible(recs: list[Rec], x: int) -> list[Rec]:
+    out = []
+    for r in recs:
+        if r.t >= x:
+            break
+        if r.kind != K_CANCEL and (r.ct == _NEVER or r.ct >= x):
+            out.append(r)
+    return out
+
+
+def _responsible(vis: list[Rec], t: int, memory_us: int) -> str:
+    """Team of the latest referral or attended contact strictly before ``t`` within memory."""
+    i = bisect.bisect_left(vis, t, key=lambda r: r.t) - 1
+    floor = t - memory_us
+    while i >= 0:
+        r = vis[i]
+        if r.t < floor:
+            break
+        if r.kind == K_REFERRAL or (r.kind == K_CONTACT and r.a == "attended"):
+            return r.team
+        i -= 1
+    return UNASSIGNED
+
+
+@dataclass(slots=True)
+class _Referral:
+    rec: Rec
+    target_pass: int
+    target_label: int
+    closure: Rec | None
+    first: Rec | None
+    seen: Rec | None
+
+
+def _target(r: Rec, config: CoreConfig) -> tuple[int, int]:
+    """(instant from which the target has passed, instant shown as the target)."""
+    if r.a == "emergency":
+        deadline = r.t + int(config.target_emergency_hours * US_PER_HOUR)
+        return deadline + 1, deadline
+    n = config.target_urgent_business_days if r.a == "urgent" else config.target_routine_business_days
+    eod = config.calendar.end_of_day(config.calendar.add_business_days(r.day, n))
+    return eod, eod
+
+
+def _referral(r: Rec, vis: list[Rec], config: CoreConfig) -> _Referral:
+    closure = None
+    for c in vis:
+        if c.kind == K_CLOSED and c.ref == r.ref and c.t >= r.t:
+            closure = c
+            break
+    first = seen = None
+    limit = closure.t if closure is not None else None
+    for c in vis:
+        if c.kind != K_CONTACT or c.t < r.t:
+            continue
+        if limit is not None and c.t > limit:
+            break
+        if c.a == "cancelled" or (c.team != r.team and c.ref != r.ref):
+            continue
+        if first is None:
+            first = c
+        if c.a == "attended":
+            seen = c
+            break
+    tp, tl = _target(r, config)
+    return _Referral(r, tp, tl, closure, first, seen)
+
+
+ObsValue = tuple[str, str, int, bool, float | None]
+
+
+def _key(measure: str, r: Rec) -> str:
+    return f"{measure}\x1f{r.src}\x1f{r.id}"
+
+
+def derive_observations(recs: list[Rec], x: int, config: CoreConfig) -> dict[str, ObsValue]:
+    """Every observation that exists as of instant ``x`` (final outcomes only), by key."""
+    cal = config.calendar
+    vis = _visible(recs, x)
+    memory = config.team_memory_days * US_PER_DAY
+    out: dict[str, ObsValue] = {}
+    for r in vis:
+        kind = r.kind
+        if kind == K_DISCHARGE:
+            if not r.flag:
+                continue
+            d = r.day
+            team = r.team or _responsible(vis, r.t, memory)
+            start = cal.end_of_day(d)
+            for measure, b in FOLLOWUP_WINDOWS:
+                close = cal.end_of_day(d + b)
+                if x < close:
+                    break
+                fu = adm = None
+                for c in vis:
+                    if c.t >= close:
+                        break
+                    if fu is None and c.kind == K_CONTACT and c.flag and c.t >= start:
+                        fu = c
+                    elif adm is None and c.kind == K_ADMISSION and c.flag and c.t >= r.t:
+                        adm = c
+                excluded = adm is not None and not (fu is not None and fu.t < adm.t)
+                if not excluded:
+                    out[_key(measure, r)] = (measure, team, r.t, fu is not None, None)
+            close = cal.end_of_day(d + READMISSION_DAYS)
+            if x >= close:
+                readmitted = any(
+                    c.kind == K_ADMISSION and c.flag and start <= c.t < close for c in vis
+                )
+                out[_key("readmission_30d", r)] = ("readmission_30d", team, r.t, readmitted, None)
+        elif kind == K_REFERRAL:
+            ref = _referral(r, vis, config)
+            team = r.team
+            seen = ref.seen
+            if seen is not None:
+                out[_key("seen_within_target", r)] = (
+                    "seen_within_target", team, r.t, seen.t < ref.target_pass, None
+                )
+                wait = round((seen.t - r.t) / US_PER_DAY, 6)
+                out[_key("referral_wait_days", r)] = ("referral_wait_days", team, r.t, False, wait)
+                out[_key("lost_before_contact", r)] = ("lost_before_contact", team, r.t, False, None)
+            else:
+                if x >= ref.target_pass:
+                    out[_key("seen_within_target", r)] = ("seen_within_target", team, r.t, False, None)
+                if ref.closure is not None:
+                    out[_key("lost_before_contact", r)] = (
+                        "lost_before_contact", team, r.t, ref.closure.a != "seen", None
+                    )
+                elif x > r.t + config.referral_open_limit_days * US_PER_DAY:
+                    out[_key("lost_before_contact", r)] = ("lost_before_contact", team, r.t, True, None)
+            if ref.first is not None:
+                out[_key("first_contact_dna", r)] = (
+                    "first_contact_dna", team, r.t, ref.first.a == "did_not_attend", None
+                )
+        elif kind == K_CRISIS:
+            team = r.team or _responsible(vis, r.t, memory)
+            floor = r.t - REPEAT_CRISIS_DAYS * US_PER_DAY
+            repeat = any(c.kind == K_CRISIS and floor <= c.t < r.t for c in vis)
+            out[_key("repeat_crisis_30d", r)] = ("repeat_crisis_30d", team, r.t, repeat, None)
+    return out
+
+
+@dataclass(slots=True)
+class _Episode:
+    name: str
+    team: str
+    severity: str
+    start: int
+    end: int | None  # known end as of x, else None
+    summary: str
+    description: str
+
+
+def _day(ordinal: int) -> str:
+    return date.fromordinal(ordinal).isoformat()
+
+
+def derive_alerts(recs: list[Rec], x: int, config: CoreConfig) -> dict[str, _Episode]:
+    """Care-gap alert instances as of instant ``x`` (merged per identity), by instance key."""
+    cal = config.calendar
+    vis = _visible(recs, x)
+    memory = config.team_memory_days * US_PER_DAY
+    episodes: list[_Episode] = []
+    crises: list[Rec] = []
+    for r in vis:
+        kind = r.kind
+        if kind == K_DISCHARGE and r.flag:
+            d = r.day
+            team = r.team or _responsible(vis, r.t, memory)
+            start = cal.end_of_day(d)
+            due = cal.end_of_day(d + FOLLOWUP_DUE_DAYS)
+            if x >= due:
+                blocked = False
+                end = None
+                for c in vis:
+                    is_fu = c.kind == K_CONTACT and c.flag and c.t >= start
+                    is_adm = c.kind == K_ADMISSION and c.flag and c.t >= r.t
+                    if not (is_fu or is_adm):
+                        continue
+                    if c.t < due:
+                        blocked = True
+                    else:
+                        end = c.t
+                    break
+                if not blocked:
+                    episodes.append(
+                        _Episode(
+                            "FollowUpDue", team, "warning", due, end,
+                            "No follow-up 72 hours after psychiatric discharge",
+                            f"Discharged {_day(d)}; follow-up was due by the end of {_day(d + 2)}; team {team}.",
+                        )
+                    )
+            missed = cal.end_of_day(d + FOLLOWUP_MISSED_DAYS)
+            if x >= missed:
+                blocked = any(
+                    c.t < missed
+                    and (
+                        (c.kind == K_CONTACT and c.flag and c.t >= start)
+                        or (c.kind == K_ADMISSION and c.flag and c.t >= r.t)
+                    )
+                    for c in vis
+                )
+                if not blocked:
+                    episodes.append(
+                        _Episode(
+                            "FollowUpMissed", team, "critical", missed, None,
+                            "No follow-up within 7 days of psychiatric discharge",
+                            f"Discharged {_day(d)}; no follow-up by the end of {_day(d + 7)}; team {team}.",
+                        )
+                    )
+            close = cal.end_of_day(d + READMISSION_DAYS)
+            span = config.readmitted_alert_days * US_PER_DAY
+            for c in vis:
+                if c.kind == K_ADMISSION and c.flag and start <= c.t < close:
+                    end_at = c.t + span
+                    episodes.append(
+                        _Episode(
+                            "Readmitted30d", team, "warning", c.t, end_at if end_at <= x else None,
+                            "Readmitted within 30 days of psychiatric discharge",
+                            f"Discharged {_day(d)}; admitted {_day(c.day)}; team {team}.",
+                        )
+                    )
+        elif kind == K_REFERRAL:
+            ref = _referral(r, vis, config)
+            if x < ref.target_pass:
+                continue
+            ends = [e.t for e in (ref.seen, ref.closure) if e is not None]
+            end_t = min(ends) if ends else None
+            if end_t is not None and end_t < ref.target_pass:
+                continue
+            severity = "critical" if r.a == "emergency" else "warning"
+            target = from_us(ref.target_label).astimezone(cal.tz)
+            episodes.append(
+                _Episode(
+                    "ReferralWaiting", r.team, severity, ref.target_label, end_t,
+                    f"{r.a.capitalize()} referral not seen by its target",
+                    f"Referred {_day(r.day)}; target {target:%Y-%m-%d %H:%M}; team {r.team}.",
+                )
+            )
+        elif kind == K_CRISIS:
+            crises.append(r)
+    k = config.frequent_crisis_k
+    span = config.frequent_crisis_days * US_PER_DAY
+    for i in range(k - 1, len(crises)):
+        first, last = crises[i - k + 1], crises[i]
+        if last.t - first.t < span:
+            end_at = first.t + span
+            team = last.team or _responsible(vis, last.t, memory)
+            episodes.append(
+                _Episode(
+                    "FrequentCrisis", team, "warning", last.t, end_at if end_at <= x else None,
+                    f"{k} crises within {config.frequent_crisis_days} days",
+                    f"Latest crisis {_day(last.day)}; team {team}.",
+                )
+            )
+    return _merge(episodes, x)
+
+
+def _merge(episodes: list[_Episode], x: int) -> dict[str, _Episode]:
+    groups: dict[tuple[str, str, str], list[_Episode]] = {}
+    for e in episodes:
+        groups.setdefault((e.name, e.team, e.severity), []).append(e)
+    out: dict[str, _Episode] = {}
+    for (name, team, severity), eps in groups.items():
+        eps.sort(key=lambda e: e.start)
+        cur: _Episode | None = None
+        for e in eps:
+            if cur is not None and (cur.end is None or e.start <= cur.end):
+                if cur.end is not None:
+                    cur.end = None if e.end is None else max(cur.end, e.end)
+                continue
+            if cur is not None:
+                out[f"{name}\x1f{team}\x1f{severity}\x1f{cur.start}"] = cur
+            cur = _Episode(name, team, severity, e.start, e.end, e.summary, e.description)
+        if cur is not None:
+            out[f"{name}\x1f{team}\x1f{severity}\x1f{cur.start}"] = cur
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Emission
+
+
+def _emit_observations(state: ClientState, x: int, config: CoreConfig, outs: list[Output]) -> None:
+    derived = derive_observations(state.recs, x, config)
+    emitted = state.obs
+    for key, (measure, team, t, num, wait) in derived.items():
+        old = emitted.get(key)
+        if old is not None and old.team == team and old.num == num and old.wait == wait and old.t == t:
+            continue
+        index_time = from_us(t)
+        correction = old is not None
+        if old is not None and old.team != team:
+            outs.append(Observation(measure, key, old.team, from_us(old.t), retracted=True))
+        outs.append(Observation(measure, key, team, index_time, num, wait, False, correction))
+        emitted[key] = EmittedObs(measure, team, t, num, wait)
+    if len(emitted) != len(derived) or any(k not in derived for k in emitted):
+        for key in [k for k in emitted if k not in derived]:
+            old = emitted.pop(key)
+            outs.append(Observation(old.measure, key, old.team, from_us(old.t), retracted=True, correction=True))
+
+
+def _alert(state: ClientState, e: EmittedAlert) -> Alert:
+    labels = {"alertname": e.name, "team": e.team, "client": state.client, "severity": e.severity}
+    return Alert(
+        labels=labels,
+        starts_at=from_us(e.start),
+        ends_at=None if e.end is None else from_us(e.end),
+        annotations={"summary": e.summary, "description": e.description},
+    )
+
+
+def _emit_alerts(state: ClientState, x: int, trigger: int, config: CoreConfig, outs: list[Output]) -> None:
+    derived = derive_alerts(state.recs, x, config)
+    emitted = state.alerts
+    for key, ep in derived.items():
+        old = emitted.get(key)
+        if old is not None and old.end == ep.end:
+            continue
+        if old is not None and old.end is not None and ep.end is None:
+            # a resolved instance stays resolved; a new firing episode would have a new start
+            continue
+        new = EmittedAlert(ep.name, ep.team, ep.severity, ep.start, ep.end, ep.summary, ep.description)
+        emitted[key] = new
+        outs.append(_alert(state, new))
+    for key, old in emitted.items():
+        if old.end is None and key not in derived:
+            old.end = max(old.start, trigger)
+            outs.append(_alert(state, old))
+
+
+def _breakpoints(state: ClientState, config: CoreConfig) -> list[int]:
+    """Every instant at which an output of this client could change, unsorted."""
+    cal = config.calendar
+    limit = config.referral_open_limit_days * US_PER_DAY
+    readmit = config.readmitted_alert_days * US_PER_DAY
+    crisis_span = config.frequent_crisis_days * US_PER_DAY
+    out: list[int] = []
+    for r in state.recs:
+        out.append(r.t + 1)
+        if r.ct != _NEVER:
+            out.append(r.ct + 1)
+        kind = r.kind
+        if kind == K_DISCHARGE and r.flag:
+            d = r.day
+            out.extend(
+                (cal.end_of_day(d + 2), cal.end_of_day(d + 3), cal.end_of_day(d + 7), cal.end_of_day(d + 30))
+            )
+        elif kind == K_REFERRAL:
+            out.append(_target(r, config)[0])
+            out.append(r.t + limit + 1)
+        elif kind == K_ADMISSION and r.flag:
+            out.append(r.t + readmit)
+        elif kind == K_CRISIS:
+            out.append(r.t + crisis_span)
+    return out
+
+
+def _advance(state: ClientState, w: int, a: int, config: CoreConfig, outs: list[Output]) -> None:
+    lo = min(state.mw, state.aw)
+    hi = max(w, a)
+    if hi > lo:
+        points = sorted({b for b in _breakpoints(state, config) if lo < b <= hi})
+        for b in points:
+            if state.mw < b <= w:
+                _emit_observations(state, b, config, outs)
+            if state.aw < b <= a:
+                _emit_alerts(state, b, b - 1, config, outs)
+    state.mw = max(state.mw, w)
+    state.aw = max(state.aw, a)
+
+
+def _orphans_and_prune(state: ClientState, config: CoreConfig, outs: list[Output]) -> ClientState | None:
+    w = state.mw
+    recs = state.recs
+    if any(r.kind == K_CANCEL and not r.flag and r.t < w for r in recs):
+        keep = []
+        for r in recs:
+            if r.kind == K_CANCEL and not r.flag and r.t < w:
+                outs.append(
+                    DeadLetter(
+                        DeadLetterKind.ORPHAN_CANCEL,
+                        "cancel: its target has not arrived within the allowed lateness",
+                        "data.cancels",
+                        Origin(),
+                        msgspec.json.encode({"source": r.src, "id": r.id, "type": "cancel", "cancels": r.ref}),
+                    )
+                )
+            else:
+                keep.append(r)
+        state.recs = recs = keep
+    cutoff = w - config.horizon_us
+    if recs and recs[0].t < cutoff:
+        open_floor = w - config.max_referral_age_days * US_PER_DAY
+        vis = _visible(recs, w)
+        for r in vis:
+            if r.kind == K_REFERRAL and r.t >= open_floor:
+                ref = _referral(r, vis, config)
+                if ref.seen is None and ref.closure is None:
+                    cutoff = min(cutoff, r.t)
+                    break
+        i = bisect.bisect_left(recs, cutoff, key=lambda r: r.t)
+        if i:
+            state.recs = recs = recs[i:]
+    if state.obs and min(v.t for v in state.obs.values()) < cutoff:
+        state.obs = {k: v for k, v in state.obs.items() if v.t >= cutoff}
+    if state.alerts:
+        alert_cutoff = min(state.aw - config.horizon_us, cutoff)
+        state.alerts = {k: v for k, v in state.alerts.items() if v.start >= alert_cutoff}
+    if not recs and not state.obs and not state.alerts:
+        return None
+    return state
+
+
+# ---------------------------------------------------------------------------------------------
+# Public API
+
+
+def step(
+    state: ClientState | None, event: Event, clock: Clock, config: CoreConfig
+) -> tuple[ClientState | None, list[Output]]:
+    """Apply one validated event of one client, then advance the client to ``clock``.
+
+    ``state`` is the client's state (None for a client with nothing open); the result is the
+    new state (None when nothing is left) and the outputs in order. The passed-in state object
+    may be mutated and returned; drivers must store the returned value. Never raises for a
+    validated ``Event``.
+    """
+    cal = config.calendar
+    if state is None:
+        state = ClientState(event.client)
+    outs: list[Output] = []
+    src, eid = event.source, event.id
+    recs = state.recs
+    for r in recs:
+        if r.id == eid and r.src == src:
+            outs.append(Duplicate(src, eid))
+            return state, outs
+    rec = _record(event, cal)
+    if rec.kind == K_CANCEL:
+        for r in recs:
+            if r.src == src and r.id == rec.ref and r.kind != K_CANCEL:
+                rec.flag = True
+                if r.ct == _NEVER or rec.t < r.ct:
+                    r.ct = rec.t
+                break
+    else:
+        for c in recs:
+            if c.kind == K_CANCEL and not c.flag and c.src == src and c.ref == eid:
+                c.flag = True
+                if rec.ct == _NEVER or c.t < rec.ct:
+                    rec.ct = c.t
+    bisect.insort(recs, rec, key=_sort_key)
+    changed_at = rec.t
+    if changed_at < state.mw:
+        _emit_observations(state, state.mw, config, outs)
+    if changed_at < state.aw:
+        _emit_alerts(state, state.aw, changed_at, config, outs)
+    _advance(state, clock.watermark_us, clock.alert_us, config, outs)
+    return _finish(state, config, outs), outs
+
+
+def _finish(state: ClientState, config: CoreConfig, outs: list[Output]) -> ClientState | None:
+    kept = _orphans_and_prune(state, config, outs)
+    if kept is not None:
+        kept.due = _compute_due(kept, config)
+    return kept
+
+
+def sweep(state: ClientState | None, clock: Clock, config: CoreConfig) -> tuple[ClientState | None, list[Output]]:
+    """Advance a client to ``clock`` without a new event (windows closing, targets passing,
+    alerts firing or ending, held cancels becoming orphans, pruning). Same contract as
+    :func:`step`."""
+    if state is None:
+        return None, []
+    outs: list[Output] = []
+    _advance(state, clock.watermark_us, clock.alert_us, config, outs)
+    return _finish(state, config, outs), outs
+
+
+def _compute_due(state: ClientState, config: CoreConfig) -> int | None:
+    lo = min(state.mw, state.aw)
+    best: int | None = None
+    for b in _breakpoints(state, config):
+        if b > lo and (best is None or b < best):
+            best = b
+    for r in state.recs:
+        if r.kind == K_CANCEL and not r.flag:
+            due = r.t + 1
+            if due > lo and (best is None or due < best):
+                best = due
+    horizon = config.horizon_us
+    floors = [v.t for v in state.obs.values()] + [v.start for v in state.alerts.values()]
+    if state.recs:
+        floors.append(state.recs[0].t)
+    if floors:
+        prune = min(floors) + horizon + 1
+        if best is None or prune < best:
+            best = prune
+    return best
+
+
+def next_due_us(state: ClientState | None) -> int | None:
+    """Like :func:`next_due`, in microseconds since the epoch."""
+    return None if state is None else state.due
+
+
+def next_due(state: ClientState | None) -> datetime | None:
+    """The earliest instant at which sweeping this client could produce output or free state
+    (computed by the last :func:`step` / :func:`sweep`).
+
+    Drivers sweep a client once ``max(watermark, alert_clock)`` reaches it. None: nothing due
+    (no state, or nothing left that time alone can change).
+    """
+    return None if state is None or state.due is None else from_us(state.due)

@@ -1,0 +1,237 @@
+"""The in-process driver of both stages: per-client core (stage 1) and team windows (stage 2).
+
+Used by ``pathwatch replay`` and by tests; the live faust app drives the same pure functions
+with its own tables. The engine holds no business rules: it keeps the per-partition
+watermark (largest event time seen in the partition less the allowed lateness), calls
+:func:`streams.core.step` for each event and :func:`streams.core.sweep` for the clients whose
+:func:`streams.core.next_due` has been reached (a min-heap with lazy deletion, so a sweep
+touches only due clients), applies observations to :class:`streams.windows.TeamWindows`, and
+records alert transitions and counters for the report.
+
+In the engine the alert clock is the watermark (replay semantics, DOMAIN.md section 4), so
+the same input gives the same alerts. ``finish()`` treats the end of input as the end of
+time: both clocks go to the largest event time seen; windows closing later stay pending.
+
+Counters: ``accepted`` counts events that were not duplicates (cancels included);
+``duplicates`` repeated (source, id); ``dead_letters`` decoder rejects fed with
+:meth:`Engine.feed_dead_letter` plus orphan cancels; ``corrections`` observations emitted with
+``correction=True`` (revisions of an already emitted observation, retractions included).
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from alerts.model import Alert
+from schemas.deadletter import DeadLetter
+from schemas.model import ALL_TEAMS, Event
+from streams.calendar import from_us, to_us
+from streams.core import ClientState, Clock, CoreConfig, Duplicate, Observation, Output, step, sweep
+from streams.windows import TeamWindows
+
+_NEVER = -(1 << 62)
+
+
+class SystemRules(Protocol):
+    """System alerts (RateOffTarget, SpecialCause) over stage-2 windows; see alerts/rules.py.
+
+    ``evaluate`` is called whenever the watermark crosses a local day boundary and once at the
+    end of input, and returns the system-alert transitions (firing or resolved) since the last
+    call.
+    """
+
+    def evaluate(self, windows: TeamWindows, watermark: datetime) -> list[Alert]: ...
+
+
+@dataclass(slots=True)
+class Counters:
+    accepted: int = 0
+    duplicates: int = 0
+    dead_letters: int = 0
+    corrections: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "accepted": self.accepted,
+            "duplicates": self.duplicates,
+            "dead_letters": self.dead_letters,
+            "corrections": self.corrections,
+        }
+
+
+class Engine:
+    """Feeds events through both stages in one process. Not thread-safe."""
+
+    def __init__(self, config: CoreConfig, system_rules: SystemRules | None = None) -> None:
+        self.config = config
+        self.rules = system_rules
+        self.windows = TeamWindows(config)
+        self.counters = Counters()
+        self.teams: set[str] = set()
+        self.clients: dict[str, ClientState] = {}
+        self._alerts: dict[tuple[str, datetime], Alert] = {}
+        self._max: dict[int, int] = {}
+        self._heaps: dict[int, list[tuple[int, str]]] = {}
+        self._clocks: dict[int, Clock] = {}
+        self._lateness = config.lateness_us
+        self._day: int | None = None
+        self._finished_at: int | None = None
+
+    # -- input ------------------------------------------------------------------------------------
+
+    def feed(self, event: Event, partition: int = 0) -> list[Output]:
+        """Process one validated event arriving on ``partition``; returns every output it caused
+        (its own client's and those of clients swept because the watermark moved)."""
+        t = to_us(event.time)
+        old = self._max.get(partition, _NEVER)
+        clock = self._clocks.get(partition)
+        if t > old or clock is None:
+            self._max[partition] = max(t, old)
+            w = self._max[partition] - self._lateness
+            clock = Clock.at(from_us(w))
+            self._clocks[partition] = clock
+        self._note_teams(event)
+        client = event.client
+        state, outs = step(self.clients.get(client), event, clock, self.config)
+        self._store(client, state, partition)
+        if outs and isinstance(outs[0], Duplicate):
+            self.counters.duplicates += 1
+        else:
+            self.counters.accepted += 1
+        if t > old:
+            outs.extend(self._sweep_due(partition, clock))
+        self._record(outs)
+        self._maybe_day_boundary(clock.watermark_us)
+        return outs
+
+    def feed_dead_letter(self, dead_letter: DeadLetter) -> None:
+        """Count an input the decoder rejected (it is reported, never silently dropped)."""
+        del dead_letter
+        self.counters.dead_letters += 1
+
+    def finish(self) -> list[Output]:
+        """End of input is the end of time: advance every partition's watermark and the alert
+        clock to the largest event time seen, sweep, and run the system rules once."""
+        if not self._max:
+            return []
+        end = max(self._max.values())
+        clock = Clock.at(from_us(end))
+        outs: list[Output] = []
+        for partition in list(self._heaps):
+            self._clocks[partition] = clock
+            outs.extend(self._sweep_due(partition, clock))
+        self._record(outs)
+        self._finished_at = end
+        self.windows.prune(clock.watermark)
+        if self.rules is not None:
+            self._record_alerts(self.rules.evaluate(self.windows, clock.watermark))
+        return outs
+
+    # -- internals ----------------------------------------------------------------------------------
+
+    def _note_teams(self, event: Event) -> None:
+        d = event.data
+        team = getattr(d, "team", None)
+        if team:
+            self.teams.add(team)
+
+    def _store(self, client: str, state: ClientState | None, partition: int) -> None:
+        if state is None:
+            self.clients.pop(client, None)
+            return
+        self.clients[client] = state
+        if state.due is not None:
+            heapq.heappush(self._heaps.setdefault(partition, []), (state.due, client))
+
+    def _sweep_due(self, partition: int, clock: Clock) -> list[Output]:
+        heap = self._heaps.get(partition)
+        outs: list[Output] = []
+        if not heap:
+            return outs
+        horizon = max(clock.watermark_us, clock.alert_us)
+        while heap and heap[0][0] <= horizon:
+            due, client = heapq.heappop(heap)
+            state = self.clients.get(client)
+            if state is None or state.due != due:
+                continue  # stale entry: the client's due moved since
+            state, produced = sweep(state, clock, self.config)
+            self._store(client, state, partition)
+            outs.extend(produced)
+        return outs
+
+    def _record(self, outs: list[Output]) -> None:
+        windows = self.windows
+        counters = self.counters
+        for o in outs:
+            if isinstance(o, Observation):
+                windows.apply(o)
+                if o.correction:
+                    counters.corrections += 1
+                if not o.retracted:
+                    self.teams.add(o.team)
+            elif isinstance(o, Alert):
+                self._alerts[(o.fingerprint, o.starts_at)] = o
+            elif isinstance(o, DeadLetter):
+                counters.dead_letters += 1
+
+    def _record_alerts(self, alerts: list[Alert]) -> None:
+        for a in alerts:
+            self._alerts[(a.fingerprint, a.starts_at)] = a
+
+    def _maybe_day_boundary(self, watermark_us: int) -> None:
+        day = self.config.calendar.day_of(watermark_us)
+        if self._day is None:
+            self._day = day
+            return
+        if day > self._day:
+            self._day = day
+            watermark = from_us(watermark_us)
+            self.windows.prune(watermark)
+            if self.rules is not None:
+                self._record_alerts(self.rules.evaluate(self.windows, watermark))
+
+    # -- output ----------------------------------------------------------------------------------
+
+    @property
+    def watermark(self) -> datetime | None:
+        """The lowest partition watermark (after :meth:`finish`: the largest event time)."""
+        if self._finished_at is not None:
+            return from_us(self._finished_at)
+        if not self._max:
+            return None
+        return from_us(min(self._max.values()) - self._lateness)
+
+    def alerts(self) -> list[Alert]:
+        """Every alert instance (identity + startsAt) in its latest state, sorted by
+        (startsAt, fingerprint)."""
+        return [self._alerts[k] for k in sorted(self._alerts, key=lambda k: (k[1], k[0]))]
+
+    def report(self) -> dict[str, Any]:
+        """The replay report of DOMAIN.md section 6 (call after :meth:`finish`).
+
+        Every rate measure for ``*`` and every team seen (teams named in any event or owning an
+        observation, ``unassigned`` included when used), zero rows included; waits likewise;
+        alerts sorted by (startsAt, fingerprint); event counters.
+        """
+        watermark = self.watermark
+        teams = sorted(self.teams - {ALL_TEAMS})
+        now = watermark if watermark is not None else from_us(0)
+        measures = [
+            {"measure": r.measure, "team": r.team, "numerator": r.numerator, "denominator": r.denominator}
+            for r in self.windows.rates(now, None, teams=teams)
+        ]
+        waits = [
+            {"measure": r.measure, "team": r.team, "count": r.count, "p50": r.p50, "p90": r.p90}
+            for r in self.windows.waits(None, None, teams=teams)
+        ]
+        return {
+            "watermark": None if watermark is None else watermark.isoformat(),
+            "measures": measures,
+            "waits": waits,
+            "alerts": [a.report_entry() for a in self.alerts()],
+            "events": self.counters.as_dict(),
+        }
+
