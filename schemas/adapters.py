@@ -1,0 +1,104 @@
+"""What the HL7 v2 and FHIR adapters share: options, the psychiatric rule, CloudEvent lines.
+
+An adapter turns a partner hospital's message into CloudEvents JSON lines *with the raw
+subject*, exactly as a publisher would send them; each line then goes through
+:meth:`schemas.decode.Decoder.decode`, which validates and pseudonymises it. Adapter output
+must therefore never be written to a topic or a log: it goes straight into the decoder.
+
+Default psychiatric rule (settings ``psychiatric_services`` and
+``psychiatric_diagnosis_prefixes``): a stay is psychiatric when its hospital service (HL7
+PV1-10, FHIR ``Encounter.serviceType``) is one of ``PSY``, ``PSI``, ``MH``, or when a
+diagnosis code (HL7 DG1-3, FHIR ``Encounter.reasonCode`` or a referenced ``Condition``)
+starts with ``F`` (ICD-10 mental and behavioural disorders) or ``X7``, ``X80``-``X83``
+(ICD-10 intentional self-harm, X71-X83 in HEDIS FUH; the ``X7`` prefix also takes
+X70-X79). Codes are compared without dots and case-insensitively.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Final
+from zoneinfo import ZoneInfo
+
+import msgspec
+
+if TYPE_CHECKING:
+    from pathwatch.config import Settings
+
+_SLUG = re.compile(r"[^a-z0-9._-]+")
+
+
+@dataclass(frozen=True, slots=True)
+class AdapterOptions:
+    """Settings-derived options of the HL7 and FHIR adapters.
+
+    ``facility`` names the hospital when a message does not (HL7 MSH-4, FHIR
+    ``serviceProvider``); ``timezone`` (IANA) reads HL7 times without an offset and FHIR
+    dates without a time.
+    """
+
+    psychiatric_services: tuple[str, ...] = ("PSY", "PSI", "MH")
+    psychiatric_diagnosis_prefixes: tuple[str, ...] = ("F", "X7", "X80", "X81", "X82", "X83")
+    facility: str | None = None
+    timezone: str = "UTC"
+
+    @classmethod
+    def from_settings(cls, settings: Settings, facility: str | None = None) -> AdapterOptions:
+        return cls(
+            psychiatric_services=tuple(settings.psychiatric_services),
+            psychiatric_diagnosis_prefixes=tuple(settings.psychiatric_diagnosis_prefixes),
+            facility=facility,
+            timezone=settings.timezone,
+        )
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def is_psychiatric(self, services: Iterable[str], diagnoses: Iterable[str]) -> bool:
+        """True when a service is psychiatric or a diagnosis code has a psychiatric prefix."""
+        wanted = {service.strip().upper() for service in self.psychiatric_services}
+        if any(service.strip().upper() in wanted for service in services):
+            return True
+        prefixes = tuple(prefix.replace(".", "").strip().upper() for prefix in self.psychiatric_diagnosis_prefixes)
+        return any(code.replace(".", "").strip().upper().startswith(prefixes) for code in diagnoses if code.strip())
+
+
+def slug(text: str) -> str:
+    """A facility name as used in ``source`` (``hospital/<slug>``) and ``facility``: lower case,
+    runs of other characters than ``a-z 0-9 . _ -`` replaced by ``-``."""
+    return _SLUG.sub("-", text.strip().lower()).strip("-")
+
+
+HOSPITAL_SOURCE_PREFIX: Final = "hospital/"
+
+_encoder = msgspec.json.Encoder()
+
+
+def cloud_event(
+    *, event_id: str, source: str, event_type: str, time: datetime, subject: str, data: dict[str, Any], **extensions: str
+) -> bytes:
+    """One CloudEvents 1.0 JSON line, as a publisher would send it (``time`` must be aware)."""
+    event: dict[str, Any] = {
+        "specversion": "1.0",
+        "id": event_id,
+        "source": source,
+        "type": event_type,
+        "time": time.isoformat(),
+        "subject": subject,
+        "datacontenttype": "application/json",
+        **extensions,
+        "data": data,
+    }
+    return _encoder.encode(event)
+
+
+def redact(reason: str, secrets: Iterable[str]) -> str:
+    """``reason`` with every non-empty value of ``secrets`` (raw identifiers) masked."""
+    for secret in secrets:
+        if secret and secret in reason:
+            reason = reason.replace(secret, "<subject>")
+    return reason
