@@ -270,8 +270,8 @@ def test_build_dispatcher_from_settings() -> None:
                          "webhook": "", "north": 'team="north"'},
                          webhooks={"north": WebhookTarget("http://127.0.0.1:9999/north")})
     assert d.receivers == ["kafka", "alertmanager", "webhook", "north"]
-    assert build_dispatcher(Settings(), None, None, None).receivers == []
+    assert build_dispatcher(Settings(alertmanager_url=None, webhook_url=None), None, None, None).receivers == []
     with pytest.raises(ValueError, match="http_session"):
         build_dispatcher(settings, None, None, None)
     with pytest.raises(ValueError, match="unknown receivers"):
-        build_dispatcher(Settings(), None, None, None, {"webhook": ""})
+        build_dispatcher(Settings(alertmanager_url=None, webhook_url=None), None, None, None, {"webhook": ""})
