@@ -1,0 +1,245 @@
+"""FHIR R4 ``Encounter`` resources (alone or in a Bundle) -> CloudEvents lines for the decoder.
+
+Each Encounter is validated against the R4 structure with fhir.resources (its R4B models,
+structurally identical for Encounter), then mapped:
+
+* ``status`` in-progress or onleave with ``period.start``: an ``admission`` at period.start;
+* ``status`` finished: the ``admission`` (when period.start is known) and a ``discharge`` at
+  ``period.end`` (a finished Encounter without period.end is rejected);
+* ``status`` entered-in-error: a ``cancel`` of the admission, and of the discharge when
+  period.end is set, timed at ``meta.lastUpdated`` (else period.end, else period.start);
+* planned, arrived, triaged, cancelled, unknown: nothing to publish.
+
+Ids: ``Encounter/<id>:admission``, ``Encounter/<id>:discharge`` and
+``Encounter/<id>:cancel:<admission|discharge>``, where ``<id>`` is the logical id (else the
+first identifier value). Resending a snapshot repeats the same ids, so duplicates change
+nothing, and an entered-in-error snapshot names its targets without state.
+
+``subject``: ``Encounter.subject.identifier.value``, else the id of a ``Patient/<id>``
+reference. ``source`` is ``hospital/<facility>`` with the facility from
+``serviceProvider`` (identifier value, else the Organization id, else display; slugged),
+else the configured facility. ``class`` IMP, ACUTE, NONAC -> inpatient, OBSENC ->
+observation; other classes give no event. Psychiatric: ``serviceType`` codes, and diagnosis
+codes from ``reasonCode`` and from Conditions named by ``diagnosis.condition`` (contained or
+in the same Bundle), through :class:`schemas.adapters.AdapterOptions`. A date without a time
+is local midnight in the configured timezone. ``hospitalization.dischargeDisposition``
+codes map through :data:`DISPOSITIONS` (the HL7 discharge-disposition code system), then
+UB-04 codes, then pathwatch's own values.
+
+A Bundle is converted whole or not at all: one bad Encounter dead-letters the Bundle, with
+a path such as ``entry[2].resource.period.end``.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time
+from typing import Any, Final, get_args
+
+import msgspec
+from fhir.resources.R4B.encounter import Encounter
+from pydantic import ValidationError
+
+from schemas.adapters import HOSPITAL_SOURCE_PREFIX, AdapterOptions, cloud_event, redact, slug
+from schemas.deadletter import DeadLetter, DeadLetterKind, Origin
+from schemas.hl7 import DISPOSITIONS as UB04_DISPOSITIONS
+from schemas.model import Disposition
+
+# http://terminology.hl7.org/CodeSystem/discharge-disposition
+DISPOSITIONS: Final[dict[str, Disposition]] = {
+    "home": "home",
+    "alt-home": "community_residence",
+    "other-hcf": "nonacute_transfer",
+    "hosp": "other",  # hospice
+    "long": "nonacute_transfer",
+    "aadvice": "against_medical_advice",
+    "exp": "died",
+    "psy": "acute_transfer",
+    "rehab": "nonacute_transfer",
+    "snf": "nonacute_transfer",
+    "oth": "other",
+}
+CLASSES: Final[dict[str, str]] = {"IMP": "inpatient", "ACUTE": "inpatient", "NONAC": "inpatient", "OBSENC": "observation"}
+_OWN_DISPOSITIONS: Final = frozenset(get_args(Disposition))
+
+
+class _Reject(Exception):
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(reason)
+        self.path = path
+        self.reason = reason
+
+
+class FHIRAdapter:
+    """Turns an Encounter or a Bundle of them into CloudEvents lines (see the module docstring)."""
+
+    def __init__(self, options: AdapterOptions | None = None) -> None:
+        self._options = options or AdapterOptions()
+        self._tz = self._options.tz
+
+    def convert(self, raw: bytes, origin: Origin) -> list[bytes] | DeadLetter:
+        """FHIR JSON -> CloudEvents JSON lines with the raw subject (possibly none), or one
+        ``DeadLetter`` of kind ``fhir`` whose ``original`` is ``raw``. Never raises."""
+        subjects: list[str] = []
+        try:
+            return self._convert(raw, subjects)
+        except _Reject as exc:
+            return DeadLetter(DeadLetterKind.FHIR, redact(exc.reason, subjects), exc.path, origin, raw)
+        except Exception as exc:  # a model surprise must not stop a worker
+            return DeadLetter(DeadLetterKind.FHIR, f"not a readable FHIR resource ({type(exc).__name__})", "", origin, raw)
+
+    def _convert(self, raw: bytes, subjects: list[str]) -> list[bytes]:
+        try:
+            doc = msgspec.json.decode(raw)
+        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError) as exc:
+            raise _Reject("", f"not JSON: {type(exc).__name__}") from exc
+        if not isinstance(doc, dict):
+            raise _Reject("", "not a FHIR resource: expected a JSON object")
+        kind = doc.get("resourceType")
+        if kind == "Encounter":
+            return self._encounter(doc, "", {}, subjects)
+        if kind != "Bundle":
+            raise _Reject("resourceType", f"resourceType: {str(kind)[:40]!r} is not Encounter or Bundle")
+        entries = doc.get("entry") or []
+        if not isinstance(entries, list):
+            raise _Reject("entry", "entry: expected an array")
+        conditions: dict[str, dict[str, Any]] = {}
+        for entry in entries:
+            resource = entry.get("resource") if isinstance(entry, dict) else None
+            if isinstance(resource, dict) and resource.get("resourceType") == "Condition":
+                if isinstance(entry.get("fullUrl"), str):
+                    conditions[entry["fullUrl"]] = resource
+                conditions[f"Condition/{resource.get('id')}"] = resource
+        out: list[bytes] = []
+        for index, entry in enumerate(entries):
+            resource = entry.get("resource") if isinstance(entry, dict) else None
+            if isinstance(resource, dict) and resource.get("resourceType") == "Encounter":
+                out += self._encounter(resource, f"entry[{index}].resource.", conditions, subjects)
+        return out
+
+    def _encounter(
+        self, doc: dict[str, Any], prefix: str, conditions: dict[str, dict[str, Any]], subjects: list[str]
+    ) -> list[bytes]:
+        subject_doc = doc.get("subject")
+        if isinstance(subject_doc, dict):
+            subjects += [str(v) for v in (subject_doc.get("reference"), (subject_doc.get("identifier") or {}).get("value"))
+                         if isinstance(v, str)]  # fmt: skip
+        try:
+            enc = Encounter.model_validate(doc)
+        except ValidationError as exc:
+            first = exc.errors(include_input=False, include_url=False)[0]
+            loc = ".".join(str(part) for part in first["loc"] if part != "root")
+            raise _Reject(prefix + loc, f"{prefix}{loc}: {first['msg']}") from exc
+        subject = _subject(enc)
+        if not subject:
+            raise _Reject(prefix + "subject", f"{prefix}subject: patient identifier or Patient reference is missing")
+        subjects.append(subject)
+        encounter_id = enc.id or next((i.value for i in enc.identifier or [] if i.value), None)
+        if not encounter_id:
+            raise _Reject(prefix + "id", f"{prefix}id: the Encounter has no id and no identifier")
+        status = enc.status
+        if status not in ("in-progress", "onleave", "finished", "entered-in-error"):
+            return []
+        setting = CLASSES.get(str(getattr(enc.class_fhir, "code", "") or "").upper())
+        if setting is None:
+            return []
+        facility = _facility(enc) or slug(self._options.facility or "")
+        if not facility:
+            raise _Reject(prefix + "serviceProvider",
+                          f"{prefix}serviceProvider: hospital is missing and no default facility is configured")  # fmt: skip
+        start = self._time(getattr(enc.period, "start", None))
+        end = self._time(getattr(enc.period, "end", None))
+        base = f"Encounter/{encounter_id}"
+        common: dict[str, Any] = {"source": HOSPITAL_SOURCE_PREFIX + facility, "subject": subject}
+        if status == "entered-in-error":
+            when = self._time(getattr(enc.meta, "lastUpdated", None)) or end or start
+            if when is None:
+                raise _Reject(prefix + "meta.lastUpdated", f"{prefix}meta.lastUpdated: no time for the cancel "
+                              "(and no period)")  # fmt: skip
+            targets = ["admission"] + (["discharge"] if end is not None else [])
+            return [cloud_event(event_id=f"{base}:cancel:{target}", event_type="cancel", time=when,
+                                data={"cancels": f"{base}:{target}", "reason": "FHIR Encounter entered-in-error"},
+                                **common) for target in targets]  # fmt: skip
+        psychiatric = self._options.is_psychiatric(_service_codes(enc), _diagnosis_codes(enc, doc, conditions))
+        data: dict[str, Any] = {"encounter_id": encounter_id, "facility": facility, "setting": setting,
+                                "psychiatric": psychiatric}  # fmt: skip
+        out: list[bytes] = []
+        if start is not None:
+            out.append(cloud_event(event_id=f"{base}:admission", event_type="admission", time=start, data=data, **common))
+        elif status != "finished":
+            raise _Reject(prefix + "period.start", f"{prefix}period.start: admission time is missing")
+        if status == "finished":
+            if end is None:
+                raise _Reject(prefix + "period.end", f"{prefix}period.end: a finished Encounter needs period.end")
+            disposition = _disposition(enc, prefix)
+            out.append(cloud_event(event_id=f"{base}:discharge", event_type="discharge", time=end,
+                                   data={**data, "disposition": disposition}, **common))  # fmt: skip
+        return out
+
+    def _time(self, value: object) -> datetime | None:
+        if isinstance(value, datetime):
+            return value if value.tzinfo is not None else value.replace(tzinfo=self._tz)
+        if isinstance(value, date):
+            return datetime.combine(value, time(0), tzinfo=self._tz)
+        return None
+
+
+def _subject(enc: Encounter) -> str:
+    ref = enc.subject
+    if ref is None:
+        return ""
+    if ref.identifier is not None and ref.identifier.value:
+        return str(ref.identifier.value)
+    reference = str(ref.reference or "")
+    head, _, tail = reference.rstrip("/").rpartition("/")
+    if head.endswith("Patient") and tail:
+        return tail
+    return ""
+
+
+def _facility(enc: Encounter) -> str:
+    provider = enc.serviceProvider
+    if provider is None:
+        return ""
+    if provider.identifier is not None and provider.identifier.value:
+        return slug(str(provider.identifier.value))
+    reference = str(provider.reference or "")
+    if "Organization/" in reference:
+        return slug(reference.rpartition("/")[2])
+    return slug(str(provider.display or ""))
+
+
+def _codes(concepts: Any) -> list[str]:
+    return [str(coding.code) for concept in concepts or [] for coding in concept.coding or [] if coding.code]
+
+
+def _service_codes(enc: Encounter) -> list[str]:
+    service = enc.serviceType
+    return _codes([service] if service is not None else [])
+
+
+def _diagnosis_codes(enc: Encounter, doc: dict[str, Any], bundle: dict[str, dict[str, Any]]) -> list[str]:
+    codes = _codes(enc.reasonCode)
+    contained = {f"#{r.get('id')}": r for r in doc.get("contained") or [] if isinstance(r, dict)}
+    for diagnosis in enc.diagnosis or []:
+        reference = str(getattr(diagnosis.condition, "reference", "") or "")
+        condition = contained.get(reference) or bundle.get(reference)
+        code = condition.get("code") if isinstance(condition, dict) else None
+        if isinstance(code, dict):
+            codes += [str(c.get("code")) for c in code.get("coding") or [] if isinstance(c, dict) and c.get("code")]
+    return codes
+
+
+def _disposition(enc: Encounter, prefix: str) -> str:
+    path = prefix + "hospitalization.dischargeDisposition"
+    concept = getattr(enc.hospitalization, "dischargeDisposition", None)
+    codes = _codes([concept] if concept is not None else [])
+    if not codes:
+        raise _Reject(path, f"{path}: discharge disposition is missing")
+    for code in codes:
+        for table in (DISPOSITIONS, UB04_DISPOSITIONS):
+            if code in table:
+                return table[code]
+        if code.lower() in _OWN_DISPOSITIONS:
+            return code.lower()
+    raise _Reject(path, f"{path}: {codes[0][:20]!r} is not a known discharge disposition code "
+                  "(http://terminology.hl7.org/CodeSystem/discharge-disposition or UB-04)")  # fmt: skip
