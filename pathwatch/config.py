@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BeforeValidator, Field, SecretStr, field_validator
@@ -57,6 +57,7 @@ class Topics(BaseSettings):
     clients: str = "pathwatch.clients"
     ticks: str = "pathwatch.ticks"
     alerts: str = "pathwatch.alerts"
+    transitions: str = "pathwatch.alert-transitions"
     dead_letters: str = "pathwatch.dead-letters"
 
 
@@ -86,6 +87,9 @@ class Settings(BaseSettings):
     rate_targets: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_RATE_TARGETS))
     rate_min_denominator: int = Field(10, ge=1)
     spc_baseline_points: int = Field(12, ge=12)
+    spc_rebase: dict[str, str] = Field(default_factory=dict)  # "team/measure" -> ISO date of the rebase
+    alert_routes: dict[str, str] = Field(default_factory=dict)  # receiver name -> label matchers
+    alert_clock: Literal["wall", "event"] = "wall"  # live care-gap alerts fire by the wall clock
     runbook_url: str = "https://github.com/pathwatch/pathwatch/blob/main/docs/runbook.md"
     alertmanager_url: str | None = None
     alertmanager_resend: Duration = timedelta(minutes=1)
