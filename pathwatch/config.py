@@ -114,6 +114,10 @@ class Settings(BaseSettings):
     replication_factor: int = Field(1, ge=1)
     app_id: str = "pathwatch"
     web_port: int = 6066
+    web_host: str = "127.0.0.1"
+    broker_session_timeout: float = 60.0
+    broker_heartbeat_interval: float = 3.0
+    broker_rebalance_timeout: float = 60.0
     tick_interval: Duration = timedelta(seconds=5)
     store: str = "memory://"
 

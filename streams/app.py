@@ -1,0 +1,368 @@
+"""The faust app: a thin driver around the pure core (STYLE.md: neither driver holds rules).
+
+Topology (all internal topics hold pseudonyms only):
+
+    events / hl7 / fhir --ingest--> clients (keyed by pseudonym) --stage 1--> observations (keyed by team)
+                         \\-> dead-letters          |                 \\-> alert-transitions --deliver--> alerts topic,
+                                                    \\-- tick timer --/                          Alertmanager, webhooks
+    observations --stage 2--> per-team windows -> gauges, system (churn) alerts
+
+Faust's windowed tables are not used (wall-clock driven, drop late data); windows live in
+our own state with our own watermark. Table writes happen only inside stream iteration;
+ticks are messages. ``web_tables_enabled`` is off: no endpoint serves table contents.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import faust
+import msgspec
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from alerts.model import Alert
+from alerts.rules import AlertRulesConfig, SystemAlertRules
+from pathwatch.config import Settings
+from pathwatch.metrics import Metrics
+from schemas.adapters import AdapterOptions
+from schemas.deadletter import DeadLetter, Origin
+from schemas.decode import Decoder
+from schemas.fhir import FHIRAdapter
+from schemas.hl7 import HL7Adapter
+from schemas.model import ALL_TEAMS, Event, encode_event
+from streams.calendar import from_us, to_us
+from streams.core import CoreConfig, Observation
+from streams.live import (
+    FLUSH_KEY,
+    TICK_KEY,
+    WATERMARK_KEY,
+    Message,
+    Stage1,
+    Stage2,
+    StageWatermark,
+    Tick,
+    encode_tick,
+    encode_watermark,
+)
+
+log = logging.getLogger("pathwatch.worker")
+
+_RAW: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+
+
+class _AlertWire(msgspec.Struct):
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    startsAt: datetime  # noqa: N815 - Alertmanager's field name
+    endsAt: datetime | None = None  # noqa: N815
+
+
+_alert_decoder = msgspec.json.Decoder(_AlertWire)
+
+
+def alert_to_bytes(alert: Alert) -> bytes:
+    """An alert state as JSON for the alert-transitions topic."""
+    return msgspec.json.encode(
+        {
+            "labels": dict(alert.labels),
+            "annotations": dict(alert.annotations),
+            "startsAt": alert.starts_at,
+            "endsAt": alert.ends_at,
+        }
+    )
+
+
+def alert_from_bytes(raw: bytes) -> Alert:
+    wire = _alert_decoder.decode(raw)
+    return Alert(wire.labels, wire.startsAt, wire.endsAt, wire.annotations)
+
+
+@dataclass
+class Runtime:
+    """What the agents share: configuration, decoders, the two stage drivers, metrics."""
+
+    settings: Settings
+    config: CoreConfig
+    decoder: Decoder
+    hl7: HL7Adapter
+    fhir: FHIRAdapter
+    metrics: Metrics
+    registry: CollectorRegistry
+    wall: Callable[[], datetime]
+    rules_config: AlertRulesConfig
+    stage1: Stage1 | None = None
+    stage2: Stage2 | None = None
+    rules: dict[str, SystemAlertRules] = field(default_factory=dict)
+    stage2_day: int | None = None
+    ready: bool = False
+
+
+def build_app(
+    settings: Settings,
+    *,
+    registry: CollectorRegistry | None = None,
+    wall: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> tuple[faust.App, Runtime]:
+    """Build the faust app and its runtime from settings (the composition root calls this).
+
+    Raises ``ValueError`` when no pseudonymisation key is set and ``allow_dev_key`` is off.
+    """
+    key = settings.pseudonym_key_bytes(live=True)
+    registry = registry or CollectorRegistry()
+    options = AdapterOptions.from_settings(settings)
+    runtime = Runtime(
+        settings=settings,
+        config=CoreConfig.from_settings(settings),
+        decoder=Decoder(key, settings.max_message_bytes),
+        hl7=HL7Adapter(options),
+        fhir=FHIRAdapter(options),
+        metrics=Metrics(
+            registry,
+            small_cell=settings.small_cell,
+            rate_targets=settings.rate_targets,
+            allowed_lateness_seconds=settings.allowed_lateness.total_seconds(),
+        ),
+        registry=registry,
+        wall=wall,
+        rules_config=AlertRulesConfig.from_settings(settings),
+    )
+    n = settings.partitions
+    t = settings.topics
+    app = faust.App(
+        settings.app_id,
+        broker=f"kafka://{settings.kafka_bootstrap}",
+        store=settings.store,
+        web_enabled=True,
+        web_bind=settings.web_host,
+        web_port=settings.web_port,
+        web_tables_enabled=False,
+        topic_partitions=n,
+        topic_replication_factor=settings.replication_factor,
+        producer_acks=-1,
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=settings.broker_session_timeout,
+        broker_heartbeat_interval=settings.broker_heartbeat_interval,
+        broker_rebalance_timeout=settings.broker_rebalance_timeout,
+        table_standby_replicas=0,
+    )
+    events_topic = app.topic(t.events, partitions=n, **_RAW)
+    hl7_topic = app.topic(t.hl7, partitions=n, **_RAW)
+    fhir_topic = app.topic(t.fhir, partitions=n, **_RAW)
+    clients_topic = app.topic(t.clients, partitions=n, **_RAW)
+    obs_topic = app.topic(t.observations, partitions=n, **_RAW)
+    transitions_topic = app.topic(t.transitions, partitions=n, **_RAW)
+    dlq_topic = app.topic(t.dead_letters, partitions=1, **_RAW)
+
+    client_table = app.Table("client-state", partitions=n, use_partitioner=True, **_RAW)
+    obs_table = app.Table("team-observations", partitions=n, **_RAW)
+    runtime.stage1 = Stage1(
+        runtime.config, client_table, n, alert_clock=settings.alert_clock, wall=wall
+    )
+    runtime.stage2 = Stage2(runtime.config, obs_table, n)
+    metrics = runtime.metrics
+
+    async def forward(result: Event | DeadLetter, pending: list[Any]) -> None:
+        if isinstance(result, DeadLetter):
+            metrics.count_dead_letter(result.kind)
+            pending.append(await dlq_topic.send(value=result.to_json()))
+        else:
+            metrics.count_event(result.type, result.source)
+            latency = (wall() - result.time).total_seconds()
+            metrics.observe_processing_latency(result.type, max(0.0, latency))
+            pending.append(await clients_topic.send(key=result.client.encode(), value=encode_event(result)))
+
+    async def ingest_batch(batch: Any, convert: Callable[[bytes, Origin], list[bytes] | DeadLetter] | None) -> None:
+        pending: list[Any] = []
+        for ev in batch:
+            m = ev.message
+            origin = Origin(topic=m.topic, partition=m.partition, offset=m.offset)
+            raw = ev.value if isinstance(ev.value, bytes) else b""
+            if convert is None:
+                await forward(runtime.decoder.decode(raw, origin), pending)
+                continue
+            lines = convert(raw, origin)
+            if isinstance(lines, DeadLetter):
+                await forward(lines, pending)
+                continue
+            for line in lines:
+                await forward(runtime.decoder.decode(line, origin), pending)
+        await asyncio.gather(*pending)
+
+    @app.agent(events_topic, name="pathwatch-ingest-events")
+    async def ingest_events(stream: Any) -> None:
+        async for batch in stream.take_events(500, within=0.05):
+            await ingest_batch(batch, None)
+
+    @app.agent(hl7_topic, name="pathwatch-ingest-hl7")
+    async def ingest_hl7(stream: Any) -> None:
+        async for batch in stream.take_events(100, within=0.05):
+            await ingest_batch(batch, runtime.hl7.convert)
+
+    @app.agent(fhir_topic, name="pathwatch-ingest-fhir")
+    async def ingest_fhir(stream: Any) -> None:
+        async for batch in stream.take_events(100, within=0.05):
+            await ingest_batch(batch, runtime.fhir.convert)
+
+    @app.agent(clients_topic, name="pathwatch-stage1")
+    async def stage1(stream: Any) -> None:
+        assert runtime.stage1 is not None
+        driver = runtime.stage1
+        async for batch in stream.take_events(1000, within=0.05):
+            messages = [Message(e.message.partition, e.message.offset, e.key, e.value) for e in batch]
+            result, metas = driver.process(messages)
+            pending: list[Any] = []
+            now = wall()
+            for o in result.outputs:
+                if isinstance(o, Observation):
+                    pending.append(await obs_topic.send(key=o.team.encode(), value=o.to_bytes()))
+                    if o.correction:
+                        metrics.count_correction(o.measure)
+                elif isinstance(o, Alert):
+                    pending.append(
+                        await transitions_topic.send(key=o.fingerprint.encode(), value=alert_to_bytes(o))
+                    )
+                    if o.ends_at is None:
+                        metrics.observe_alert_latency(o.name, max(0.0, (now - o.starts_at).total_seconds()))
+                elif isinstance(o, DeadLetter):
+                    metrics.count_dead_letter(o.kind)
+                    pending.append(await dlq_topic.send(value=o.to_json()))
+            for p, watermark_us in result.watermarks.items():
+                mark = encode_watermark(StageWatermark(p, watermark_us))
+                for q in range(n):
+                    pending.append(await obs_topic.send(key=WATERMARK_KEY, value=mark, partition=q))
+                metrics.set_watermark(t.clients, p, from_us(watermark_us))
+            await asyncio.gather(*pending)
+            driver.commit(result, metas)
+            for mark in driver.flush_marks(result, metas):
+                for q in range(n):
+                    await obs_topic.send(key=FLUSH_KEY, value=mark, partition=q)
+
+    @app.agent(obs_topic, name="pathwatch-stage2")
+    async def stage2(stream: Any) -> None:
+        assert runtime.stage2 is not None
+        driver = runtime.stage2
+        async for ev in stream.events():
+            if ev.key == WATERMARK_KEY:
+                watermark_us = driver.mark(ev.value)
+                if watermark_us is not None:
+                    await on_stage2_watermark(watermark_us)
+                continue
+            if ev.key == FLUSH_KEY:
+                driver.flush(ev.value)
+                continue
+            driver.apply(ev.value)
+
+    async def on_stage2_watermark(watermark_us: int) -> None:
+        assert runtime.stage2 is not None
+        watermark = from_us(watermark_us)
+        held = runtime.stage2.held()
+        rows: list[tuple[str, str, int, int]] = []
+        if held:
+            merged = Stage2Windows.merge(held.values(), runtime.config)
+            for r in merged.rates(watermark, runtime.settings.window_days):
+                rows.append((r.team, r.measure, r.numerator, r.denominator))
+            metrics.set_measures(rows)
+            waits = merged.waits(watermark, runtime.settings.window_days)
+            metrics.set_waits((w.team, w.count, w.p50, w.p90) for w in waits)
+        day = runtime.config.calendar.day_of(watermark_us)
+        if runtime.stage2_day is not None and day <= runtime.stage2_day:
+            return
+        runtime.stage2_day = day
+        pending: list[Any] = []
+        for team, windows in held.items():
+            windows.prune(watermark)
+            rules = runtime.rules.setdefault(team, SystemAlertRules(runtime.rules_config))
+            for alert in rules.evaluate(windows, watermark):
+                if alert.labels.get("team") == ALL_TEAMS:
+                    continue  # '*' needs every team: summed across workers by Prometheus instead
+                pending.append(await transitions_topic.send(key=alert.fingerprint.encode(), value=alert_to_bytes(alert)))
+        await asyncio.gather(*pending)
+
+    @app.timer(interval=settings.tick_interval.total_seconds(), on_leader=True, name="pathwatch-ticks")
+    async def ticks() -> None:
+        value = encode_tick(Tick(to_us(wall())))
+        for p in range(n):
+            await clients_topic.send(key=TICK_KEY, value=value, partition=p)
+
+    @app.agent(transitions_topic, name="pathwatch-deliver")
+    async def deliver(stream: Any) -> None:
+        dispatcher = await _dispatcher(settings)
+        try:
+            async for batch in stream.take(200, within=0.5):
+                alerts = [alert_from_bytes(raw) for raw in batch]
+                await dispatcher.dispatch(alerts, wall())
+        finally:
+            await dispatcher.close()
+
+    @app.page("/health")
+    async def health(web: Any, request: Any) -> Any:
+        return web.json({"status": "ok"})
+
+    @app.page("/ready")
+    async def ready(web: Any, request: Any) -> Any:
+        is_ready = not app.rebalancing and cast(Any, app.tables).recovery.completed.is_set()
+        return web.json({"ready": is_ready}, status=200 if is_ready else 503)
+
+    @app.page("/metrics")
+    async def metrics_page(web: Any, request: Any) -> Any:
+        return web.bytes(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+
+    async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
+        forget(revoked)
+
+    async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
+        forget(())
+
+    app.on_partitions_revoked.connect(cast(Any, on_revoked))
+    app.on_partitions_assigned.connect(cast(Any, on_assigned))
+
+    def forget(revoked: Any) -> None:
+        assert runtime.stage1 is not None
+        assert runtime.stage2 is not None
+        runtime.stage1.forget()
+        runtime.stage2.forget()
+        parts = [tp.partition for tp in revoked if getattr(tp, "topic", None) == t.clients]
+        if parts:
+            metrics.revoke_partitions(t.clients, parts)
+
+    return app, runtime
+
+
+class Stage2Windows:
+    """Merging the team windows a worker holds (its share of ``*``)."""
+
+    @staticmethod
+    def merge(parts: Any, config: CoreConfig) -> Any:
+        from streams.windows import TeamWindows
+
+        return TeamWindows.merged(parts, config)
+
+
+async def _dispatcher(settings: Settings) -> Any:
+    """Delivery: Redis notification log, aiokafka producer for the alerts topic, HTTP session."""
+    import aiohttp
+    import redis.asyncio as aredis
+    from aiokafka import AIOKafkaProducer
+
+    from alerts.pipeline import build_dispatcher
+
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True)
+    await producer.start()
+    session = aiohttp.ClientSession()
+    client = aredis.from_url(settings.redis_url)
+    dispatcher = build_dispatcher(settings, client, producer, session, settings.alert_routes or None)
+    original_close = dispatcher.close
+
+    async def close() -> None:
+        await original_close()
+        await session.close()
+        await producer.stop()
+        await cast(Any, client).aclose()
+
+    dispatcher.close = close  # type: ignore[method-assign]
+    return dispatcher

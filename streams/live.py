@@ -1,0 +1,371 @@
+"""Live drivers of the pure core, independent of faust: stage 1 (per client) and stage 2 (per team).
+
+The faust app (:mod:`streams.app`) owns the broker; these classes own what happens to one
+message, over a key-value store (the faust table live, a ``dict`` in tests). They hold no
+business rules: :func:`streams.core.step` / :func:`streams.core.sweep` and
+:class:`streams.windows.TeamWindows` do.
+
+Delivery guarantees (at-least-once input, exactly-once effect):
+
+* Stage 1 processes a batch, waits until the broker has acknowledged every output of the
+  batch, and only then writes client states and the partition's metadata to its table. The
+  metadata holds the highest input offset applied; after a crash, messages at or below it are
+  skipped, and those above it are processed again. Their outputs are upserts (observations by
+  key) or alert states that delivery de-duplicates, so a replayed batch adds nothing twice.
+* Stage-1 table keys are written to the changelog partition the producer's partitioner picks
+  (``use_partitioner``), which is the partition of the input message, since both are keyed by
+  the client pseudonym. Metadata keys are chosen so that they hash to their own partition.
+* Stage 2 upserts each observation under ``team + key`` in the current event's partition.
+
+Ticks: a timer sends one tick per partition of the ``clients`` topic. A tick advances that
+partition (sweeps due clients; care-gap alerts fire by the wall clock when
+``alert_clock="wall"``) and carries the partition's watermark on to stage 2. A tick may also
+carry ``until``: an event time every partition is advanced to (the live counterpart of the
+replay's end of input, used by ``pathwatch report --from-live --until``).
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Iterable, MutableMapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import msgspec
+from aiokafka.partitioner import murmur2
+
+from alerts.model import Alert
+from schemas.deadletter import DeadLetter
+from schemas.model import ALL_TEAMS, decode_internal
+from streams.calendar import from_us, to_us
+from streams.core import ClientState, Clock, CoreConfig, Duplicate, Observation, Output, step, sweep
+from streams.windows import TeamWindows
+
+TICK_KEY = b"\x00tick"
+WATERMARK_KEY = b"\x00watermark"
+FLUSH_KEY = b"\x00flush"
+FLUSH_ACK_PREFIX = b"\x00flushed:"
+_NEVER = -(1 << 62)
+_SEP = b"\x1f"
+
+
+def partition_for(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner (murmur2) gives ``key``."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+def meta_key(partition: int, partitions: int) -> bytes:
+    """A metadata key that the default partitioner sends to ``partition`` itself."""
+    i = 0
+    while True:
+        key = b"\x00meta:%d:%d" % (partition, i)
+        if partition_for(key, partitions) == partition:
+            return key
+        i += 1
+
+
+class Tick(msgspec.Struct, frozen=True):
+    """A tick for one partition: the wall clock, and optionally an event time to advance to."""
+
+    now_us: int
+    until_us: int | None = None
+    flush: str | None = None
+
+
+class StageWatermark(msgspec.Struct, frozen=True):
+    """Stage 1 telling stage 2 how far one of its partitions has got (event time, µs)."""
+
+    partition: int
+    watermark_us: int
+
+
+class FlushMark(msgspec.Struct, frozen=True):
+    """Stage 1 partition ``partition`` has applied everything before flush ``flush``;
+    ``meta`` is its metadata at that point (counters for the live report)."""
+
+    flush: str
+    partition: int
+    meta: bytes
+
+
+class PartitionMeta(msgspec.Struct):
+    """Per-partition stage-1 metadata, stored in the stage-1 table."""
+
+    max_us: int = _NEVER
+    until_us: int = _NEVER
+    applied: int = -1
+    accepted: int = 0
+    duplicates: int = 0
+    corrections: int = 0
+    orphans: int = 0
+    teams: list[str] = msgspec.field(default_factory=list)
+
+
+_meta_encoder = msgspec.msgpack.Encoder()
+_meta_decoder = msgspec.msgpack.Decoder(PartitionMeta)
+_tick_encoder = msgspec.msgpack.Encoder()
+_tick_decoder = msgspec.msgpack.Decoder(Tick)
+_wm_decoder = msgspec.msgpack.Decoder(StageWatermark)
+_flush_decoder = msgspec.msgpack.Decoder(FlushMark)
+_acks_decoder = msgspec.msgpack.Decoder(list[bytes])
+
+
+def encode_tick(tick: Tick) -> bytes:
+    return _tick_encoder.encode(tick)
+
+
+def encode_watermark(mark: StageWatermark) -> bytes:
+    return _tick_encoder.encode(mark)
+
+
+def decode_meta(raw: bytes) -> PartitionMeta:
+    return _meta_decoder.decode(raw)
+
+
+def encode_flush(mark: FlushMark) -> bytes:
+    return _tick_encoder.encode(mark)
+
+
+def decode_flush_ack(raw: bytes) -> list[PartitionMeta]:
+    """The stage-1 metadata recorded with a completed flush (one per stage-1 partition)."""
+    return [decode_meta(m) for m in _acks_decoder.decode(raw)]
+
+
+@dataclass(slots=True)
+class Message:
+    """One input message of a stage (what the faust app hands over)."""
+
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+
+
+@dataclass(slots=True)
+class Stage1Result:
+    """Outputs of a batch, to be acknowledged by the broker before :meth:`Stage1.commit`."""
+
+    outputs: list[Output] = field(default_factory=list)
+    watermarks: dict[int, int] = field(default_factory=dict)
+    pending: dict[bytes, bytes | None] = field(default_factory=dict)
+    flushes: list[tuple[int, str]] = field(default_factory=list)
+
+
+class Stage1:
+    """Stage 1 over ``store`` (client pseudonym -> ClientState bytes, plus metadata keys)."""
+
+    def __init__(
+        self,
+        config: CoreConfig,
+        store: MutableMapping[bytes, bytes],
+        partitions: int,
+        *,
+        alert_clock: str = "wall",
+        wall: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.partitions = partitions
+        self.alert_clock = alert_clock
+        self.wall = wall
+        self._meta_keys = [meta_key(p, partitions) for p in range(partitions)]
+        self._heaps: dict[int, list[tuple[int, str]]] = {}
+        self._lateness = config.lateness_us
+
+    def forget(self) -> None:
+        """Drop in-memory indexes (call on rebalance: they are rebuilt from the store)."""
+        self._heaps.clear()
+
+    def meta(self, partition: int) -> PartitionMeta:
+        raw = self.store.get(self._meta_keys[partition])
+        return PartitionMeta() if raw is None else decode_meta(raw)
+
+    def _clock(self, meta: PartitionMeta) -> Clock:
+        watermark = max(meta.max_us - self._lateness, meta.until_us)
+        alert = max(to_us(self.wall()), watermark) if self.alert_clock == "wall" else watermark
+        return Clock(from_us(watermark), from_us(alert))
+
+    def _heap(self, partition: int, result: Stage1Result) -> list[tuple[int, str]]:
+        heap = self._heaps.get(partition)
+        if heap is None:
+            heap = []
+            for key, raw in self.store.items():
+                if key.startswith(b"\x00") or partition_for(key, self.partitions) != partition:
+                    continue
+                state = ClientState.from_bytes(raw)
+                if state.due is not None:
+                    heap.append((state.due, state.client))
+            heapq.heapify(heap)
+            self._heaps[partition] = heap
+        return heap
+
+    def _load(self, client: str, result: Stage1Result) -> ClientState | None:
+        key = client.encode()
+        raw = result.pending[key] if key in result.pending else self.store.get(key)
+        return None if raw is None else ClientState.from_bytes(raw)
+
+    def _keep(self, partition: int, client: str, state: ClientState | None, result: Stage1Result) -> None:
+        result.pending[client.encode()] = None if state is None else state.to_bytes()
+        if state is not None and state.due is not None:
+            heapq.heappush(self._heap(partition, result), (state.due, client))
+
+    @staticmethod
+    def _count(meta: PartitionMeta, outs: list[Output]) -> None:
+        for o in outs:
+            if isinstance(o, Observation):
+                if o.correction:
+                    meta.corrections += 1
+            elif isinstance(o, DeadLetter):
+                meta.orphans += 1
+
+    def _sweep(self, partition: int, meta: PartitionMeta, clock: Clock, result: Stage1Result) -> None:
+        heap = self._heap(partition, result)
+        horizon = max(clock.watermark_us, clock.alert_us)
+        while heap and heap[0][0] <= horizon:
+            due, client = heapq.heappop(heap)
+            state = self._load(client, result)
+            if state is None or state.due != due:
+                continue
+            state, outs = sweep(state, clock, self.config)
+            self._keep(partition, client, state, result)
+            self._count(meta, outs)
+            result.outputs.extend(outs)
+
+    def process(self, messages: Iterable[Message]) -> tuple[Stage1Result, dict[int, PartitionMeta]]:
+        """Run a batch through the core. Nothing is written to the store yet: send the outputs,
+        wait for the broker, then call :meth:`commit` with the returned metadata."""
+        result = Stage1Result()
+        metas: dict[int, PartitionMeta] = {}
+        for message in messages:
+            p = message.partition
+            meta = metas.get(p)
+            if meta is None:
+                meta = metas[p] = self.meta(p)
+            if message.offset <= meta.applied:
+                continue  # already applied before a restart
+            meta.applied = message.offset
+            if message.key == TICK_KEY:
+                tick = _tick_decoder.decode(message.value)
+                if tick.until_us is not None:
+                    meta.until_us = max(meta.until_us, tick.until_us)
+                if tick.flush is not None:
+                    result.flushes.append((p, tick.flush))
+                if meta.max_us == _NEVER and meta.until_us == _NEVER:
+                    continue  # nothing seen yet on this partition: no clock to advance
+                clock = self._clock(meta)
+                self._sweep(p, meta, clock, result)
+                result.watermarks[p] = clock.watermark_us
+                continue
+            event = decode_internal(message.value)
+            t = to_us(event.time)
+            advanced = t > meta.max_us
+            meta.max_us = max(meta.max_us, t)
+            team = getattr(event.data, "team", None)
+            if team and team not in meta.teams:
+                meta.teams.append(team)
+            clock = self._clock(meta)
+            state, outs = step(self._load(event.client, result), event, clock, self.config)
+            self._keep(p, event.client, state, result)
+            if outs and isinstance(outs[0], Duplicate):
+                meta.duplicates += 1
+            else:
+                meta.accepted += 1
+            self._count(meta, outs)
+            result.outputs.extend(outs)
+            if advanced:
+                self._sweep(p, meta, clock, result)
+        return result, metas
+
+    def flush_marks(self, result: Stage1Result, metas: dict[int, PartitionMeta]) -> list[bytes]:
+        """Flush marks to send to every stage-2 partition once the batch is committed."""
+        return [
+            encode_flush(FlushMark(flush, p, _meta_encoder.encode(metas[p]))) for p, flush in result.flushes
+        ]
+
+    def commit(self, result: Stage1Result, metas: dict[int, PartitionMeta]) -> None:
+        """Write the batch's client states, then each partition's metadata (in that order)."""
+        for key, raw in result.pending.items():
+            if raw is None:
+                self.store.pop(key, None)
+            else:
+                self.store[key] = raw
+        for p, meta in metas.items():
+            self.store[self._meta_keys[p]] = _meta_encoder.encode(meta)
+
+
+class Stage2:
+    """Stage 2 over ``store`` (team + key -> Observation bytes); TeamWindows per team in memory."""
+
+    def __init__(self, config: CoreConfig, store: MutableMapping[bytes, bytes], source_partitions: int) -> None:
+        self.config = config
+        self.store = store
+        self.source_partitions = source_partitions
+        self._windows: dict[str, TeamWindows] = {}
+        self._marks: dict[int, int] = {}
+        self._flushes: dict[str, dict[int, bytes]] = {}
+
+    def forget(self) -> None:
+        self._windows.clear()
+
+    def windows(self, team: str) -> TeamWindows:
+        w = self._windows.get(team)
+        if w is None:
+            w = TeamWindows(self.config)
+            prefix = team.encode() + _SEP
+            for key, raw in self.store.items():
+                if key.startswith(prefix):
+                    w.apply(Observation.from_bytes(raw))
+            self._windows[team] = w
+        return w
+
+    def held(self) -> dict[str, TeamWindows]:
+        return dict(self._windows)
+
+    def apply(self, value: bytes) -> None:
+        """Upsert (or retract) one observation for its team."""
+        obs = Observation.from_bytes(value)
+        key = obs.team.encode() + _SEP + obs.key.encode()
+        w = self.windows(obs.team)
+        if obs.retracted:
+            self.store.pop(key, None)
+        else:
+            self.store[key] = value
+        w.apply(obs)
+
+    def mark(self, value: bytes) -> int | None:
+        """Record a stage-1 partition's watermark; return stage 2's (the lowest over all
+        stage-1 partitions) once every partition has reported, else None."""
+        mark = _wm_decoder.decode(value)
+        self._marks[mark.partition] = max(self._marks.get(mark.partition, _NEVER), mark.watermark_us)
+        if len(self._marks) < self.source_partitions:
+            return None
+        return min(self._marks.values())
+
+
+    def flush(self, value: bytes) -> None:
+        """Collect a flush mark; once every stage-1 partition has sent it, record the flush
+        (with their metadata) in this partition of the store."""
+        mark = _flush_decoder.decode(value)
+        marks = self._flushes.setdefault(mark.flush, {})
+        marks[mark.partition] = mark.meta
+        if len(marks) == self.source_partitions:
+            del self._flushes[mark.flush]
+            ordered = [marks[p] for p in sorted(marks)]
+            self.store[FLUSH_ACK_PREFIX + mark.flush.encode()] = _tick_encoder.encode(ordered)
+
+
+def split_outputs(outputs: Iterable[Output]) -> tuple[list[Observation], list[Alert], list[DeadLetter]]:
+    observations: list[Observation] = []
+    alerts: list[Alert] = []
+    dead: list[DeadLetter] = []
+    for o in outputs:
+        if isinstance(o, Observation):
+            observations.append(o)
+        elif isinstance(o, Alert):
+            alerts.append(o)
+        elif isinstance(o, DeadLetter):
+            dead.append(o)
+    return observations, alerts, dead
+
+
+__all__ = ["ALL_TEAMS", "Message", "Stage1", "Stage2", "Tick", "StageWatermark", "TICK_KEY", "WATERMARK_KEY"]

@@ -1,0 +1,160 @@
+"""``pathwatch report --from-live``: the live workers' state as a replay-style report.
+
+How it reads the state without any endpoint that serves table contents:
+
+1. it sends every partition of the ``clients`` topic a flush tick (optionally with ``until``,
+   an event time every partition is advanced to, the live counterpart of the replay's end of
+   input);
+2. stage 1 answers each flush after committing everything before it; stage 2 records the
+   flush in each of its partitions once all stage-1 partitions have answered;
+3. this command reads the stage-2 changelog (team observations, compacted) until every
+   partition shows the flush, rebuilds the team windows from it, reads the alert transitions
+   and counts the dead letters, and builds the report exactly as the replay engine does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from rich.console import Console
+
+from alerts.model import Alert
+from pathwatch.config import Settings
+from schemas.model import ALL_TEAMS
+from streams.app import alert_from_bytes
+from streams.calendar import from_us, to_us
+from streams.core import CoreConfig, Observation
+from streams.live import FLUSH_ACK_PREFIX, TICK_KEY, PartitionMeta, Tick, decode_flush_ack, encode_tick
+from streams.report import dumps_report
+from streams.windows import TeamWindows
+
+
+async def _read_all(
+    bootstrap: str, topic: str, stop: Any = None, timeout: float = 60.0
+) -> list[tuple[int, bytes | None, bytes | None]]:
+    """Every record of ``topic`` up to its end offsets (or until ``stop(records)`` is true)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        parts = consumer.partitions_for_topic(topic) or set()
+        if not parts:
+            await consumer.force_metadata_update()
+            parts = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        records: list[tuple[int, bytes | None, bytes | None]] = []
+        async with asyncio.timeout(timeout):
+            while True:
+                if stop is None:
+                    ends = await consumer.end_offsets(tps)
+                    positions = {tp: await consumer.position(tp) for tp in tps}
+                    if all(positions[tp] >= ends[tp] for tp in tps):
+                        return records
+                elif stop(records):
+                    return records
+                batch = await consumer.getmany(timeout_ms=500)
+                for tp, messages in batch.items():
+                    records.extend((tp.partition, m.key, m.value) for m in messages)
+    finally:
+        await consumer.stop()
+
+
+async def live_report(settings: Settings, until: datetime | None, timeout: float = 120.0) -> dict[str, Any]:
+    """Flush the workers and build the report (see the module docstring). Raises
+    ``TimeoutError`` when the workers do not answer the flush in ``timeout`` seconds."""
+    config = CoreConfig.from_settings(settings)
+    n = settings.partitions
+    flush = uuid.uuid4().hex
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        tick = encode_tick(
+            Tick(to_us(datetime.now(UTC)), None if until is None else to_us(until), flush)
+        )
+        for p in range(n):
+            await producer.send_and_wait(settings.topics.clients, key=TICK_KEY, value=tick, partition=p)
+    finally:
+        await producer.stop()
+
+    ack_key = FLUSH_ACK_PREFIX + flush.encode()
+
+    def flushed(records: list[tuple[int, bytes | None, bytes | None]]) -> bool:
+        return len({p for p, k, _ in records if k == ack_key}) >= n
+
+    changelog = f"{settings.app_id}-team-observations-changelog"
+    records = await _read_all(settings.kafka_bootstrap, changelog, flushed, timeout)
+    latest: dict[bytes, bytes | None] = {}
+    metas: list[PartitionMeta] = []
+    for _, key, value in records:
+        if key is None:
+            continue
+        if key == ack_key and value is not None and not metas:
+            metas = decode_flush_ack(value)
+        if key.startswith(b"\x00"):
+            continue
+        latest[key] = value
+    windows = TeamWindows(config)
+    for value in latest.values():
+        if value is not None:
+            windows.apply(Observation.from_bytes(value))
+
+    alerts: dict[tuple[str, datetime], Alert] = {}
+    for _, _, value in await _read_all(settings.kafka_bootstrap, settings.topics.transitions, None, timeout):
+        if value is None:
+            continue
+        alert = alert_from_bytes(value)
+        alerts[(alert.fingerprint, alert.starts_at)] = alert
+    dead_letters = len(await _read_all(settings.kafka_bootstrap, settings.topics.dead_letters, None, timeout))
+
+    teams = set(windows.teams())
+    for meta in metas:
+        teams.update(meta.teams)
+    teams.discard(ALL_TEAMS)
+    ordered = sorted(teams)
+    lateness = config.lateness_us
+    watermark_us = max((max(m.max_us - lateness, m.until_us) for m in metas), default=None)
+    watermark = None if watermark_us is None else from_us(watermark_us)
+    now = watermark if watermark is not None else from_us(0)
+    return {
+        "watermark": None if watermark is None else watermark.isoformat(),
+        "measures": [
+            {"measure": r.measure, "team": r.team, "numerator": r.numerator, "denominator": r.denominator}
+            for r in windows.rates(now, None, teams=ordered)
+        ],
+        "waits": [
+            {"measure": r.measure, "team": r.team, "count": r.count, "p50": r.p50, "p90": r.p90}
+            for r in windows.waits(None, None, teams=ordered)
+        ],
+        "alerts": [alerts[k].report_entry() for k in sorted(alerts, key=lambda k: (k[1], k[0]))],
+        "events": {
+            "accepted": sum(m.accepted for m in metas),
+            "duplicates": sum(m.duplicates for m in metas),
+            "dead_letters": dead_letters,
+            "corrections": sum(m.corrections for m in metas),
+        },
+    }
+
+
+def run_live_report(
+    settings: Settings, console: Console, report_path: Path | None, until: str | None, timeout: float
+) -> int:
+    """The CLI's ``report --from-live``: writes the report (or prints it) and returns 0."""
+    moment = None
+    if until:
+        moment = datetime.fromisoformat(until)
+        if moment.tzinfo is None:
+            raise ValueError(f"--until {until!r} needs an offset (RFC 3339)")
+    report = asyncio.run(live_report(settings, moment, timeout))
+    data = dumps_report(report)
+    if report_path is None:
+        console.print(data.decode())
+    else:
+        report_path.write_bytes(data)
+        console.print(f"[green]live report[/green] -> {report_path}")
+    return 0
