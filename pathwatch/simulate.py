@@ -34,7 +34,6 @@ from __future__ import annotations
 import math
 import random
 import re
-import uuid
 from bisect import bisect_right
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -573,6 +572,12 @@ class _Client:
         return None if readmit_day is None else cal.at(readmit_day, rng.uniform(0, 24))
 
 
+def _event_id(rng: random.Random) -> str:
+    """A random UUID-shaped id (unique within a source by chance, like a publisher's UUIDs)."""
+    h = f"{rng.getrandbits(128):032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
 class _World:
     """Shared state of one run: calendar, team models, and publication of client events."""
 
@@ -625,7 +630,7 @@ class _World:
         end = self.calendar.end
         seq = 0
         for ts, kind, source, data in raws:
-            event_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+            event_id = _event_id(rng)
             event = {"specversion": "1.0", "id": event_id, "source": source, "type": kind,
                      "time": self._time(ts), "subject": subject, "data": data}
             line = self.encode(event)
@@ -639,7 +644,7 @@ class _World:
             if options.cancel_fraction and kind in CANCELLABLE and rng.random() < options.cancel_fraction:
                 cancelled = ts + rng.randint(10 * 60, 2 * DAY)
                 if cancelled < end:
-                    cancel = {"specversion": "1.0", "id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+                    cancel = {"specversion": "1.0", "id": _event_id(rng),
                               "source": source, "type": "cancel", "time": self._time(cancelled),
                               "subject": subject, "data": {"cancels": event_id, "reason": "entered_in_error"}}
                     # a cancel is published after what it cancels, and within its own lateness bound
@@ -655,7 +660,7 @@ class _World:
         flaw = rng.randrange(4)
         if flaw == 0:
             return line[: len(line) // 2]
-        bad = {**event, "id": str(uuid.UUID(int=rng.getrandbits(128), version=4))}
+        bad = {**event, "id": _event_id(rng)}
         if flaw == 1:
             bad["type"] = "referral.updated"
         elif flaw == 2:
