@@ -77,29 +77,54 @@ def _table(weights: dict[str, float]) -> _Table:
 
 URGENCY_MIX: Final = _table({"emergency": 0.05, "urgent": 0.25, "routine": 0.70})
 REFERRAL_SOURCES: Final = _table(
-    {"gp": 0.45, "self": 0.12, "emergency_department": 0.12, "police": 0.05, "social_care": 0.1,
-     "family": 0.08, "other": 0.08}
+    {
+        "gp": 0.45,
+        "self": 0.12,
+        "emergency_department": 0.12,
+        "police": 0.05,
+        "social_care": 0.1,
+        "family": 0.08,
+        "other": 0.08,
+    }
 )
 CONTACT_STATUS: Final = _table({"attended": 0.79, "did_not_attend": 0.15, "cancelled": 0.06})
-CONTACT_MODE: Final = _table({"face_to_face": 0.55, "telephone": 0.30, "video": 0.10, "text": 0.03, "other": 0.02})
+CONTACT_MODE: Final = _table(
+    {"face_to_face": 0.55, "telephone": 0.30, "video": 0.10, "text": 0.03, "other": 0.02}
+)
 FOLLOWUP_MODE: Final = _table({"face_to_face": 0.6, "telephone": 0.3, "video": 0.1})
 CRISIS_SETTING: Final = _table(
     {"crisis_line": 0.35, "mobile_team": 0.30, "crisis_center": 0.15, "emergency_department": 0.20}
 )
 CRISIS_ADMIT: Final[dict[str, float]] = {
-    "crisis_line": 0.02, "mobile_team": 0.10, "crisis_center": 0.15, "emergency_department": 0.30
+    "crisis_line": 0.02,
+    "mobile_team": 0.10,
+    "crisis_center": 0.15,
+    "emergency_department": 0.30,
 }
 CRISIS_TEAM: Final[dict[str, float]] = {
-    "crisis_line": 0.0, "mobile_team": 0.8, "crisis_center": 0.5, "emergency_department": 0.2
+    "crisis_line": 0.0,
+    "mobile_team": 0.8,
+    "crisis_center": 0.5,
+    "emergency_department": 0.2,
 }
 PSYCH_DISPOSITION: Final = _table(
-    {"home": 0.75, "community_residence": 0.08, "against_medical_advice": 0.05, "other": 0.03,
-     "acute_transfer": 0.03, "nonacute_transfer": 0.03, "prison_or_court": 0.02, "died": 0.01}
+    {
+        "home": 0.75,
+        "community_residence": 0.08,
+        "against_medical_advice": 0.05,
+        "other": 0.03,
+        "acute_transfer": 0.03,
+        "nonacute_transfer": 0.03,
+        "prison_or_court": 0.02,
+        "died": 0.01,
+    }
 )
 OTHER_DISPOSITION: Final = _table({"home": 0.9, "community_residence": 0.04, "other": 0.04, "died": 0.02})
 CLOSE_AFTER_CARE: Final = _table({"seen": 0.85, "transferred": 0.08, "other": 0.07})
 INELIGIBLE_DISPOSITIONS: Final = frozenset({"died", "acute_transfer", "nonacute_transfer", "prison_or_court"})
-CANCELLABLE: Final = frozenset({"referral.received", "referral.closed", "contact", "crisis", "admission", "discharge"})
+CANCELLABLE: Final = frozenset(
+    {"referral.received", "referral.closed", "contact", "crisis", "admission", "discharge"}
+)
 
 
 def _pick(rng: random.Random, table: _Table) -> str:
@@ -211,9 +236,13 @@ class SimulationOptions:
                 raise ValueError(f"{name} must be between 0 and 1, not {value}")
         for injection in self.injections:
             if injection.team not in self.teams:
-                raise ValueError(f"injection {injection}: team {injection.team!r} is not one of {', '.join(self.teams)}")
+                raise ValueError(
+                    f"injection {injection}: team {injection.team!r} is not one of {', '.join(self.teams)}"
+                )
             if injection.start_day >= self.days:
-                raise ValueError(f"injection {injection}: week {injection.week} starts after the last day simulated")
+                raise ValueError(
+                    f"injection {injection}: week {injection.week} starts after the last day simulated"
+                )
 
     @classmethod
     def mid_sized(cls, seed: int = 0, **overrides: Any) -> SimulationOptions:
@@ -418,7 +447,9 @@ class _Client:
             missed = self._missed_first(day, referred, engaged, urgency)
             if missed is not None:
                 self._contact(missed, "did_not_attend", _pick(rng, CONTACT_MODE))
-        self._contact(engaged, "attended", "face_to_face" if urgency == "emergency" else _pick(rng, FOLLOWUP_MODE))
+        self._contact(
+            engaged, "attended", "face_to_face" if urgency == "emergency" else _pick(rng, FOLLOWUP_MODE)
+        )
         return engaged
 
     def _close(self, ts: int, reason: str) -> None:
@@ -534,7 +565,11 @@ class _Client:
         if kind == "observation":
             discharged = admitted + int(rng.uniform(6, 40) * HOUR)
         else:
-            days = rng.randint(1, 8) if kind == "medical" else max(1, round(rng.lognormvariate(math.log(10), 0.7)))
+            days = (
+                rng.randint(1, 8)
+                if kind == "medical"
+                else max(1, round(rng.lognormvariate(math.log(10), 0.7)))
+            )
             discharged = cal.at(cal.day_of(admitted) + days, rng.uniform(9, 18))
         disposition = _pick(rng, PSYCH_DISPOSITION if kind == "psychiatric" else OTHER_DISPOSITION)
         data = {**base, "disposition": disposition}
@@ -547,7 +582,9 @@ class _Client:
         """Follow-up (or not) of an eligible discharge; returns the readmission time, if any."""
         rng, cal, model = self.rng, self.cal, self.model
         d = cal.day_of(discharged)
-        readmit_day = d + 1 + int(29.999 * rng.random() ** 1.6) if rng.random() < model.readmission_at(d) else None
+        readmit_day = (
+            d + 1 + int(29.999 * rng.random() ** 1.6) if rng.random() < model.readmission_at(d) else None
+        )
         within_3, within_7, within_30 = model.followup_at(d)
         u = rng.random()
         follow_day: int | None = None
@@ -561,8 +598,11 @@ class _Client:
             follow_day = None  # back in hospital before the follow-up was due
         last = follow_day if follow_day is not None else d + 8
         if last > d + 1 and rng.random() < 0.12:
-            self._contact(cal.at(rng.randint(d + 1, last - 1), rng.uniform(9, 17)), "did_not_attend",
-                          _pick(rng, FOLLOWUP_MODE))
+            self._contact(
+                cal.at(rng.randint(d + 1, last - 1), rng.uniform(9, 17)),
+                "did_not_attend",
+                _pick(rng, FOLLOWUP_MODE),
+            )
         if follow_day is not None:
             followed = cal.at(follow_day, rng.uniform(9, 17.5))
             self.suppressed.append((admitted, followed))
@@ -631,8 +671,15 @@ class _World:
         seq = 0
         for ts, kind, source, data in raws:
             event_id = _event_id(rng)
-            event = {"specversion": "1.0", "id": event_id, "source": source, "type": kind,
-                     "time": self._time(ts), "subject": subject, "data": data}
+            event = {
+                "specversion": "1.0",
+                "id": event_id,
+                "source": source,
+                "type": kind,
+                "time": self._time(ts),
+                "subject": subject,
+                "data": data,
+            }
             line = self.encode(event)
             arrival = ts + self._delay(rng)
             out.append((arrival, ci, seq, line))
@@ -644,9 +691,15 @@ class _World:
             if options.cancel_fraction and kind in CANCELLABLE and rng.random() < options.cancel_fraction:
                 cancelled = ts + rng.randint(10 * 60, 2 * DAY)
                 if cancelled < end:
-                    cancel = {"specversion": "1.0", "id": _event_id(rng),
-                              "source": source, "type": "cancel", "time": self._time(cancelled),
-                              "subject": subject, "data": {"cancels": event_id, "reason": "entered_in_error"}}
+                    cancel = {
+                        "specversion": "1.0",
+                        "id": _event_id(rng),
+                        "source": source,
+                        "type": "cancel",
+                        "time": self._time(cancelled),
+                        "subject": subject,
+                        "data": {"cancels": event_id, "reason": "entered_in_error"},
+                    }
                     # a cancel is published after what it cancels, and within its own lateness bound
                     published = max(cancelled + self._delay(rng), arrival + 1)
                     out.append((published, ci, seq, self.encode(cancel)))
@@ -665,7 +718,11 @@ class _World:
             bad["type"] = "referral.updated"
         elif flaw == 2:
             bad["type"] = "referral.received"
-            bad["data"] = {"referral_id": f"REF-BAD-{rng.randrange(10**6):06d}", "team": "north", "urgency": "soon"}
+            bad["data"] = {
+                "referral_id": f"REF-BAD-{rng.randrange(10**6):06d}",
+                "team": "north",
+                "urgency": "soon",
+            }
         else:
             del bad["time"]
         return self.encode(bad)

@@ -39,9 +39,24 @@ ENUMS = {
     "reason": {"seen", "declined", "no_contact", "transferred", "other"},
     "status": {"attended", "did_not_attend", "cancelled"},
     "mode": {"face_to_face", "telephone", "video", "text", "other"},
-    "setting": {"crisis_line", "mobile_team", "crisis_center", "emergency_department", "inpatient", "observation"},
-    "disposition": {"home", "community_residence", "acute_transfer", "nonacute_transfer",
-                    "against_medical_advice", "died", "prison_or_court", "other"},
+    "setting": {
+        "crisis_line",
+        "mobile_team",
+        "crisis_center",
+        "emergency_department",
+        "inpatient",
+        "observation",
+    },
+    "disposition": {
+        "home",
+        "community_residence",
+        "acute_transfer",
+        "nonacute_transfer",
+        "against_medical_advice",
+        "died",
+        "prison_or_court",
+        "other",
+    },
 }
 HOSPITAL_SOURCES = {"hospital/st-marys", "hospital/riverside", "hospital/county-general"}
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?[+-]\d\d:\d\d$")
@@ -51,8 +66,14 @@ FOLLOW_UP_MODES = {"face_to_face", "telephone", "video"}
 
 def small(**overrides: Any) -> SimulationOptions:
     base: dict[str, Any] = {
-        "clients": 800, "teams": TEAMS, "start": START, "days": 120, "seed": 7,
-        "tz": "America/New_York", "duplicate_fraction": 0.03, "cancel_fraction": 0.03,
+        "clients": 800,
+        "teams": TEAMS,
+        "start": START,
+        "days": 120,
+        "seed": 7,
+        "tz": "America/New_York",
+        "duplicate_fraction": 0.03,
+        "cancel_fraction": 0.03,
     }
     return SimulationOptions(**{**base, **overrides})
 
@@ -227,11 +248,7 @@ def test_write_counts_newline_terminated_lines(stream: list[bytes]) -> None:
 # --- realism -------------------------------------------------------------------------------
 
 
-def test_urgency_mix_and_dna_rate(events: list[dict[str, Any]]) -> None:
-    urgencies = Counter(e["data"]["urgency"] for e in events if e["type"] == "referral.received")
-    total = sum(urgencies.values())
-    for urgency, expected in {"emergency": 0.05, "urgent": 0.25, "routine": 0.70}.items():
-        assert urgencies[urgency] / total == pytest.approx(expected, abs=0.04)
+def test_dna_and_cancelled_contacts(events: list[dict[str, Any]]) -> None:
     statuses = Counter(e["data"]["status"] for e in events if e["type"] == "contact")
     assert statuses["did_not_attend"] / sum(statuses.values()) == pytest.approx(0.15, abs=0.04)
     assert statuses["cancelled"] > 0
@@ -360,7 +377,12 @@ def weekday_after(day: date, count: int) -> date:
 @pytest.fixture(scope="module")
 def churn() -> list[dict[str, Any]]:
     options = SimulationOptions(
-        clients=8000, teams=TEAMS, start=START, days=CHURN_DAYS, seed=11, tz="Europe/London",
+        clients=8000,
+        teams=TEAMS,
+        start=START,
+        days=CHURN_DAYS,
+        seed=11,
+        tz="Europe/London",
         injections=tuple(parse_injection(text) for text in INJECTIONS),
     )
     unique: dict[tuple[str, str], dict[str, Any]] = {}
@@ -382,22 +404,33 @@ def by_client(events: list[dict[str, Any]], kind: str) -> dict[str, list[dict[st
     return out
 
 
-def discharge_rates(churn: list[dict[str, Any]], window: int) -> tuple[dict[tuple[str, str], Rate], dict[tuple[str, str], Rate]]:
+def discharge_rates(
+    churn: list[dict[str, Any]], window: int
+) -> tuple[dict[tuple[str, str], Rate], dict[tuple[str, str], Rate]]:
     """followup within ``window`` days and readmission_30d per (team, before/after)."""
     teams = client_teams(churn)
     last_day = max(e["day"] for e in churn)
     admissions = by_client([e for e in churn if e["data"].get("setting") == "inpatient"], "admission")
     follow_ups = by_client(
-        [e for e in churn if e["type"] == "contact" and e["data"]["status"] == "attended"
-         and e["data"]["mode"] in FOLLOW_UP_MODES],
+        [
+            e
+            for e in churn
+            if e["type"] == "contact"
+            and e["data"]["status"] == "attended"
+            and e["data"]["mode"] in FOLLOW_UP_MODES
+        ],
         "contact",
     )
     followup: dict[tuple[str, str], Rate] = defaultdict(Rate)
     readmission: dict[tuple[str, str], Rate] = defaultdict(Rate)
     for discharge in churn:
         data = discharge["data"]
-        if (discharge["type"] != "discharge" or data["setting"] != "inpatient" or not data["psychiatric"]
-                or data["disposition"] in INELIGIBLE):
+        if (
+            discharge["type"] != "discharge"
+            or data["setting"] != "inpatient"
+            or not data["psychiatric"]
+            or data["disposition"] in INELIGIBLE
+        ):
             continue
         d, subject = discharge["day"], discharge["subject"]
         team = data.get("team") or teams.get(subject, "unassigned")
@@ -406,8 +439,11 @@ def discharge_rates(churn: list[dict[str, Any]], window: int) -> tuple[dict[tupl
         first_follow = next((c for c in follow_ups.get(subject, []) if c["day"] > d), None)
         if d + timedelta(days=window) < last_day:
             close = d + timedelta(days=window)
-            blocking = [a for a in later if a["day"] <= close
-                        and (first_follow is None or a["at"] < first_follow["at"])]
+            blocking = [
+                a
+                for a in later
+                if a["day"] <= close and (first_follow is None or a["at"] < first_follow["at"])
+            ]
             if not blocking:
                 followup[key].add(first_follow is not None and first_follow["day"] <= close)
         if d + timedelta(days=30) < last_day:
@@ -415,10 +451,19 @@ def discharge_rates(churn: list[dict[str, Any]], window: int) -> tuple[dict[tupl
     return followup, readmission
 
 
+def test_urgency_mix(churn: list[dict[str, Any]]) -> None:
+    urgencies = Counter(e["data"]["urgency"] for e in churn if e["type"] == "referral.received")
+    total = sum(urgencies.values())
+    assert total > 3000
+    for urgency, expected in {"emergency": 0.05, "urgent": 0.25, "routine": 0.70}.items():
+        assert urgencies[urgency] / total == pytest.approx(expected, abs=0.025)
+
+
 def test_injected_followup_7d_falls_for_north_only(churn: list[dict[str, Any]]) -> None:
     followup, _ = discharge_rates(churn, 7)
     north_before, north_after = followup["north", "before"], followup["north", "after"]
-    assert north_before.denominator >= 40 and north_after.denominator >= 40
+    assert north_before.denominator >= 40
+    assert north_after.denominator >= 40
     assert north_before.near(0.75), north_before
     assert north_after.near(0.45), north_after
     assert north_before.value - north_after.value > 0.15
@@ -451,11 +496,19 @@ def test_injected_repeat_crisis_rises_for_east(churn: list[dict[str, Any]]) -> N
     for subject, crises in by_client(churn, "crisis").items():
         key_of = [(teams.get(subject, "unassigned"), period(c["day"])) for c in crises]
         for index, crisis in enumerate(crises):
-            repeat[key_of[index]].add(any(timedelta(0) < crisis["at"] - earlier["at"] <= timedelta(days=30)
-                                          for earlier in crises[:index]))
+            repeat[key_of[index]].add(
+                any(
+                    timedelta(0) < crisis["at"] - earlier["at"] <= timedelta(days=30)
+                    for earlier in crises[:index]
+                )
+            )
             if crisis["at"] + timedelta(days=30) < last:
-                followed[key_of[index]].add(any(timedelta(0) < later["at"] - crisis["at"] <= timedelta(days=30)
-                                                for later in crises[index + 1:]))
+                followed[key_of[index]].add(
+                    any(
+                        timedelta(0) < later["at"] - crisis["at"] <= timedelta(days=30)
+                        for later in crises[index + 1 :]
+                    )
+                )
     assert followed["east", "after"].near(0.8), followed["east", "after"]
     assert followed["east", "before"].value < 0.6
     assert repeat["east", "after"].value > repeat["east", "before"].value + 0.15
@@ -472,8 +525,14 @@ def test_injected_seen_within_target_falls_for_west(churn: list[dict[str, Any]])
         if referral["type"] != "referral.received":
             continue
         data, at, day = referral["data"], referral["at"], referral["day"]
-        first = next((c for c in attended.get(referral["subject"], [])
-                      if c["at"] >= at and c["data"]["team"] == data["team"]), None)
+        first = next(
+            (
+                c
+                for c in attended.get(referral["subject"], [])
+                if c["at"] >= at and c["data"]["team"] == data["team"]
+            ),
+            None,
+        )
         if data["urgency"] == "emergency":
             within = first is not None and first["at"] <= at + timedelta(hours=4)
             passed = at + timedelta(hours=4) <= last
