@@ -127,6 +127,11 @@ CANCELLABLE: Final = frozenset(
 )
 
 
+def _randint(rng: random.Random, low: int, high: int) -> int:
+    """``rng.randint`` without its argument checks (it is the hot path of publication)."""
+    return low + int(rng.random() * (high - low + 1))
+
+
 def _pick(rng: random.Random, table: _Table) -> str:
     values, cumulative = table
     return values[min(bisect_right(cumulative, rng.random()), len(values) - 1)]
@@ -435,11 +440,11 @@ class _Client:
         self.events.append((referred, "referral.received", EHR_SOURCE, data))
         outcome = rng.random()
         if outcome < 0.04:
-            self._close(self._business(cal.weekday_after(day, rng.randint(1, 8))), "declined")
+            self._close(self._business(cal.weekday_after(day, _randint(rng, 1, 8))), "declined")
             return None
         if outcome < 0.11:  # lost before contact; most are closed, the rest stay open
             if rng.random() < 0.6:
-                self._close(self._business(cal.weekday_after(day + rng.randint(28, 56), 0)), "no_contact")
+                self._close(self._business(cal.weekday_after(day + _randint(rng, 28, 56), 0)), "no_contact")
             return None
         within = rng.random() < self.model.seen_at(day, urgency)
         engaged = self._first_contact(day, referred, urgency, within)
@@ -465,11 +470,11 @@ class _Client:
             if within:
                 close_of_day = cal.at(day, 17.5)
                 if close_of_day - referred > HOUR and rng.random() < 0.3:
-                    return rng.randint(referred + HOUR // 2, close_of_day)
+                    return _randint(rng, referred + HOUR // 2, close_of_day)
                 return self._business(cal.weekday_after(day, 1))
             # three weekdays or more, so that a public holiday cannot bring it back within target
-            return self._business(cal.weekday_after(day, rng.randint(3, 8)))
-        count = rng.randint(1, 10) if within else rng.randint(13, 45)
+            return self._business(cal.weekday_after(day, _randint(rng, 3, 8)))
+        count = _randint(rng, 1, 10) if within else _randint(rng, 13, 45)
         return self._business(cal.weekday_after(day, count))
 
     def _missed_first(self, day: int, referred: int, seen: int, urgency: str) -> int | None:
@@ -566,7 +571,7 @@ class _Client:
             discharged = admitted + int(rng.uniform(6, 40) * HOUR)
         else:
             days = (
-                rng.randint(1, 8)
+                _randint(rng, 1, 8)
                 if kind == "medical"
                 else max(1, round(rng.lognormvariate(math.log(10), 0.7)))
             )
@@ -589,17 +594,17 @@ class _Client:
         u = rng.random()
         follow_day: int | None = None
         if u < within_3:
-            follow_day = d + rng.randint(1, 3)
+            follow_day = d + _randint(rng, 1, 3)
         elif u < within_7:
-            follow_day = d + rng.randint(4, 7)
+            follow_day = d + _randint(rng, 4, 7)
         elif u < within_30:
-            follow_day = d + rng.randint(8, 30)
+            follow_day = d + _randint(rng, 8, 30)
         if follow_day is not None and readmit_day is not None and follow_day >= readmit_day:
             follow_day = None  # back in hospital before the follow-up was due
         last = follow_day if follow_day is not None else d + 8
         if last > d + 1 and rng.random() < 0.12:
             self._contact(
-                cal.at(rng.randint(d + 1, last - 1), rng.uniform(9, 17)),
+                cal.at(_randint(rng, d + 1, last - 1), rng.uniform(9, 17)),
                 "did_not_attend",
                 _pick(rng, FOLLOWUP_MODE),
             )
@@ -654,14 +659,14 @@ class _World:
         """Publication delay: most within minutes, some hours, a tail up to the lateness bound."""
         bound = self.max_delay
         if self.options.beyond_lateness_fraction and rng.random() < self.options.beyond_lateness_fraction:
-            return rng.randint(bound + 1, max(bound * 3, bound + HOUR))
+            return _randint(rng, bound + 1, max(bound * 3, bound + HOUR))
         u = rng.random()
         if u < 0.80:
-            delay = rng.randint(0, 300)
+            delay = _randint(rng, 0, 300)
         elif u < 0.95:
-            delay = rng.randint(300, 6 * HOUR)
+            delay = _randint(rng, 300, 6 * HOUR)
         else:
-            delay = rng.randint(min(6 * HOUR, bound), bound)
+            delay = _randint(rng, min(6 * HOUR, bound), bound)
         return min(delay, bound)
 
     def _publish(self, ci: int, rng: random.Random, raws: list[_Raw], out: list[_Line]) -> None:
@@ -686,10 +691,10 @@ class _World:
             seq += 1
             if options.duplicate_fraction and rng.random() < options.duplicate_fraction:
                 latest = max(arrival, ts + self.max_delay)
-                out.append((rng.randint(arrival, min(latest, arrival + 6 * HOUR)), ci, seq, line))
+                out.append((_randint(rng, arrival, min(latest, arrival + 6 * HOUR)), ci, seq, line))
                 seq += 1
             if options.cancel_fraction and kind in CANCELLABLE and rng.random() < options.cancel_fraction:
-                cancelled = ts + rng.randint(10 * 60, 2 * DAY)
+                cancelled = ts + _randint(rng, 10 * 60, 2 * DAY)
                 if cancelled < end:
                     cancel = {
                         "specversion": "1.0",
