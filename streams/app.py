@@ -158,8 +158,9 @@ def build_app(
     transitions_topic = app.topic(t.transitions, partitions=n, **_RAW)
     dlq_topic = app.topic(t.dead_letters, partitions=1, **_RAW)
 
-    client_table = app.Table("client-state", partitions=n, use_partitioner=True, **_RAW)
-    obs_table = app.Table("team-observations", partitions=n, **_RAW)
+    raw_schema = faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+    client_table = app.Table("client-state", partitions=n, use_partitioner=True, schema=raw_schema)
+    obs_table = app.Table("team-observations", partitions=n, schema=raw_schema)
     runtime.stage1 = Stage1(
         runtime.config, client_table, n, alert_clock=settings.alert_clock, wall=wall
     )

@@ -851,6 +851,9 @@ def _compute_due(state: ClientState, config: CoreConfig) -> int | None:
         floors.append(state.recs[0].t)
     if floors:
         prune = min(floors) + horizon + 1
+        if prune <= lo:
+            # held back by an open referral: look again a day later
+            prune = lo + US_PER_DAY
         if best is None or prune < best:
             best = prune
     return best

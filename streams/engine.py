@@ -152,12 +152,16 @@ class Engine:
         if not heap:
             return outs
         horizon = max(clock.watermark_us, clock.alert_us)
+        due_clients = []
         while heap and heap[0][0] <= horizon:
             due, client = heapq.heappop(heap)
             state = self.clients.get(client)
-            if state is None or state.due != due:
-                continue  # stale entry: the client's due moved since
-            state, produced = sweep(state, clock, self.config)
+            if state is not None and state.due == due:
+                due_clients.append(client)
+            # else: a stale entry, the client's due moved since it was pushed
+        # each due client is swept once per clock: a sweep evaluates everything up to the clock
+        for client in due_clients:
+            state, produced = sweep(self.clients.get(client), clock, self.config)
             self._store(client, state, partition)
             outs.extend(produced)
         return outs

@@ -35,17 +35,13 @@ from streams.windows import TeamWindows
 
 
 async def _read_all(
-    bootstrap: str, topic: str, stop: Any = None, timeout: float = 60.0
+    bootstrap: str, topic: str, partitions: int, stop: Any = None, timeout: float = 60.0
 ) -> list[tuple[int, bytes | None, bytes | None]]:
     """Every record of ``topic`` up to its end offsets (or until ``stop(records)`` is true)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
     await consumer.start()
     try:
-        parts = consumer.partitions_for_topic(topic) or set()
-        if not parts:
-            await consumer.force_metadata_update()
-            parts = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         records: list[tuple[int, bytes | None, bytes | None]] = []
@@ -88,7 +84,7 @@ async def live_report(settings: Settings, until: datetime | None, timeout: float
         return len({p for p, k, _ in records if k == ack_key}) >= n
 
     changelog = f"{settings.app_id}-team-observations-changelog"
-    records = await _read_all(settings.kafka_bootstrap, changelog, flushed, timeout)
+    records = await _read_all(settings.kafka_bootstrap, changelog, n, flushed, timeout)
     latest: dict[bytes, bytes | None] = {}
     metas: list[PartitionMeta] = []
     for _, key, value in records:
@@ -105,12 +101,12 @@ async def live_report(settings: Settings, until: datetime | None, timeout: float
             windows.apply(Observation.from_bytes(value))
 
     alerts: dict[tuple[str, datetime], Alert] = {}
-    for _, _, value in await _read_all(settings.kafka_bootstrap, settings.topics.transitions, None, timeout):
+    for _, _, value in await _read_all(settings.kafka_bootstrap, settings.topics.transitions, n, None, timeout):
         if value is None:
             continue
         alert = alert_from_bytes(value)
         alerts[(alert.fingerprint, alert.starts_at)] = alert
-    dead_letters = len(await _read_all(settings.kafka_bootstrap, settings.topics.dead_letters, None, timeout))
+    dead_letters = len(await _read_all(settings.kafka_bootstrap, settings.topics.dead_letters, 1, None, timeout))
 
     teams = set(windows.teams())
     for meta in metas:

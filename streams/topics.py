@@ -33,6 +33,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(t.fhir, n, {"retention.ms": week}),
         TopicSpec(t.clients, n, {"retention.ms": week}),
         TopicSpec(t.observations, n, {"retention.ms": week}),
+        TopicSpec(t.transitions, n, {"retention.ms": week}),
         TopicSpec(t.alerts, n, {"retention.ms": week}),
         TopicSpec(t.dead_letters, 1, {"retention.ms": str(30 * 24 * 3600 * 1000)}),
     ]
