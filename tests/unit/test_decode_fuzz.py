@@ -78,7 +78,7 @@ def _structural_mutant(rng: random.Random) -> bytes:
         elif action < 0.75:
             _delete(obj, path)
         else:
-            _set(obj, (*path[:-1], rng.choice(["extra", "type", "data", "subject"])), rng.choice(INTERESTING))
+            _set(obj, (*path[:-1], rng.choice(["extra", "type", "data", "subject"])), copy.deepcopy(rng.choice(INTERESTING)))
     return json.dumps(obj, ensure_ascii=rng.random() < 0.5).encode()
 
 
@@ -110,7 +110,7 @@ def _random_input(rng: random.Random) -> bytes:
         return _byte_mutant(rng)
     if kind < 0.9:
         return rng.randbytes(rng.randint(0, 200))
-    return json.dumps(rng.choice(INTERESTING)).encode()
+    return json.dumps(rng.choice(INTERESTING)).encode()  # read only
 
 
 def _subject_of(raw: bytes) -> str | None:
@@ -178,13 +178,13 @@ def _events(draw: st.DrawFn) -> dict[str, Any]:
         path = draw(st.sampled_from(paths))
         action = draw(st.sampled_from(["set", "delete", "retype", "add"]))
         if action == "set":
-            _set(obj, path, draw(_values))
+            _set(obj, path, copy.deepcopy(draw(_values)))  # INTERESTING holds shared dicts and lists
         elif action == "delete":
             _delete(obj, path)
         elif action == "retype":
             obj["type"] = draw(st.sampled_from(EVENT_TYPES))
         else:
-            _set(obj, (*path[:-1], draw(st.text(max_size=8))), draw(_values))
+            _set(obj, (*path[:-1], draw(st.text(max_size=8))), copy.deepcopy(draw(_values)))
     return obj
 
 
