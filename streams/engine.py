@@ -10,7 +10,8 @@ records alert transitions and counters for the report.
 
 In the engine the alert clock is the watermark (replay semantics, DOMAIN.md section 4), so
 the same input gives the same alerts. ``finish()`` treats the end of input as the end of
-time: both clocks go to the largest event time seen; windows closing later stay pending.
+time: both clocks go to the largest event time seen (plus one microsecond, so that events at
+that very instant count); windows closing later stay pending.
 
 Counters: ``accepted`` counts events that were not duplicates (cancels included);
 ``duplicates`` repeated (source, id); ``dead_letters`` decoder rejects fed with
@@ -118,7 +119,9 @@ class Engine:
         if not self._max:
             return []
         end = max(self._max.values())
-        clock = Clock.at(from_us(end))
+        # one microsecond past the last event, so that an event at the very end is visible
+        # (outcomes use events strictly before the clock); the report shows ``end``
+        clock = Clock.at(from_us(end + 1))
         outs: list[Output] = []
         for partition in list(self._heaps):
             self._clocks[partition] = clock

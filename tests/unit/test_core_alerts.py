@@ -102,7 +102,8 @@ def test_referral_waiting_resolves_on_closure_and_not_before_target() -> None:
              closed(ny("2026-04-01 12:00"), referral_id="r2"),  # closed before its target: never fires
              closed(ny("2026-04-06 09:00")), tick(ny("2026-04-20 00:00"))])
     a = only(r, "ReferralWaiting")
-    assert a.labels["team"] == "north" and a.labels["severity"] == "warning"
+    assert a.labels["team"] == "north"
+    assert a.labels["severity"] == "warning"
     assert (a.starts_at, a.ends_at) == (utc("2026-04-03 04:00"), utc("2026-04-06 13:00"))
 
 
@@ -174,7 +175,8 @@ def test_step_reports_duplicates_and_state_round_trips() -> None:
     e = referral(ny("2026-04-01 10:00"))
     clock = Clock.at(ny("2026-03-30 00:00"))
     state, outs = step(None, e, clock, config)
-    assert outs == [] and state is not None
+    assert outs == []
+    assert state is not None
     again = ClientState.from_bytes(state.to_bytes())
     assert again == state
     state2, outs = step(again, e, clock, config)

@@ -1,0 +1,86 @@
+"""The in-process driver: report shape, watermark, system rules hook, bounded state."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from alerts.model import Alert
+from schemas.deadletter import DeadLetter, DeadLetterKind, Origin
+from streams.core import RATE_MEASURES, CoreConfig, Observation
+from streams.engine import Engine
+from streams.windows import TeamWindows
+from tests.fixtures.core.build import contact, discharge, ny, referral, tick
+
+CONFIG = CoreConfig(timezone="America/New_York")
+
+
+def test_report_shape_every_measure_every_team_and_star() -> None:
+    e = Engine(CONFIG)
+    e.feed(referral(ny("2026-04-01 09:00"), team="north"))
+    e.feed(contact(ny("2026-04-02 09:00"), team="south", client="c2"))
+    e.feed(discharge(ny("2026-04-03 09:00"), client="c3"))
+    e.feed(tick(ny("2026-06-01 00:00")))
+    e.feed_dead_letter(DeadLetter(DeadLetterKind.NOT_JSON, "x", "", Origin(), b"{"))
+    e.finish()
+    report = e.report()
+    assert list(report) == ["watermark", "measures", "waits", "alerts", "events"]
+    assert report["watermark"] == "2026-06-01T04:00:00+00:00"
+    pairs = {(r["measure"], r["team"]) for r in report["measures"]}
+    assert pairs == {(m, t) for m in RATE_MEASURES for t in ("*", "north", "south", "unassigned")}
+    assert {r["team"] for r in report["waits"]} == {"*", "north", "south", "unassigned"}
+    assert report["events"] == {"accepted": 4, "duplicates": 0, "dead_letters": 1, "corrections": 0}
+    alerts = report["alerts"]
+    keys = [(a["startsAt"], a["labels"]["alertname"]) for a in alerts]
+    assert keys == sorted(keys)
+
+
+class FakeRules:
+    def __init__(self) -> None:
+        self.calls: list[datetime] = []
+
+    def evaluate(self, windows: TeamWindows, watermark: datetime) -> list[Alert]:
+        self.calls.append(watermark)
+        return [Alert({"alertname": "RateOffTarget", "team": "north", "measure": "followup_7d"}, watermark)]
+
+
+def test_system_rules_called_on_local_day_boundaries_and_at_finish() -> None:
+    rules = FakeRules()
+    e = Engine(CONFIG, rules)
+    e.feed(tick(ny("2026-04-04 12:00")))  # watermark 04-01 12:00 local
+    e.feed(tick(ny("2026-04-04 18:00")))  # same local day
+    e.feed(tick(ny("2026-04-05 01:00")))  # watermark 04-02 01:00: a new local day
+    assert len(rules.calls) == 1
+    e.finish()
+    assert len(rules.calls) == 2
+    assert any(a["labels"]["alertname"] == "RateOffTarget" for a in e.report()["alerts"])
+
+
+def test_clients_with_nothing_open_cost_nothing() -> None:
+    e = Engine(CONFIG)
+    e.feed(referral(ny("2026-01-05 09:00")))
+    e.feed(contact(ny("2026-01-06 09:00")))
+    assert "c1" in e.clients
+    e.feed(tick(ny("2026-09-01 00:00")))
+    assert "c1" not in e.clients  # pruned once older than the horizon
+    assert e.report()["measures"]  # its observations stay counted
+
+
+def test_corrections_counted_from_outputs() -> None:
+    e = Engine(CONFIG)
+    outs = e.feed(referral(ny("2026-04-01 09:00")))
+    outs += e.feed(tick(ny("2026-05-10 00:00")))  # open past 28 days: lost
+    outs += e.feed(contact(ny("2026-04-20 09:00")))  # late contact: seen, lost revised
+    revised = [o for o in outs if isinstance(o, Observation) and o.correction]
+    # seen after its target: seen_within_target stays False (no revision); wait and first
+    # contact are first emissions; only lost_before_contact is revised
+    assert [o.measure for o in revised] == ["lost_before_contact"]
+    e.finish()
+    assert e.report()["events"]["corrections"] == 1
+
+
+def test_empty_input() -> None:
+    e = Engine(CONFIG)
+    e.finish()
+    report = e.report()
+    assert report["watermark"] is None
+    assert [(r["team"], r["denominator"]) for r in report["measures"]] == [("*", 0)] * len(RATE_MEASURES)
