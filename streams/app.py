@@ -158,7 +158,7 @@ def build_app(
     transitions_topic = app.topic(t.transitions, partitions=n, **_RAW)
     dlq_topic = app.topic(t.dead_letters, partitions=1, **_RAW)
 
-    raw_schema = faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+    raw_schema: faust.Schema = faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
     client_table = app.Table("client-state", partitions=n, use_partitioner=True, schema=raw_schema)
     obs_table = app.Table("team-observations", partitions=n, schema=raw_schema)
     runtime.stage1 = Stage1(
@@ -254,7 +254,7 @@ def build_app(
                     await on_stage2_watermark(watermark_us)
                 continue
             if ev.key == FLUSH_KEY:
-                driver.flush(ev.value)
+                driver.flush(ev.message.partition, ev.value)
                 continue
             driver.apply(ev.value)
 

@@ -302,7 +302,7 @@ class Stage2:
         self.source_partitions = source_partitions
         self._windows: dict[str, TeamWindows] = {}
         self._marks: dict[int, int] = {}
-        self._flushes: dict[str, dict[int, bytes]] = {}
+        self._flushes: dict[tuple[str, int], dict[int, bytes]] = {}
 
     def forget(self) -> None:
         self._windows.clear()
@@ -342,14 +342,14 @@ class Stage2:
         return min(self._marks.values())
 
 
-    def flush(self, value: bytes) -> None:
-        """Collect a flush mark; once every stage-1 partition has sent it, record the flush
-        (with their metadata) in this partition of the store."""
+    def flush(self, partition: int, value: bytes) -> None:
+        """Collect a flush mark arriving on stage-2 ``partition``; once every stage-1 partition
+        has sent it there, record the flush (with their metadata) in that partition."""
         mark = _flush_decoder.decode(value)
-        marks = self._flushes.setdefault(mark.flush, {})
+        marks = self._flushes.setdefault((mark.flush, partition), {})
         marks[mark.partition] = mark.meta
         if len(marks) == self.source_partitions:
-            del self._flushes[mark.flush]
+            del self._flushes[(mark.flush, partition)]
             ordered = [marks[p] for p in sorted(marks)]
             self.store[FLUSH_ACK_PREFIX + mark.flush.encode()] = _tick_encoder.encode(ordered)
 

@@ -2,7 +2,8 @@
 
 How it reads the state without any endpoint that serves table contents:
 
-1. it sends every partition of the ``clients`` topic a flush tick (optionally with ``until``,
+1. it waits until the workers' consumer group has committed every message of the input
+   topics (so everything published has been ingested), then sends every partition of the ``clients`` topic a flush tick (optionally with ``until``,
    an event time every partition is advanced to, the live counterpart of the replay's end of
    input);
 2. stage 1 answers each flush after committing everything before it; stage 2 records the
@@ -21,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from kafka import KafkaConsumer
+from kafka import TopicPartition as KTopicPartition
 from rich.console import Console
 
 from alerts.model import Alert
@@ -61,11 +64,32 @@ async def _read_all(
         await consumer.stop()
 
 
+def _ingest_lag(settings: Settings) -> int:
+    """Messages of the input topics the workers' group has not yet committed."""
+    # A consumer that never subscribes does not join the group: it only reads its offsets.
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=settings.app_id, enable_auto_commit=False)
+    try:
+        t = settings.topics
+        tps = [KTopicPartition(topic, p) for topic in (t.events, t.hl7, t.fhir) for p in range(settings.partitions)]
+        ends = consumer.end_offsets(tps)
+        return sum(ends[tp] - (consumer.committed(tp) or 0) for tp in tps)
+    finally:
+        consumer.close(autocommit=False)
+
+
+async def _wait_ingested(settings: Settings, timeout: float) -> None:
+    """Wait until the workers have ingested (and committed) everything published so far."""
+    async with asyncio.timeout(timeout):
+        while await asyncio.to_thread(_ingest_lag, settings) > 0:
+            await asyncio.sleep(0.5)
+
+
 async def live_report(settings: Settings, until: datetime | None, timeout: float = 120.0) -> dict[str, Any]:
     """Flush the workers and build the report (see the module docstring). Raises
     ``TimeoutError`` when the workers do not answer the flush in ``timeout`` seconds."""
     config = CoreConfig.from_settings(settings)
     n = settings.partitions
+    await _wait_ingested(settings, timeout)
     flush = uuid.uuid4().hex
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
     await producer.start()
