@@ -143,6 +143,8 @@ class CoreConfig:
     team_memory_days: int = 90
     max_referral_age_days: int = 365
     calendar: Calendar = field(init=False, compare=False, repr=False)
+    lateness_us: int = field(init=False, compare=False, repr=False)
+    horizon_us: int = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         from zoneinfo import ZoneInfo
@@ -150,6 +152,14 @@ class CoreConfig:
         object.__setattr__(
             self, "calendar", Calendar(ZoneInfo(self.timezone), self.holidays_country, self.holidays_subdivision)
         )
+        lateness = self.allowed_lateness // timedelta(microseconds=1)
+        object.__setattr__(self, "lateness_us", lateness)
+        # how far behind the watermark an event can still change an outcome: the longest
+        # look-back (team memory, crisis windows) plus the longest forward window
+        back = max(self.team_memory_days, REPEAT_CRISIS_DAYS, self.frequent_crisis_days)
+        target = (self.target_routine_business_days * 7) // 5 + 14  # business days + holidays
+        forward = max(READMISSION_DAYS + 1, self.referral_open_limit_days + 1, target, self.readmitted_alert_days)
+        object.__setattr__(self, "horizon_us", (back + forward + 2) * US_PER_DAY + lateness)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> CoreConfig:
@@ -168,19 +178,6 @@ class CoreConfig:
             frequent_crisis_k=k,
             frequent_crisis_days=d,
         )
-
-    @property
-    def lateness_us(self) -> int:
-        return self.allowed_lateness // timedelta(microseconds=1)
-
-    @property
-    def horizon_us(self) -> int:
-        """How far behind the watermark an event can still change an outcome."""
-        back = max(self.team_memory_days, REPEAT_CRISIS_DAYS, self.frequent_crisis_days)
-        # business-day targets: at most ~N*7/5 calendar days plus holidays; be generous
-        target = (self.target_routine_business_days * 7) // 5 + 14
-        forward = max(READMISSION_DAYS + 1, self.referral_open_limit_days + 1, target, self.readmitted_alert_days)
-        return (back + forward + 2) * US_PER_DAY + self.lateness_us
 
     def final_lag_days(self, measure: str) -> int:
         """Calendar days after an index event's local day by which its outcome is final
@@ -306,6 +303,7 @@ class ClientState(msgspec.Struct):
     mw: int = _NEVER
     aw: int = _NEVER
     due: int | None = None
+    hold: int = _NEVER
 
     def to_bytes(self) -> bytes:
         return _state_encoder.encode(self)
@@ -693,10 +691,15 @@ def _breakpoints(state: ClientState, config: CoreConfig) -> list[int]:
     crisis_span = config.frequent_crisis_days * US_PER_DAY
     out: list[int] = []
     for r in state.recs:
-        out.append(r.t + 1)
+        kind = r.kind
         if r.ct != _NEVER:
             out.append(r.ct + 1)
-        kind = r.kind
+        # Becoming visible changes outputs only for these kinds: referrals, discharges and
+        # other admissions act at their thresholds, cancels through their target's ``ct``.
+        if kind in (K_CONTACT, K_CLOSED, K_CRISIS) or (kind == K_ADMISSION and r.flag):
+            out.append(r.t + 1)
+        elif kind == K_CANCEL and not r.flag:
+            out.append(r.t + 1)  # becomes an orphan
         if kind == K_DISCHARGE and r.flag:
             d = r.day
             out.extend(
@@ -712,18 +715,26 @@ def _breakpoints(state: ClientState, config: CoreConfig) -> list[int]:
     return out
 
 
-def _advance(state: ClientState, w: int, a: int, config: CoreConfig, outs: list[Output]) -> None:
+def _advance(state: ClientState, w: int, a: int, config: CoreConfig, outs: list[Output]) -> list[int]:
+    """Evaluate every breakpoint up to the clocks, in order; returns the later breakpoints."""
     lo = min(state.mw, state.aw)
     hi = max(w, a)
-    if hi > lo:
-        points = sorted({b for b in _breakpoints(state, config) if lo < b <= hi})
-        for b in points:
+    later = []
+    points = []
+    for b in _breakpoints(state, config):
+        if b > hi:
+            later.append(b)
+        elif b > lo:
+            points.append(b)
+    if points:
+        for b in sorted(set(points)):
             if state.mw < b <= w:
                 _emit_observations(state, b, config, outs)
             if state.aw < b <= a:
                 _emit_alerts(state, b, b - 1, config, outs)
     state.mw = max(state.mw, w)
     state.aw = max(state.aw, a)
+    return later
 
 
 def _orphans_and_prune(state: ClientState, config: CoreConfig, outs: list[Output]) -> ClientState | None:
@@ -746,23 +757,31 @@ def _orphans_and_prune(state: ClientState, config: CoreConfig, outs: list[Output
                 keep.append(r)
         state.recs = recs = keep
     cutoff = w - config.horizon_us
-    if recs and recs[0].t < cutoff:
-        open_floor = w - config.max_referral_age_days * US_PER_DAY
+    if recs and recs[0].t < cutoff and w >= state.hold:
+        max_age = config.max_referral_age_days * US_PER_DAY
         vis = _visible(recs, w)
         for r in vis:
-            if r.kind == K_REFERRAL and r.t >= open_floor:
+            if r.t >= cutoff:
+                break
+            if r.kind == K_REFERRAL and r.t >= w - max_age:
                 ref = _referral(r, vis, config)
                 if ref.seen is None and ref.closure is None:
-                    cutoff = min(cutoff, r.t)
+                    # an open referral keeps everything from its time on (a late contact
+                    # can still revise it) until it reaches the maximum age or an event comes
+                    cutoff = r.t
+                    state.hold = r.t + max_age + 1
                     break
         i = bisect.bisect_left(recs, cutoff, key=lambda r: r.t)
         if i:
             state.recs = recs = recs[i:]
-    if state.obs and min(v.t for v in state.obs.values()) < cutoff:
-        state.obs = {k: v for k, v in state.obs.items() if v.t >= cutoff}
-    if state.alerts:
-        alert_cutoff = min(state.aw - config.horizon_us, cutoff)
-        state.alerts = {k: v for k, v in state.alerts.items() if v.start >= alert_cutoff}
+            if state.obs:
+                state.obs = {k: v for k, v in state.obs.items() if v.t >= cutoff}
+            if state.alerts:
+                alert_cutoff = min(state.aw - config.horizon_us, cutoff)
+                state.alerts = {k: v for k, v in state.alerts.items() if v.start >= alert_cutoff}
+    if not recs:
+        state.obs = {}
+        state.alerts = {k: v for k, v in state.alerts.items() if v.start >= state.aw - config.horizon_us}
     if not recs and not state.obs and not state.alerts:
         return None
     return state
@@ -807,19 +826,20 @@ def step(
                 if rec.ct == _NEVER or c.t < rec.ct:
                     rec.ct = c.t
     bisect.insort(recs, rec, key=_sort_key)
+    state.hold = _NEVER
     changed_at = rec.t
     if changed_at < state.mw:
         _emit_observations(state, state.mw, config, outs)
     if changed_at < state.aw:
         _emit_alerts(state, state.aw, changed_at, config, outs)
-    _advance(state, clock.watermark_us, clock.alert_us, config, outs)
-    return _finish(state, config, outs), outs
+    later = _advance(state, clock.watermark_us, clock.alert_us, config, outs)
+    return _finish(state, later, config, outs), outs
 
 
-def _finish(state: ClientState, config: CoreConfig, outs: list[Output]) -> ClientState | None:
+def _finish(state: ClientState, later: list[int], config: CoreConfig, outs: list[Output]) -> ClientState | None:
     kept = _orphans_and_prune(state, config, outs)
     if kept is not None:
-        kept.due = _compute_due(kept, config)
+        kept.due = _compute_due(kept, later, config)
     return kept
 
 
@@ -830,33 +850,20 @@ def sweep(state: ClientState | None, clock: Clock, config: CoreConfig) -> tuple[
     if state is None:
         return None, []
     outs: list[Output] = []
-    _advance(state, clock.watermark_us, clock.alert_us, config, outs)
-    return _finish(state, config, outs), outs
+    later = _advance(state, clock.watermark_us, clock.alert_us, config, outs)
+    return _finish(state, later, config, outs), outs
 
 
-def _compute_due(state: ClientState, config: CoreConfig) -> int | None:
-    lo = min(state.mw, state.aw)
-    best: int | None = None
-    for b in _breakpoints(state, config):
-        if b > lo and (best is None or b < best):
-            best = b
-    for r in state.recs:
-        if r.kind == K_CANCEL and not r.flag:
-            due = r.t + 1
-            if due > lo and (best is None or due < best):
-                best = due
-    horizon = config.horizon_us
-    floors = [v.t for v in state.obs.values()] + [v.start for v in state.alerts.values()]
+def _compute_due(state: ClientState, later: list[int], config: CoreConfig) -> int | None:
+    """The earliest future breakpoint, or the instant the oldest history can be pruned."""
+    best = min(later) if later else None
     if state.recs:
-        floors.append(state.recs[0].t)
-    if floors:
-        prune = min(floors) + horizon + 1
-        if prune <= lo:
-            # held back by an open referral: look again a day later
-            prune = lo + US_PER_DAY
-        if best is None or prune < best:
-            best = prune
-    return best
+        prune = max(state.recs[0].t + config.horizon_us + 1, state.hold)
+    elif state.alerts:
+        prune = min(v.start for v in state.alerts.values()) + config.horizon_us + 1
+    else:
+        return best
+    return prune if best is None or prune < best else best
 
 
 def next_due_us(state: ClientState | None) -> int | None:

@@ -96,8 +96,10 @@ class Engine:
             self._clocks[partition] = clock
         self._note_teams(event)
         client = event.client
-        state, outs = step(self.clients.get(client), event, clock, self.config)
-        self._store(client, state, partition)
+        state = self.clients.get(client)
+        pushed = None if state is None else state.due
+        state, outs = step(state, event, clock, self.config)
+        self._store(client, state, partition, pushed)
         if outs and isinstance(outs[0], Duplicate):
             self.counters.duplicates += 1
         else:
@@ -141,12 +143,13 @@ class Engine:
         if team:
             self.teams.add(team)
 
-    def _store(self, client: str, state: ClientState | None, partition: int) -> None:
+    def _store(self, client: str, state: ClientState | None, partition: int, pushed: int | None) -> None:
+        """Keep ``state``; ``pushed`` is the due already in the heap for this client."""
         if state is None:
             self.clients.pop(client, None)
             return
         self.clients[client] = state
-        if state.due is not None:
+        if state.due is not None and state.due != pushed:
             heapq.heappush(self._heaps.setdefault(partition, []), (state.due, client))
 
     def _sweep_due(self, partition: int, clock: Clock) -> list[Output]:
@@ -155,17 +158,17 @@ class Engine:
         if not heap:
             return outs
         horizon = max(clock.watermark_us, clock.alert_us)
-        due_clients = []
+        due_clients: dict[str, None] = {}
         while heap and heap[0][0] <= horizon:
             due, client = heapq.heappop(heap)
             state = self.clients.get(client)
             if state is not None and state.due == due:
-                due_clients.append(client)
+                due_clients[client] = None
             # else: a stale entry, the client's due moved since it was pushed
         # each due client is swept once per clock: a sweep evaluates everything up to the clock
         for client in due_clients:
-            state, produced = sweep(self.clients.get(client), clock, self.config)
-            self._store(client, state, partition)
+            state, produced = sweep(self.clients[client], clock, self.config)
+            self._store(client, state, partition, None)
             outs.extend(produced)
         return outs
 
@@ -194,9 +197,10 @@ class Engine:
             self._day = day
             return
         if day > self._day:
+            if day // 7 != self._day // 7:
+                self.windows.prune(from_us(watermark_us))  # weekly is often enough
             self._day = day
             watermark = from_us(watermark_us)
-            self.windows.prune(watermark)
             if self.rules is not None:
                 self._record_alerts(self.rules.evaluate(self.windows, watermark))
 

@@ -1,0 +1,200 @@
+"""Replay throughput against a bare ``json.loads`` loop over the same file (not a test).
+
+    .venv/bin/python benchmarks/bench_replay.py --clients 20000 --days 180
+
+Generates a synthetic CloudEvents JSON-lines file (referrals, contacts, crises, admissions,
+discharges, closures, a few cancels and duplicates; arrival order shuffled within 24 hours),
+then reports events per second for: a bare ``json.loads`` loop; decode only
+(``schemas.decode.Decoder``); the full replay (decode + engine + finish); and the engine on
+pre-decoded events. Target: replay >= 0.3 x the bare loop (aim 0.5) and >= 100,000 events/s.
+It also reports peak traced memory per 100,000 clients with open state.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import random
+import tempfile
+import time
+import tracemalloc
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from schemas.deadletter import DeadLetter, Origin
+from schemas.decode import Decoder
+from schemas.model import Event
+from streams.core import CoreConfig
+from streams.engine import Engine
+
+TEAMS = ["north", "south", "east", "west", "crisis-team"]
+START = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+def _ce(rng: random.Random, n: int, type_: str, t: datetime, subject: str, data: dict) -> tuple[datetime, str]:
+    return t, json.dumps(
+        {"specversion": "1.0", "id": f"ev-{n}", "source": "ehr/community", "type": type_,
+         "time": t.isoformat(), "subject": subject, "data": data},
+        separators=(",", ":"),
+    )
+
+
+def generate(path: Path, clients: int, days: int, seed: int = 7) -> int:
+    rng = random.Random(seed)
+    rows: list[tuple[datetime, str]] = []
+    n = 0
+    for c in range(clients):
+        subject = f"MRN{c:08d}"
+        team = rng.choice(TEAMS)
+        t = START + timedelta(minutes=rng.randrange(days * 1440))
+        ref = f"R{c}"
+        n += 1
+        rows.append(_ce(rng, n, "referral.received", t, subject,
+                        {"referral_id": ref, "team": team, "urgency": rng.choice(["emergency", "urgent", "routine", "routine"])}))
+        for _ in range(rng.randrange(1, 6)):
+            t += timedelta(hours=rng.randrange(4, 24 * 20))
+            n += 1
+            rows.append(_ce(rng, n, "contact", t, subject,
+                            {"contact_id": f"K{n}", "team": team,
+                             "status": rng.choice(["attended", "attended", "attended", "did_not_attend"]),
+                             "mode": rng.choice(["face_to_face", "telephone", "video", "text"])}))
+        if rng.random() < 0.3:
+            for _ in range(rng.randrange(1, 4)):
+                n += 1
+                rows.append(_ce(rng, n, "crisis", t + timedelta(days=rng.randrange(0, 40)), subject,
+                                {"crisis_id": f"X{n}", "setting": "crisis_line"}))
+        if rng.random() < 0.25:
+            adm = t + timedelta(days=rng.randrange(0, 30))
+            dis = adm + timedelta(days=rng.randrange(1, 20))
+            n += 1
+            rows.append(_ce(rng, n, "admission", adm, subject,
+                            {"encounter_id": f"E{c}", "facility": "st-marys", "setting": "inpatient", "psychiatric": True}))
+            n += 1
+            rows.append(_ce(rng, n, "discharge", dis, subject,
+                            {"encounter_id": f"E{c}", "facility": "st-marys", "setting": "inpatient",
+                             "psychiatric": True, "disposition": "home"}))
+            n += 1
+            rows.append(_ce(rng, n, "contact", dis + timedelta(hours=rng.randrange(12, 24 * 12)), subject,
+                            {"contact_id": f"K{n}", "team": team, "status": "attended", "mode": "telephone"}))
+        if rng.random() < 0.5:
+            n += 1
+            rows.append(_ce(rng, n, "referral.closed", t + timedelta(days=rng.randrange(1, 60)), subject,
+                            {"referral_id": ref, "reason": rng.choice(["seen", "declined", "no_contact"])}))
+        if rng.random() < 0.02:
+            n += 1
+            rows.append(_ce(rng, n, "cancel", t + timedelta(hours=1), subject, {"cancels": f"ev-{n - 2}"}))
+        if rng.random() < 0.02:
+            rows.append(rows[-1])
+    # arrival order: event time plus a delay of up to 24 hours (well within the lateness)
+    rows.sort(key=lambda r: r[0] + timedelta(minutes=rng.randrange(24 * 60)))
+    with path.open("w") as f:
+        for _, line in rows:
+            f.write(line + "\n")
+    return len(rows)
+
+
+def bare(path: Path) -> float:
+    loads = json.loads
+    t0 = time.perf_counter()
+    with path.open("rb") as f:
+        for line in f:
+            loads(line)
+    return time.perf_counter() - t0
+
+
+def decode_only(path: Path, decoder: Decoder) -> tuple[float, list[Event]]:
+    events: list[Event] = []
+    t0 = time.perf_counter()
+    with path.open("rb") as f:
+        for i, line in enumerate(f, 1):
+            r = decoder.decode(line.rstrip(b"\n"), Origin(file=path.name, line=i))
+            if not isinstance(r, DeadLetter):
+                events.append(r)
+    return time.perf_counter() - t0, events
+
+
+def replay(path: Path, decoder: Decoder, config: CoreConfig) -> float:
+    engine = Engine(config)
+    t0 = time.perf_counter()
+    with path.open("rb") as f:
+        for i, line in enumerate(f, 1):
+            r = decoder.decode(line.rstrip(b"\n"), Origin(file=path.name, line=i))
+            if isinstance(r, DeadLetter):
+                engine.feed_dead_letter(r)
+            else:
+                engine.feed(r)
+    engine.finish()
+    engine.report()
+    return time.perf_counter() - t0
+
+
+def engine_only(events: list[Event], config: CoreConfig) -> float:
+    engine = Engine(config)
+    t0 = time.perf_counter()
+    for e in events:
+        engine.feed(e)
+    engine.finish()
+    return time.perf_counter() - t0
+
+
+def memory_per_100k(config: CoreConfig, decoder: Decoder, clients: int) -> tuple[float, int]:
+    """Peak traced MiB per 100,000 clients, each with an open referral and a fresh discharge."""
+    rng = random.Random(3)
+    events: list[Event] = []
+    for c in range(clients):
+        t = START + timedelta(minutes=rng.randrange(2 * 1440))
+        for n, (type_, data) in enumerate([
+            ("referral.received", {"referral_id": "R", "team": rng.choice(TEAMS), "urgency": "routine"}),
+            ("discharge", {"encounter_id": "E", "facility": "f", "setting": "inpatient", "psychiatric": True,
+                           "disposition": "home"}),
+        ]):
+            raw = json.dumps({"specversion": "1.0", "id": f"{c}-{n}", "source": "s", "type": type_,
+                              "time": (t + timedelta(hours=n)).isoformat(), "subject": f"S{c}", "data": data}).encode()
+            r = decoder.decode(raw, Origin())
+            assert isinstance(r, Event)
+            events.append(r)
+    events.sort(key=lambda e: e.time)
+    gc.collect()
+    tracemalloc.start()
+    engine = Engine(config)
+    for e in events:
+        engine.feed(e)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    open_clients = len(engine.clients)
+    return peak / 2**20 * 100_000 / max(open_clients, 1), open_clients
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--clients", type=int, default=20_000)
+    ap.add_argument("--days", type=int, default=180)
+    ap.add_argument("--memory-clients", type=int, default=50_000)
+    ap.add_argument("--file", type=Path, default=None, help="replay this JSON-lines file instead")
+    args = ap.parse_args()
+    config = CoreConfig(timezone="America/New_York")
+    decoder = Decoder(b"benchmark-key", 1 << 20)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = args.file or Path(tmp) / "events.jsonl"
+        if args.file is None:
+            count = generate(path, args.clients, args.days)
+        else:
+            count = sum(1 for _ in path.open("rb"))
+        size = path.stat().st_size
+        print(f"file: {count} events, {size / 2**20:.1f} MiB")
+        t_bare = min(bare(path) for _ in range(3))
+        t_dec, events = decode_only(path, decoder)
+        t_eng = engine_only(events, config)
+        t_rep = replay(path, decoder, config)
+    rate = {name: count / t for name, t in
+            [("json.loads loop", t_bare), ("decode only", t_dec), ("engine only", t_eng), ("replay", t_rep)]}
+    for name, r in rate.items():
+        print(f"{name:>16}: {r:>12,.0f} events/s")
+    print(f"replay / bare json.loads: {rate['replay'] / rate['json.loads loop']:.2f} (target >= 0.3, aim 0.5)")
+    mib, open_clients = memory_per_100k(config, decoder, args.memory_clients)
+    print(f"peak traced memory: {mib:.0f} MiB per 100,000 clients with open state ({open_clients} measured)")
+
+
+if __name__ == "__main__":
+    main()
