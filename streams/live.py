@@ -221,13 +221,17 @@ class Stage1:
     def _sweep(self, partition: int, meta: PartitionMeta, clock: Clock, result: Stage1Result) -> None:
         heap = self._heap(partition, result)
         horizon = max(clock.watermark_us, clock.alert_us)
+        due_clients: dict[str, ClientState] = {}
         while heap and heap[0][0] <= horizon:
             due, client = heapq.heappop(heap)
             state = self._load(client, result)
-            if state is None or state.due != due:
-                continue
-            state, outs = sweep(state, clock, self.config)
-            self._keep(partition, client, state, result)
+            if state is not None and state.due == due:
+                due_clients[client] = state
+        # each due client is swept once per clock: a sweep evaluates everything up to the clock,
+        # and a client due between the watermark and the wall clock would otherwise loop
+        for client, state in due_clients.items():
+            swept, outs = sweep(state, clock, self.config)
+            self._keep(partition, client, swept, result)
             self._count(meta, outs)
             result.outputs.extend(outs)
 
