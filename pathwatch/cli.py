@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 from rich.console import Console
@@ -80,7 +81,7 @@ def _simulate(args: argparse.Namespace, settings: Settings, console: Console) ->
     from pathwatch.config import parse_duration
 
     options = simulate.SimulationOptions.mid_sized(seed=args.seed, tz=settings.timezone)
-    changes: dict[str, object] = {}
+    changes: dict[str, Any] = {}
     for name in ("clients", "start", "days", "duplicate_fraction", "cancel_fraction", "bad_fraction"):
         if getattr(args, name) is not None:
             changes[name] = getattr(args, name)
@@ -117,9 +118,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         if args.command == "replay":
+            from alerts.rules import AlertRulesConfig, SystemAlertRules
             from streams.replay import run_replay
 
-            return run_replay(args.events, args.report, settings, console)
+            rules = SystemAlertRules(AlertRulesConfig.from_settings(settings))
+            return run_replay(args.events, args.report, settings, console, system_rules=rules)
         if args.command == "simulate":
             return _simulate(args, settings, console)
         if args.command == "validate":
