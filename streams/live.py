@@ -305,24 +305,42 @@ class Stage2:
         self.store = store
         self.source_partitions = source_partitions
         self._windows: dict[str, TeamWindows] = {}
+        self._loaded = False
         self._marks: dict[int, int] = {}
+        self._low = _NEVER
         self._flushes: dict[tuple[str, int], dict[int, bytes]] = {}
 
     def forget(self) -> None:
+        """Drop in-memory windows (call on rebalance: they are rebuilt from the store)."""
         self._windows.clear()
+        self._loaded = False
+        self._marks.clear()
+        self._low = _NEVER
+
+    def _load(self) -> None:
+        for key, raw in self.store.items():
+            if key.startswith(b"\x00"):
+                continue
+            team = key.split(_SEP, 1)[0].decode()
+            windows = self._windows.get(team)
+            if windows is None:
+                windows = self._windows[team] = TeamWindows(self.config)
+            windows.apply(Observation.from_bytes(raw))
+        self._loaded = True
 
     def windows(self, team: str) -> TeamWindows:
+        """The windows of ``team`` (rebuilt from the store after a rebalance)."""
+        if not self._loaded:
+            self._load()
         w = self._windows.get(team)
         if w is None:
-            w = TeamWindows(self.config)
-            prefix = team.encode() + _SEP
-            for key, raw in self.store.items():
-                if key.startswith(prefix):
-                    w.apply(Observation.from_bytes(raw))
-            self._windows[team] = w
+            w = self._windows[team] = TeamWindows(self.config)
         return w
 
     def held(self) -> dict[str, TeamWindows]:
+        """Every team this worker holds, with its windows."""
+        if not self._loaded:
+            self._load()
         return dict(self._windows)
 
     def apply(self, value: bytes) -> None:
@@ -337,13 +355,18 @@ class Stage2:
         w.apply(obs)
 
     def mark(self, value: bytes) -> int | None:
-        """Record a stage-1 partition's watermark; return stage 2's (the lowest over all
-        stage-1 partitions) once every partition has reported, else None."""
+        """Record a stage-1 partition's watermark. Returns stage 2's watermark (the lowest over
+        all stage-1 partitions) when it has advanced, else None (also until every stage-1
+        partition has reported)."""
         mark = _wm_decoder.decode(value)
         self._marks[mark.partition] = max(self._marks.get(mark.partition, _NEVER), mark.watermark_us)
         if len(self._marks) < self.source_partitions:
             return None
-        return min(self._marks.values())
+        low = min(self._marks.values())
+        if low <= self._low:
+            return None
+        self._low = low
+        return low
 
 
     def flush(self, partition: int, value: bytes) -> None:

@@ -95,7 +95,8 @@ async def live_report(settings: Settings, until: datetime | None, timeout: float
     await producer.start()
     try:
         tick = encode_tick(
-            Tick(to_us(datetime.now(UTC)), None if until is None else to_us(until), flush)
+            # inclusive, like the replay's end of input: events at ``until`` itself count
+            Tick(to_us(datetime.now(UTC)), None if until is None else to_us(until) + 1, flush)
         )
         for p in range(n):
             await producer.send_and_wait(settings.topics.clients, key=TICK_KEY, value=tick, partition=p)
@@ -140,6 +141,8 @@ async def live_report(settings: Settings, until: datetime | None, timeout: float
     lateness = config.lateness_us
     watermark_us = max((max(m.max_us - lateness, m.until_us) for m in metas), default=None)
     watermark = None if watermark_us is None else from_us(watermark_us)
+    if until is not None and watermark is not None and watermark_us == to_us(until) + 1:
+        watermark = until.astimezone(UTC)
     now = watermark if watermark is not None else from_us(0)
     return {
         "watermark": None if watermark is None else watermark.isoformat(),

@@ -1,0 +1,239 @@
+"""The live drivers (stage 1 per client, stage 2 per team) over plain dicts, without Kafka.
+
+They must give the replay engine's numbers for the same events, skip what was already
+applied before a crash, fire care-gap alerts by the wall clock when asked to, and complete a
+flush only when every stage-1 partition has answered.
+"""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from alerts.model import Alert
+from pathwatch.config import load_settings
+from pathwatch.simulate import SimulationOptions, write
+from schemas.deadletter import Origin
+from schemas.decode import Decoder
+from schemas.model import Event, encode_event
+from streams.calendar import to_us
+from streams.core import CoreConfig, Observation
+from streams.engine import Engine
+from streams.live import (
+    FLUSH_ACK_PREFIX,
+    FlushMark,
+    Message,
+    PartitionMeta,
+    Stage1,
+    Stage2,
+    StageWatermark,
+    Tick,
+    decode_flush_ack,
+    encode_flush,
+    encode_tick,
+    encode_watermark,
+    meta_key,
+    partition_for,
+)
+
+PARTITIONS = 4
+KEY = b"unit-test-key"
+
+
+@pytest.fixture(scope="module")
+def events() -> list[Event]:
+    out = io.BytesIO()
+    write(SimulationOptions(clients=300, days=90, seed=11, duplicate_fraction=0.02, cancel_fraction=0.01), out)
+    decoder = Decoder(KEY, 1 << 20)
+    decoded = [decoder.decode(line, Origin(line=i)) for i, line in enumerate(out.getvalue().splitlines(), 1)]
+    return [e for e in decoded if isinstance(e, Event)]
+
+
+@pytest.fixture(scope="module")
+def config() -> CoreConfig:
+    return CoreConfig.from_settings(load_settings())
+
+
+class Pipeline:
+    """Stage 1 and stage 2 wired in memory the way the faust app wires them."""
+
+    def __init__(self, config: CoreConfig, alert_clock: str = "event", wall: Any = None) -> None:
+        self.store1: dict[bytes, bytes] = {}
+        self.store2: dict[bytes, bytes] = {}
+        kwargs = {"wall": wall} if wall is not None else {}
+        self.stage1 = Stage1(config, self.store1, PARTITIONS, alert_clock=alert_clock, **kwargs)
+        self.stage2 = Stage2(config, self.store2, PARTITIONS)
+        self.offsets = [0] * PARTITIONS
+        self.alerts: dict[tuple[str, datetime], Alert] = {}
+
+    def message(self, partition: int, key: bytes, value: bytes) -> Message:
+        message = Message(partition, self.offsets[partition], key, value)
+        self.offsets[partition] += 1
+        return message
+
+    def run(self, messages: list[Message], commit: bool = True) -> list[Any]:
+        result, metas = self.stage1.process(messages)
+        for o in result.outputs:
+            if isinstance(o, Observation):
+                self.stage2.apply(o.to_bytes())
+            elif isinstance(o, Alert):
+                self.alerts[(o.fingerprint, o.starts_at)] = o
+        if commit:
+            self.stage1.commit(result, metas)
+        return result.outputs
+
+    def feed(self, events: list[Event], batch: int = 50) -> None:
+        messages = []
+        for e in events:
+            key = e.client.encode()
+            messages.append(self.message(partition_for(key, PARTITIONS), key, encode_event(e)))
+        for i in range(0, len(messages), batch):
+            self.run(messages[i : i + batch])
+
+    def flush(self, until: datetime) -> None:
+        # like Engine.finish: the end of input is evaluated just past the largest event time
+        tick = encode_tick(Tick(to_us(until), to_us(until) + 1, "f1"))
+        self.run([self.message(p, b"\x00tick", tick) for p in range(PARTITIONS)])
+
+    def measures(self, now: datetime) -> list[tuple[str, str, int, int]]:
+        from streams.windows import TeamWindows
+
+        merged = TeamWindows.merged(self.stage2.held().values(), self.stage1.config)
+        return [(r.measure, r.team, r.numerator, r.denominator) for r in merged.rates(now, None)]
+
+
+def _engine_report(events: list[Event], config: CoreConfig) -> tuple[Engine, list[tuple[str, str, int, int]]]:
+    engine = Engine(config)
+    for e in events:
+        engine.feed(e)
+    engine.finish()
+    assert engine.watermark is not None
+    rows = [(r.measure, r.team, r.numerator, r.denominator) for r in engine.windows.rates(engine.watermark, None)]
+    return engine, rows
+
+
+def test_meta_keys_hash_to_their_own_partition() -> None:
+    for p in range(PARTITIONS):
+        assert partition_for(meta_key(p, PARTITIONS), PARTITIONS) == p
+
+
+def test_live_stages_give_the_replay_numbers(events: list[Event], config: CoreConfig) -> None:
+    engine, expected = _engine_report(events, config)
+    pipeline = Pipeline(config)
+    pipeline.feed(events)
+    end = max(e.time for e in events)
+    pipeline.flush(end)
+    assert engine.watermark is not None
+    assert sorted(pipeline.measures(engine.watermark)) == sorted(expected)
+    assert any(den > 0 for _, _, _, den in expected)
+    live_alerts = sorted((a.fingerprint, a.starts_at, a.ends_at) for a in pipeline.alerts.values())
+    replay_alerts = sorted((a.fingerprint, a.starts_at, a.ends_at) for a in engine.alerts())
+    assert live_alerts == replay_alerts
+    metas = [pipeline.stage1.meta(p) for p in range(PARTITIONS)]
+    assert sum(m.accepted for m in metas) == engine.counters.accepted
+    assert sum(m.duplicates for m in metas) == engine.counters.duplicates
+
+
+def test_a_batch_already_applied_is_skipped_after_a_restart(events: list[Event], config: CoreConfig) -> None:
+    pipeline = Pipeline(config)
+    first = events[:200]
+    messages = []
+    for e in first:
+        key = e.client.encode()
+        messages.append(pipeline.message(partition_for(key, PARTITIONS), key, encode_event(e)))
+    pipeline.run(messages)
+    accepted = sum(pipeline.stage1.meta(p).accepted for p in range(PARTITIONS))
+    duplicates = sum(pipeline.stage1.meta(p).duplicates for p in range(PARTITIONS))
+    assert accepted > 0
+    pipeline.stage1.forget()  # a restart: in-memory indexes gone, the store (changelog) kept
+    again = pipeline.run(messages)
+    assert again == []
+    assert sum(pipeline.stage1.meta(p).accepted for p in range(PARTITIONS)) == accepted
+    assert sum(pipeline.stage1.meta(p).duplicates for p in range(PARTITIONS)) == duplicates
+
+
+def test_an_uncommitted_batch_is_processed_again_without_double_counting(
+    events: list[Event], config: CoreConfig
+) -> None:
+    reference = Pipeline(config)
+    reference.feed(events[:300], batch=300)
+    crashed = Pipeline(config)
+    messages = []
+    for e in events[:300]:
+        key = e.client.encode()
+        messages.append(crashed.message(partition_for(key, PARTITIONS), key, encode_event(e)))
+    crashed.run(messages, commit=False)  # outputs sent, then the worker died before its table write
+    crashed.stage1.forget()
+    crashed.run(messages)
+    for p in range(PARTITIONS):
+        assert crashed.stage1.meta(p).accepted == reference.stage1.meta(p).accepted
+        assert crashed.stage1.meta(p).duplicates == reference.stage1.meta(p).duplicates
+    assert crashed.store2 == reference.store2
+
+
+class FakeWall:
+    """A wall clock that only moves when told to (no test sleeps)."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, delta: timedelta) -> None:
+        self.now += delta
+
+
+def _discharge(client: str, when: datetime) -> Event:
+    from schemas.model import Discharge
+
+    return Event(
+        "hospital/st-marys", "d-1", "discharge", when, client,
+        Discharge("enc-1", "st-marys", "inpatient", True, "home", "north"),
+    )
+
+
+def test_care_gap_alerts_fire_by_the_wall_clock(config: CoreConfig) -> None:
+    discharged = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+    wall = FakeWall(discharged + timedelta(hours=1))
+    pipeline = Pipeline(config, alert_clock="wall", wall=wall)
+    pipeline.feed([_discharge("c" * 32, discharged)])
+    tick = encode_tick(Tick(to_us(wall())))
+    pipeline.run([pipeline.message(p, b"\x00tick", tick) for p in range(PARTITIONS)])
+    assert not pipeline.alerts  # day d+2 has not ended on the wall clock
+    wall.advance(timedelta(days=3))
+    tick = encode_tick(Tick(to_us(wall())))
+    pipeline.run([pipeline.message(p, b"\x00tick", tick) for p in range(PARTITIONS)])
+    names = {a.name for a in pipeline.alerts.values()}
+    assert "FollowUpDue" in names
+    due = next(a for a in pipeline.alerts.values() if a.name == "FollowUpDue")
+    assert due.ends_at is None
+    assert due.starts_at == datetime(2026, 3, 5, tzinfo=UTC)  # end of local day d+2 (UTC here)
+
+
+def test_a_flush_completes_only_when_every_stage1_partition_answered(config: CoreConfig) -> None:
+    store: dict[bytes, bytes] = {}
+    stage2 = Stage2(config, store, PARTITIONS)
+    meta = msgspec_meta()
+    for p in range(PARTITIONS - 1):
+        stage2.flush(0, encode_flush(FlushMark("abc", p, meta)))
+    assert FLUSH_ACK_PREFIX + b"abc" not in store
+    stage2.flush(0, encode_flush(FlushMark("abc", PARTITIONS - 1, meta)))
+    assert len(decode_flush_ack(store[FLUSH_ACK_PREFIX + b"abc"])) == PARTITIONS
+
+
+def test_stage2_watermark_is_the_lowest_and_only_moves_forward(config: CoreConfig) -> None:
+    stage2 = Stage2(config, {}, 2)
+    assert stage2.mark(encode_watermark(StageWatermark(0, 100))) is None
+    assert stage2.mark(encode_watermark(StageWatermark(1, 50))) == 50
+    assert stage2.mark(encode_watermark(StageWatermark(1, 40))) is None
+    assert stage2.mark(encode_watermark(StageWatermark(1, 150))) == 100
+
+
+def msgspec_meta() -> bytes:
+    import msgspec
+
+    return msgspec.msgpack.encode(PartitionMeta(accepted=3))
