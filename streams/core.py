@@ -114,6 +114,12 @@ _INELIGIBLE_DISPOSITIONS: Final = frozenset({"died", "acute_transfer", "nonacute
 _FOLLOWUP_MODES: Final = frozenset({"face_to_face", "telephone", "video"})
 _NEVER: Final = -(1 << 62)
 
+# The incremental evaluation (re-derive only the index events a change can affect) is the
+# default; tests switch it off to compare with the full re-derivation at every breakpoint.
+_INCREMENTAL = True
+_FULL_OBS: Final = 1
+_FULL_ALERTS: Final = 2
+
 # Record kinds
 K_REFERRAL: Final = 0
 K_CLOSED: Final = 1
@@ -304,6 +310,7 @@ class ClientState(msgspec.Struct):
     aw: int = _NEVER
     due: int | None = None
     hold: int = _NEVER
+    full: int = 0
 
     def to_bytes(self) -> bytes:
         return _state_encoder.encode(self)
@@ -429,69 +436,74 @@ def _key(measure: str, r: Rec) -> str:
 
 def derive_observations(recs: list[Rec], x: int, config: CoreConfig) -> dict[str, ObsValue]:
     """Every observation that exists as of instant ``x`` (final outcomes only), by key."""
-    cal = config.calendar
     vis = _visible(recs, x)
     memory = config.team_memory_days * US_PER_DAY
     out: dict[str, ObsValue] = {}
     for r in vis:
         kind = r.kind
-        if kind == K_DISCHARGE:
-            if not r.flag:
-                continue
-            d = r.day
-            team = r.team or _responsible(vis, r.t, memory)
-            start = cal.end_of_day(d)
-            for measure, b in FOLLOWUP_WINDOWS:
-                close = cal.end_of_day(d + b)
-                if x < close:
-                    break
-                fu = adm = None
-                for c in vis:
-                    if c.t >= close:
-                        break
-                    if fu is None and c.kind == K_CONTACT and c.flag and c.t >= start:
-                        fu = c
-                    elif adm is None and c.kind == K_ADMISSION and c.flag and c.t >= r.t:
-                        adm = c
-                excluded = adm is not None and not (fu is not None and fu.t < adm.t)
-                if not excluded:
-                    out[_key(measure, r)] = (measure, team, r.t, fu is not None, None)
-            close = cal.end_of_day(d + READMISSION_DAYS)
-            if x >= close:
-                readmitted = any(
-                    c.kind == K_ADMISSION and c.flag and start <= c.t < close for c in vis
-                )
-                out[_key("readmission_30d", r)] = ("readmission_30d", team, r.t, readmitted, None)
-        elif kind == K_REFERRAL:
-            ref = _referral(r, vis, config)
-            team = r.team
-            seen = ref.seen
-            if seen is not None:
-                out[_key("seen_within_target", r)] = (
-                    "seen_within_target", team, r.t, seen.t < ref.target_pass, None
-                )
-                wait = round((seen.t - r.t) / US_PER_DAY, 6)
-                out[_key("referral_wait_days", r)] = ("referral_wait_days", team, r.t, False, wait)
-                out[_key("lost_before_contact", r)] = ("lost_before_contact", team, r.t, False, None)
-            else:
-                if x >= ref.target_pass:
-                    out[_key("seen_within_target", r)] = ("seen_within_target", team, r.t, False, None)
-                if ref.closure is not None:
-                    out[_key("lost_before_contact", r)] = (
-                        "lost_before_contact", team, r.t, ref.closure.a != "seen", None
-                    )
-                elif x > r.t + config.referral_open_limit_days * US_PER_DAY:
-                    out[_key("lost_before_contact", r)] = ("lost_before_contact", team, r.t, True, None)
-            if ref.first is not None:
-                out[_key("first_contact_dna", r)] = (
-                    "first_contact_dna", team, r.t, ref.first.a == "did_not_attend", None
-                )
-        elif kind == K_CRISIS:
-            team = r.team or _responsible(vis, r.t, memory)
-            floor = r.t - REPEAT_CRISIS_DAYS * US_PER_DAY
-            repeat = any(c.kind == K_CRISIS and floor <= c.t < r.t for c in vis)
-            out[_key("repeat_crisis_30d", r)] = ("repeat_crisis_30d", team, r.t, repeat, None)
+        if kind in (K_REFERRAL, K_CRISIS) or (kind == K_DISCHARGE and r.flag):
+            _observations_of(r, vis, x, config, memory, out)
     return out
+
+
+def _observations_of(r: Rec, vis: list[Rec], x: int, config: CoreConfig, memory: int, out: dict[str, ObsValue]) -> None:
+    """The observations of one visible index event ``r`` as of ``x``, added to ``out``."""
+    kind = r.kind
+    if kind == K_DISCHARGE:
+        cal = config.calendar
+        d = r.day
+        team = r.team or _responsible(vis, r.t, memory)
+        start = cal.end_of_day(d)
+        for measure, b in FOLLOWUP_WINDOWS:
+            close = cal.end_of_day(d + b)
+            if x < close:
+                break
+            fu = adm = None
+            for c in vis:
+                if c.t >= close:
+                    break
+                if fu is None and c.kind == K_CONTACT and c.flag and c.t >= start:
+                    fu = c
+                elif adm is None and c.kind == K_ADMISSION and c.flag and c.t >= r.t:
+                    adm = c
+            excluded = adm is not None and not (fu is not None and fu.t < adm.t)
+            if not excluded:
+                out[_key(measure, r)] = (measure, team, r.t, fu is not None, None)
+        close = cal.end_of_day(d + READMISSION_DAYS)
+        if x >= close:
+            readmitted = any(
+                c.kind == K_ADMISSION and c.flag and start <= c.t < close for c in vis
+            )
+            out[_key("readmission_30d", r)] = ("readmission_30d", team, r.t, readmitted, None)
+    elif kind == K_REFERRAL:
+        ref = _referral(r, vis, config)
+        team = r.team
+        seen = ref.seen
+        if seen is not None:
+            out[_key("seen_within_target", r)] = (
+                "seen_within_target", team, r.t, seen.t < ref.target_pass, None
+            )
+            wait = round((seen.t - r.t) / US_PER_DAY, 6)
+            out[_key("referral_wait_days", r)] = ("referral_wait_days", team, r.t, False, wait)
+            out[_key("lost_before_contact", r)] = ("lost_before_contact", team, r.t, False, None)
+        else:
+            if x >= ref.target_pass:
+                out[_key("seen_within_target", r)] = ("seen_within_target", team, r.t, False, None)
+            if ref.closure is not None:
+                out[_key("lost_before_contact", r)] = (
+                    "lost_before_contact", team, r.t, ref.closure.a != "seen", None
+                )
+            elif x > r.t + config.referral_open_limit_days * US_PER_DAY:
+                out[_key("lost_before_contact", r)] = ("lost_before_contact", team, r.t, True, None)
+        if ref.first is not None:
+            out[_key("first_contact_dna", r)] = (
+                "first_contact_dna", team, r.t, ref.first.a == "did_not_attend", None
+            )
+    elif kind == K_CRISIS:
+        team = r.team or _responsible(vis, r.t, memory)
+        floor = r.t - REPEAT_CRISIS_DAYS * US_PER_DAY
+        repeat = any(c.kind == K_CRISIS and floor <= c.t < r.t for c in vis)
+        out[_key("repeat_crisis_30d", r)] = ("repeat_crisis_30d", team, r.t, repeat, None)
 
 
 @dataclass(slots=True)
@@ -636,8 +648,17 @@ def _merge(episodes: list[_Episode], x: int) -> dict[str, _Episode]:
 
 
 def _emit_observations(state: ClientState, x: int, config: CoreConfig, outs: list[Output]) -> None:
+    """Full re-derivation as of ``x``: emit every difference from what has been emitted."""
     derived = derive_observations(state.recs, x, config)
     emitted = state.obs
+    _upsert_observations(emitted, derived, outs)
+    if len(emitted) != len(derived) or any(k not in derived for k in emitted):
+        for key in [k for k in emitted if k not in derived]:
+            old = emitted.pop(key)
+            outs.append(Observation(old.measure, key, old.team, from_us(old.t), retracted=True, correction=True))
+
+
+def _upsert_observations(emitted: dict[str, EmittedObs], derived: dict[str, ObsValue], outs: list[Output]) -> None:
     for key, (measure, team, t, num, wait) in derived.items():
         old = emitted.get(key)
         if old is not None and old.team == team and old.num == num and old.wait == wait and old.t == t:
@@ -648,10 +669,168 @@ def _emit_observations(state: ClientState, x: int, config: CoreConfig, outs: lis
             outs.append(Observation(measure, key, old.team, from_us(old.t), retracted=True))
         outs.append(Observation(measure, key, team, index_time, num, wait, False, correction))
         emitted[key] = EmittedObs(measure, team, t, num, wait)
-    if len(emitted) != len(derived) or any(k not in derived for k in emitted):
-        for key in [k for k in emitted if k not in derived]:
+
+
+_MEASURES_OF: Final[dict[int, tuple[str, ...]]] = {
+    K_DISCHARGE: ("followup_72h", "followup_7d", "followup_30d", "readmission_30d"),
+    K_REFERRAL: ("seen_within_target", "referral_wait_days", "lost_before_contact", "first_contact_dna"),
+    K_CRISIS: ("repeat_crisis_30d",),
+}
+
+
+def _emit_observations_of(
+    state: ClientState, x: int, index: list[Rec], config: CoreConfig, outs: list[Output]
+) -> None:
+    """Like :func:`_emit_observations`, re-deriving only the index events ``index`` (in history
+    order): the caller knows that no other index event's observations changed."""
+    recs = state.recs
+    vis = _visible(recs, x)
+    memory = config.team_memory_days * US_PER_DAY
+    derived: dict[str, ObsValue] = {}
+    for r in index:
+        if r.t < x and (r.ct == _NEVER or r.ct >= x):
+            _observations_of(r, vis, x, config, memory, derived)
+    emitted = state.obs
+    _upsert_observations(emitted, derived, outs)
+    gone = None
+    for r in index:
+        for measure in _MEASURES_OF[r.kind]:
+            key = _key(measure, r)
+            if key in emitted and key not in derived:
+                if gone is None:
+                    gone = set()
+                gone.add(key)
+    if gone:
+        for key in [k for k in emitted if k in gone]:
             old = emitted.pop(key)
             outs.append(Observation(old.measure, key, old.team, from_us(old.t), retracted=True, correction=True))
+
+
+# ---------------------------------------------------------------------------------------------
+# Which index events a change between two evaluation instants can affect
+#
+# Outputs as of x are a function of the visible history and of x. Between two evaluation
+# instants p < x the visible history changes by the records that appear (time in [p, x)) or
+# disappear (cancel time in [p, x)), and x crosses the index events' thresholds in (p, x].
+# An index event whose thresholds were not crossed and which depends on none of the changed
+# records has the same outcomes at x as at p, so only the others are re-derived. The rules
+# below are deliberately wider than the derivation needs (tests compare with the full
+# re-derivation on generated streams).
+
+
+def _changes(recs: list[Rec], p: int, x: int) -> list[Rec]:
+    """Records (not cancels) whose visibility may differ between instants ``p`` and ``x``."""
+    out = []
+    i = bisect.bisect_left(recs, p, key=_rec_t)
+    for r in recs[i:]:
+        if r.t >= x:
+            break
+        if r.kind != K_CANCEL:
+            out.append(r)
+    for r in recs:
+        if r.ct != _NEVER and p <= r.ct < x and r.t < p:
+            out.append(r)
+    return out
+
+
+def _rec_t(r: Rec) -> int:
+    return r.t
+
+
+def _depends(r: Rec, c: Rec, memory: int) -> bool:
+    """Whether the outcomes (observations and alerts) of index event ``r`` may depend on ``c``."""
+    if c is r:
+        return True
+    ck = c.kind
+    rk = r.kind
+    if rk == K_REFERRAL:
+        return ck in (K_CONTACT, K_CLOSED) and c.t >= r.t
+    # discharges and crises: the responsible team
+    if (ck == K_REFERRAL or (ck == K_CONTACT and c.a == "attended")) and r.t - memory <= c.t < r.t:
+        return True
+    if rk == K_DISCHARGE:
+        return ck in (K_CONTACT, K_ADMISSION) and c.flag and c.t >= r.t
+    if rk == K_CRISIS:
+        return ck == K_CRISIS and r.t - REPEAT_CRISIS_DAYS * US_PER_DAY <= c.t < r.t
+    return False
+
+
+def _affected_observations(recs: list[Rec], p: int, x: int, config: CoreConfig) -> list[Rec]:
+    """The index events whose observations may differ between instants ``p`` < ``x``."""
+    changes = _changes(recs, p, x)
+    cal = config.calendar
+    memory = config.team_memory_days * US_PER_DAY
+    limit = config.referral_open_limit_days * US_PER_DAY
+    out = []
+    for r in recs:
+        kind = r.kind
+        if kind == K_DISCHARGE:
+            if not r.flag:
+                continue
+            d = r.day
+            hit = (
+                p < cal.end_of_day(d + 3) <= x
+                or p < cal.end_of_day(d + 7) <= x
+                or p < cal.end_of_day(d + READMISSION_DAYS) <= x
+            )
+        elif kind == K_REFERRAL:
+            hit = p < _target(r, config)[0] <= x or p < r.t + limit + 1 <= x
+        elif kind == K_CRISIS:
+            hit = False
+        else:
+            continue
+        if not hit:
+            for c in changes:
+                if _depends(r, c, memory):
+                    hit = True
+                    break
+        if hit:
+            out.append(r)
+    return out
+
+
+def _alerts_may_change(recs: list[Rec], p: int, x: int, config: CoreConfig) -> bool:
+    """Whether the care-gap alerts as of ``x`` may differ from those as of ``p`` < ``x``."""
+    changes = _changes(recs, p, x)
+    cal = config.calendar
+    memory = config.team_memory_days * US_PER_DAY
+    readmit = config.readmitted_alert_days * US_PER_DAY
+    crisis_span = config.frequent_crisis_days * US_PER_DAY
+    crises = 0
+    for c in recs:
+        kind = c.kind
+        if kind == K_CRISIS:
+            crises += 1
+        elif kind == K_ADMISSION and c.flag and p < c.t + readmit <= x:
+            changes.append(c)  # a Readmitted30d episode of a discharge before it may end
+    frequent = crises >= config.frequent_crisis_k
+    for r in recs:
+        kind = r.kind
+        if kind == K_DISCHARGE:
+            if not r.flag:
+                continue
+            d = r.day
+            if x <= cal.end_of_day(d):
+                continue  # no episode before the day after the discharge
+            if p < cal.end_of_day(d + FOLLOWUP_DUE_DAYS) <= x or p < cal.end_of_day(d + FOLLOWUP_MISSED_DAYS) <= x:
+                return True
+        elif kind == K_REFERRAL:
+            target_pass = _target(r, config)[0]
+            if x < target_pass:
+                continue  # no episode before the target passes
+            if p < target_pass:
+                return True
+        elif kind == K_CRISIS:
+            if not frequent:
+                continue
+            if p < r.t + crisis_span <= x:
+                return True
+        else:
+            continue
+        for c in changes:
+            if _depends(r, c, memory) or (kind == K_CRISIS and c.kind == K_CRISIS):
+                return True
+    return False
 
 
 def _alert(state: ClientState, e: EmittedAlert) -> Alert:
@@ -727,11 +906,24 @@ def _advance(state: ClientState, w: int, a: int, config: CoreConfig, outs: list[
         elif b > lo:
             points.append(b)
     if points:
+        po, pa = state.mw, state.aw
         for b in sorted(set(points)):
-            if state.mw < b <= w:
-                _emit_observations(state, b, config, outs)
-            if state.aw < b <= a:
-                _emit_alerts(state, b, b - 1, config, outs)
+            if po < b <= w:
+                if not _INCREMENTAL or state.full & _FULL_OBS:
+                    _emit_observations(state, b, config, outs)
+                    state.full &= ~_FULL_OBS
+                else:
+                    index = _affected_observations(state.recs, po, b, config)
+                    if index:
+                        _emit_observations_of(state, b, index, config, outs)
+                po = b
+            if pa < b <= a:
+                if not _INCREMENTAL or state.full & _FULL_ALERTS:
+                    _emit_alerts(state, b, b - 1, config, outs)
+                    state.full &= ~_FULL_ALERTS
+                elif _alerts_may_change(state.recs, pa, b, config):
+                    _emit_alerts(state, b, b - 1, config, outs)
+                pa = b
     state.mw = max(state.mw, w)
     state.aw = max(state.aw, a)
     return later
@@ -774,6 +966,9 @@ def _orphans_and_prune(state: ClientState, config: CoreConfig, outs: list[Output
         i = bisect.bisect_left(recs, cutoff, key=lambda r: r.t)
         if i:
             state.recs = recs = recs[i:]
+            # what remains may have depended on what went (e.g. a team looked up before the
+            # cutoff): the next evaluation re-derives everything, as before pruning
+            state.full = _FULL_OBS | _FULL_ALERTS
             if state.obs:
                 state.obs = {k: v for k, v in state.obs.items() if v.t >= cutoff}
             if state.alerts:

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
 from pathwatch.config import Settings
-from schemas.deadletter import DeadLetter, Origin
+from schemas.deadletter import DeadLetter
 from schemas.decode import Decoder
 from streams.core import CoreConfig
 from streams.engine import Engine, SystemRules
@@ -25,6 +25,7 @@ from streams.report import dumps_report, render_summary
 
 PROGRESS_MIN_BYTES = 8 * 1024 * 1024
 _PROGRESS_EVERY = 4096
+_BLANK = frozenset(b" \t\r\n\x0b\x0c")
 
 
 def replay_stream(
@@ -37,20 +38,21 @@ def replay_stream(
 ) -> None:
     """Feed every line of ``stream`` to ``engine`` (does not call ``finish``)."""
     feed = engine.feed
-    decode = decoder.decode
+    decode = decoder.decode_line
     done = 0
+    show = progress is not None and task is not None
     for number, line in enumerate(stream, start=1):
         done += len(line)
         raw = line.rstrip(b"\r\n")
-        if not raw.strip():
+        if not raw or (raw[0] in _BLANK and not raw.strip()):
             continue
-        result = decode(raw, Origin(file=name, line=number))
-        if isinstance(result, DeadLetter):
+        result = decode(raw, name, number)
+        if type(result) is DeadLetter:
             engine.feed_dead_letter(result)
         else:
-            feed(result)
-        if progress is not None and task is not None and number % _PROGRESS_EVERY == 0:
-            progress.update(task, completed=done)  # type: ignore[arg-type]
+            feed(result)  # type: ignore[arg-type]
+        if show and number % _PROGRESS_EVERY == 0:
+            progress.update(task, completed=done)  # type: ignore[arg-type, union-attr]
     if progress is not None and task is not None:
         progress.update(task, completed=done)  # type: ignore[arg-type]
 
