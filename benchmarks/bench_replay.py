@@ -27,6 +27,7 @@ from schemas.decode import Decoder
 from schemas.model import Event
 from streams.core import CoreConfig
 from streams.engine import Engine
+from streams.replay import replay_stream
 
 TEAMS = ["north", "south", "east", "west", "crisis-team"]
 START = datetime(2025, 1, 1, tzinfo=UTC)
@@ -105,25 +106,23 @@ def bare(path: Path) -> float:
 
 def decode_only(path: Path, decoder: Decoder) -> tuple[float, list[Event]]:
     events: list[Event] = []
+    decode = decoder.decode_line
+    name = path.name
     t0 = time.perf_counter()
     with path.open("rb") as f:
         for i, line in enumerate(f, 1):
-            r = decoder.decode(line.rstrip(b"\n"), Origin(file=path.name, line=i))
+            r = decode(line.rstrip(b"\n"), name, i)
             if not isinstance(r, DeadLetter):
                 events.append(r)
     return time.perf_counter() - t0, events
 
 
 def replay(path: Path, decoder: Decoder, config: CoreConfig) -> float:
+    """The replay's own loop (``streams.replay.replay_stream``), then finish and the report."""
     engine = Engine(config)
     t0 = time.perf_counter()
     with path.open("rb") as f:
-        for i, line in enumerate(f, 1):
-            r = decoder.decode(line.rstrip(b"\n"), Origin(file=path.name, line=i))
-            if isinstance(r, DeadLetter):
-                engine.feed_dead_letter(r)
-            else:
-                engine.feed(r)
+        replay_stream(f, engine, decoder, path.name)
     engine.finish()
     engine.report()
     return time.perf_counter() - t0
@@ -184,9 +183,9 @@ def main() -> None:
         size = path.stat().st_size
         print(f"file: {count} events, {size / 2**20:.1f} MiB")
         t_bare = min(bare(path) for _ in range(3))
-        t_dec, events = decode_only(path, decoder)
+        t_dec, events = decode_only(path, Decoder(b"benchmark-key", 1 << 20))
         t_eng = engine_only(events, config)
-        t_rep = replay(path, decoder, config)
+        t_rep = replay(path, Decoder(b"benchmark-key", 1 << 20), config)
     rate = {name: count / t for name, t in
             [("json.loads loop", t_bare), ("decode only", t_dec), ("engine only", t_eng), ("replay", t_rep)]}
     for name, r in rate.items():

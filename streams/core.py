@@ -755,9 +755,13 @@ def _depends(r: Rec, c: Rec, memory: int) -> bool:
     return False
 
 
-def _affected_observations(recs: list[Rec], p: int, x: int, config: CoreConfig) -> list[Rec]:
-    """The index events whose observations may differ between instants ``p`` < ``x``."""
-    changes = _changes(recs, p, x)
+def _affected_observations(
+    recs: list[Rec], p: int, x: int, config: CoreConfig, changes: list[Rec] | None = None
+) -> list[Rec]:
+    """The index events whose observations may differ between instants ``p`` < ``x``
+    (``changes``: :func:`_changes` of the same arguments, if already known)."""
+    if changes is None:
+        changes = _changes(recs, p, x)
     cal = config.calendar
     memory = config.team_memory_days * US_PER_DAY
     limit = config.referral_open_limit_days * US_PER_DAY
@@ -789,9 +793,12 @@ def _affected_observations(recs: list[Rec], p: int, x: int, config: CoreConfig) 
     return out
 
 
-def _alerts_may_change(recs: list[Rec], p: int, x: int, config: CoreConfig) -> bool:
-    """Whether the care-gap alerts as of ``x`` may differ from those as of ``p`` < ``x``."""
-    changes = _changes(recs, p, x)
+def _alerts_may_change(
+    recs: list[Rec], p: int, x: int, config: CoreConfig, changes: list[Rec] | None = None
+) -> bool:
+    """Whether the care-gap alerts as of ``x`` may differ from those as of ``p`` < ``x``
+    (``changes``: :func:`_changes` of the same arguments, if already known; not modified)."""
+    changes = _changes(recs, p, x) if changes is None else list(changes)
     cal = config.calendar
     memory = config.team_memory_days * US_PER_DAY
     readmit = config.readmitted_alert_days * US_PER_DAY
@@ -908,12 +915,14 @@ def _advance(state: ClientState, w: int, a: int, config: CoreConfig, outs: list[
     if points:
         po, pa = state.mw, state.aw
         for b in sorted(set(points)):
+            # in replay both clocks move together: find the changes once for both
+            changes = _changes(state.recs, po, b) if po == pa and _INCREMENTAL else None
             if po < b <= w:
                 if not _INCREMENTAL or state.full & _FULL_OBS:
                     _emit_observations(state, b, config, outs)
                     state.full &= ~_FULL_OBS
                 else:
-                    index = _affected_observations(state.recs, po, b, config)
+                    index = _affected_observations(state.recs, po, b, config, changes)
                     if index:
                         _emit_observations_of(state, b, index, config, outs)
                 po = b
@@ -921,7 +930,7 @@ def _advance(state: ClientState, w: int, a: int, config: CoreConfig, outs: list[
                 if not _INCREMENTAL or state.full & _FULL_ALERTS:
                     _emit_alerts(state, b, b - 1, config, outs)
                     state.full &= ~_FULL_ALERTS
-                elif _alerts_may_change(state.recs, pa, b, config):
+                elif _alerts_may_change(state.recs, pa, b, config, changes):
                     _emit_alerts(state, b, b - 1, config, outs)
                 pa = b
     state.mw = max(state.mw, w)
@@ -932,7 +941,12 @@ def _advance(state: ClientState, w: int, a: int, config: CoreConfig, outs: list[
 def _orphans_and_prune(state: ClientState, config: CoreConfig, outs: list[Output]) -> ClientState | None:
     w = state.mw
     recs = state.recs
-    if any(r.kind == K_CANCEL and not r.flag and r.t < w for r in recs):
+    orphans = False
+    for r in recs:
+        if r.kind == K_CANCEL and not r.flag and r.t < w:
+            orphans = True
+            break
+    if orphans:
         keep = []
         for r in recs:
             if r.kind == K_CANCEL and not r.flag and r.t < w:
