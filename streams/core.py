@@ -151,9 +151,12 @@ class CoreConfig:
     calendar: Calendar = field(init=False, compare=False, repr=False)
     lateness_us: int = field(init=False, compare=False, repr=False)
     horizon_us: int = field(init=False, compare=False, repr=False)
+    targets: dict[tuple[str, int], int] = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         from zoneinfo import ZoneInfo
+
+        object.__setattr__(self, "targets", {})  # (urgency, local day) -> target instant
 
         object.__setattr__(
             self, "calendar", Calendar(ZoneInfo(self.timezone), self.holidays_country, self.holidays_subdivision)
@@ -398,8 +401,12 @@ def _target(r: Rec, config: CoreConfig) -> tuple[int, int]:
     if r.a == "emergency":
         deadline = r.t + int(config.target_emergency_hours * US_PER_HOUR)
         return deadline + 1, deadline
-    n = config.target_urgent_business_days if r.a == "urgent" else config.target_routine_business_days
-    eod = config.calendar.end_of_day(config.calendar.add_business_days(r.day, n))
+    key = (r.a, r.day)
+    eod = config.targets.get(key)
+    if eod is None:
+        n = config.target_urgent_business_days if r.a == "urgent" else config.target_routine_business_days
+        eod = config.calendar.end_of_day(config.calendar.add_business_days(r.day, n))
+        config.targets[key] = eod
     return eod, eod
 
 
