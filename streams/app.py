@@ -39,6 +39,7 @@ from streams.calendar import from_us, to_us
 from streams.core import CoreConfig, Observation
 from streams.live import (
     FLUSH_KEY,
+    ORIGIN_HEADER,
     TICK_KEY,
     WATERMARK_KEY,
     Message,
@@ -46,6 +47,7 @@ from streams.live import (
     Stage2,
     StageWatermark,
     Tick,
+    encode_origin,
     encode_tick,
     encode_watermark,
 )
@@ -80,6 +82,29 @@ def alert_to_bytes(alert: Alert) -> bytes:
 def alert_from_bytes(raw: bytes) -> Alert:
     wire = _alert_decoder.decode(raw)
     return Alert(wire.labels, wire.startsAt, wire.endsAt, wire.annotations)
+
+
+class SafeMetrics:
+    """Metrics must never stop the pipeline: a refused label or a collector error is logged
+    once per method and the event is still processed."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+        self._warned: set[str] = set()
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._metrics, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return method(*args, **kwargs)
+            except (ValueError, TypeError) as exc:
+                if name not in self._warned:
+                    self._warned.add(name)
+                    log.warning("metrics %s failed and is skipped: %s", name, exc)
+                return None
+
+        return call
 
 
 @dataclass
@@ -158,16 +183,16 @@ def build_app(
     transitions_topic = app.topic(t.transitions, partitions=n, **_RAW)
     dlq_topic = app.topic(t.dead_letters, partitions=1, **_RAW)
 
-    raw_schema: faust.Schema = faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
-    client_table = app.Table("client-state", partitions=n, use_partitioner=True, schema=raw_schema)
-    obs_table = app.Table("team-observations", partitions=n, schema=raw_schema)
+    # bytes key and value types make faust use the raw codec both for writes and for recovery
+    client_table = app.Table("client-state", partitions=n, use_partitioner=True, key_type=bytes, value_type=bytes)
+    obs_table = app.Table("team-observations", partitions=n, key_type=bytes, value_type=bytes)
     runtime.stage1 = Stage1(
         runtime.config, client_table, n, alert_clock=settings.alert_clock, wall=wall
     )
     runtime.stage2 = Stage2(runtime.config, obs_table, n)
-    metrics = runtime.metrics
+    metrics: Any = SafeMetrics(runtime.metrics)
 
-    async def forward(result: Event | DeadLetter, pending: list[Any]) -> None:
+    async def forward(result: Event | DeadLetter, pending: list[Any], origin: bytes) -> None:
         if isinstance(result, DeadLetter):
             metrics.count_dead_letter(result.kind)
             pending.append(await dlq_topic.send(value=result.to_json()))
@@ -175,7 +200,11 @@ def build_app(
             metrics.count_event(result.type, result.source)
             latency = (wall() - result.time).total_seconds()
             metrics.observe_processing_latency(result.type, max(0.0, latency))
-            pending.append(await clients_topic.send(key=result.client.encode(), value=encode_event(result)))
+            pending.append(
+                await clients_topic.send(
+                    key=result.client.encode(), value=encode_event(result), headers={ORIGIN_HEADER: origin}
+                )
+            )
 
     async def ingest_batch(batch: Any, convert: Callable[[bytes, Origin], list[bytes] | DeadLetter] | None) -> None:
         pending: list[Any] = []
@@ -184,14 +213,16 @@ def build_app(
             origin = Origin(topic=m.topic, partition=m.partition, offset=m.offset)
             raw = ev.value if isinstance(ev.value, bytes) else b""
             if convert is None:
-                await forward(runtime.decoder.decode(raw, origin), pending)
+                here = encode_origin(m.topic, m.partition, m.offset, 0)
+                await forward(runtime.decoder.decode(raw, origin), pending, here)
                 continue
             lines = convert(raw, origin)
             if isinstance(lines, DeadLetter):
-                await forward(lines, pending)
+                await forward(lines, pending, b"")
                 continue
-            for line in lines:
-                await forward(runtime.decoder.decode(line, origin), pending)
+            for index, line in enumerate(lines):
+                here = encode_origin(m.topic, m.partition, m.offset, index)
+                await forward(runtime.decoder.decode(line, origin), pending, here)
         await asyncio.gather(*pending)
 
     @app.agent(events_topic, name="pathwatch-ingest-events")
@@ -214,7 +245,9 @@ def build_app(
         assert runtime.stage1 is not None
         driver = runtime.stage1
         async for batch in stream.take_events(1000, within=0.05):
-            messages = [Message(e.message.partition, e.message.offset, e.key, e.value) for e in batch]
+            messages = [
+                Message(e.message.partition, e.message.offset, e.key, e.value, _origin(e.headers)) for e in batch
+            ]
             result, metas = driver.process(messages)
             pending: list[Any] = []
             now = wall()
@@ -311,7 +344,8 @@ def build_app(
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:
-        return web.bytes(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+        # aiohttp refuses a charset inside content_type; Prometheus' text format is UTF-8
+        return web.bytes(generate_latest(registry), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
     async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
         forget(revoked)
@@ -332,6 +366,16 @@ def build_app(
             metrics.revoke_partitions(t.clients, parts)
 
     return app, runtime
+
+
+def _origin(headers: Any) -> bytes | None:
+    if not headers:
+        return None
+    items = headers.items() if hasattr(headers, "items") else headers
+    for name, value in items:
+        if name == ORIGIN_HEADER:
+            return bytes(value)
+    return None
 
 
 class Stage2Windows:

@@ -99,6 +99,7 @@ class PartitionMeta(msgspec.Struct):
     corrections: int = 0
     orphans: int = 0
     teams: list[str] = msgspec.field(default_factory=list)
+    inputs: dict[str, tuple[int, int]] = msgspec.field(default_factory=dict)
 
 
 _meta_encoder = msgspec.msgpack.Encoder()
@@ -131,14 +132,31 @@ def decode_flush_ack(raw: bytes) -> list[PartitionMeta]:
     return [decode_meta(m) for m in _acks_decoder.decode(raw)]
 
 
+ORIGIN_HEADER = "pathwatch-origin"
+
+
+def encode_origin(topic: str, partition: int, offset: int, index: int) -> bytes:
+    """Where ingestion read an event: input topic, partition, offset, and the index of the
+    event within that message (an HL7 or FHIR message may carry several)."""
+    return f"{topic}\x1f{partition}\x1f{offset}\x1f{index}".encode()
+
+
+def decode_origin(raw: bytes) -> tuple[str, int, int]:
+    """(input "topic/partition", offset, index)."""
+    topic, partition, offset, index = raw.decode().split("\x1f")
+    return f"{topic}/{partition}", int(offset), int(index)
+
+
 @dataclass(slots=True)
 class Message:
-    """One input message of a stage (what the faust app hands over)."""
+    """One input message of a stage (what the faust app hands over). ``origin`` is the
+    ingestion origin header of an event (None for ticks)."""
 
     partition: int
     offset: int
     key: bytes | None
     value: bytes
+    origin: bytes | None = None
 
 
 @dataclass(slots=True)
@@ -260,6 +278,15 @@ class Stage1:
                 self._sweep(p, meta, clock, result)
                 result.watermarks[p] = clock.watermark_us
                 continue
+            if message.origin is not None:
+                # Ingestion is at-least-once: after a crash it forwards again what it had
+                # forwarded. Per input partition, origins reach us in order, so one already
+                # seen is a redelivery (not a publisher's duplicate) and changes nothing.
+                source, offset, index = decode_origin(message.origin)
+                seen = meta.inputs.get(source)
+                if seen is not None and (offset, index) <= tuple(seen):
+                    continue
+                meta.inputs[source] = (offset, index)
             event = decode_internal(message.value)
             t = to_us(event.time)
             advanced = t > meta.max_us

@@ -237,3 +237,31 @@ def msgspec_meta() -> bytes:
     import msgspec
 
     return msgspec.msgpack.encode(PartitionMeta(accepted=3))
+
+
+def test_a_redelivery_from_ingestion_is_not_a_duplicate_but_a_resend_is(
+    events: list[Event], config: CoreConfig
+) -> None:
+    from streams.live import encode_origin
+
+    pipeline = Pipeline(config)
+    sample = events[:100]
+
+    def batch(origin_offset: int) -> list[Message]:
+        out = []
+        for i, e in enumerate(sample):
+            key = e.client.encode()
+            message = pipeline.message(partition_for(key, PARTITIONS), key, encode_event(e))
+            message.origin = encode_origin("events", 0, origin_offset + i, 0)
+            out.append(message)
+        return out
+
+    pipeline.run(batch(0))
+    first = [pipeline.stage1.meta(p) for p in range(PARTITIONS)]
+    pipeline.run(batch(0))  # ingestion crashed and forwarded the same input again
+    again = [pipeline.stage1.meta(p) for p in range(PARTITIONS)]
+    assert [m.duplicates for m in again] == [m.duplicates for m in first]
+    assert [m.accepted for m in again] == [m.accepted for m in first]
+    pipeline.run(batch(1000))  # a publisher re-sent the same events: new input offsets
+    resent = sum(pipeline.stage1.meta(p).duplicates for p in range(PARTITIONS))
+    assert resent == sum(m.duplicates for m in first) + len(sample)

@@ -1,0 +1,144 @@
+"""The live pipeline on the real stack: faust workers over the same core as the replay.
+
+Each test runs its own deployment (topics and consumer group named after the test) on the
+stack's Kafka, publishes a simulated stream, reads the live state with the flush barrier of
+``pathwatch report --from-live`` and compares it with the in-process replay of the same file.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import signal
+import time
+from datetime import datetime
+from pathlib import Path
+
+from kafka import KafkaConsumer
+
+from tests.integration.live_fixtures import (
+    LiveStack,
+    assert_equivalent,
+    care_gap,
+    live_stack,
+    replay_report,
+    scrape,
+    simulate,
+    wait_ready,
+)
+from tests.integration.support import Process
+
+
+def _dead_letters(stack: LiveStack) -> list[dict[str, object]]:
+    consumer = KafkaConsumer(
+        stack.env["PATHWATCH_TOPICS__DEAD_LETTERS"],
+        bootstrap_servers=stack.env["PATHWATCH_KAFKA_BOOTSTRAP"],
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=3000,
+    )
+    try:
+        return [json.loads(m.value) for m in consumer]
+    finally:
+        consumer.close()
+
+
+def test_live_equals_replay_and_bad_input_is_dead_lettered(
+    kafka_bootstrap: str, redis_url: str, unique: str, tmp_path: Path, processes: list[Process]
+) -> None:
+    events = simulate(tmp_path / "events.jsonl", clients=2200, days=120, seed=5, bad_fraction=0.002)
+    stack = live_stack(kafka_bootstrap, redis_url, unique, tmp_path)
+    expected = replay_report(events, stack.settings)
+    assert expected["events"]["accepted"] >= 20_000
+    assert expected["events"]["dead_letters"] > 0
+
+    worker = stack.worker("worker")
+    processes.append(worker)
+    wait_ready(worker)
+    stack.publish(events)
+    live = stack.report(datetime.fromisoformat(expected["watermark"]))
+
+    assert_equivalent(live, expected)
+    assert len(care_gap(live)) > 0
+    assert worker.proc is not None
+    assert worker.proc.poll() is None, "a worker must never crash on bad input"
+    dead = _dead_letters(stack)
+    assert len(dead) == expected["events"]["dead_letters"]
+    for record in dead:
+        assert record["reason"]
+        assert base64.b64decode(str(record["original_base64"]))
+    metrics = scrape(worker)
+    assert re.search(r'pathwatch_dead_letters_total\{reason="[a-z_]+"\} [1-9]', metrics)
+    assert "MRN-" not in metrics  # no raw client identifier in any label
+
+
+def test_worker_killed_mid_stream_recovers_without_loss_or_double_counting(
+    kafka_bootstrap: str, redis_url: str, unique: str, tmp_path: Path, processes: list[Process]
+) -> None:
+    events = simulate(tmp_path / "events.jsonl", clients=1500, days=90, seed=9)
+    stack = live_stack(kafka_bootstrap, redis_url, unique, tmp_path)
+    expected = replay_report(events, stack.settings)
+
+    first = stack.worker("worker-1")
+    processes.append(first)
+    wait_ready(first)
+    stack.publish(events)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # wait until the stream is flowing through stage 1
+        if re.search(r"pathwatch_events_total\{[^}]*\} [1-9]\d{3}", scrape(first)):
+            break
+        time.sleep(0.2)
+    first.kill(signal.SIGKILL)
+
+    second = stack.worker("worker-2")
+    processes.append(second)
+    wait_ready(second)
+    live = stack.report(datetime.fromisoformat(expected["watermark"]))
+    assert_equivalent(live, expected)
+
+
+def _owned_partitions(worker: Process, topic: str) -> set[int]:
+    """Partitions of ``topic`` whose watermark this worker exports (it exports only its own)."""
+    owned = set()
+    for labels in re.findall(r"pathwatch_watermark_timestamp_seconds\{([^}]*)\}", scrape(worker)):
+        pairs = dict(re.findall(r'(\w+)="([^"]*)"', labels))
+        if pairs.get("topic") == topic:
+            owned.add(int(pairs["partition"]))
+    return owned
+
+
+def test_two_workers_share_partitions_and_one_can_leave(
+    kafka_bootstrap: str, redis_url: str, unique: str, tmp_path: Path, processes: list[Process]
+) -> None:
+    events = simulate(tmp_path / "events.jsonl", clients=1200, days=90, seed=13)
+    lines = events.read_bytes().splitlines(keepends=True)
+    half = len(lines) // 2
+    (tmp_path / "first.jsonl").write_bytes(b"".join(lines[:half]))
+    (tmp_path / "second.jsonl").write_bytes(b"".join(lines[half:]))
+    stack = live_stack(kafka_bootstrap, redis_url, unique, tmp_path)
+    expected = replay_report(events, stack.settings)
+
+    a, b = stack.worker("worker-a"), stack.worker("worker-b")
+    processes.extend([a, b])
+    wait_ready(a)
+    wait_ready(b)
+    stack.publish(tmp_path / "first.jsonl")
+    topic = stack.env["PATHWATCH_TOPICS__CLIENTS"]
+    deadline = time.monotonic() + 60
+    owned_a: set[int] = set()
+    owned_b: set[int] = set()
+    while time.monotonic() < deadline:
+        owned_a, owned_b = _owned_partitions(a, topic), _owned_partitions(b, topic)
+        if owned_a and owned_b and len(owned_a | owned_b) == 8:
+            break
+        time.sleep(0.5)
+    assert owned_a, "worker a owns no partition"
+    assert owned_b, "worker b owns no partition"
+    assert not owned_a & owned_b
+    assert owned_a | owned_b == set(range(8))
+
+    b.kill(signal.SIGTERM)  # a clean leave: its partitions move to a
+    stack.publish(tmp_path / "second.jsonl")
+    live = stack.report(datetime.fromisoformat(expected["watermark"]))
+    assert_equivalent(live, expected)
+    assert _owned_partitions(a, topic) == set(range(8))
