@@ -87,6 +87,7 @@ class AlertRulesConfig:
     window_days: int = 28
     runbook_url: str = ""
     rebase: Mapping[tuple[str, str], date] = field(default_factory=dict)
+    spc_min_weekly_denominator: int = 0
 
     @classmethod
     def from_settings(cls, settings: Any, rebase: Mapping[str, str | date] | None = None) -> AlertRulesConfig:
@@ -105,6 +106,7 @@ class AlertRulesConfig:
             window_days=settings.window_days,
             runbook_url=settings.runbook_url,
             rebase=parse_rebase(rebase),
+            spc_min_weekly_denominator=getattr(settings, "spc_min_weekly_denominator", 0),
         )
 
 
@@ -192,15 +194,22 @@ def special_cause_finding(
     baseline_points: int = 12,
     rebase: date | None = None,
     runbook_url: str = "",
+    min_weekly_denominator: int = 0,
 ) -> Finding | None:
     """SpecialCause when the latest weekly point is part of a worse-direction SPC pattern.
 
     ``points`` are final weeks in time order; weeks with a zero denominator have no rate and
     are skipped. Points before ``rebase`` are ignored. Returns None with fewer than
-    ``baseline_points`` usable points or when the latest point is common-cause variation.
+    ``baseline_points`` usable points, when the baseline's mean weekly denominator is under
+    ``min_weekly_denominator`` (weekly rates of a handful of cases are mostly noise: XmR
+    limits on them raise alarms most weeks), or when the latest point is common-cause variation.
     """
     direction = RATE_MEASURES[measure]
     usable = [p for p in points if p.denominator > 0 and (rebase is None or p.week_start >= rebase)]
+    baseline = usable[:baseline_points]
+    too_few = sum(p.denominator for p in baseline) < min_weekly_denominator * len(baseline)
+    if min_weekly_denominator and baseline and too_few:
+        return None
     values = [p.numerator / p.denominator for p in usable]
     result = evaluate(values, direction, baseline_points)
     if not result.signal or result.limits is None:
@@ -263,6 +272,7 @@ def system_findings(
             config.baseline_points,
             config.rebase.get((team, measure)),
             config.runbook_url,
+            config.spc_min_weekly_denominator,
         )
         if finding is not None:
             found[finding.key] = finding

@@ -106,6 +106,16 @@ def test_special_cause_skips_empty_weeks_and_needs_a_baseline() -> None:
     assert "mean 70.0%" in finding.annotations["description"]
 
 
+@pytest.mark.parametrize(
+    ("minimum", "fires"),
+    [(0, True), (10, True), (11, False)],  # the baseline's mean weekly denominator is exactly 10
+)
+def test_special_cause_needs_enough_cases_a_week(minimum: int, fires: bool) -> None:
+    points = weeks(BASELINE + [(1, 10)])
+    finding = special_cause_finding("north", "followup_7d", points, 12, None, "", minimum)
+    assert (finding is not None) is fires
+
+
 def test_special_cause_only_in_the_worse_direction() -> None:
     high = weeks(BASELINE + [(10, 10)] * 7)  # 7 weeks at 100%, above the mean
     assert special_cause_finding("north", "followup_7d", high) is None  # higher is better
