@@ -54,6 +54,7 @@ from streams.live import (
 
 log = logging.getLogger("pathwatch.worker")
 
+_DELIVERY_OUTCOMES = {"sent": "delivered", "repeated": "delivered", "retry": "retryable_error", "skipped": "deduplicated"}
 _RAW: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
 
 
@@ -272,6 +273,9 @@ def build_app(
                 metrics.set_watermark(t.clients, p, from_us(watermark_us))
             await asyncio.gather(*pending)
             driver.commit(result, metas)
+            for event_type in result.late:
+                metrics.count_late_event(event_type)
+            metrics.set_care_gap_alerts_open(driver.open_alerts(metas))
             for mark in driver.flush_marks(result, metas):
                 for q in range(n):
                     await obs_topic.send(key=FLUSH_KEY, value=mark, partition=q)
@@ -308,6 +312,7 @@ def build_app(
             return
         runtime.stage2_day = day
         pending: list[Any] = []
+        firing: dict[tuple[str, str, str], int] = {}
         for team, windows in held.items():
             windows.prune(watermark)
             rules = runtime.rules.setdefault(team, SystemAlertRules(runtime.rules_config))
@@ -315,6 +320,12 @@ def build_app(
                 if alert.labels.get("team") == ALL_TEAMS:
                     continue  # '*' needs every team: summed across workers by Prometheus instead
                 pending.append(await transitions_topic.send(key=alert.fingerprint.encode(), value=alert_to_bytes(alert)))
+            for alert in rules.firing():
+                labels = alert.labels
+                if labels.get("team") != ALL_TEAMS:
+                    key = (alert.name, labels.get("team", ""), labels.get("measure", ""))
+                    firing[key] = firing.get(key, 0) + 1
+        metrics.set_system_alerts_open(firing)
         await asyncio.gather(*pending)
 
     @app.timer(interval=settings.tick_interval.total_seconds(), on_leader=True, name="pathwatch-ticks")
@@ -323,15 +334,52 @@ def build_app(
         for p in range(n):
             await clients_topic.send(key=TICK_KEY, value=value, partition=p)
 
+    delivery: dict[str, Any] = {}
+    reported: dict[tuple[str, str], int] = {}
+
+    def count_deliveries() -> None:
+        dispatcher = delivery.get("dispatcher")
+        if dispatcher is None:
+            return
+        for (receiver, outcome), n in list(dispatcher.stats.counts.items()):
+            new = n - reported.get((receiver, outcome), 0)
+            reported[(receiver, outcome)] = n
+            for _ in range(new):
+                metrics.count_delivery(receiver, _DELIVERY_OUTCOMES.get(outcome, outcome))
+
     @app.agent(transitions_topic, name="pathwatch-deliver")
     async def deliver(stream: Any) -> None:
-        dispatcher = await _dispatcher(settings)
+        dispatcher = delivery["dispatcher"] = await _dispatcher(settings)
         try:
             async for batch in stream.take(200, within=0.5):
                 alerts = [alert_from_bytes(raw) for raw in batch]
                 await dispatcher.dispatch(alerts, wall())
+                count_deliveries()
         finally:
+            delivery.pop("dispatcher", None)
             await dispatcher.close()
+
+    @app.timer(interval=settings.tick_interval.total_seconds(), name="pathwatch-redeliver")
+    async def redeliver() -> None:
+        """Re-sends (Alertmanager expects them) and retries happen on time, not only on new alerts."""
+        dispatcher = delivery.get("dispatcher")
+        if dispatcher is not None:
+            await dispatcher.dispatch([], wall())
+            count_deliveries()
+
+    @app.timer(interval=5.0, name="pathwatch-consumer-lag")
+    async def consumer_lag() -> None:
+        consumer: Any = app.consumer
+        ours = {t.events, t.hl7, t.fhir, t.clients, t.observations, t.transitions}
+        lags: dict[tuple[str, int], int] = {}
+        for tp in consumer.assignment():
+            if tp.topic not in ours:
+                continue
+            highwater = consumer.highwater(tp)
+            committed = consumer._committed_offset.get(tp)
+            if highwater is not None:
+                lags[(tp.topic, tp.partition)] = max(0, highwater - (committed or 0))
+        metrics.set_consumer_lag(lags)
 
     @app.page("/health")
     async def health(web: Any, request: Any) -> Any:

@@ -100,6 +100,7 @@ class PartitionMeta(msgspec.Struct):
     orphans: int = 0
     teams: list[str] = msgspec.field(default_factory=list)
     inputs: dict[str, tuple[int, int]] = msgspec.field(default_factory=dict)
+    firing: dict[str, tuple[str, str]] = msgspec.field(default_factory=dict)
 
 
 _meta_encoder = msgspec.msgpack.Encoder()
@@ -167,6 +168,7 @@ class Stage1Result:
     watermarks: dict[int, int] = field(default_factory=dict)
     pending: dict[bytes, bytes | None] = field(default_factory=dict)
     flushes: list[tuple[int, str]] = field(default_factory=list)
+    late: list[str] = field(default_factory=list)
 
 
 class Stage1:
@@ -188,11 +190,13 @@ class Stage1:
         self.wall = wall
         self._meta_keys = [meta_key(p, partitions) for p in range(partitions)]
         self._heaps: dict[int, list[tuple[int, str]]] = {}
+        self._open: dict[int, dict[tuple[str, str], int]] = {}
         self._lateness = config.lateness_us
 
     def forget(self) -> None:
         """Drop in-memory indexes (call on rebalance: they are rebuilt from the store)."""
         self._heaps.clear()
+        self._open.clear()
 
     def meta(self, partition: int) -> PartitionMeta:
         raw = self.store.get(self._meta_keys[partition])
@@ -233,8 +237,28 @@ class Stage1:
             if isinstance(o, Observation):
                 if o.correction:
                     meta.corrections += 1
+            elif isinstance(o, Alert):
+                instance = f"{o.fingerprint}|{to_us(o.starts_at)}"
+                if o.ends_at is None:
+                    meta.firing[instance] = (o.name, o.labels.get("team", ""))
+                else:
+                    meta.firing.pop(instance, None)
             elif isinstance(o, DeadLetter):
                 meta.orphans += 1
+
+    def open_alerts(self, metas: dict[int, PartitionMeta]) -> dict[tuple[str, str], int]:
+        """Care-gap alerts firing now, by (alertname, team), over the partitions seen since
+        the last rebalance (``metas`` updates that view)."""
+        for p, meta in metas.items():
+            counts: dict[tuple[str, str], int] = {}
+            for name, team in meta.firing.values():
+                counts[(name, team)] = counts.get((name, team), 0) + 1
+            self._open[p] = counts
+        total: dict[tuple[str, str], int] = {}
+        for counts in self._open.values():
+            for key, n in counts.items():
+                total[key] = total.get(key, 0) + n
+        return total
 
     def _sweep(self, partition: int, meta: PartitionMeta, clock: Clock, result: Stage1Result) -> None:
         heap = self._heap(partition, result)
@@ -289,6 +313,8 @@ class Stage1:
                 meta.inputs[source] = (offset, index)
             event = decode_internal(message.value)
             t = to_us(event.time)
+            if meta.max_us != _NEVER and t < max(meta.max_us - self._lateness, meta.until_us):
+                result.late.append(event.type)
             advanced = t > meta.max_us
             meta.max_us = max(meta.max_us, t)
             team = getattr(event.data, "team", None)

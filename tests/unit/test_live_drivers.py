@@ -76,6 +76,8 @@ class Pipeline:
 
     def run(self, messages: list[Message], commit: bool = True) -> list[Any]:
         result, metas = self.stage1.process(messages)
+        self.open = self.stage1.open_alerts(metas)
+        self.late = result.late
         for o in result.outputs:
             if isinstance(o, Observation):
                 self.stage2.apply(o.to_bytes())
@@ -211,6 +213,14 @@ def test_care_gap_alerts_fire_by_the_wall_clock(config: CoreConfig) -> None:
     assert "FollowUpDue" in names
     due = next(a for a in pipeline.alerts.values() if a.name == "FollowUpDue")
     assert due.ends_at is None
+    assert pipeline.open[("FollowUpDue", "north")] == 1
+    late = _discharge("c" * 32, discharged - timedelta(days=1))
+    late = Event("hospital/st-marys", "d-0", late.type, late.time, late.client, late.data)
+    pipeline.feed([late])
+    assert pipeline.late == []  # within the 72 h allowed lateness
+    pipeline.feed([_discharge("d" * 32, discharged + timedelta(days=5))])
+    pipeline.feed([Event("hospital/st-marys", "d-9", late.type, discharged, "d" * 32, late.data)])
+    assert pipeline.late == ["discharge"]  # behind max time less the lateness
     assert due.starts_at == datetime(2026, 3, 5, tzinfo=UTC)  # end of local day d+2 (UTC here)
 
 
