@@ -57,14 +57,14 @@ def _parser() -> argparse.ArgumentParser:
 
     validate = sub.add_parser("validate", help="check a file of events, HL7 v2 messages or FHIR bundles")
     validate.add_argument("file")
-    validate.add_argument("--format", default="auto", choices=["auto", "jsonl", "hl7", "fhir"])
+    validate.add_argument("--format", default="auto", choices=["auto", "events", "hl7", "fhir"])
 
     worker = sub.add_parser("worker", help="run a live faust worker (needs Kafka and Redis)")
     worker.add_argument("faust_args", nargs=argparse.REMAINDER, help="extra arguments for faust's worker")
 
     publish = sub.add_parser("publish", help="load events (JSON lines, HL7, FHIR) into the input topics")
     publish.add_argument("file")
-    publish.add_argument("--format", default="auto", choices=["auto", "jsonl", "hl7", "fhir"])
+    publish.add_argument("--format", default="auto", choices=["auto", "events", "hl7", "fhir"])
 
     report = sub.add_parser("report", help="read the live workers' state as a replay-style report")
     report.add_argument("--from-live", action="store_true", required=True)

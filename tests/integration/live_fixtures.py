@@ -47,7 +47,7 @@ class LiveStack:
         return proc.start()
 
     def publish(self, path: Path) -> int:
-        return asyncio.run(publish(self.settings, path, "jsonl"))
+        return asyncio.run(publish(self.settings, path, "events"))
 
     def report(self, until: datetime | None, timeout: float = 240) -> dict[str, Any]:
         return asyncio.run(live_report(self.settings, until, timeout))
