@@ -36,7 +36,7 @@ from schemas.fhir import FHIRAdapter
 from schemas.hl7 import HL7Adapter
 from schemas.model import ALL_TEAMS, Event, encode_event
 from streams.calendar import from_us, to_us
-from streams.core import CoreConfig, Observation
+from streams.core import ClientState, CoreConfig, Observation, open_followups
 from streams.live import (
     FLUSH_KEY,
     ORIGIN_HEADER,
@@ -366,6 +366,18 @@ def build_app(
         if dispatcher is not None:
             await dispatcher.dispatch([], wall())
             count_deliveries()
+
+    @app.timer(interval=30.0, name="pathwatch-obligations")
+    async def obligations() -> None:
+        """Open follow-up obligations of the clients this worker holds (read-only scan)."""
+        now = wall()
+        found: list[tuple[str, int]] = []
+        for key, raw in list(client_table.items()):
+            if key.startswith(b"\x00"):
+                continue
+            found.extend(open_followups(ClientState.from_bytes(raw), now, runtime.config))
+            await asyncio.sleep(0)
+        metrics.set_followup_obligations_open(found)
 
     @app.timer(interval=5.0, name="pathwatch-consumer-lag")
     async def consumer_lag() -> None:

@@ -1095,3 +1095,33 @@ def next_due(state: ClientState | None) -> datetime | None:
     (no state, or nothing left that time alone can change).
     """
     return None if state is None or state.due is None else from_us(state.due)
+
+
+def open_followups(state: ClientState | None, at: datetime, config: CoreConfig) -> list[tuple[str, int]]:
+    """Follow-up obligations open at ``at``: eligible discharges with no follow-up (and no
+    inpatient admission) yet, whose 30-day window is still open, as (responsible team, whole
+    local days until the 7-day deadline, negative when overdue). For the live gauge of open
+    obligations; it changes no state.
+    """
+    if state is None:
+        return []
+    x = to_us(at)
+    cal = config.calendar
+    vis = _visible(state.recs, x)
+    memory = config.team_memory_days * US_PER_DAY
+    today = cal.day_of(x)
+    out: list[tuple[str, int]] = []
+    for r in vis:
+        if r.kind != K_DISCHARGE or not r.flag:
+            continue
+        d = r.day
+        if x >= cal.end_of_day(d + READMISSION_DAYS):
+            continue
+        start = cal.end_of_day(d)
+        done = any(
+            (c.kind == K_CONTACT and c.flag and c.t >= start) or (c.kind == K_ADMISSION and c.flag and c.t >= r.t)
+            for c in vis
+        )
+        if not done:
+            out.append((r.team or _responsible(vis, r.t, memory), d + FOLLOWUP_MISSED_DAYS - today))
+    return out
