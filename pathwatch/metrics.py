@@ -34,19 +34,11 @@ from prometheus_client.registry import Collector
 from pathwatch.config import DEFAULT_RATE_TARGETS
 from schemas.deadletter import DeadLetterKind
 from schemas.model import EVENT_TYPES
+from streams.core import RATE_MEASURES
 
 NAMESPACE: Final = "pathwatch"
 
-MEASURES: Final[tuple[str, ...]] = (
-    "followup_72h",
-    "followup_7d",
-    "followup_30d",
-    "readmission_30d",
-    "seen_within_target",
-    "lost_before_contact",
-    "first_contact_dna",
-    "repeat_crisis_30d",
-)
+MEASURES: Final[tuple[str, ...]] = RATE_MEASURES
 """The rate measures of DOMAIN.md section 3 (``referral_wait_days`` is exported as quantiles)."""
 
 WAIT_QUANTILES: Final[tuple[str, ...]] = ("0.5", "0.9")
