@@ -1,0 +1,108 @@
+"""End to end: a live worker's care-gap alerts reach Alertmanager, a webhook and the alerts
+topic, fire by the wall clock, resolve when a late follow-up arrives, and are delivered once."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from kafka import KafkaConsumer
+
+from schemas.pseudonym import Pseudonymiser
+from streams.publish import publish
+from tests.integration.alert_fixtures import WebhookRecorder, eventually, webhook  # noqa: F401 - fixture
+from tests.integration.live_fixtures import PSEUDONYM_KEY, live_stack, wait_ready
+from tests.integration.support import Process
+
+
+def _event(kind: str, ident: str, when: datetime, subject: str, data: dict[str, Any]) -> bytes:
+    return json.dumps(
+        {"specversion": "1.0", "id": ident, "source": "hospital/st-marys" if kind == "discharge" else "ehr/community",
+         "type": kind, "time": when.isoformat(), "subject": subject, "data": data}
+    ).encode()
+
+
+async def _alertmanager_alerts(session: aiohttp.ClientSession, url: str, client: str) -> list[dict[str, Any]]:
+    async with session.get(f"{url}/api/v2/alerts", params={"filter": f'client="{client}"'}) as response:
+        assert response.status == 200
+        return list(await response.json())
+
+
+async def test_care_gap_alerts_are_delivered_once_and_resolve(
+    kafka_bootstrap: str, redis_url: str, alertmanager_url: str, unique: str, tmp_path: Path,
+    processes: list[Process], webhook: WebhookRecorder,  # noqa: F811 - the fixture
+) -> None:
+    stack = live_stack(kafka_bootstrap, redis_url, unique, tmp_path)
+    stack.env.update(
+        PATHWATCH_ALERT_CLOCK="wall",
+        PATHWATCH_ALERTMANAGER_URL=alertmanager_url,
+        PATHWATCH_WEBHOOK_URL=webhook.url,
+    )
+    subject = f"MRN-{unique}"
+    client = Pseudonymiser(PSEUDONYM_KEY.encode()).pseudonym(subject)
+    discharged = datetime.now(UTC).replace(microsecond=0) - timedelta(days=10)
+    discharge = {"encounter_id": "enc-1", "facility": "st-marys", "setting": "inpatient", "psychiatric": True,
+                 "disposition": "home", "team": "north"}
+    first = tmp_path / "discharge.jsonl"
+    first.write_bytes(_event("discharge", "d-1", discharged, subject, discharge) + b"\n")
+
+    worker = stack.worker("worker")
+    processes.append(worker)
+    await asyncio.to_thread(wait_ready, worker)
+    settings = stack.settings
+    await publish(settings, first, "events")
+
+    async def missed_firing() -> Any:
+        return [a for p in webhook.payloads for a in p["alerts"]
+                if a["labels"]["alertname"] == "FollowUpMissed" and a["status"] == "firing"]
+
+    fired = (await eventually(missed_firing, timeout=60))[0]
+    payload = next(p for p in webhook.payloads if fired in p["alerts"])
+    assert payload["version"] == "4"
+    assert fired["labels"] == {"alertname": "FollowUpMissed", "client": client, "severity": "critical", "team": "north"}
+    assert subject not in json.dumps(webhook.payloads)
+
+    async with aiohttp.ClientSession() as session:
+        async def listed() -> Any:
+            alerts = await _alertmanager_alerts(session, alertmanager_url, client)
+            return {a["labels"]["alertname"]: a["fingerprint"] for a in alerts}
+
+        in_am = await eventually(listed, timeout=60)
+        assert in_am.get("FollowUpMissed") == fired["fingerprint"]
+
+        # a follow-up dated within [d+1, d+7] arrives late: both alerts resolve
+        late = tmp_path / "followup.jsonl"
+        late.write_bytes(_event("contact", "c-1", discharged + timedelta(days=5), subject,
+                                {"contact_id": "c1", "team": "north", "status": "attended", "mode": "telephone"}) + b"\n")
+        await publish(settings, late, "events")
+
+        async def resolved() -> Any:
+            return [a for p in webhook.payloads for a in p["alerts"]
+                    if a["fingerprint"] == fired["fingerprint"] and a["status"] == "resolved"]
+
+        await eventually(resolved, timeout=60)
+
+        async def gone_from_alertmanager() -> Any:
+            alerts = await _alertmanager_alerts(session, alertmanager_url, client)
+            active = [a for a in alerts if a["status"]["state"] == "active" and a["fingerprint"] == fired["fingerprint"]]
+            return not active
+
+        await eventually(gone_from_alertmanager, timeout=60)
+
+    transitions = webhook.transitions()
+    assert len(transitions) == len(set(transitions)), "a transition was delivered twice to the webhook"
+
+    consumer = KafkaConsumer(stack.env["PATHWATCH_TOPICS__ALERTS"], bootstrap_servers=kafka_bootstrap,
+                             auto_offset_reset="earliest", consumer_timeout_ms=3000)
+    try:
+        records = [(m.key, json.loads(m.value)) for m in consumer]
+    finally:
+        consumer.close()
+    on_topic = {(r["fingerprint"], r["status"]) for _, r in records}
+    assert (fired["fingerprint"], "firing") in on_topic
+    assert (fired["fingerprint"], "resolved") in on_topic
+    assert all(key == r["fingerprint"].encode() for key, r in records)
