@@ -7,6 +7,7 @@ stack's Kafka, publishes a simulated stream, reads the live state with the flush
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import re
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from kafka import KafkaConsumer
 
+from streams.publish import publish
 from tests.integration.live_fixtures import (
     LiveStack,
     assert_equivalent,
@@ -142,3 +144,26 @@ def test_two_workers_share_partitions_and_one_can_leave(
     live = stack.report(datetime.fromisoformat(expected["watermark"]))
     assert_equivalent(live, expected)
     assert _owned_partitions(a, topic) == set(range(8))
+
+
+def test_hospital_feeds_in_hl7_and_fhir_are_ingested_live(
+    kafka_bootstrap: str, redis_url: str, unique: str, tmp_path: Path, processes: list[Process]
+) -> None:
+    fixtures = Path(__file__).resolve().parents[1] / "fixtures"
+    stack = live_stack(kafka_bootstrap, redis_url, unique, tmp_path, partitions=2)
+    worker = stack.worker("worker")
+    processes.append(worker)
+    wait_ready(worker)
+    hl7 = tmp_path / "feed.hl7"
+    hl7.write_bytes((fixtures / "hl7/a01_admit.hl7").read_bytes() + b"\r\n" + (fixtures / "hl7/a03_discharge.hl7").read_bytes())
+    assert asyncio.run(publish(stack.settings, hl7, "auto")) == 2
+    assert asyncio.run(publish(stack.settings, fixtures / "fhir/bundle.json", "auto")) == 1
+    broken = tmp_path / "broken.hl7"
+    broken.write_bytes(b"MSH|^~\\&|EPIC|ST-MARYS|PW|PW|not-a-date||ADT^A03|X1|P|2.5\rPID|1\r")
+    asyncio.run(publish(stack.settings, broken, "hl7"))
+    live = stack.report(None)
+    assert live["events"]["accepted"] == 2 + 3  # A01 + A03, and the bundle's three events
+    assert live["events"]["dead_letters"] == 1
+    dead = _dead_letters(stack)
+    assert dead[0]["kind"] == "hl7"
+    assert "MRN-000123" not in json.dumps(live)
