@@ -139,6 +139,11 @@ def build_app(
     Raises ``ValueError`` when no pseudonymisation key is set and ``allow_dev_key`` is off.
     """
     key = settings.pseudonym_key_bytes(live=True)
+    if not settings.store.startswith("memory://"):
+        # faust's RocksDB store files a write under the partition of the event being processed;
+        # stage 1 writes a whole batch (of several partitions) after the broker acknowledged
+        # its outputs, so only the memory store (recovered from the changelog) is correct here.
+        raise ValueError(f"store {settings.store!r} is not supported: use memory:// (state is recovered from changelogs)")
     registry = registry or CollectorRegistry()
     options = AdapterOptions.from_settings(settings)
     runtime = Runtime(
