@@ -5,33 +5,32 @@ scraping every second a child process that builds :class:`pathwatch.metrics.Metr
 and fills it. Then every PromQL expression of every dashboard panel and every recording
 rule must return at least one series; every alerting rule must evaluate, and every
 selector in it must return a series (an alert's condition is false on a healthy stream;
-promtool unit tests cover when each fires). The lead extends the exporter to two real
-workers fed a simulated stream, and compares the summed cells with a replay report.
-A missing prometheus binary FAILS the test.
+promtool unit tests cover when each fires). test_prometheus_workers.py does the same with
+two real workers fed a simulated stream. A missing prometheus binary FAILS the test.
 """
 
 from __future__ import annotations
 
-import json
-import shutil
 import sys
 import time
-import urllib.parse
-import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from pathwatch.metrics import label_guard
+from tests.integration.prometheus_fixtures import (
+    child_env,
+    dashboard_exprs,
+    get,
+    prometheus_binary,
+    query,
+    rules,
+    start_prometheus,
+    wait_for_series,
+)
 from tests.integration.support import Process, free_port
-from tests.promql import dashboard_targets, grafana_to_promql, rule_exprs, selectors
-
-ROOT = Path(__file__).resolve().parents[2]
-RULES_DIR = ROOT / "deploy/prometheus/rules"
-DASHBOARDS = ROOT / "deploy/grafana/dashboards"
+from tests.promql import selectors
 
 EXPORTER = r"""
 import sys, time
@@ -75,109 +74,24 @@ while True:
 """
 
 
-def prometheus_binary() -> str:
-    found = shutil.which("prometheus") or (
-        "/usr/bin/prometheus" if Path("/usr/bin/prometheus").exists() else None
-    )
-    if found is None:
-        pytest.fail("prometheus not found: apt-get install prometheus (integration tests never skip)")
-    return found
-
-
-def query(base: str, expr: str) -> dict[str, Any]:
-    url = f"{base}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
-    with urllib.request.urlopen(url, timeout=10) as response:
-        return json.loads(response.read())
-
-
-def get(base: str, path: str, **params: str) -> dict[str, Any]:
-    url = f"{base}{path}?" + urllib.parse.urlencode(params)
-    with urllib.request.urlopen(url, timeout=10) as response:
-        return json.loads(response.read())
-
-
-def wait_for_series(base: str, expr: str, deadline: float) -> dict[str, Any]:
-    """Query until ``expr`` returns a series or ``deadline`` passes; return the last answer."""
-    while True:
-        answer = query(base, expr)
-        if answer["status"] == "success" and answer["data"]["result"]:
-            return answer
-        if time.monotonic() > deadline:
-            return answer
-        time.sleep(0.5)
-
-
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    binary = prometheus_binary()
+    prometheus_binary()  # fail before starting anything when it is missing
     tmp = tmp_path_factory.mktemp("prometheus")
-    exporter_port, prom_port = free_port(), free_port()
+    exporter_port = free_port()
     exporter = Process(
-        [sys.executable, "-c", EXPORTER, str(exporter_port)], env=_env(), log=tmp / "exporter.log"
-    )
-    config = {
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "rule_files": [str(path) for path in sorted(RULES_DIR.glob("*.yml"))],
-        "scrape_configs": [
-            {"job_name": "pathwatch", "static_configs": [{"targets": [f"127.0.0.1:{exporter_port}"]}]}
-        ],
-    }
-    (tmp / "prometheus.yml").write_text(yaml.safe_dump(config))
-    server = Process(
-        [
-            binary,
-            f"--config.file={tmp / 'prometheus.yml'}",
-            f"--storage.tsdb.path={tmp / 'data'}",
-            f"--web.listen-address=127.0.0.1:{prom_port}",
-            "--log.level=warn",
-        ],
-        env=_env(),
-        log=tmp / "prometheus.log",
-    )
-    exporter.start()
-    server.start()
-    base = f"http://127.0.0.1:{prom_port}"
+        [sys.executable, "-c", EXPORTER, str(exporter_port)], env=child_env(), log=tmp / "exporter.log"
+    ).start()
+    server = None
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if query(base, 'up{job="pathwatch"} == 1')["data"]["result"]:
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"Prometheus never scraped the exporter:\n{server.output()}\n{exporter.output()}")
-            time.sleep(0.5)
+        server = start_prometheus(tmp, [f"127.0.0.1:{exporter_port}"])
         # rate() needs two samples; recording groups run on their own interval (15 s).
-        wait_for_series(base, "pathwatch:measure_rate:suppressed", time.monotonic() + 45)
-        yield base
+        wait_for_series(server.base, "pathwatch:measure_rate:suppressed", time.monotonic() + 45)
+        yield server.base
     finally:
-        server.kill(15)
+        if server is not None:
+            server.stop()
         exporter.kill()
-
-
-def _env() -> dict[str, str]:
-    import os
-
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    return env
-
-
-def dashboard_exprs() -> list[tuple[str, str]]:
-    found = []
-    for path in sorted(DASHBOARDS.glob("*.json")):
-        for title, _, target in dashboard_targets(json.loads(path.read_text())):
-            found.append((f"{path.stem} / {title} / {target['refId']}", grafana_to_promql(target["expr"])))
-    return found
-
-
-def rules() -> list[tuple[str, str, str]]:
-    return [
-        rule
-        for path in sorted(RULES_DIR.glob("*.yml"))
-        for rule in rule_exprs(yaml.safe_load(path.read_text()))
-    ]
 
 
 def test_every_dashboard_expression_returns_a_series(prometheus: str) -> None:
