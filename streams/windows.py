@@ -36,6 +36,11 @@ WAIT_MEASURE = "referral_wait_days"
 _REFERRAL_MEASURES = frozenset({"seen_within_target", "lost_before_contact", "first_contact_dna", WAIT_MEASURE})
 
 
+# Days by which the trailing window of a closed-window measure ends before today: a discharge
+# on day d is final once its window [d+1, d+b] has closed, i.e. from day d+b+1.
+_CLOSED_WINDOW_LAG = {"followup_72h": 4, "followup_7d": 8, "followup_30d": 31, "readmission_30d": 31}
+
+
 @dataclass(frozen=True, slots=True)
 class RateRow:
     measure: str
@@ -187,8 +192,11 @@ class TeamWindows:
         """(numerator, denominator) per rate measure for every team held and ``*``.
 
         ``trailing_days`` None: the whole history (reports); N: index events on the local days
-        (day(now) - N, day(now)]. Rows are ordered by measure (section 3 order), then ``*``,
-        then teams sorted; zero rows are included. ``teams`` adds teams with no observations.
+        (day(now) - N, day(now)], moved back by the measure's outcome window for follow-up and
+        readmission measures (``_CLOSED_WINDOW_LAG``), whose denominators hold only discharges
+        whose window has closed: a plain trailing 28 days would hold no 30-day outcome at all.
+        Rows are ordered by measure (section 3 order), then ``*``, then teams sorted; zero rows
+        are included. ``teams`` adds teams with no observations.
         """
         s = self._s
         teams = self._team_list(teams)
@@ -198,10 +206,11 @@ class TeamWindows:
                 for measure, (num, den) in by_measure.items():
                     sums[(team, measure)] = [num, den]
         else:
-            last = self.config.calendar.day_of(to_us(now))
-            first = last - trailing_days + 1
+            today = self.config.calendar.day_of(to_us(now))
             for team, daily in s.daily.items():
                 for measure, days in daily.items():
+                    last = today - _CLOSED_WINDOW_LAG.get(measure, 0)
+                    first = last - trailing_days + 1
                     acc = [0, 0]
                     for d, (num, den) in days.items():
                         if first <= d <= last:

@@ -49,11 +49,25 @@ def test_team_move_retract_then_upsert() -> None:
 
 def test_trailing_window_uses_local_days() -> None:
     w = TeamWindows(CONFIG)
-    w.apply(obs("old", "north", "2026-03-06 04:59", True))  # local 2026-03-05 23:59 EST
-    w.apply(obs("new", "north", "2026-03-06 05:00", True))  # local 2026-03-06 00:00
+    crisis = "repeat_crisis_30d"  # decided at the index event: its window ends today
+    w.apply(obs("old", "north", "2026-03-06 04:59", True, measure=crisis))  # local 2026-03-05 23:59 EST
+    w.apply(obs("new", "north", "2026-03-06 05:00", True, measure=crisis))  # local 2026-03-06 00:00
     now = datetime(2026, 4, 2, 12, tzinfo=UTC)  # local 2026-04-02: 28 days back is 03-06
-    assert row(w.rates(now, 28), "followup_7d", "north") == (1, 1)
-    assert row(w.rates(now, None), "followup_7d", "north") == (2, 2)
+    assert row(w.rates(now, 28), crisis, "north") == (1, 1)
+    assert row(w.rates(now, None), crisis, "north") == (2, 2)
+
+
+@pytest.mark.parametrize(
+    ("measure", "lag"), [("followup_72h", 4), ("followup_7d", 8), ("followup_30d", 31), ("readmission_30d", 31)]
+)
+def test_closed_window_measures_trail_behind_by_their_window(measure: str, lag: int) -> None:
+    w = TeamWindows(CONFIG)
+    now = datetime(2026, 4, 2, 17, tzinfo=UTC)  # local 2026-04-02
+    last = now - timedelta(days=lag)  # the latest local day whose window has closed
+    w.apply(obs("in", "north", (last).strftime("%Y-%m-%d 17:00"), True, measure=measure))
+    w.apply(obs("too-new", "north", (last + timedelta(days=1)).strftime("%Y-%m-%d 17:00"), True, measure=measure))
+    w.apply(obs("too-old", "north", (last - timedelta(days=28)).strftime("%Y-%m-%d 17:00"), measure=measure))
+    assert row(w.rates(now, 28), measure, "north") == (1, 1)
 
 
 @pytest.mark.parametrize(
