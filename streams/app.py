@@ -51,6 +51,7 @@ from streams.live import (
     encode_tick,
     encode_watermark,
 )
+from streams.windows import TeamWindows
 
 log = logging.getLogger("pathwatch.worker")
 
@@ -175,6 +176,10 @@ def build_app(
         topic_partitions=n,
         topic_replication_factor=settings.replication_factor,
         producer_acks=-1,
+        # Linger a little so the producer packs the many small records of a batch (clients,
+        # changelogs, observations) into few produce requests; with no linger it sent about
+        # three records per request, and request overhead dominated the worker's main loop.
+        producer_linger=0.005,
         consumer_auto_offset_reset="earliest",
         broker_session_timeout=settings.broker_session_timeout,
         broker_heartbeat_interval=settings.broker_heartbeat_interval,
@@ -203,7 +208,6 @@ def build_app(
             metrics.count_dead_letter(result.kind)
             pending.append(await dlq_topic.send(value=result.to_json()))
         else:
-            metrics.count_event(result.type, result.source)
             latency = (wall() - result.time).total_seconds()
             metrics.observe_processing_latency(result.type, max(0.0, latency))
             pending.append(
@@ -280,6 +284,10 @@ def build_app(
             driver.commit(result, metas)
             for event_type in result.late:
                 metrics.count_late_event(event_type)
+            for event_type, source in result.accepted:
+                metrics.count_event(event_type, source)
+            for source in result.duplicates:
+                metrics.count_duplicate(source)
             metrics.set_care_gap_alerts_open(driver.open_alerts(metas))
             for mark in driver.flush_marks(result, metas):
                 for q in range(n):
@@ -291,7 +299,7 @@ def build_app(
         driver = runtime.stage2
         async for ev in stream.events():
             if ev.key == WATERMARK_KEY:
-                watermark_us = driver.mark(ev.value)
+                watermark_us = driver.mark(ev.message.partition, ev.value)
                 if watermark_us is not None:
                     await on_stage2_watermark(watermark_us)
                 continue
@@ -304,14 +312,13 @@ def build_app(
         assert runtime.stage2 is not None
         watermark = from_us(watermark_us)
         held = runtime.stage2.held()
-        rows: list[tuple[str, str, int, int]] = []
-        if held:
-            merged = Stage2Windows.merge(held.values(), runtime.config)
-            for r in merged.rates(watermark, runtime.settings.window_days):
-                rows.append((r.team, r.measure, r.numerator, r.denominator))
-            metrics.set_measures(rows)
-            waits = merged.waits(watermark, runtime.settings.window_days)
-            metrics.set_waits((w.team, w.count, w.p50, w.p90) for w in waits)
+        # the merge over the teams held: its '*' cells are this worker's share (Prometheus sums
+        # them); a worker that holds no team exports zeros (replace semantics), never stale cells
+        merged = TeamWindows.merged(held.values(), runtime.config)
+        rates = merged.rates(watermark, runtime.settings.window_days)
+        metrics.set_measures((r.team, r.measure, r.numerator, r.denominator) for r in rates)
+        waits = merged.waits(watermark, runtime.settings.window_days)
+        metrics.set_waits((w.team, w.count, w.p50, w.p90) for w in waits)
         day = runtime.config.calendar.day_of(watermark_us)
         if runtime.stage2_day is not None and day <= runtime.stage2_day:
             return
@@ -372,7 +379,7 @@ def build_app(
             await dispatcher.dispatch([], wall())
             count_deliveries()
 
-    @app.timer(interval=30.0, name="pathwatch-obligations")
+    @app.timer(interval=max(5.0, 5 * settings.tick_interval.total_seconds()), name="pathwatch-obligations")
     async def obligations() -> None:
         """Open follow-up obligations of the clients this worker holds (read-only scan)."""
         now = wall()
@@ -417,6 +424,8 @@ def build_app(
 
     async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
         forget(())
+        assert runtime.stage2 is not None
+        runtime.stage2.assign(tp.partition for tp in assigned if getattr(tp, "topic", None) == t.observations)
 
     app.on_partitions_revoked.connect(cast(Any, on_revoked))
     app.on_partitions_assigned.connect(cast(Any, on_assigned))
@@ -441,16 +450,6 @@ def _origin(headers: Any) -> bytes | None:
         if name == ORIGIN_HEADER:
             return bytes(value)
     return None
-
-
-class Stage2Windows:
-    """Merging the team windows a worker holds (its share of ``*``)."""
-
-    @staticmethod
-    def merge(parts: Any, config: CoreConfig) -> Any:
-        from streams.windows import TeamWindows
-
-        return TeamWindows.merged(parts, config)
 
 
 async def _dispatcher(settings: Settings) -> Any:

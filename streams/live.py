@@ -169,6 +169,8 @@ class Stage1Result:
     pending: dict[bytes, bytes | None] = field(default_factory=dict)
     flushes: list[tuple[int, str]] = field(default_factory=list)
     late: list[str] = field(default_factory=list)
+    accepted: list[tuple[str, str]] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)
 
 
 class Stage1:
@@ -325,8 +327,10 @@ class Stage1:
             self._keep(p, event.client, state, result)
             if outs and isinstance(outs[0], Duplicate):
                 meta.duplicates += 1
+                result.duplicates.append(event.source)
             else:
                 meta.accepted += 1
+                result.accepted.append((event.type, event.source))
             self._count(meta, outs)
             result.outputs.extend(outs)
             if advanced:
@@ -359,7 +363,8 @@ class Stage2:
         self.source_partitions = source_partitions
         self._windows: dict[str, TeamWindows] = {}
         self._loaded = False
-        self._marks: dict[int, int] = {}
+        self._marks: dict[int, dict[int, int]] = {}
+        self._assigned: set[int] = set()
         self._low = _NEVER
         self._flushes: dict[tuple[str, int], dict[int, bytes]] = {}
 
@@ -369,6 +374,12 @@ class Stage2:
         self._loaded = False
         self._marks.clear()
         self._low = _NEVER
+
+    def assign(self, partitions: Iterable[int]) -> None:
+        """The stage-2 partitions this worker holds now: its watermark waits for all of them."""
+        self._assigned = set(partitions)
+        for stale in set(self._marks) - self._assigned:
+            del self._marks[stale]
 
     def _load(self) -> None:
         for key, raw in self.store.items():
@@ -407,20 +418,27 @@ class Stage2:
             self.store[key] = value
         w.apply(obs)
 
-    def mark(self, value: bytes) -> int | None:
-        """Record a stage-1 partition's watermark. Returns stage 2's watermark (the lowest over
-        all stage-1 partitions) when it has advanced, else None (also until every stage-1
-        partition has reported)."""
+    def mark(self, partition: int, value: bytes) -> int | None:
+        """Record a stage-1 partition's watermark arriving on stage-2 ``partition``.
+
+        A mark on stage-2 partition q comes after every observation stage 1 sent to q before
+        it, so q is complete up to the lowest mark it has from every stage-1 partition. The
+        worker's stage-2 watermark is the lowest over the stage-2 partitions it has heard on.
+        Returns it when it has advanced, else None (also until every stage-1 partition has
+        reported on every such stage-2 partition).
+        """
         mark = _wm_decoder.decode(value)
-        self._marks[mark.partition] = max(self._marks.get(mark.partition, _NEVER), mark.watermark_us)
-        if len(self._marks) < self.source_partitions:
+        marks = self._marks.setdefault(partition, {})
+        marks[mark.partition] = max(marks.get(mark.partition, _NEVER), mark.watermark_us)
+        if not self._assigned <= self._marks.keys():
             return None
-        low = min(self._marks.values())
+        if any(len(m) < self.source_partitions for m in self._marks.values()):
+            return None
+        low = min(min(m.values()) for m in self._marks.values())
         if low <= self._low:
             return None
         self._low = low
         return low
-
 
     def flush(self, partition: int, value: bytes) -> None:
         """Collect a flush mark arriving on stage-2 ``partition``; once every stage-1 partition

@@ -237,10 +237,22 @@ def test_a_flush_completes_only_when_every_stage1_partition_answered(config: Cor
 
 def test_stage2_watermark_is_the_lowest_and_only_moves_forward(config: CoreConfig) -> None:
     stage2 = Stage2(config, {}, 2)
-    assert stage2.mark(encode_watermark(StageWatermark(0, 100))) is None
-    assert stage2.mark(encode_watermark(StageWatermark(1, 50))) == 50
-    assert stage2.mark(encode_watermark(StageWatermark(1, 40))) is None
-    assert stage2.mark(encode_watermark(StageWatermark(1, 150))) == 100
+    assert stage2.mark(0, encode_watermark(StageWatermark(0, 100))) is None
+    assert stage2.mark(0, encode_watermark(StageWatermark(1, 50))) == 50
+    assert stage2.mark(0, encode_watermark(StageWatermark(1, 40))) is None
+    assert stage2.mark(0, encode_watermark(StageWatermark(1, 150))) == 100
+
+
+def test_stage2_waits_for_every_partition_it_holds(config: CoreConfig) -> None:
+    # stage-1 marks reach each stage-2 partition after the observations sent there before them:
+    # a mark on partition 0 says nothing about what is still queued on partition 1
+    stage2 = Stage2(config, {}, 2)
+    stage2.assign({0, 1})
+    for p in (0, 1):
+        assert stage2.mark(0, encode_watermark(StageWatermark(p, 100))) is None
+    assert stage2.mark(1, encode_watermark(StageWatermark(0, 100))) is None
+    assert stage2.mark(1, encode_watermark(StageWatermark(1, 80))) == 80
+    assert stage2.mark(1, encode_watermark(StageWatermark(1, 120))) == 100
 
 
 def msgspec_meta() -> bytes:
