@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any
 
 _FNV_OFFSET = 14695981039346656037
@@ -21,9 +22,14 @@ _SEPARATOR = 0xFF
 
 def fingerprint(labels: Mapping[str, str]) -> str:
     """Alertmanager's label-set fingerprint as 16 hex digits."""
+    return _fingerprint(tuple(sorted(labels.items())))
+
+
+@lru_cache(maxsize=1 << 16)  # an alert's fingerprint is asked for at each of its transitions
+def _fingerprint(pairs: tuple[tuple[str, str], ...]) -> str:
     h = _FNV_OFFSET
-    for name in sorted(labels):
-        for part in (name, labels[name]):
+    for pair in pairs:
+        for part in pair:
             for byte in part.encode("utf-8"):
                 h = ((h ^ byte) * _FNV_PRIME) & _MASK
             h = ((h ^ _SEPARATOR) * _FNV_PRIME) & _MASK

@@ -314,6 +314,9 @@ class ClientState(msgspec.Struct):
     due: int | None = None
     hold: int = _NEVER
     full: int = 0
+    # the breakpoints after min(mw, aw), sorted and unique, as of the last evaluation; None:
+    # unknown (a new or changed history, or a state written before this field), re-listed
+    pend: list[int] | None = None
 
     def to_bytes(self) -> bytes:
         return _state_encoder.encode(self)
@@ -520,12 +523,47 @@ class _Episode:
     severity: str
     start: int
     end: int | None  # known end as of x, else None
-    summary: str
-    description: str
+    text: tuple[int, ...]  # what :func:`_texts` needs; the text is built only when emitted
 
 
 def _day(ordinal: int) -> str:
     return date.fromordinal(ordinal).isoformat()
+
+
+_URGENCIES: Final = ("emergency", "urgent", "routine")
+
+
+def _texts(e: _Episode, config: CoreConfig) -> tuple[str, str]:
+    """The (summary, description) annotations of an alert episode."""
+    name, team, text = e.name, e.team, e.text
+    if name == "FollowUpDue":
+        d = text[0]
+        return (
+            "No follow-up 72 hours after psychiatric discharge",
+            f"Discharged {_day(d)}; follow-up was due by the end of {_day(d + 2)}; team {team}.",
+        )
+    if name == "FollowUpMissed":
+        d = text[0]
+        return (
+            "No follow-up within 7 days of psychiatric discharge",
+            f"Discharged {_day(d)}; no follow-up by the end of {_day(d + 7)}; team {team}.",
+        )
+    if name == "Readmitted30d":
+        return (
+            "Readmitted within 30 days of psychiatric discharge",
+            f"Discharged {_day(text[0])}; admitted {_day(text[1])}; team {team}.",
+        )
+    if name == "ReferralWaiting":
+        day, label, urgency = text
+        target = from_us(label).astimezone(config.calendar.tz)
+        return (
+            f"{_URGENCIES[urgency].capitalize()} referral not seen by its target",
+            f"Referred {_day(day)}; target {target:%Y-%m-%d %H:%M}; team {team}.",
+        )
+    return (
+        f"{config.frequent_crisis_k} crises within {config.frequent_crisis_days} days",
+        f"Latest crisis {_day(text[0])}; team {team}.",
+    )
 
 
 def derive_alerts(recs: list[Rec], x: int, config: CoreConfig) -> dict[str, _Episode]:
@@ -557,11 +595,7 @@ def derive_alerts(recs: list[Rec], x: int, config: CoreConfig) -> dict[str, _Epi
                     break
                 if not blocked:
                     episodes.append(
-                        _Episode(
-                            "FollowUpDue", team, "warning", due, end,
-                            "No follow-up 72 hours after psychiatric discharge",
-                            f"Discharged {_day(d)}; follow-up was due by the end of {_day(d + 2)}; team {team}.",
-                        )
+                        _Episode("FollowUpDue", team, "warning", due, end, (d,))
                     )
             missed = cal.end_of_day(d + FOLLOWUP_MISSED_DAYS)
             if x >= missed:
@@ -575,11 +609,7 @@ def derive_alerts(recs: list[Rec], x: int, config: CoreConfig) -> dict[str, _Epi
                 )
                 if not blocked:
                     episodes.append(
-                        _Episode(
-                            "FollowUpMissed", team, "critical", missed, None,
-                            "No follow-up within 7 days of psychiatric discharge",
-                            f"Discharged {_day(d)}; no follow-up by the end of {_day(d + 7)}; team {team}.",
-                        )
+                        _Episode("FollowUpMissed", team, "critical", missed, None, (d,))
                     )
             close = cal.end_of_day(d + READMISSION_DAYS)
             span = config.readmitted_alert_days * US_PER_DAY
@@ -587,11 +617,7 @@ def derive_alerts(recs: list[Rec], x: int, config: CoreConfig) -> dict[str, _Epi
                 if c.kind == K_ADMISSION and c.flag and start <= c.t < close:
                     end_at = c.t + span
                     episodes.append(
-                        _Episode(
-                            "Readmitted30d", team, "warning", c.t, end_at if end_at <= x else None,
-                            "Readmitted within 30 days of psychiatric discharge",
-                            f"Discharged {_day(d)}; admitted {_day(c.day)}; team {team}.",
-                        )
+                        _Episode("Readmitted30d", team, "warning", c.t, end_at if end_at <= x else None, (d, c.day))
                     )
         elif kind == K_REFERRAL:
             ref = _referral(r, vis, config)
@@ -602,13 +628,9 @@ def derive_alerts(recs: list[Rec], x: int, config: CoreConfig) -> dict[str, _Epi
             if end_t is not None and end_t < ref.target_pass:
                 continue
             severity = "critical" if r.a == "emergency" else "warning"
-            target = from_us(ref.target_label).astimezone(cal.tz)
+            urgency = _URGENCIES.index(r.a)
             episodes.append(
-                _Episode(
-                    "ReferralWaiting", r.team, severity, ref.target_label, end_t,
-                    f"{r.a.capitalize()} referral not seen by its target",
-                    f"Referred {_day(r.day)}; target {target:%Y-%m-%d %H:%M}; team {r.team}.",
-                )
+                _Episode("ReferralWaiting", r.team, severity, ref.target_label, end_t, (r.day, ref.target_label, urgency))
             )
         elif kind == K_CRISIS:
             crises.append(r)
@@ -620,11 +642,7 @@ def derive_alerts(recs: list[Rec], x: int, config: CoreConfig) -> dict[str, _Epi
             end_at = first.t + span
             team = last.team or _responsible(vis, last.t, memory)
             episodes.append(
-                _Episode(
-                    "FrequentCrisis", team, "warning", last.t, end_at if end_at <= x else None,
-                    f"{k} crises within {config.frequent_crisis_days} days",
-                    f"Latest crisis {_day(last.day)}; team {team}.",
-                )
+                _Episode("FrequentCrisis", team, "warning", last.t, end_at if end_at <= x else None, (last.day,))
             )
     return _merge(episodes, x)
 
@@ -644,7 +662,7 @@ def _merge(episodes: list[_Episode], x: int) -> dict[str, _Episode]:
                 continue
             if cur is not None:
                 out[f"{name}\x1f{team}\x1f{severity}\x1f{cur.start}"] = cur
-            cur = _Episode(name, team, severity, e.start, e.end, e.summary, e.description)
+            cur = e  # episodes are fresh from derive_alerts: merging may change its end
         if cur is not None:
             out[f"{name}\x1f{team}\x1f{severity}\x1f{cur.start}"] = cur
     return out
@@ -867,7 +885,7 @@ def _emit_alerts(state: ClientState, x: int, trigger: int, config: CoreConfig, o
         if old is not None and old.end is not None and ep.end is None:
             # a resolved instance stays resolved; a new firing episode would have a new start
             continue
-        new = EmittedAlert(ep.name, ep.team, ep.severity, ep.start, ep.end, ep.summary, ep.description)
+        new = EmittedAlert(ep.name, ep.team, ep.severity, ep.start, ep.end, *_texts(ep, config))
         emitted[key] = new
         outs.append(_alert(state, new))
     for key, old in emitted.items():
@@ -909,19 +927,21 @@ def _breakpoints(state: ClientState, config: CoreConfig) -> list[int]:
 
 
 def _advance(state: ClientState, w: int, a: int, config: CoreConfig, outs: list[Output]) -> list[int]:
-    """Evaluate every breakpoint up to the clocks, in order; returns the later breakpoints."""
+    """Evaluate every breakpoint up to the clocks, in order; returns the later breakpoints
+    (sorted, unique) and keeps those not yet evaluated for both clocks in ``state.pend``."""
     lo = min(state.mw, state.aw)
     hi = max(w, a)
-    later = []
-    points = []
-    for b in _breakpoints(state, config):
-        if b > hi:
-            later.append(b)
-        elif b > lo:
-            points.append(b)
-    if points:
+    pend = state.pend
+    if pend is None:
+        pend = sorted({b for b in _breakpoints(state, config) if b > lo})
+    else:
+        # the kept list starts after an earlier min(mw, aw), which only grows
+        pend = pend[bisect.bisect_right(pend, lo):]
+    split = bisect.bisect_right(pend, hi)
+    if split:
         po, pa = state.mw, state.aw
-        for b in sorted(set(points)):
+        for i in range(split):
+            b = pend[i]
             # in replay both clocks move together: find the changes once for both
             changes = _changes(state.recs, po, b) if po == pa and _INCREMENTAL else None
             if po < b <= w:
@@ -942,6 +962,8 @@ def _advance(state: ClientState, w: int, a: int, config: CoreConfig, outs: list[
                 pa = b
     state.mw = max(state.mw, w)
     state.aw = max(state.aw, a)
+    later = pend[split:]
+    state.pend = pend[bisect.bisect_right(pend, min(state.mw, state.aw)):]
     return later
 
 
@@ -969,6 +991,7 @@ def _orphans_and_prune(state: ClientState, config: CoreConfig, outs: list[Output
             else:
                 keep.append(r)
         state.recs = recs = keep
+        state.pend = None
     cutoff = w - config.horizon_us
     if recs and recs[0].t < cutoff and w >= state.hold:
         max_age = config.max_referral_age_days * US_PER_DAY
@@ -987,6 +1010,7 @@ def _orphans_and_prune(state: ClientState, config: CoreConfig, outs: list[Output
         i = bisect.bisect_left(recs, cutoff, key=lambda r: r.t)
         if i:
             state.recs = recs = recs[i:]
+            state.pend = None
             # what remains may have depended on what went (e.g. a team looked up before the
             # cutoff): the next evaluation re-derives everything, as before pruning
             state.full = _FULL_OBS | _FULL_ALERTS
@@ -1042,6 +1066,7 @@ def step(
                 if rec.ct == _NEVER or c.t < rec.ct:
                     rec.ct = c.t
     bisect.insort(recs, rec, key=_sort_key)
+    state.pend = None
     state.hold = _NEVER
     changed_at = rec.t
     if changed_at < state.mw:
