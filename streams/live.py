@@ -376,16 +376,24 @@ class Stage2:
         self._low = _NEVER
 
     def assign(self, partitions: Iterable[int]) -> None:
-        """The stage-2 partitions this worker holds now: its watermark waits for all of them."""
+        """The stage-2 partitions this worker holds now: its watermark waits for all of them,
+        and only their teams are loaded from the store."""
         self._assigned = set(partitions)
+        self._windows.clear()
+        self._loaded = False
         for stale in set(self._marks) - self._assigned:
             del self._marks[stale]
 
     def _load(self) -> None:
+        # faust's memory store keeps what it held before a rebalance: load only the teams of
+        # the stage-2 partitions assigned now, or a worker would export another's cells
         for key, raw in self.store.items():
             if key.startswith(b"\x00"):
                 continue
-            team = key.split(_SEP, 1)[0].decode()
+            team_key = key.split(_SEP, 1)[0]
+            if self._assigned and partition_for(team_key, self.source_partitions) not in self._assigned:
+                continue
+            team = team_key.decode()
             windows = self._windows.get(team)
             if windows is None:
                 windows = self._windows[team] = TeamWindows(self.config)

@@ -287,3 +287,17 @@ def test_a_redelivery_from_ingestion_is_not_a_duplicate_but_a_resend_is(
     pipeline.run(batch(1000))  # a publisher re-sent the same events: new input offsets
     resent = sum(pipeline.stage1.meta(p).duplicates for p in range(PARTITIONS))
     assert resent == sum(m.duplicates for m in first) + len(sample)
+
+
+def test_stage2_loads_only_the_teams_of_its_partitions(config: CoreConfig) -> None:
+    teams = ["north", "south", "east", "west", "central"]
+    by_partition = {t: partition_for(t.encode(), PARTITIONS) for t in teams}
+    store: dict[bytes, bytes] = {}
+    writer = Stage2(config, store, PARTITIONS)
+    when = datetime(2026, 3, 2, tzinfo=UTC)
+    for team in teams:
+        writer.apply(Observation("repeat_crisis_30d", f"k-{team}", team, when, True).to_bytes())
+    mine = {by_partition["north"]}
+    reader = Stage2(config, store, PARTITIONS)  # the same memory store after a rebalance
+    reader.assign(mine)
+    assert set(reader.held()) == {t for t in teams if by_partition[t] in mine}
