@@ -896,34 +896,34 @@ def _emit_alerts(state: ClientState, x: int, trigger: int, config: CoreConfig, o
 
 def _breakpoints(state: ClientState, config: CoreConfig) -> list[int]:
     """Every instant at which an output of this client could change, unsorted."""
-    cal = config.calendar
-    limit = config.referral_open_limit_days * US_PER_DAY
-    readmit = config.readmitted_alert_days * US_PER_DAY
-    crisis_span = config.frequent_crisis_days * US_PER_DAY
     out: list[int] = []
     for r in state.recs:
-        kind = r.kind
-        if r.ct != _NEVER:
-            out.append(r.ct + 1)
-        # Becoming visible changes outputs only for these kinds: referrals, discharges and
-        # other admissions act at their thresholds, cancels through their target's ``ct``.
-        if kind in (K_CONTACT, K_CLOSED, K_CRISIS) or (kind == K_ADMISSION and r.flag):
-            out.append(r.t + 1)
-        elif kind == K_CANCEL and not r.flag:
-            out.append(r.t + 1)  # becomes an orphan
-        if kind == K_DISCHARGE and r.flag:
-            d = r.day
-            out.extend(
-                (cal.end_of_day(d + 2), cal.end_of_day(d + 3), cal.end_of_day(d + 7), cal.end_of_day(d + 30))
-            )
-        elif kind == K_REFERRAL:
-            out.append(_target(r, config)[0])
-            out.append(r.t + limit + 1)
-        elif kind == K_ADMISSION and r.flag:
-            out.append(r.t + readmit)
-        elif kind == K_CRISIS:
-            out.append(r.t + crisis_span)
+        _rec_breakpoints(r, config, out)
     return out
+
+
+def _rec_breakpoints(r: Rec, config: CoreConfig, out: list[int]) -> None:
+    """The breakpoints of one record (they depend on nothing else), added to ``out``."""
+    kind = r.kind
+    if r.ct != _NEVER:
+        out.append(r.ct + 1)
+    # Becoming visible changes outputs only for these kinds: referrals, discharges and
+    # other admissions act at their thresholds, cancels through their target's ``ct``.
+    if kind in (K_CONTACT, K_CLOSED, K_CRISIS) or (kind == K_ADMISSION and r.flag):
+        out.append(r.t + 1)
+    elif kind == K_CANCEL and not r.flag:
+        out.append(r.t + 1)  # becomes an orphan
+    if kind == K_DISCHARGE and r.flag:
+        cal = config.calendar
+        d = r.day
+        out.extend((cal.end_of_day(d + 2), cal.end_of_day(d + 3), cal.end_of_day(d + 7), cal.end_of_day(d + 30)))
+    elif kind == K_REFERRAL:
+        out.append(_target(r, config)[0])
+        out.append(r.t + config.referral_open_limit_days * US_PER_DAY + 1)
+    elif kind == K_ADMISSION and r.flag:
+        out.append(r.t + config.readmitted_alert_days * US_PER_DAY)
+    elif kind == K_CRISIS:
+        out.append(r.t + config.frequent_crisis_days * US_PER_DAY)
 
 
 def _advance(state: ClientState, w: int, a: int, config: CoreConfig, outs: list[Output]) -> list[int]:
@@ -1052,21 +1052,34 @@ def step(
             outs.append(Duplicate(src, eid))
             return state, outs
     rec = _record(event, cal)
+    pend = state.pend
     if rec.kind == K_CANCEL:
         for r in recs:
             if r.src == src and r.id == rec.ref and r.kind != K_CANCEL:
                 rec.flag = True
                 if r.ct == _NEVER or rec.t < r.ct:
                     r.ct = rec.t
+                    pend = None  # the target's breakpoints changed
                 break
     else:
         for c in recs:
             if c.kind == K_CANCEL and not c.flag and c.src == src and c.ref == eid:
                 c.flag = True
+                pend = None  # the held cancel's breakpoint went
                 if rec.ct == _NEVER or c.t < rec.ct:
                     rec.ct = c.t
     bisect.insort(recs, rec, key=_sort_key)
-    state.pend = None
+    if pend is not None:
+        # breakpoints are per record: the new one only adds its own
+        lo = min(state.mw, state.aw)
+        added: list[int] = []
+        _rec_breakpoints(rec, config, added)
+        for b in added:
+            if b > lo:
+                i = bisect.bisect_left(pend, b)
+                if i == len(pend) or pend[i] != b:
+                    pend.insert(i, b)
+    state.pend = pend
     state.hold = _NEVER
     changed_at = rec.t
     if changed_at < state.mw:
