@@ -126,6 +126,7 @@ class Runtime:
     stage2: Stage2 | None = None
     rules: dict[str, SystemAlertRules] = field(default_factory=dict)
     stage2_day: int | None = None
+    stage2_watermark: datetime | None = None
     ready: bool = False
 
 
@@ -311,6 +312,7 @@ def build_app(
     async def on_stage2_watermark(watermark_us: int) -> None:
         assert runtime.stage2 is not None
         watermark = from_us(watermark_us)
+        runtime.stage2_watermark = watermark
         held = runtime.stage2.held()
         # the merge over the teams held: its '*' cells are this worker's share (Prometheus sums
         # them); a worker that holds no team exports zeros (replace semantics), never stale cells
@@ -381,8 +383,13 @@ def build_app(
 
     @app.timer(interval=max(5.0, 5 * settings.tick_interval.total_seconds()), name="pathwatch-obligations")
     async def obligations() -> None:
-        """Open follow-up obligations of the clients this worker holds (read-only scan)."""
+        """Open follow-up obligations of the clients this worker holds (read-only scan), as of
+        the wall clock, or of stage 2's watermark when alerts follow event time."""
         now = wall()
+        if settings.alert_clock == "event":
+            if runtime.stage2_watermark is None:
+                return
+            now = runtime.stage2_watermark
         found: list[tuple[str, int]] = []
         for key, raw in list(client_table.items()):
             if key.startswith(b"\x00"):
