@@ -127,6 +127,7 @@ class Runtime:
     rules: dict[str, SystemAlertRules] = field(default_factory=dict)
     stage2_day: int | None = None
     stage2_watermark: datetime | None = None
+    gauges_at: datetime | None = None
     ready: bool = False
 
 
@@ -310,8 +311,15 @@ def build_app(
             driver.apply(ev.value)
 
     async def on_stage2_watermark(watermark_us: int) -> None:
+        """Called on every complete set of marks (about once per tick): gauges follow the
+        windows even when a late observation changes them at an unchanged watermark."""
         assert runtime.stage2 is not None
         watermark = from_us(watermark_us)
+        moved = runtime.stage2_watermark != watermark
+        now = wall()
+        if not moved and runtime.gauges_at is not None and now - runtime.gauges_at < settings.tick_interval:
+            return
+        runtime.gauges_at = now
         runtime.stage2_watermark = watermark
         held = runtime.stage2.held()
         # the merge over the teams held: its '*' cells are this worker's share (Prometheus sums

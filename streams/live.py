@@ -431,9 +431,9 @@ class Stage2:
 
         A mark on stage-2 partition q comes after every observation stage 1 sent to q before
         it, so q is complete up to the lowest mark it has from every stage-1 partition. The
-        worker's stage-2 watermark is the lowest over the stage-2 partitions it has heard on.
-        Returns it when it has advanced, else None (also until every stage-1 partition has
-        reported on every such stage-2 partition).
+        worker's stage-2 watermark is the lowest over the stage-2 partitions it holds (it
+        never moves back). Returns it, or None until every stage-1 partition has reported on
+        every stage-2 partition held.
         """
         mark = _wm_decoder.decode(value)
         marks = self._marks.setdefault(partition, {})
@@ -442,11 +442,8 @@ class Stage2:
             return None
         if any(len(m) < self.source_partitions for m in self._marks.values()):
             return None
-        low = min(min(m.values()) for m in self._marks.values())
-        if low <= self._low:
-            return None
-        self._low = low
-        return low
+        self._low = max(self._low, min(min(m.values()) for m in self._marks.values()))
+        return self._low
 
     def flush(self, partition: int, value: bytes) -> None:
         """Collect a flush mark arriving on stage-2 ``partition``; once every stage-1 partition
