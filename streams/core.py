@@ -967,6 +967,21 @@ def _advance(state: ClientState, w: int, a: int, config: CoreConfig, outs: list[
     return later
 
 
+def _forget_breakpoints(state: ClientState, removed: list[Rec], config: CoreConfig) -> None:
+    """Records ``removed`` left the history: the kept breakpoint list stays exact when none of
+    theirs is still pending (the others are per record), else it is listed again."""
+    if state.pend is None:
+        return
+    lo = min(state.mw, state.aw)
+    bps: list[int] = []
+    for r in removed:
+        _rec_breakpoints(r, config, bps)
+    for b in bps:
+        if b > lo:
+            state.pend = None
+            return
+
+
 def _orphans_and_prune(state: ClientState, config: CoreConfig, outs: list[Output]) -> ClientState | None:
     w = state.mw
     recs = state.recs
@@ -990,8 +1005,8 @@ def _orphans_and_prune(state: ClientState, config: CoreConfig, outs: list[Output
                 )
             else:
                 keep.append(r)
+        _forget_breakpoints(state, [r for r in recs if r.kind == K_CANCEL and not r.flag and r.t < w], config)
         state.recs = recs = keep
-        state.pend = None
     cutoff = w - config.horizon_us
     if recs and recs[0].t < cutoff and w >= state.hold:
         max_age = config.max_referral_age_days * US_PER_DAY
@@ -1009,16 +1024,17 @@ def _orphans_and_prune(state: ClientState, config: CoreConfig, outs: list[Output
                     break
         i = bisect.bisect_left(recs, cutoff, key=lambda r: r.t)
         if i:
+            pruned = recs[:i]
             state.recs = recs = recs[i:]
-            state.pend = None
-            # what remains may have depended on what went (e.g. a team looked up before the
-            # cutoff): the next evaluation re-derives everything, as before pruning
-            state.full = _FULL_OBS | _FULL_ALERTS
+            _forget_breakpoints(state, pruned, config)
             if state.obs:
                 state.obs = {k: v for k, v in state.obs.items() if v.t >= cutoff}
             if state.alerts:
                 alert_cutoff = min(state.aw - config.horizon_us, cutoff)
                 state.alerts = {k: v for k, v in state.alerts.items() if v.start >= alert_cutoff}
+            # what remains may have depended on what went (e.g. a team looked up before the
+            # cutoff): the next evaluation re-derives everything, as before pruning
+            state.full = _FULL_OBS | _FULL_ALERTS
     if not recs:
         state.obs = {}
         state.alerts = {k: v for k, v in state.alerts.items() if v.start >= state.aw - config.horizon_us}
