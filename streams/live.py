@@ -133,6 +133,7 @@ def decode_flush_ack(raw: bytes) -> list[PartitionMeta]:
     return [decode_meta(m) for m in _acks_decoder.decode(raw)]
 
 
+CARE_GAP_ALERTS = ("FollowUpDue", "FollowUpMissed", "ReferralWaiting", "FrequentCrisis", "Readmitted30d")
 ORIGIN_HEADER = "pathwatch-origin"
 
 
@@ -250,9 +251,13 @@ class Stage1:
 
     def open_alerts(self, metas: dict[int, PartitionMeta]) -> dict[tuple[str, str], int]:
         """Care-gap alerts firing now, by (alertname, team), over the partitions seen since
-        the last rebalance (``metas`` updates that view)."""
+        the last rebalance (``metas`` updates that view). Every care-gap alertname of every
+        team named in those partitions is present, zeros included, so a dashboard can tell
+        "none open" from "no data"."""
         for p, meta in metas.items():
-            counts: dict[tuple[str, str], int] = {}
+            counts: dict[tuple[str, str], int] = {
+                (name, team): 0 for name in CARE_GAP_ALERTS for team in meta.teams
+            }
             for name, team in meta.firing.values():
                 counts[(name, team)] = counts.get((name, team), 0) + 1
             self._open[p] = counts

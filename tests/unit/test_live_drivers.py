@@ -214,6 +214,7 @@ def test_care_gap_alerts_fire_by_the_wall_clock(config: CoreConfig) -> None:
     due = next(a for a in pipeline.alerts.values() if a.name == "FollowUpDue")
     assert due.ends_at is None
     assert pipeline.open[("FollowUpDue", "north")] == 1
+    assert pipeline.open[("FrequentCrisis", "north")] == 0  # zeros: "none open", not "no data"
     late = _discharge("c" * 32, discharged - timedelta(days=1))
     late = Event("hospital/st-marys", "d-0", late.type, late.time, late.client, late.data)
     pipeline.feed([late])
