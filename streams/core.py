@@ -842,15 +842,22 @@ def _alerts_may_change(
             if not r.flag:
                 continue
             d = r.day
-            if x <= cal.end_of_day(d):
+            start = cal.end_of_day(d)
+            if x <= start:
                 continue  # no episode before the day after the discharge
-            if p < cal.end_of_day(d + FOLLOWUP_DUE_DAYS) <= x or p < cal.end_of_day(d + FOLLOWUP_MISSED_DAYS) <= x:
+            due = cal.end_of_day(d + FOLLOWUP_DUE_DAYS)
+            missed = cal.end_of_day(d + FOLLOWUP_MISSED_DAYS)
+            # crossing a deadline starts an episode unless a follow-up (or admission) visible
+            # at both instants came before it (a change of it is among ``changes``)
+            if (p < due <= x and not _followed_up(recs, r, start, due, p, x)) or (
+                p < missed <= x and not _followed_up(recs, r, start, missed, p, x)
+            ):
                 return True
         elif kind == K_REFERRAL:
             target_pass = _target(r, config)[0]
             if x < target_pass:
                 continue  # no episode before the target passes
-            if p < target_pass:
+            if p < target_pass and not _met_target(recs, r, target_pass, p, x):
                 return True
         elif kind == K_CRISIS:
             if not frequent:
@@ -862,6 +869,40 @@ def _alerts_may_change(
         for c in changes:
             if _depends(r, c, memory) or (kind == K_CRISIS and c.kind == K_CRISIS):
                 return True
+    return False
+
+
+def _followed_up(recs: list[Rec], r: Rec, start: int, before: int, p: int, x: int) -> bool:
+    """Whether discharge ``r`` has a follow-up contact (from ``start``, the end of its day) or
+    an inpatient admission before ``before`` that is visible both as of ``p`` and ``x``."""
+    end = min(before, p)
+    for c in recs:
+        if c.t >= end:
+            return False
+        if c.ct != _NEVER and c.ct < x:
+            continue
+        kind = c.kind
+        if (kind == K_CONTACT and c.flag and c.t >= start) or (kind == K_ADMISSION and c.flag and c.t >= r.t):
+            return True
+    return False
+
+
+def _met_target(recs: list[Rec], r: Rec, target_pass: int, p: int, x: int) -> bool:
+    """Whether referral ``r`` has, before ``target_pass``, an attended contact of its team or
+    referral, or its closure, visible both as of ``p`` and ``x`` (then it has no episode)."""
+    end = min(target_pass, p)
+    i = bisect.bisect_left(recs, r.t, key=_rec_t)
+    for c in recs[i:]:
+        if c.t >= end:
+            return False
+        if c.ct != _NEVER and c.ct < x:
+            continue
+        kind = c.kind
+        if kind == K_CLOSED:
+            if c.ref == r.ref:
+                return True
+        elif kind == K_CONTACT and c.a == "attended" and (c.team == r.team or c.ref == r.ref):
+            return True
     return False
 
 
