@@ -80,10 +80,11 @@ def simulate(path: Path, clients: int, days: int, seed: int, bad_fraction: float
     return path
 
 
-def replay_report(path: Path, settings: Any) -> dict[str, Any]:
-    """The in-process reference: the same core, one partition, end of input = end of time."""
+def replay_engine(path: Path, settings: Any, pseudonym_key: str = PSEUDONYM_KEY) -> Engine:
+    """The in-process reference over a JSONL file, finished (end of input = end of time):
+    the same decoding and core as the workers, one partition."""
     engine = Engine(CoreConfig.from_settings(settings))
-    decoder = Decoder(PSEUDONYM_KEY.encode(), settings.max_message_bytes)
+    decoder = Decoder(pseudonym_key.encode(), settings.max_message_bytes)
     for number, line in enumerate(path.read_bytes().splitlines(), 1):
         result = decoder.decode(line, Origin(file=str(path), line=number))
         if isinstance(result, DeadLetter):
@@ -91,7 +92,12 @@ def replay_report(path: Path, settings: Any) -> dict[str, Any]:
         else:
             engine.feed(result)
     engine.finish()
-    return engine.report()
+    return engine
+
+
+def replay_report(path: Path, settings: Any) -> dict[str, Any]:
+    """The replay report of ``path`` (see :func:`replay_engine`)."""
+    return replay_engine(path, settings).report()
 
 
 def care_gap(report: dict[str, Any]) -> list[dict[str, Any]]:

@@ -21,10 +21,6 @@ from typing import Any
 import pytest
 import yaml
 
-from schemas.deadletter import DeadLetter, Origin
-from schemas.decode import Decoder
-from streams.core import CoreConfig
-from streams.engine import Engine
 from tests.integration.support import Process, free_port
 from tests.promql import dashboard_targets, grafana_to_promql, rule_exprs
 
@@ -153,19 +149,3 @@ def rules() -> list[tuple[str, str, str]]:
     ]
 
 
-def replay_engine(path: Path, settings: Any, pseudonym_key: str) -> Engine:
-    """The in-process reference over a JSONL file, finished (end of input = end of time).
-
-    The same decoding and core as live_fixtures.replay_report, but the engine itself is
-    returned so a test can read its trailing-window rates at its final watermark.
-    """
-    engine = Engine(CoreConfig.from_settings(settings))
-    decoder = Decoder(pseudonym_key.encode(), settings.max_message_bytes)
-    for number, line in enumerate(path.read_bytes().splitlines(), 1):
-        result = decoder.decode(line, Origin(file=str(path), line=number))
-        if isinstance(result, DeadLetter):
-            engine.feed_dead_letter(result)
-        else:
-            engine.feed(result)
-    engine.finish()
-    return engine

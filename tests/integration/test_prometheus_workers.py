@@ -35,6 +35,7 @@ from tests.integration.live_fixtures import (
     LiveStack,
     assert_equivalent,
     live_stack,
+    replay_engine,
     wait_ready,
 )
 from tests.integration.prometheus_fixtures import (
@@ -42,7 +43,6 @@ from tests.integration.prometheus_fixtures import (
     dashboard_exprs,
     prometheus_binary,
     query,
-    replay_engine,
     rules,
     samples,
     start_prometheus,
