@@ -857,8 +857,16 @@ def _alerts_may_change(
             target_pass = _target(r, config)[0]
             if x < target_pass:
                 continue  # no episode before the target passes
-            if p < target_pass and not _met_target(recs, r, target_pass, p, x):
+            settled = _settled_at(recs, r, p, x)
+            if p < target_pass and (settled is None or settled >= target_pass):
                 return True
+            if settled is not None:
+                # its episode ends at its earliest attended contact or closure: a change after
+                # one visible at both instants cannot move it
+                for c in changes:
+                    if c.t <= settled and _depends(r, c, memory):
+                        return True
+                continue
         elif kind == K_CRISIS:
             if not frequent:
                 continue
@@ -887,23 +895,23 @@ def _followed_up(recs: list[Rec], r: Rec, start: int, before: int, p: int, x: in
     return False
 
 
-def _met_target(recs: list[Rec], r: Rec, target_pass: int, p: int, x: int) -> bool:
-    """Whether referral ``r`` has, before ``target_pass``, an attended contact of its team or
-    referral, or its closure, visible both as of ``p`` and ``x`` (then it has no episode)."""
-    end = min(target_pass, p)
+def _settled_at(recs: list[Rec], r: Rec, p: int, x: int) -> int | None:
+    """The time of referral ``r``'s earliest attended contact of its team or referral, or its
+    closure, among those visible both as of ``p`` and ``x``; None when there is none. (The
+    referral's episode ends at the earliest of all of these.)"""
     i = bisect.bisect_left(recs, r.t, key=_rec_t)
     for c in recs[i:]:
-        if c.t >= end:
-            return False
+        if c.t >= p:
+            return None
         if c.ct != _NEVER and c.ct < x:
             continue
         kind = c.kind
         if kind == K_CLOSED:
             if c.ref == r.ref:
-                return True
+                return c.t
         elif kind == K_CONTACT and c.a == "attended" and (c.team == r.team or c.ref == r.ref):
-            return True
-    return False
+            return c.t
+    return None
 
 
 def _alert(state: ClientState, e: EmittedAlert) -> Alert:
