@@ -808,9 +808,12 @@ def _affected_observations(
             hit = False
         else:
             continue
-        if not hit:
+        if not hit and changes:
+            # a referral's observations depend only on what comes up to its earliest attended
+            # contact or closure: changes after one visible at both instants cannot move them
+            settled = _settled_at(recs, r, p, x) if kind == K_REFERRAL else None
             for c in changes:
-                if _depends(r, c, memory):
+                if (settled is None or c.t <= settled) and _depends(r, c, memory):
                     hit = True
                     break
         if hit:
