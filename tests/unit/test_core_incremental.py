@@ -21,16 +21,7 @@ import streams.core as core
 from schemas.model import Event
 from streams.core import CoreConfig
 from streams.engine import Engine
-from tests.fixtures.core.build import (
-    admission,
-    cancel,
-    closed,
-    contact,
-    crisis,
-    discharge,
-    ny,
-    referral,
-)
+from tests.fixtures.core.build import contact, discharge, draw_history, ny, referral
 
 START = ny("2026-03-01 00:00")
 CONFIG = CoreConfig(timezone="America/New_York")
@@ -43,42 +34,8 @@ def streams(draw: st.DrawFn) -> tuple[list[Event], int]:
     # mostly dense streams (many interactions), sometimes spread over most of a year (pruning)
     span_days = draw(st.sampled_from([20, 50, 50, 300]))
     clients = draw(st.integers(1, 3))
-    events: list[Event] = []
-    for i in range(n):
-        client = f"c{draw(st.integers(0, clients - 1))}"
-        when = START + timedelta(minutes=30 * draw(st.integers(0, span_days * 48)))
-        kind = draw(st.sampled_from(
-            ["referral", "closed", "contact", "contact", "crisis", "admission", "discharge", "cancel", "dup"]
-        ))
-        team = draw(st.sampled_from(TEAMS))
-        ref = f"r{draw(st.integers(0, 2))}"
-        kw = {"client": client, "id": f"e{i}"}
-        if kind == "referral":
-            e = referral(when, team=team, referral_id=ref,
-                         urgency=draw(st.sampled_from(["emergency", "urgent", "routine"])), **kw)
-        elif kind == "closed":
-            e = closed(when, referral_id=ref, reason=draw(st.sampled_from(["seen", "declined", "no_contact"])), **kw)
-        elif kind == "contact":
-            e = contact(when, team=team,
-                        status=draw(st.sampled_from(["attended", "attended", "did_not_attend", "cancelled"])),
-                        mode=draw(st.sampled_from(["face_to_face", "telephone", "text"])),
-                        referral_id=draw(st.sampled_from([None, ref])), **kw)
-        elif kind == "crisis":
-            e = crisis(when, team=draw(st.sampled_from([None, team])), **kw)
-        elif kind == "admission":
-            e = admission(when, setting=draw(st.sampled_from(["inpatient", "inpatient", "observation"])), **kw)
-        elif kind == "discharge":
-            e = discharge(when, team=draw(st.sampled_from([None, team])),
-                          disposition=draw(st.sampled_from(["home", "home", "died"])), **kw)
-        elif kind == "cancel" and events:
-            target = draw(st.sampled_from(events))
-            later = target.time + timedelta(minutes=30 * draw(st.integers(0, 20 * 48)))
-            e = cancel(later, target, id=f"e{i}")
-        elif kind == "dup" and events:
-            e = draw(st.sampled_from(events))
-        else:
-            continue
-        events.append(e)
+    kinds = ("referral", "closed", "contact", "contact", "crisis", "admission", "discharge", "cancel", "dup")
+    events = draw_history(draw, n, START, span_days, clients, TEAMS, kinds)
     # arrival: time plus a delay of up to twice the lateness (so some events are late)
     hours = 2 * int(CONFIG.allowed_lateness / timedelta(hours=1))
     delays = [timedelta(hours=draw(st.integers(0, hours))) for _ in events]
