@@ -793,6 +793,7 @@ def _affected_observations(
     out = []
     for r in recs:
         kind = r.kind
+        settled: int | None = None
         if kind == K_DISCHARGE:
             if not r.flag:
                 continue
@@ -803,15 +804,25 @@ def _affected_observations(
                 or p < cal.end_of_day(d + READMISSION_DAYS) <= x
             )
         elif kind == K_REFERRAL:
-            hit = p < _target(r, config)[0] <= x or p < r.t + limit + 1 <= x
+            to_target = p < _target(r, config)[0] <= x
+            to_limit = p < r.t + limit + 1 <= x
+            if not (to_target or to_limit or changes):
+                continue
+            # a referral's observations depend only on what comes up to its earliest attended
+            # contact or closure: changes after one visible at both instants cannot move them;
+            # passing the open limit changes nothing then, passing the target only when that
+            # is a closure (not seen: seen_within_target appears, false)
+            first = _settling(recs, r, p, x)
+            if first is None:
+                hit = to_target or to_limit
+            else:
+                hit = to_target and first.kind == K_CLOSED
+                settled = first.t
         elif kind == K_CRISIS:
             hit = False
         else:
             continue
         if not hit and changes:
-            # a referral's observations depend only on what comes up to its earliest attended
-            # contact or closure: changes after one visible at both instants cannot move them
-            settled = _settled_at(recs, r, p, x) if kind == K_REFERRAL else None
             for c in changes:
                 if (settled is None or c.t <= settled) and _depends(r, c, memory):
                     hit = True
@@ -902,6 +913,12 @@ def _settled_at(recs: list[Rec], r: Rec, p: int, x: int) -> int | None:
     """The time of referral ``r``'s earliest attended contact of its team or referral, or its
     closure, among those visible both as of ``p`` and ``x``; None when there is none. (The
     referral's episode ends at the earliest of all of these.)"""
+    first = _settling(recs, r, p, x)
+    return None if first is None else first.t
+
+
+def _settling(recs: list[Rec], r: Rec, p: int, x: int) -> Rec | None:
+    """The record of :func:`_settled_at`."""
     i = bisect.bisect_left(recs, r.t, key=_rec_t)
     for c in recs[i:]:
         if c.t >= p:
@@ -911,9 +928,9 @@ def _settled_at(recs: list[Rec], r: Rec, p: int, x: int) -> int | None:
         kind = c.kind
         if kind == K_CLOSED:
             if c.ref == r.ref:
-                return c.t
+                return c
         elif kind == K_CONTACT and c.a == "attended" and (c.team == r.team or c.ref == r.ref):
-            return c.t
+            return c
     return None
 
 
