@@ -13,9 +13,12 @@ import json
 import re
 import signal
 import time
+import urllib.error
+import urllib.request
 from datetime import datetime
 from pathlib import Path
 
+import pytest
 from kafka import KafkaConsumer
 
 from streams.publish import publish
@@ -71,6 +74,13 @@ def test_live_equals_replay_and_bad_input_is_dead_lettered(
         assert base64.b64decode(str(record["original_base64"]))
     metrics = scrape(worker)
     assert re.search(r'pathwatch_dead_letters_total\{reason="[a-z_]+"\} [1-9]', metrics)
+    base = f"http://127.0.0.1:{worker.web_port}"  # type: ignore[attr-defined]
+    with urllib.request.urlopen(f"{base}/health", timeout=5) as response:  # noqa: S310 - loopback
+        assert json.loads(response.read()) == {"status": "ok"}
+    for table in ("client-state", "team-observations"):  # no endpoint serves table contents
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"{base}/table/{table}/", timeout=5)  # noqa: S310 - loopback
+        assert refused.value.code == 404
     assert "MRN-" not in metrics  # no raw client identifier in any label
 
 
