@@ -50,11 +50,13 @@ from streams.live import (
     encode_origin,
     encode_tick,
     encode_watermark,
+    partition_for,
 )
 from streams.windows import TeamWindows
 
 log = logging.getLogger("pathwatch.worker")
 
+_STAGE1_RETRIES = 5
 _DELIVERY_OUTCOMES = {"sent": "delivered", "repeated": "delivered", "retry": "retryable_error", "skipped": "deduplicated"}
 _RAW: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
 
@@ -84,6 +86,17 @@ def alert_to_bytes(alert: Alert) -> bytes:
 def alert_from_bytes(raw: bytes) -> Alert:
     wire = _alert_decoder.decode(raw)
     return Alert(wire.labels, wire.startsAt, wire.endsAt, wire.annotations)
+
+
+class ClientStateTable(faust.Table):
+    """Stage 1's table: a key's changelog partition is the one Kafka's default partitioner
+    gives it, i.e. the partition of the client's input messages (stage 1 writes a batch of
+    several partitions at once, so faust's "partition of the current event" would not do).
+    Computed here rather than asked of the producer, which needs the changelog topic's
+    metadata and fails until it has it on a new deployment."""
+
+    def partition_for_key(self, key: Any) -> int | None:
+        return partition_for(key, self.partitions or 1)
 
 
 class SafeMetrics:
@@ -197,7 +210,10 @@ def build_app(
     dlq_topic = app.topic(t.dead_letters, partitions=1, **_RAW)
 
     # bytes key and value types make faust use the raw codec both for writes and for recovery
-    client_table = app.Table("client-state", partitions=n, use_partitioner=True, key_type=bytes, value_type=bytes)
+    client_table = ClientStateTable(
+        app, name="client-state", beacon=app.tables.beacon, partitions=n, key_type=bytes, value_type=bytes
+    )
+    app.tables.add(client_table)
     obs_table = app.Table("team-observations", partitions=n, key_type=bytes, value_type=bytes)
     runtime.stage1 = Stage1(
         runtime.config, client_table, n, alert_clock=settings.alert_clock, wall=wall
@@ -252,6 +268,43 @@ def build_app(
         async for batch in stream.take_events(100, within=0.05):
             await ingest_batch(batch, runtime.fhir.convert)
 
+    async def stage1_batch(driver: Stage1, messages: list[Message]) -> None:
+        result, metas = driver.process(messages)
+        pending: list[Any] = []
+        now = wall()
+        for o in result.outputs:
+            if isinstance(o, Observation):
+                pending.append(await obs_topic.send(key=o.team.encode(), value=o.to_bytes()))
+            elif isinstance(o, Alert):
+                pending.append(await transitions_topic.send(key=o.fingerprint.encode(), value=alert_to_bytes(o)))
+            elif isinstance(o, DeadLetter):
+                pending.append(await dlq_topic.send(value=o.to_json()))
+        for p, watermark_us in result.watermarks.items():
+            mark = encode_watermark(StageWatermark(p, watermark_us))
+            for q in range(n):
+                pending.append(await obs_topic.send(key=WATERMARK_KEY, value=mark, partition=q))
+        await asyncio.gather(*pending)
+        driver.commit(result, metas)
+        for o in result.outputs:
+            if isinstance(o, Observation) and o.correction:
+                metrics.count_correction(o.measure)
+            elif isinstance(o, Alert) and o.ends_at is None:
+                metrics.observe_alert_latency(o.name, max(0.0, (now - o.starts_at).total_seconds()))
+            elif isinstance(o, DeadLetter):
+                metrics.count_dead_letter(o.kind)
+        for p, watermark_us in result.watermarks.items():
+            metrics.set_watermark(t.clients, p, from_us(watermark_us))
+        for event_type in result.late:
+            metrics.count_late_event(event_type)
+        for event_type, source in result.accepted:
+            metrics.count_event(event_type, source)
+        for source in result.duplicates:
+            metrics.count_duplicate(source)
+        metrics.set_care_gap_alerts_open(driver.open_alerts(metas))
+        for mark in driver.flush_marks(result, metas):
+            for q in range(n):
+                await obs_topic.send(key=FLUSH_KEY, value=mark, partition=q)
+
     @app.agent(clients_topic, name="pathwatch-stage1")
     async def stage1(stream: Any) -> None:
         assert runtime.stage1 is not None
@@ -260,40 +313,22 @@ def build_app(
             messages = [
                 Message(e.message.partition, e.message.offset, e.key, e.value, _origin(e.headers)) for e in batch
             ]
-            result, metas = driver.process(messages)
-            pending: list[Any] = []
-            now = wall()
-            for o in result.outputs:
-                if isinstance(o, Observation):
-                    pending.append(await obs_topic.send(key=o.team.encode(), value=o.to_bytes()))
-                    if o.correction:
-                        metrics.count_correction(o.measure)
-                elif isinstance(o, Alert):
-                    pending.append(
-                        await transitions_topic.send(key=o.fingerprint.encode(), value=alert_to_bytes(o))
-                    )
-                    if o.ends_at is None:
-                        metrics.observe_alert_latency(o.name, max(0.0, (now - o.starts_at).total_seconds()))
-                elif isinstance(o, DeadLetter):
-                    metrics.count_dead_letter(o.kind)
-                    pending.append(await dlq_topic.send(value=o.to_json()))
-            for p, watermark_us in result.watermarks.items():
-                mark = encode_watermark(StageWatermark(p, watermark_us))
-                for q in range(n):
-                    pending.append(await obs_topic.send(key=WATERMARK_KEY, value=mark, partition=q))
-                metrics.set_watermark(t.clients, p, from_us(watermark_us))
-            await asyncio.gather(*pending)
-            driver.commit(result, metas)
-            for event_type in result.late:
-                metrics.count_late_event(event_type)
-            for event_type, source in result.accepted:
-                metrics.count_event(event_type, source)
-            for source in result.duplicates:
-                metrics.count_duplicate(source)
-            metrics.set_care_gap_alerts_open(driver.open_alerts(metas))
-            for mark in driver.flush_marks(result, metas):
-                for q in range(n):
-                    await obs_topic.send(key=FLUSH_KEY, value=mark, partition=q)
+            # A failed send leaves nothing written: the batch is run again (the in-memory
+            # indexes are rebuilt from the table first). The batch is never dropped: after the
+            # retries the worker stops with the error (faust would restart only the agent and
+            # skip the batch), and its input is read again from the committed offsets.
+            for attempt in range(_STAGE1_RETRIES + 1):
+                try:
+                    await stage1_batch(driver, messages)
+                    break
+                except Exception as exc:
+                    if attempt == _STAGE1_RETRIES:
+                        log.critical("stage 1 batch failed %d times; stopping the worker", attempt + 1)
+                        await app.crash(exc)
+                        raise
+                    log.exception("stage 1 batch failed (attempt %d); retrying", attempt + 1)
+                    driver.forget()
+                    await asyncio.sleep(min(0.5 * 2**attempt, 10.0))
 
     @app.agent(obs_topic, name="pathwatch-stage2")
     async def stage2(stream: Any) -> None:
