@@ -36,7 +36,7 @@ from aiokafka.partitioner import murmur2
 
 from alerts.model import Alert
 from schemas.deadletter import DeadLetter
-from schemas.model import ALL_TEAMS, decode_internal
+from schemas.model import decode_internal
 from streams.calendar import from_us, to_us
 from streams.core import ClientState, Clock, CoreConfig, Duplicate, Observation, Output, step, sweep
 from streams.windows import TeamWindows
@@ -460,20 +460,3 @@ class Stage2:
             del self._flushes[(mark.flush, partition)]
             ordered = [marks[p] for p in sorted(marks)]
             self.store[FLUSH_ACK_PREFIX + mark.flush.encode()] = _tick_encoder.encode(ordered)
-
-
-def split_outputs(outputs: Iterable[Output]) -> tuple[list[Observation], list[Alert], list[DeadLetter]]:
-    observations: list[Observation] = []
-    alerts: list[Alert] = []
-    dead: list[DeadLetter] = []
-    for o in outputs:
-        if isinstance(o, Observation):
-            observations.append(o)
-        elif isinstance(o, Alert):
-            alerts.append(o)
-        elif isinstance(o, DeadLetter):
-            dead.append(o)
-    return observations, alerts, dead
-
-
-__all__ = ["ALL_TEAMS", "Message", "Stage1", "Stage2", "Tick", "StageWatermark", "TICK_KEY", "WATERMARK_KEY"]
