@@ -66,7 +66,7 @@ from kafka.admin import KafkaAdminClient, NewTopic
 
 from pathwatch.simulate import SimulationOptions, write
 from schemas.pseudonym import Pseudonymiser
-from streams.publish import records
+from streams.publish import records, send_records
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "bench-live-key"
@@ -224,7 +224,7 @@ def simulated_items(events: int, seed: int, tmp: Path) -> Items:
         clients = int(clients * 1.3 * events / len(lines)) + 1
     path = tmp / "events.jsonl"
     path.write_bytes(b"".join(lines[:events]))
-    _, items = records(path, "jsonl", Pseudonymiser(KEY.encode()))
+    _, items = records(path, "events", Pseudonymiser(KEY.encode()))
     return items
 
 
@@ -234,13 +234,7 @@ async def produce(bootstrap: str, topic: str, items: Items) -> float:
     await producer.start()
     start = time.perf_counter()
     try:
-        pending = []
-        for i, (key, value) in enumerate(items, 1):
-            pending.append(await producer.send(topic, value=value, key=key))
-            if i % 1000 == 0:
-                await asyncio.gather(*pending)
-                pending.clear()
-        await asyncio.gather(*pending)
+        await send_records(producer, topic, list(items))
     finally:
         await producer.stop()
     return time.perf_counter() - start

@@ -12,9 +12,10 @@ Delivery guarantees (at-least-once input, exactly-once effect):
   metadata holds the highest input offset applied; after a crash, messages at or below it are
   skipped, and those above it are processed again. Their outputs are upserts (observations by
   key) or alert states that delivery de-duplicates, so a replayed batch adds nothing twice.
-* Stage-1 table keys are written to the changelog partition the producer's partitioner picks
-  (``use_partitioner``), which is the partition of the input message, since both are keyed by
-  the client pseudonym. Metadata keys are chosen so that they hash to their own partition.
+* Stage-1 table keys are written to the changelog partition Kafka's default partitioner gives
+  them (:func:`partition_for`, in the app's table class), which is the partition of the input
+  message, since both are keyed by the client pseudonym. Metadata keys are chosen so that
+  they hash to their own partition.
 * Stage 2 upserts each observation under ``team + key`` in the current event's partition.
 
 Ticks: a timer sends one tick per partition of the ``clients`` topic. A tick advances that

@@ -11,6 +11,7 @@ bad input. HL7 v2 files are split into messages for the ``hl7`` topic; FHIR file
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
@@ -69,18 +70,31 @@ async def publish(settings: Settings, path: Path, fmt: str, console: Console | N
             console=console, disable=console is None or len(items) < 1000, transient=True,
         ) as progress:
             task = progress.add_task("publish", total=len(items))
-            pending = []
-            for i, (key, value) in enumerate(items, 1):
-                pending.append(await producer.send(topic, value=value, key=key))
-                if i % 1000 == 0:
-                    await asyncio.gather(*pending)
-                    pending.clear()
-                    progress.update(task, completed=i)
-            await asyncio.gather(*pending)
-            progress.update(task, completed=len(items))
+            await send_records(producer, topic, items, lambda done: progress.update(task, completed=done))
     finally:
         await producer.stop()
     return len(items)
+
+
+async def send_records(
+    producer: AIOKafkaProducer,
+    topic: str,
+    items: list[tuple[bytes | None, bytes]],
+    on_progress: Callable[[int], object] | None = None,
+) -> None:
+    """Send ``items`` in order, waiting for the broker's acknowledgements every 1,000 records
+    and at the end. Raises on a broker error."""
+    pending = []
+    for i, (key, value) in enumerate(items, 1):
+        pending.append(await producer.send(topic, value=value, key=key))
+        if i % 1000 == 0:
+            await asyncio.gather(*pending)
+            pending.clear()
+            if on_progress is not None:
+                on_progress(i)
+    await asyncio.gather(*pending)
+    if on_progress is not None:
+        on_progress(len(items))
 
 
 def run_publish(file: str, settings: Settings, console: Console, fmt: str = "auto") -> int:
