@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -21,24 +20,14 @@ from alerts.rules import (
     transitions,
 )
 from pathwatch.config import Settings
+from tests.fixtures.alerts import Point, Row
 
 T0 = datetime(2025, 4, 7, tzinfo=UTC)
 MONDAY = date(2025, 1, 6)
 
 
-@dataclass(frozen=True)
-class Point:
-    week_start: date
-    numerator: int
-    denominator: int
 
 
-@dataclass(frozen=True)
-class Row:
-    team: str
-    measure: str
-    numerator: int
-    denominator: int
 
 
 def weeks(pairs: list[tuple[int, int]], start: date = MONDAY) -> list[Point]:

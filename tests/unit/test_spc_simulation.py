@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import random
 import sys
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 from alerts.model import Status
 from alerts.rules import SPECIAL_CAUSE, AlertRulesConfig, SystemAlertRules
+from tests.fixtures.alerts import Point, Row
 
 START = date(2025, 1, 6)  # a Monday
 WEEKS = 52
@@ -23,19 +23,8 @@ CHANGE_WEEK = 20
 MEASURE = "followup_7d"
 
 
-@dataclass(frozen=True)
-class Point:
-    week_start: date
-    numerator: int
-    denominator: int
 
 
-@dataclass(frozen=True)
-class Row:
-    team: str
-    measure: str
-    numerator: int
-    denominator: int
 
 
 def binomial(rng: random.Random, n: int, p: float) -> int:
