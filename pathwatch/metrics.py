@@ -305,6 +305,11 @@ class Metrics:
         self.corrections = counter(
             "corrections", "Final measure outcomes revised by a late event.", ("measure",)
         )
+        self.input_rewinds = counter(
+            "input_rewinds",
+            "Times a partition was read again from the next offset to apply (messages were not delivered).",
+            ("topic",),
+        )
         self.consumer_lag = gauge(
             "consumer_lag_messages",
             "Messages between the committed offset and the end of a partition.",
@@ -432,6 +437,9 @@ class Metrics:
 
     def count_dead_letter(self, kind: DeadLetterKind) -> None:
         self.dead_letters.labels(kind.value).inc()
+
+    def count_rewind(self, topic: str) -> None:
+        self.input_rewinds.labels(topic).inc()
 
     def count_duplicate(self, source: str) -> None:
         self.duplicates.labels(source).inc()

@@ -23,6 +23,7 @@ from typing import Any, cast
 
 import faust
 import msgspec
+from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from alerts.model import Alert
@@ -39,18 +40,22 @@ from streams.calendar import from_us, to_us
 from streams.core import ClientState, CoreConfig, Observation, open_followups
 from streams.live import (
     FLUSH_KEY,
+    GAP,
     ORIGIN_HEADER,
+    SEEN,
     TICK_KEY,
     WATERMARK_KEY,
     Message,
+    Positions,
     Stage1,
     Stage2,
     StageWatermark,
     Tick,
+    admit,
     encode_origin,
     encode_tick,
     encode_watermark,
-    partition_for,
+    table_partition,
 )
 from streams.windows import TeamWindows
 
@@ -88,15 +93,15 @@ def alert_from_bytes(raw: bytes) -> Alert:
     return Alert(wire.labels, wire.startsAt, wire.endsAt, wire.annotations)
 
 
-class ClientStateTable(faust.Table):
-    """Stage 1's table: a key's changelog partition is the one Kafka's default partitioner
-    gives it, i.e. the partition of the client's input messages (stage 1 writes a batch of
-    several partitions at once, so faust's "partition of the current event" would not do).
-    Computed here rather than asked of the producer, which needs the changelog topic's
-    metadata and fails until it has it on a new deployment."""
+class KeyedTable(faust.Table):
+    """A table whose changelog partition follows from the key (:func:`streams.live.table_partition`):
+    a client's state goes with the client's input messages, a team's observations with the
+    team's. The stages write a batch of several partitions at once, so faust's "partition of
+    the current event" would not do. Computed here rather than asked of the producer, which
+    needs the changelog topic's metadata and fails until it has it on a new deployment."""
 
     def partition_for_key(self, key: Any) -> int | None:
-        return partition_for(key, self.partitions or 1)
+        return table_partition(key, self.partitions or 1)
 
 
 class SafeMetrics:
@@ -210,15 +215,41 @@ def build_app(
     dlq_topic = app.topic(t.dead_letters, partitions=1, **_RAW)
 
     # bytes key and value types make faust use the raw codec both for writes and for recovery
-    client_table = ClientStateTable(
-        app, name="client-state", beacon=app.tables.beacon, partitions=n, key_type=bytes, value_type=bytes
-    )
-    app.tables.add(client_table)
-    obs_table = app.Table("team-observations", partitions=n, key_type=bytes, value_type=bytes)
+    def keyed_table(name: str) -> KeyedTable:
+        table = KeyedTable(app, name=name, beacon=app.tables.beacon, partitions=n, key_type=bytes, value_type=bytes)
+        app.tables.add(table)
+        return table
+
+    client_table = keyed_table("client-state")
+    obs_table = keyed_table("team-observations")
+    positions = Positions(keyed_table("input-positions"), n)
     runtime.stage1 = Stage1(
         runtime.config, client_table, n, alert_clock=settings.alert_clock, wall=wall
     )
-    runtime.stage2 = Stage2(runtime.config, obs_table, n)
+    runtime.stage2 = Stage2(runtime.config, obs_table, n, t.observations)
+    floors: dict[tuple[str, int], int] = {}
+
+    async def rewind(topic: str, partition: int, offset: int) -> None:
+        """Read ``topic``/``partition`` again from ``offset``: a stage found that messages from
+        there on were not delivered (see :func:`streams.live.admit`). When retention already
+        removed them, the loss is logged and the gap accepted."""
+        tp = TP(topic, partition)
+        consumer: Any = app.consumer
+        earliest = (await consumer.earliest_offsets(tp)).get(tp)
+        if earliest is not None and earliest > offset:
+            log.error(
+                "%s/%d: offsets %d to %d were removed by retention before they were processed",
+                topic, partition, offset, earliest - 1,
+            )
+            floors[(topic, partition)] = earliest
+            if topic == t.clients:
+                runtime.stage1.floors[partition] = earliest  # type: ignore[union-attr]
+            elif topic == t.observations:
+                runtime.stage2.floors[partition] = earliest  # type: ignore[union-attr]
+            return
+        log.warning("%s/%d: messages from offset %d were not delivered; reading them again", topic, partition, offset)
+        metrics.count_rewind(topic)
+        await consumer.seek(tp, offset)
     metrics: Any = SafeMetrics(runtime.metrics)
 
     async def forward(result: Event | DeadLetter, pending: list[Any], origin: bytes) -> None:
@@ -236,8 +267,22 @@ def build_app(
 
     async def ingest_batch(batch: Any, convert: Callable[[bytes, Origin], list[bytes] | DeadLetter] | None) -> None:
         pending: list[Any] = []
+        nexts: dict[tuple[str, int], int] = {}
+        rewinds: dict[tuple[str, int], int] = {}
         for ev in batch:
             m = ev.message
+            tp = (m.topic, m.partition)
+            if tp in rewinds:
+                continue
+            expected = nexts[tp] if tp in nexts else positions.expected(*tp)
+            position = admit(m.offset, expected, floors.get(tp, 0))
+            if position == SEEN:
+                continue  # forwarded before (stage 1 would also know it by its origin)
+            if position == GAP:
+                assert expected is not None
+                rewinds[tp] = expected
+                continue
+            nexts[tp] = m.offset + 1
             origin = Origin(topic=m.topic, partition=m.partition, offset=m.offset)
             raw = ev.value if isinstance(ev.value, bytes) else b""
             if convert is None:
@@ -252,6 +297,10 @@ def build_app(
                 here = encode_origin(m.topic, m.partition, m.offset, index)
                 await forward(runtime.decoder.decode(line, origin), pending, here)
         await asyncio.gather(*pending)
+        for (topic, partition), next_offset in nexts.items():
+            positions.advance(topic, partition, next_offset)
+        for (topic, partition), offset in rewinds.items():
+            await rewind(topic, partition, offset)
 
     @app.agent(events_topic, name="pathwatch-ingest-events")
     async def ingest_events(stream: Any) -> None:
@@ -304,6 +353,8 @@ def build_app(
         for mark in driver.flush_marks(result, metas):
             for q in range(n):
                 await obs_topic.send(key=FLUSH_KEY, value=mark, partition=q)
+        for p, offset in result.rewinds.items():
+            await rewind(t.clients, p, offset)
 
     @app.agent(clients_topic, name="pathwatch-stage1")
     async def stage1(stream: Any) -> None:
@@ -334,16 +385,12 @@ def build_app(
     async def stage2(stream: Any) -> None:
         assert runtime.stage2 is not None
         driver = runtime.stage2
-        async for ev in stream.events():
-            if ev.key == WATERMARK_KEY:
-                watermark_us = driver.mark(ev.message.partition, ev.value)
-                if watermark_us is not None:
-                    await on_stage2_watermark(watermark_us)
-                continue
-            if ev.key == FLUSH_KEY:
-                driver.flush(ev.message.partition, ev.value)
-                continue
-            driver.apply(ev.value)
+        async for batch in stream.take_events(1000, within=0.05):
+            result = driver.process(Message(e.message.partition, e.message.offset, e.key, e.value) for e in batch)
+            if result.watermark_us is not None:
+                await on_stage2_watermark(result.watermark_us)
+            for q, offset in result.rewinds.items():
+                await rewind(t.observations, q, offset)
 
     async def on_stage2_watermark(watermark_us: int) -> None:
         """Called on every complete set of marks (about once per tick): gauges follow the
@@ -454,6 +501,45 @@ def build_app(
             if highwater is not None:
                 lags[(tp.topic, tp.partition)] = max(0, highwater - (committed or 0))
         metrics.set_consumer_lag(lags)
+
+    stalls: dict[Any, tuple[int, int]] = {}
+
+    def expected_offset(tp: Any) -> int | None:
+        assert runtime.stage1 is not None
+        assert runtime.stage2 is not None
+        if tp.topic == t.clients:
+            return runtime.stage1.expected(tp.partition)
+        if tp.topic == t.observations:
+            return runtime.stage2.positions.expected(tp.topic, tp.partition)
+        return positions.expected(tp.topic, tp.partition)
+
+    @app.timer(interval=max(5.0, 2 * settings.tick_interval.total_seconds()), name="pathwatch-stall-watch")
+    async def stall_watch() -> None:
+        """A partition whose next offset has not moved for three checks while its topic holds
+        more is read again from that offset: after a rebalance faust's consumer can keep a
+        stale read position and silently drop what it fetches below it. Read-only."""
+        is_recovered = cast(Any, app.tables).recovery.completed.is_set()
+        if app.rebalancing or not is_recovered:
+            stalls.clear()
+            return
+        consumer: Any = app.consumer
+        guarded = {t.events, t.hl7, t.fhir, t.clients, t.observations}
+        tps = [tp for tp in consumer.assignment() if tp.topic in guarded]
+        if not tps:
+            return
+        ends = await consumer.highwaters(*tps)
+        for tp in tps:
+            expected = expected_offset(tp)
+            end = ends.get(tp)
+            if expected is None or end is None or end <= expected:
+                stalls.pop(tp, None)
+                continue
+            last, count = stalls.get(tp, (None, 0))
+            count = count + 1 if last == expected else 1
+            stalls[tp] = (expected, count)
+            if count >= 3:
+                del stalls[tp]
+                await rewind(tp.topic, tp.partition, expected)
 
     @app.page("/health")
     async def health(web: Any, request: Any) -> Any:

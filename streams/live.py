@@ -55,14 +55,83 @@ def partition_for(key: bytes, partitions: int) -> int:
     return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
-def meta_key(partition: int, partitions: int) -> bytes:
-    """A metadata key that the default partitioner sends to ``partition`` itself."""
+def table_partition(key: bytes, partitions: int) -> int:
+    """The changelog partition of a stage table's key: internal keys (``\\x00...``) are made to
+    hash to their own partition; a stage-2 key (``team \\x1f observation key``) goes with its
+    team, as the observations topic is keyed by team; a client pseudonym as it is."""
+    if not key.startswith(b"\x00"):
+        key = key.split(_SEP, 1)[0]
+    return partition_for(key, partitions)
+
+
+def _self_key(prefix: bytes, partition: int, partitions: int) -> bytes:
+    """``prefix`` plus a suffix chosen so that the default partitioner sends the key to
+    ``partition`` itself (for metadata a table keeps per partition)."""
     i = 0
     while True:
-        key = b"\x00meta:%d:%d" % (partition, i)
+        key = b"%s:%d:%d" % (prefix, partition, i)
         if partition_for(key, partitions) == partition:
             return key
         i += 1
+
+
+def meta_key(partition: int, partitions: int) -> bytes:
+    """A metadata key that the default partitioner sends to ``partition`` itself."""
+    return _self_key(b"\x00meta", partition, partitions)
+
+
+def position_key(topic: str, partition: int, partitions: int) -> bytes:
+    """The key of the next offset to read from ``topic``/``partition`` (see :class:`Positions`)."""
+    return _self_key(b"\x00next:" + topic.encode(), partition, partitions)
+
+
+def flush_ack_key(flush: str, partition: int, partitions: int) -> bytes:
+    """The key stage 2 records flush ``flush`` under in its partition ``partition``."""
+    return _self_key(FLUSH_ACK_PREFIX + flush.encode(), partition, partitions)
+
+
+APPLY, SEEN, GAP = "apply", "seen", "gap"
+
+
+def admit(offset: int, expected: int | None, floor: int = 0) -> str:
+    """Where a message stands against the next offset a stage expects on its partition.
+
+    Offsets of our topics are consecutive (no transactions, no compaction). ``SEEN``: below
+    ``expected``, applied before (a redelivery). ``GAP``: above it, so messages in between
+    were not delivered; faust's consumer can skip a range after a rebalance (it drops offsets
+    below a stale read position, and may count the range as acknowledged), and the driver must
+    read the partition again from ``expected``. A gap below ``floor`` (the partition's earliest
+    offset, when retention removed the rest) is accepted. ``expected`` None: nothing applied
+    yet on this partition, anything goes.
+    """
+    if expected is None or offset == expected:
+        return APPLY
+    if offset < expected:
+        return SEEN
+    return GAP if expected >= floor else APPLY
+
+
+class Positions:
+    """The next offset to apply per input partition, kept in a table (``store``) so that a
+    stage can tell a redelivery from a gap also after a restart (see :func:`admit`)."""
+
+    def __init__(self, store: MutableMapping[bytes, bytes], partitions: int) -> None:
+        self.store = store
+        self.partitions = partitions
+        self._keys: dict[tuple[str, int], bytes] = {}
+
+    def _key(self, topic: str, partition: int) -> bytes:
+        key = self._keys.get((topic, partition))
+        if key is None:
+            key = self._keys[(topic, partition)] = position_key(topic, partition, self.partitions)
+        return key
+
+    def expected(self, topic: str, partition: int) -> int | None:
+        raw = self.store.get(self._key(topic, partition))
+        return None if raw is None else int(raw)
+
+    def advance(self, topic: str, partition: int, next_offset: int) -> None:
+        self.store[self._key(topic, partition)] = b"%d" % next_offset
 
 
 class Tick(msgspec.Struct, frozen=True):
@@ -111,6 +180,7 @@ _tick_decoder = msgspec.msgpack.Decoder(Tick)
 _wm_decoder = msgspec.msgpack.Decoder(StageWatermark)
 _flush_decoder = msgspec.msgpack.Decoder(FlushMark)
 _acks_decoder = msgspec.msgpack.Decoder(list[bytes])
+_marks_decoder = msgspec.msgpack.Decoder(dict[int, bytes])
 
 
 def encode_tick(tick: Tick) -> bytes:
@@ -173,6 +243,7 @@ class Stage1Result:
     late: list[str] = field(default_factory=list)
     accepted: list[tuple[str, str]] = field(default_factory=list)
     duplicates: list[str] = field(default_factory=list)
+    rewinds: dict[int, int] = field(default_factory=dict)
 
 
 class Stage1:
@@ -196,11 +267,18 @@ class Stage1:
         self._heaps: dict[int, list[tuple[int, str]]] = {}
         self._open: dict[int, dict[tuple[str, str], int]] = {}
         self._lateness = config.lateness_us
+        # per partition: the earliest offset still in the topic, once a gap was found below it
+        self.floors: dict[int, int] = {}
 
     def forget(self) -> None:
         """Drop in-memory indexes (call on rebalance: they are rebuilt from the store)."""
         self._heaps.clear()
         self._open.clear()
+
+    def expected(self, partition: int) -> int | None:
+        """The next offset of ``partition`` to apply (None: nothing applied yet)."""
+        applied = self.meta(partition).applied
+        return None if applied < 0 else applied + 1
 
     def meta(self, partition: int) -> PartitionMeta:
         raw = self.store.get(self._meta_keys[partition])
@@ -287,16 +365,24 @@ class Stage1:
 
     def process(self, messages: Iterable[Message]) -> tuple[Stage1Result, dict[int, PartitionMeta]]:
         """Run a batch through the core. Nothing is written to the store yet: send the outputs,
-        wait for the broker, then call :meth:`commit` with the returned metadata."""
+        wait for the broker, then call :meth:`commit` with the returned metadata. A partition
+        whose offsets jump (see :func:`admit`) is left at the gap: ``result.rewinds`` says
+        where the driver must read it again from."""
         result = Stage1Result()
         metas: dict[int, PartitionMeta] = {}
         for message in messages:
             p = message.partition
+            if p in result.rewinds:
+                continue  # the partition is read again from the gap on
             meta = metas.get(p)
             if meta is None:
                 meta = metas[p] = self.meta(p)
-            if message.offset <= meta.applied:
+            position = admit(message.offset, None if meta.applied < 0 else meta.applied + 1, self.floors.get(p, 0))
+            if position == SEEN:
                 continue  # already applied before a restart
+            if position == GAP:
+                result.rewinds[p] = meta.applied + 1
+                continue
             meta.applied = message.offset
             if message.key == TICK_KEY:
                 tick = _tick_decoder.decode(message.value)
@@ -363,16 +449,20 @@ class Stage1:
 class Stage2:
     """Stage 2 over ``store`` (team + key -> Observation bytes); TeamWindows per team in memory."""
 
-    def __init__(self, config: CoreConfig, store: MutableMapping[bytes, bytes], source_partitions: int) -> None:
+    def __init__(
+        self, config: CoreConfig, store: MutableMapping[bytes, bytes], source_partitions: int, topic: str = "observations"
+    ) -> None:
         self.config = config
         self.store = store
         self.source_partitions = source_partitions
+        self.topic = topic
+        self.positions = Positions(store, source_partitions)
+        self.floors: dict[int, int] = {}
         self._windows: dict[str, TeamWindows] = {}
         self._loaded = False
         self._marks: dict[int, dict[int, int]] = {}
         self._assigned: set[int] = set()
         self._low = _NEVER
-        self._flushes: dict[tuple[str, int], dict[int, bytes]] = {}
 
     def forget(self) -> None:
         """Drop in-memory windows (call on rebalance: they are rebuilt from the store)."""
@@ -455,9 +545,55 @@ class Stage2:
         """Collect a flush mark arriving on stage-2 ``partition``; once every stage-1 partition
         has sent it there, record the flush (with their metadata) in that partition."""
         mark = _flush_decoder.decode(value)
-        marks = self._flushes.setdefault((mark.flush, partition), {})
+        # the marks collected so far are kept in the store too: a rebalance in between must
+        # not lose those already read (they are not delivered again)
+        collecting = _self_key(b"\x00flushing:" + mark.flush.encode(), partition, self.source_partitions)
+        raw = self.store.get(collecting)
+        marks = {} if raw is None else _marks_decoder.decode(raw)
         marks[mark.partition] = mark.meta
         if len(marks) == self.source_partitions:
-            del self._flushes[(mark.flush, partition)]
+            self.store.pop(collecting, None)
             ordered = [marks[p] for p in sorted(marks)]
-            self.store[FLUSH_ACK_PREFIX + mark.flush.encode()] = _tick_encoder.encode(ordered)
+            self.store[flush_ack_key(mark.flush, partition, self.source_partitions)] = _tick_encoder.encode(ordered)
+        else:
+            self.store[collecting] = _tick_encoder.encode(marks)
+
+    def process(self, messages: Iterable[Message]) -> Stage2Result:
+        """Apply a batch of messages of the observations topic: observations, watermark marks
+        and flush marks. Each partition's next offset is kept in the store; a partition whose
+        offsets jump is left at the gap (``rewinds``, see :func:`admit`)."""
+        result = Stage2Result()
+        nexts: dict[int, int] = {}
+        for message in messages:
+            q = message.partition
+            if q in result.rewinds:
+                continue
+            expected = nexts[q] if q in nexts else self.positions.expected(self.topic, q)
+            position = admit(message.offset, expected, self.floors.get(q, 0))
+            if position == SEEN:
+                continue
+            if position == GAP:
+                assert expected is not None
+                result.rewinds[q] = expected
+                continue
+            nexts[q] = message.offset + 1
+            if message.key == WATERMARK_KEY:
+                watermark_us = self.mark(q, message.value)
+                if watermark_us is not None:
+                    result.watermark_us = watermark_us
+            elif message.key == FLUSH_KEY:
+                self.flush(q, message.value)
+            else:
+                self.apply(message.value)
+        for q, next_offset in nexts.items():
+            self.positions.advance(self.topic, q, next_offset)
+        return result
+
+
+@dataclass(slots=True)
+class Stage2Result:
+    """What a stage-2 batch leaves the driver to do: the stage-2 watermark when a complete set
+    of marks arrived (None otherwise), and partitions to read again from an offset."""
+
+    watermark_us: int | None = None
+    rewinds: dict[int, int] = field(default_factory=dict)

@@ -32,7 +32,7 @@ from schemas.model import ALL_TEAMS
 from streams.app import alert_from_bytes
 from streams.calendar import from_us, to_us
 from streams.core import CoreConfig, Observation
-from streams.live import FLUSH_ACK_PREFIX, TICK_KEY, PartitionMeta, Tick, decode_flush_ack, encode_tick
+from streams.live import TICK_KEY, PartitionMeta, Tick, decode_flush_ack, encode_tick, flush_ack_key
 from streams.report import dumps_report
 from streams.windows import TeamWindows
 
@@ -103,10 +103,10 @@ async def live_report(settings: Settings, until: datetime | None, timeout: float
     finally:
         await producer.stop()
 
-    ack_key = FLUSH_ACK_PREFIX + flush.encode()
+    ack_keys = {flush_ack_key(flush, q, n) for q in range(n)}
 
     def flushed(records: list[tuple[int, bytes | None, bytes | None]]) -> bool:
-        return len({p for p, k, _ in records if k == ack_key}) >= n
+        return len({p for p, k, _ in records if k in ack_keys}) >= n
 
     changelog = f"{settings.app_id}-team-observations-changelog"
     records = await _read_all(settings.kafka_bootstrap, changelog, n, flushed, timeout)
@@ -115,7 +115,7 @@ async def live_report(settings: Settings, until: datetime | None, timeout: float
     for _, key, value in records:
         if key is None:
             continue
-        if key == ack_key and value is not None and not metas:
+        if key in ack_keys and value is not None and not metas:
             metas = decode_flush_ack(value)
         if key.startswith(b"\x00"):
             continue
