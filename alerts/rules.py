@@ -198,18 +198,18 @@ def special_cause_finding(
 ) -> Finding | None:
     """SpecialCause when the latest weekly point is part of a worse-direction SPC pattern.
 
-    ``points`` are final weeks in time order; weeks with a zero denominator have no rate and
-    are skipped. Points before ``rebase`` are ignored. Returns None with fewer than
-    ``baseline_points`` usable points, when the baseline's mean weekly denominator is under
-    ``min_weekly_denominator`` (weekly rates of a handful of cases are mostly noise: XmR
-    limits on them raise alarms most weeks), or when the latest point is common-cause variation.
+    ``points`` are final weeks in time order. Only weeks with at least
+    ``min_weekly_denominator`` index events (and at least one) are judged: a weekly rate of a
+    handful of cases is mostly noise (one case moves it by 10 to 25 points), and XmR limits
+    on such weeks raise alarms most weeks. Smaller weeks are left out of the baseline and the
+    patterns: the latest judged week decides (a small week neither raises nor resolves an
+    alert, which would only make it flap). Points before ``rebase`` are ignored. Returns None
+    with fewer than ``baseline_points`` judged points, or when the latest judged point is
+    common-cause variation.
     """
     direction = RATE_MEASURES[measure]
-    usable = [p for p in points if p.denominator > 0 and (rebase is None or p.week_start >= rebase)]
-    baseline = usable[:baseline_points]
-    too_few = sum(p.denominator for p in baseline) < min_weekly_denominator * len(baseline)
-    if min_weekly_denominator and baseline and too_few:
-        return None
+    smallest = max(1, min_weekly_denominator)
+    usable = [p for p in points if p.denominator >= smallest and (rebase is None or p.week_start >= rebase)]
     values = [p.numerator / p.denominator for p in usable]
     result = evaluate(values, direction, baseline_points)
     if not result.signal or result.limits is None:

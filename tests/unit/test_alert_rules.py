@@ -97,12 +97,32 @@ def test_special_cause_skips_empty_weeks_and_needs_a_baseline() -> None:
 
 @pytest.mark.parametrize(
     ("minimum", "fires"),
-    [(0, True), (10, True), (11, False)],  # the baseline's mean weekly denominator is exactly 10
+    [(0, True), (10, True), (11, False)],  # every week has exactly 10
 )
 def test_special_cause_needs_enough_cases_a_week(minimum: int, fires: bool) -> None:
     points = weeks(BASELINE + [(1, 10)])
     finding = special_cause_finding("north", "followup_7d", points, 12, None, "", minimum)
     assert (finding is not None) is fires
+
+
+def test_special_cause_judges_only_weeks_with_enough_cases() -> None:
+    # 0 of 3 is a rate of 0%, far below the lower limit, but three cases are not a week to judge
+    assert special_cause_finding("north", "followup_7d", weeks(BASELINE + [(0, 3)]), 12, None, "", 10) is None
+    assert special_cause_finding("north", "followup_7d", weeks(BASELINE + [(0, 3)]), 12, None, "", 3) is not None
+    assert special_cause_finding("north", "followup_7d", weeks(BASELINE + [(9, 10), (0, 3)]), 12, None, "", 10) is None
+    # small weeks inside the series are left out of the baseline: 11 judged weeks, no limits yet
+    small_inside = weeks(BASELINE[:5] + [(0, 4)] + BASELINE[5:11] + [(1, 10)])
+    assert special_cause_finding("north", "followup_7d", small_inside, 12, None, "", 10) is None
+    # ... and of its mean: 70% over the 12 weeks of 10, not lowered by the week of 0 of 4
+    finding = special_cause_finding(
+        "north", "followup_7d", weeks(BASELINE[:6] + [(0, 4)] + BASELINE[6:] + [(1, 10)]), 12, None, "", 10
+    )
+    assert finding is not None
+    assert "mean 70.0%" in finding.annotations["description"]
+    # a small latest week neither raises nor resolves: the latest judged week decides
+    signalling = weeks(BASELINE + [(1, 10), (2, 2)])
+    assert special_cause_finding("north", "followup_7d", signalling, 12, None, "", 10) is not None
+    assert special_cause_finding("north", "followup_7d", weeks(BASELINE + [(7, 10), (0, 2)]), 12, None, "", 10) is None
 
 
 def test_special_cause_only_in_the_worse_direction() -> None:
