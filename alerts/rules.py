@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any, Protocol
 
 from alerts.model import Alert
@@ -39,6 +39,9 @@ RATE_MEASURES: Mapping[str, Direction] = {
 }
 
 _SHOWN_WEEKS = 7
+# Measures whose outcome looks back at earlier events: their first weeks of data are biased
+# (no history yet), so SPC starts once the look-back is covered.
+LOOKBACK_DAYS: Mapping[str, int] = {"repeat_crisis_30d": 30}
 
 
 class WeeklyPointLike(Protocol):
@@ -320,24 +323,65 @@ def transitions(
     return state, out
 
 
+@dataclass(frozen=True, slots=True)
+class JudgedPoint:
+    """A weekly point as it stood when the week was first judged (became final)."""
+
+    week_start: date
+    numerator: int
+    denominator: int
+
+
 class SystemAlertRules:
     """The core's ``SystemRules``: evaluates churn rules and keeps their lifecycle.
 
     Call :meth:`evaluate` when the watermark advances; it returns transitions only. The state
     (which system alerts fire, per team) serialises with :meth:`dump` and comes back with
     :meth:`load`, so it can live in a table keyed by team.
+
+    SpecialCause judges each week as it stood when it was first judged: a week's outcomes can
+    still be revised after the measure's finality lag (a referral open past the limit counts
+    as lost until a late first contact; a correction), and a baseline of revised weeks would
+    not compare like with like with a newly judged week: on simulated streams, revisions
+    alone raised SpecialCause on lost_before_contact. (Kept in memory: after a worker restart,
+    the weeks already final are taken as they stand then.) Weeks of a look-back measure
+    (:data:`LOOKBACK_DAYS`) that start before its look-back is covered by the earliest week
+    of data seen are not judged: repeat_crisis_30d's first weeks miss the crises before the
+    data began, and such a baseline raised SpecialCause on every later busy week.
     """
 
     def __init__(self, config: AlertRulesConfig) -> None:
         self.config = config
         self._firing: dict[tuple[str, str, str], Firing] = {}
+        self._judged: dict[tuple[str, str], dict[date, JudgedPoint]] = {}
+        self._first_week: date | None = None
+
+    def _as_judged(self, key: tuple[str, str], points: Sequence[WeeklyPointLike]) -> list[JudgedPoint]:
+        judged = self._judged.setdefault(key, {})
+        if points and (self._first_week is None or points[0].week_start < self._first_week):
+            self._first_week = points[0].week_start
+        lookback = LOOKBACK_DAYS.get(key[1], 0)
+        if lookback and self._first_week is not None:
+            covered = self._first_week + timedelta(days=lookback)
+            points = [p for p in points if p.week_start >= covered]
+        out = []
+        for p in points:
+            first = judged.get(p.week_start)
+            if first is None:
+                first = judged[p.week_start] = JudgedPoint(p.week_start, p.numerator, p.denominator)
+            out.append(first)
+        if points and len(judged) > len(points):
+            oldest = points[0].week_start
+            for week in [w for w in judged if w < oldest]:
+                del judged[week]
+        return out
 
     def evaluate(self, windows: WindowsView, watermark: datetime) -> list[Alert]:
         """Evaluate every team the windows know and return firing/resolved transitions."""
         rows = list(windows.rates(watermark, self.config.window_days))
         teams = sorted({row.team for row in rows})
         series = {
-            (team, measure): windows.weekly_series(team, measure, watermark)
+            (team, measure): self._as_judged((team, measure), windows.weekly_series(team, measure, watermark))
             for team in teams
             for measure in RATE_MEASURES
         }
@@ -385,6 +429,8 @@ __all__ = [
     "AlertRulesConfig",
     "Finding",
     "Firing",
+    "JudgedPoint",
+    "LOOKBACK_DAYS",
     "SpcRule",
     "SystemAlertRules",
     "parse_rebase",

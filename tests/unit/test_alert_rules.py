@@ -207,6 +207,39 @@ def test_system_alert_rules_lifecycle_and_state_round_trip() -> None:
     assert out[0].annotations["runbook_url"] == "https://rb"
 
 
+def test_special_cause_judges_weeks_as_they_stood_when_first_judged() -> None:
+    # lost_before_contact (lower is better): every week is judged at 30% (3 of 10, referrals
+    # still open past the limit count as lost), and later revised to 10% (1 of 10) when the
+    # late first contacts come. Judged on revised weeks, each new week would look worse.
+    rules = SystemAlertRules(AlertRulesConfig(rate_targets={}))
+    windows = Windows()
+    windows.rows = [Row("north", "lost_before_contact", 3, 10)]
+    fired = []
+    for week in range(20):
+        windows.series[("north", "lost_before_contact")] = weeks([(1, 10)] * week + [(3, 10)])
+        fired += [a for a in rules.evaluate(windows, T0 + timedelta(weeks=week)) if a.name == SPECIAL_CAUSE]
+    assert fired == []
+    # the same series as revised raises it (what the rules saw before judging weeks as first judged)
+    assert special_cause_finding("north", "lost_before_contact", weeks([(1, 10)] * 19 + [(3, 10)])) is not None
+
+
+def test_a_look_back_measure_is_judged_once_its_look_back_is_covered() -> None:
+    # repeat_crisis_30d: the first weeks of data have no earlier crises to repeat (5%), then
+    # the steady rate alternates 20% / 30%. A baseline with the warm-up weeks in it would put
+    # the mean near 20% and see the steady weeks as a shift; judged from day 30 on, none.
+    warm_up = [(1, 20)] * 5
+    steady = [(4, 20), (6, 20)] * 10
+    rules = SystemAlertRules(AlertRulesConfig(rate_targets={}))
+    windows = Windows()
+    windows.rows = [Row("*", "repeat_crisis_30d", 5, 20)]
+    fired = []
+    for week in range(1, len(warm_up + steady) + 1):
+        windows.series[("*", "repeat_crisis_30d")] = weeks((warm_up + steady)[:week])
+        fired += [a for a in rules.evaluate(windows, T0 + timedelta(weeks=week)) if a.name == SPECIAL_CAUSE]
+    assert fired == []
+    assert special_cause_finding("*", "repeat_crisis_30d", weeks(warm_up + steady)) is not None
+
+
 def test_load_rejects_garbage() -> None:
     with pytest.raises(ValueError, match="state dump"):
         SystemAlertRules(AlertRulesConfig(rate_targets={})).load(b"{}")

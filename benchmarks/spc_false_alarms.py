@@ -1,0 +1,63 @@
+"""SpecialCause on simulated years without any injected pattern (false alarms, whole provider).
+
+Simulates a provider for a year with no churn pattern, replays it with the system rules and
+prints, per seed, how many SpecialCause instances were raised (every team and ``*``, every
+rate measure), by measure and rule. Unlike ``tests/unit/test_spc_simulation.py`` (one clean
+binomial series), this includes what a real stream brings: small and varying weekly counts,
+outcomes revised after their week was judged, warm-up weeks, many series at once.
+
+    .venv/bin/python benchmarks/spc_false_alarms.py --seeds 1 2 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+from collections import Counter
+
+from rich.console import Console
+
+from alerts.rules import AlertRulesConfig, SystemAlertRules
+from pathwatch.config import load_settings
+from pathwatch.simulate import SimulationOptions, write
+from schemas.deadletter import DeadLetter, Origin
+from schemas.decode import Decoder
+from streams.core import CoreConfig
+from streams.engine import Engine
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--clients", type=int, default=6000)
+    parser.add_argument("--days", type=int, default=365)
+    args = parser.parse_args()
+    settings = load_settings()
+    console = Console()
+    total = 0
+    for seed in args.seeds:
+        out = io.BytesIO()
+        write(SimulationOptions(clients=args.clients, days=args.days, seed=seed), out)
+        engine = Engine(CoreConfig.from_settings(settings), SystemAlertRules(AlertRulesConfig.from_settings(settings)))
+        decoder = Decoder(b"spc-false-alarms", settings.max_message_bytes)
+        for number, line in enumerate(out.getvalue().splitlines(), 1):
+            result = decoder.decode(line, Origin(line=number))
+            if isinstance(result, DeadLetter):
+                engine.feed_dead_letter(result)
+            else:
+                engine.feed(result)
+        engine.finish()
+        special = [a for a in engine.alerts() if a.name == "SpecialCause"]
+        series = {(a.labels["team"], a.labels["measure"]) for a in special}
+        by_measure = Counter(a.labels["measure"] for a in special)
+        by_rule = Counter(a.annotations.get("rule", "").split(",")[0] for a in special)
+        total += len(special)
+        console.print(
+            f"seed {seed}: {len(special)} SpecialCause instances on {len(series)} series; "
+            f"by measure {dict(sorted(by_measure.items()))}; by first rule {dict(sorted(by_rule.items()))}"
+        )
+    console.print(f"mean {total / len(args.seeds):.1f} SpecialCause instances per clean simulated year")
+
+
+if __name__ == "__main__":
+    main()
