@@ -104,6 +104,38 @@ class KeyedTable(faust.Table):
         return table_partition(key, self.partitions or 1)
 
 
+class _ReadPositions(dict[Any, int | None]):
+    """faust's per-partition read positions, except that for our input topics it reports
+    none. faust drops a fetched message below the read position and counts a jump above it
+    as acknowledged; after a rebalance the position can be stale, and whole ranges were
+    dropped (or committed unprocessed). Our stages keep their own next offset per partition
+    and tell redeliveries from gaps (:func:`streams.live.admit`), so for these topics faust
+    delivers everything it fetches."""
+
+    def __init__(self, guarded: frozenset[str]) -> None:
+        super().__init__()
+        self.guarded = guarded
+
+    def __missing__(self, tp: Any) -> None:
+        return None
+
+    def __getitem__(self, tp: Any) -> int | None:
+        if tp.topic in self.guarded:
+            return None
+        return super().__getitem__(tp)
+
+
+class PathwatchApp(faust.App):
+    """faust's App with the consumer's read positions replaced for the guarded topics."""
+
+    guarded_topics: frozenset[str] = frozenset()
+
+    def _new_consumer(self) -> Any:
+        consumer = super()._new_consumer()
+        cast(Any, consumer)._read_offset = _ReadPositions(self.guarded_topics)
+        return consumer
+
+
 class SafeMetrics:
     """Metrics must never stop the pipeline: a refused label or a collector error is logged
     once per method and the event is still processed."""
@@ -185,7 +217,7 @@ def build_app(
     )
     n = settings.partitions
     t = settings.topics
-    app = faust.App(
+    app = PathwatchApp(
         settings.app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
         store=settings.store,
@@ -206,6 +238,7 @@ def build_app(
         broker_rebalance_timeout=settings.broker_rebalance_timeout,
         table_standby_replicas=0,
     )
+    app.guarded_topics = frozenset({t.events, t.hl7, t.fhir, t.clients, t.observations})
     events_topic = app.topic(t.events, partitions=n, **_RAW)
     hl7_topic = app.topic(t.hl7, partitions=n, **_RAW)
     fhir_topic = app.topic(t.fhir, partitions=n, **_RAW)
@@ -229,7 +262,7 @@ def build_app(
     runtime.stage2 = Stage2(runtime.config, obs_table, n, t.observations)
     floors: dict[tuple[str, int], int] = {}
 
-    async def rewind(topic: str, partition: int, offset: int) -> None:
+    async def rewind(topic: str, partition: int, offset: int, came: int | None = None) -> None:
         """Read ``topic``/``partition`` again from ``offset``: a stage found that messages from
         there on were not delivered (see :func:`streams.live.admit`). When retention already
         removed them, the loss is logged and the gap accepted."""
@@ -269,6 +302,7 @@ def build_app(
         pending: list[Any] = []
         nexts: dict[tuple[str, int], int] = {}
         rewinds: dict[tuple[str, int], int] = {}
+        came: dict[tuple[str, int], int] = {}
         for ev in batch:
             m = ev.message
             tp = (m.topic, m.partition)
@@ -281,6 +315,7 @@ def build_app(
             if position == GAP:
                 assert expected is not None
                 rewinds[tp] = expected
+                came[tp] = m.offset
                 continue
             nexts[tp] = m.offset + 1
             origin = Origin(topic=m.topic, partition=m.partition, offset=m.offset)
@@ -300,7 +335,7 @@ def build_app(
         for (topic, partition), next_offset in nexts.items():
             positions.advance(topic, partition, next_offset)
         for (topic, partition), offset in rewinds.items():
-            await rewind(topic, partition, offset)
+            await rewind(topic, partition, offset, came[(topic, partition)])
 
     @app.agent(events_topic, name="pathwatch-ingest-events")
     async def ingest_events(stream: Any) -> None:
@@ -354,7 +389,7 @@ def build_app(
             for q in range(n):
                 await obs_topic.send(key=FLUSH_KEY, value=mark, partition=q)
         for p, offset in result.rewinds.items():
-            await rewind(t.clients, p, offset)
+            await rewind(t.clients, p, offset, result.gaps[p])
 
     @app.agent(clients_topic, name="pathwatch-stage1")
     async def stage1(stream: Any) -> None:
@@ -390,7 +425,7 @@ def build_app(
             if result.watermark_us is not None:
                 await on_stage2_watermark(result.watermark_us)
             for q, offset in result.rewinds.items():
-                await rewind(t.observations, q, offset)
+                await rewind(t.observations, q, offset, result.gaps[q])
 
     async def on_stage2_watermark(watermark_us: int) -> None:
         """Called on every complete set of marks (about once per tick): gauges follow the
@@ -523,8 +558,7 @@ def build_app(
             stalls.clear()
             return
         consumer: Any = app.consumer
-        guarded = {t.events, t.hl7, t.fhir, t.clients, t.observations}
-        tps = [tp for tp in consumer.assignment() if tp.topic in guarded]
+        tps = [tp for tp in consumer.assignment() if tp.topic in app.guarded_topics]
         if not tps:
             return
         ends = await consumer.highwaters(*tps)

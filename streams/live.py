@@ -244,6 +244,7 @@ class Stage1Result:
     accepted: list[tuple[str, str]] = field(default_factory=list)
     duplicates: list[str] = field(default_factory=list)
     rewinds: dict[int, int] = field(default_factory=dict)
+    gaps: dict[int, int] = field(default_factory=dict)  # the offset that came instead
 
 
 class Stage1:
@@ -382,6 +383,7 @@ class Stage1:
                 continue  # already applied before a restart
             if position == GAP:
                 result.rewinds[p] = meta.applied + 1
+                result.gaps[p] = message.offset
                 continue
             meta.applied = message.offset
             if message.key == TICK_KEY:
@@ -575,6 +577,7 @@ class Stage2:
             if position == GAP:
                 assert expected is not None
                 result.rewinds[q] = expected
+                result.gaps[q] = message.offset
                 continue
             nexts[q] = message.offset + 1
             if message.key == WATERMARK_KEY:
@@ -597,3 +600,4 @@ class Stage2Result:
 
     watermark_us: int | None = None
     rewinds: dict[int, int] = field(default_factory=dict)
+    gaps: dict[int, int] = field(default_factory=dict)  # the offset that came instead

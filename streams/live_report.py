@@ -2,8 +2,8 @@
 
 How it reads the state without any endpoint that serves table contents:
 
-1. it waits until the workers' consumer group has committed every message of the input
-   topics (so everything published has been ingested), then sends every partition of the ``clients`` topic a flush tick (optionally with ``until``,
+1. it waits until the workers have forwarded every message of the input topics (their
+   next offset per input partition, kept in the ``input-positions`` table, reaches the end), then sends every partition of the ``clients`` topic a flush tick (optionally with ``until``,
    an event time every partition is advanced to, the live counterpart of the replay's end of
    input);
 2. stage 1 answers each flush after committing everything before it; stage 2 records the
@@ -32,7 +32,15 @@ from schemas.model import ALL_TEAMS
 from streams.app import alert_from_bytes
 from streams.calendar import from_us, to_us
 from streams.core import CoreConfig, Observation
-from streams.live import TICK_KEY, PartitionMeta, Tick, decode_flush_ack, encode_tick, flush_ack_key
+from streams.live import (
+    TICK_KEY,
+    PartitionMeta,
+    Tick,
+    decode_flush_ack,
+    encode_tick,
+    flush_ack_key,
+    position_key,
+)
 from streams.report import dumps_report
 from streams.windows import TeamWindows
 
@@ -65,14 +73,31 @@ async def _read_all(
 
 
 def _ingest_lag(settings: Settings) -> int:
-    """Messages of the input topics the workers' group has not yet committed."""
-    # A consumer that never subscribes does not join the group: it only reads its offsets.
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=settings.app_id, enable_auto_commit=False)
+    """Messages of the input topics the workers have not yet forwarded: the end offsets
+    against the next offset per input partition that ingestion keeps in its
+    ``input-positions`` table (read from the table's changelog)."""
+    t, n = settings.topics, settings.partitions
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
     try:
-        t = settings.topics
-        tps = [KTopicPartition(topic, p) for topic in (t.events, t.hl7, t.fhir) for p in range(settings.partitions)]
-        ends = consumer.end_offsets(tps)
-        return sum(ends[tp] - (consumer.committed(tp) or 0) for tp in tps)
+        inputs = [KTopicPartition(topic, p) for topic in (t.events, t.hl7, t.fhir) for p in range(n)]
+        ends = consumer.end_offsets(inputs)
+        latest: dict[bytes, bytes] = {}
+        changelog = f"{settings.app_id}-input-positions-changelog"
+        if consumer.partitions_for_topic(changelog):
+            tps = [KTopicPartition(changelog, p) for p in range(n)]
+            consumer.assign(tps)
+            consumer.seek_to_beginning(*tps)
+            stop = consumer.end_offsets(tps)
+            while any(consumer.position(tp) < stop[tp] for tp in tps):
+                for records in consumer.poll(timeout_ms=500).values():
+                    for record in records:
+                        if record.key is not None and record.value is not None:
+                            latest[record.key] = record.value
+        lag = 0
+        for tp in inputs:
+            done = latest.get(position_key(tp.topic, tp.partition, n))
+            lag += max(0, ends[tp] - (int(done) if done is not None else 0))
+        return lag
     finally:
         consumer.close(autocommit=False)
 
