@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -262,27 +263,73 @@ def build_app(
     runtime.stage2 = Stage2(runtime.config, obs_table, n, t.observations)
     floors: dict[tuple[str, int], int] = {}
 
+    holes: dict[tuple[str, int], tuple[int, int, int, float]] = {}
+
+    def accept_gap(topic: str, partition: int, floor: int) -> None:
+        floors[(topic, partition)] = floor
+        if topic == t.clients:
+            runtime.stage1.floors[partition] = floor  # type: ignore[union-attr]
+        elif topic == t.observations:
+            runtime.stage2.floors[partition] = floor  # type: ignore[union-attr]
+
     async def rewind(topic: str, partition: int, offset: int, came: int | None = None) -> None:
         """Read ``topic``/``partition`` again from ``offset``: a stage found that messages from
-        there on were not delivered (see :func:`streams.live.admit`). When retention already
-        removed them, the loss is logged and the gap accepted."""
+        there on were not delivered (see :func:`streams.live.admit`).
+
+        Two gaps are accepted (logged): offsets removed by retention before they were read,
+        and a hole that reading again does not fill (the same offset comes after ``offset``
+        at least 3 times over 2 seconds or more: a publisher's transaction marker or a
+        compacted input topic; our own topics have neither)."""
         tp = TP(topic, partition)
+        # seek_wait runs the seek in the consumer's own thread; Consumer.seek called from here
+        # raced aiokafka's fetcher and crashed the worker (KeyError in fetched_records)
         consumer: Any = app.consumer
         earliest = (await consumer.earliest_offsets(tp)).get(tp)
         if earliest is not None and earliest > offset:
             log.error(
                 "%s/%d: offsets %d to %d were removed by retention before they were processed",
-                topic, partition, offset, earliest - 1,
+                topic,
+                partition,
+                offset,
+                earliest - 1,
             )
-            floors[(topic, partition)] = earliest
-            if topic == t.clients:
-                runtime.stage1.floors[partition] = earliest  # type: ignore[union-attr]
-            elif topic == t.observations:
-                runtime.stage2.floors[partition] = earliest  # type: ignore[union-attr]
+            accept_gap(topic, partition, earliest)
+            await consumer.seek_wait({tp: earliest})  # what came in this batch was skipped: read it again
             return
-        log.warning("%s/%d: messages from offset %d were not delivered; reading them again", topic, partition, offset)
+        if came is not None:
+            # After a seek, messages fetched before it may still come first; a hole is the
+            # lowest offset that keeps coming after ``offset``.
+            now = time.monotonic()
+            seen = holes.get((topic, partition))
+            if seen is None or seen[0] != offset or came < seen[1]:
+                seen = (offset, came, 0, now if seen is None or seen[0] != offset else seen[3])
+            if came == seen[1]:
+                seen = (offset, came, seen[2] + 1, seen[3])
+            holes[(topic, partition)] = seen
+            if seen[2] >= 3 and now - seen[3] >= 2.0:
+                log.warning(
+                    "%s/%d: offsets %d to %d are not in the topic (read again %d times); going on from %d",
+                    topic,
+                    partition,
+                    offset,
+                    seen[1] - 1,
+                    seen[2],
+                    seen[1],
+                )
+                del holes[(topic, partition)]
+                accept_gap(topic, partition, seen[1])
+                await consumer.seek_wait({tp: seen[1]})
+                return
+        log.warning(
+            "%s/%d: messages from offset %d were not delivered (offset %s came); reading them again",
+            topic,
+            partition,
+            offset,
+            came,
+        )
         metrics.count_rewind(topic)
-        await consumer.seek(tp, offset)
+        await consumer.seek_wait({tp: offset})
+
     metrics: Any = SafeMetrics(runtime.metrics)
 
     async def forward(result: Event | DeadLetter, pending: list[Any], origin: bytes) -> None:
@@ -537,7 +584,7 @@ def build_app(
                 lags[(tp.topic, tp.partition)] = max(0, highwater - (committed or 0))
         metrics.set_consumer_lag(lags)
 
-    stalls: dict[Any, tuple[int, int]] = {}
+    stalls: dict[Any, tuple[int | None, int]] = {}
 
     def expected_offset(tp: Any) -> int | None:
         assert runtime.stage1 is not None
@@ -571,9 +618,12 @@ def build_app(
             last, count = stalls.get(tp, (None, 0))
             count = count + 1 if last == expected else 1
             stalls[tp] = (expected, count)
-            if count >= 3:
-                del stalls[tp]
+            if count in (3, 6):
                 await rewind(tp.topic, tp.partition, expected)
+            elif count == 9:
+                # read again twice and nothing came: the offsets left hold no message (a
+                # publisher's transaction marker ends the partition); wait for new messages
+                log.info("%s/%d: offsets %d to %d hold no message", tp.topic, tp.partition, expected, end - 1)
 
     @app.page("/health")
     async def health(web: Any, request: Any) -> Any:

@@ -100,15 +100,16 @@ def admit(offset: int, expected: int | None, floor: int = 0) -> str:
     ``expected``, applied before (a redelivery). ``GAP``: above it, so messages in between
     were not delivered; faust's consumer can skip a range after a rebalance (it drops offsets
     below a stale read position, and may count the range as acknowledged), and the driver must
-    read the partition again from ``expected``. A gap below ``floor`` (the partition's earliest
-    offset, when retention removed the rest) is accepted. ``expected`` None: nothing applied
-    yet on this partition, anything goes.
+    read the partition again from ``expected``. ``floor``: the first offset after a gap the
+    driver accepted (removed by retention, or taken by a publisher's transaction marker); a
+    jump up to it is applied, a jump beyond it is still a gap. ``expected`` None: nothing
+    applied yet on this partition, anything goes.
     """
     if expected is None or offset == expected:
         return APPLY
     if offset < expected:
         return SEEN
-    return GAP if expected >= floor else APPLY
+    return APPLY if expected < floor and offset <= floor else GAP
 
 
 class Positions:

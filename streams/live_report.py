@@ -96,10 +96,24 @@ def _ingest_lag(settings: Settings) -> int:
         lag = 0
         for tp in inputs:
             done = latest.get(position_key(tp.topic, tp.partition, n))
-            lag += max(0, ends[tp] - (int(done) if done is not None else 0))
+            left = ends[tp] - (int(done) if done is not None else 0)
+            if left > 0 and done is not None and not _any_message(consumer, tp, int(done), ends[tp]):
+                left = 0  # the offsets left hold no message (a publisher's transaction marker)
+            lag += max(0, left)
         return lag
     finally:
         consumer.close(autocommit=False)
+
+
+def _any_message(consumer: KafkaConsumer, tp: KTopicPartition, offset: int, end: int) -> bool:
+    """Whether ``tp`` may hold a message in [offset, end): False only when reading from
+    ``offset`` got no message and the read position moved to ``end`` (the offsets are taken by
+    transaction markers, which no consumer receives)."""
+    consumer.assign([tp])
+    consumer.seek(tp, offset)
+    if any(consumer.poll(timeout_ms=1000).values()):
+        return True
+    return consumer.position(tp) < end
 
 
 async def _wait_ingested(settings: Settings, timeout: float) -> None:

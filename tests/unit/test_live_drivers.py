@@ -334,7 +334,8 @@ def test_stage2_loads_only_the_teams_of_its_partitions(config: CoreConfig) -> No
         (5, 5, 0, APPLY),
         (4, 5, 0, SEEN),  # a redelivery
         (6, 5, 0, GAP),  # offset 5 was never delivered
-        (9, 5, 7, APPLY),  # retention removed offsets 5 and 6: the gap is accepted
+        (7, 5, 7, APPLY),  # offsets 5 and 6 are gone (retention, a transaction marker): accepted
+        (9, 5, 7, GAP),  # ... but not a jump beyond the first offset after them
         (9, 7, 7, GAP),
     ],
 )
@@ -387,6 +388,8 @@ def test_stage1_accepts_a_gap_below_the_partitions_earliest_offset(events: list[
     ours = [m for m in messages if m.partition == p]
     pipeline.run(ours[:5])
     pipeline.stage1.floors[p] = ours[9].offset  # retention removed offsets 5 to 8
+    result, metas = pipeline.stage1.process(ours[10:11] + ours[9:])  # one beyond the floor first
+    assert result.rewinds == {p: ours[4].offset + 1}
     result, metas = pipeline.stage1.process(ours[9:])
     assert result.rewinds == {}
     assert metas[p].applied == ours[-1].offset
