@@ -265,7 +265,8 @@ _obs_decoder = msgspec.msgpack.Decoder(Observation)
 class Rec(msgspec.Struct, array_like=True):
     """One event of a client's history, flattened. ``ct`` is the time of the cancel that
     cancelled it (or ``_NEVER``); for a cancel record, ``ref`` is its target id and ``flag``
-    says whether the target has arrived."""
+    says whether the target has arrived. ``seq`` is the driver's input sequence number of the
+    event (the live driver's input offset; -1 when the driver gives none)."""
 
     t: int
     src: str
@@ -277,6 +278,7 @@ class Rec(msgspec.Struct, array_like=True):
     a: str = ""
     flag: bool = False
     ct: int = _NEVER
+    seq: int = -1
 
 
 class EmittedObs(msgspec.Struct, array_like=True):
@@ -317,6 +319,8 @@ class ClientState(msgspec.Struct):
     # the breakpoints after min(mw, aw), sorted and unique, as of the last evaluation; None:
     # unknown (a new or changed history, or a state written before this field), re-listed
     pend: list[int] | None = None
+    # the highest input sequence number (``step``'s ``seq``) of an event added to ``recs``
+    seq: int = -1
 
     def to_bytes(self) -> bytes:
         return _state_encoder.encode(self)
@@ -1117,9 +1121,13 @@ def _orphans_and_prune(state: ClientState, config: CoreConfig, outs: list[Output
 
 
 def step(
-    state: ClientState | None, event: Event, clock: Clock, config: CoreConfig
+    state: ClientState | None, event: Event, clock: Clock, config: CoreConfig, seq: int = -1
 ) -> tuple[ClientState | None, list[Output]]:
     """Apply one validated event of one client, then advance the client to ``clock``.
+
+    ``seq``: the driver's input sequence number of the event (the live driver passes the input
+    offset, so that after a crash it can tell which events a stored state already holds, see
+    :func:`applied`); it changes no outcome.
 
     ``state`` is the client's state (None for a client with nothing open); the result is the
     new state (None when nothing is left) and the outputs in order. The passed-in state object
@@ -1137,6 +1145,9 @@ def step(
             outs.append(Duplicate(src, eid))
             return state, outs
     rec = _record(event, cal)
+    if seq >= 0:
+        rec.seq = seq
+        state.seq = max(state.seq, seq)
     pend = state.pend
     if rec.kind == K_CANCEL:
         for r in recs:
@@ -1173,6 +1184,23 @@ def step(
         _emit_alerts(state, state.aw, changed_at, config, outs)
     later = _advance(state, clock.watermark_us, clock.alert_us, config, outs)
     return _finish(state, later, config, outs), outs
+
+
+def alert_states(state: ClientState | None) -> list[Alert]:
+    """The latest state of every care-gap alert instance the client has emitted (firing or
+    resolved), as last emitted."""
+    if state is None:
+        return []
+    return [_alert(state, e) for e in state.alerts.values()]
+
+
+def applied(state: ClientState | None, seq: int) -> bool | None:
+    """Whether the event with input sequence number ``seq`` was already added to ``state``:
+    True (as a new event), False (it was a duplicate then), or None (``state`` was stored
+    before that event, or there is no state): apply it with :func:`step`."""
+    if state is None or seq < 0 or state.seq < seq:
+        return None
+    return any(r.seq == seq for r in state.recs)
 
 
 def _finish(state: ClientState, later: list[int], config: CoreConfig, outs: list[Output]) -> ClientState | None:

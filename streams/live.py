@@ -12,6 +12,11 @@ Delivery guarantees (at-least-once input, exactly-once effect):
   metadata holds the highest input offset applied; after a crash, messages at or below it are
   skipped, and those above it are processed again. Their outputs are upserts (observations by
   key) or alert states that delivery de-duplicates, so a replayed batch adds nothing twice.
+  A crash between the client-state writes and the metadata write leaves states that already
+  hold some of the batch's events: each state records the input offsets of its events
+  (:func:`streams.core.applied`), so such an event is counted as it was then (accepted or
+  duplicate) and not applied again. Corrections and orphan cancels of those events are not
+  counted again (they are rare: late events, cancels).
 * Stage-1 table keys are written to the changelog partition Kafka's default partitioner gives
   them (:func:`partition_for`, in the app's table class), which is the partition of the input
   message, since both are keyed by the client pseudonym. Metadata keys are chosen so that
@@ -39,7 +44,18 @@ from alerts.model import Alert
 from schemas.deadletter import DeadLetter
 from schemas.model import decode_internal
 from streams.calendar import from_us, to_us
-from streams.core import ClientState, Clock, CoreConfig, Duplicate, Observation, Output, step, sweep
+from streams.core import (
+    ClientState,
+    Clock,
+    CoreConfig,
+    Duplicate,
+    Observation,
+    Output,
+    alert_states,
+    applied,
+    step,
+    sweep,
+)
 from streams.windows import TeamWindows
 
 TICK_KEY = b"\x00tick"
@@ -418,16 +434,27 @@ class Stage1:
             if team and team not in meta.teams:
                 meta.teams.append(team)
             clock = self._clock(meta)
-            state, outs = step(self._load(event.client, result), event, clock, self.config)
-            self._keep(p, event.client, state, result)
-            if outs and isinstance(outs[0], Duplicate):
+            state = self._load(event.client, result)
+            before = applied(state, message.offset)
+            if before is not None:
+                # A crash between this batch's client-state writes and its metadata write:
+                # the state already holds the event (its outputs were sent before the
+                # writes). Count it as it was counted then, and change nothing; the alerts
+                # it may have fired or resolved are taken from the state.
+                duplicate = not before
+                self._count(meta, list(alert_states(state)))
+            else:
+                state, outs = step(state, event, clock, self.config, message.offset)
+                self._keep(p, event.client, state, result)
+                duplicate = bool(outs) and isinstance(outs[0], Duplicate)
+                self._count(meta, outs)
+                result.outputs.extend(outs)
+            if duplicate:
                 meta.duplicates += 1
                 result.duplicates.append(event.source)
             else:
                 meta.accepted += 1
                 result.accepted.append((event.type, event.source))
-            self._count(meta, outs)
-            result.outputs.extend(outs)
             if advanced:
                 self._sweep(p, meta, clock, result)
         return result, metas

@@ -108,13 +108,13 @@ def test_worker_killed_mid_stream_recovers_without_loss_or_double_counting(
     wait_ready(second)
     live = stack.report(datetime.fromisoformat(expected["watermark"]))
     assert_same_outcomes(live, expected)  # no observation lost or counted twice
+    # a kill inside a batch's table commit must not count its events twice either
+    for counter in ("accepted", "duplicates"):
+        assert live["events"][counter] == expected["events"][counter], (live["events"], expected["events"])
     if live["events"] != expected["events"]:
-        # Known bug, left open in the notes: a kill between a batch's client-state writes and
-        # its partition metadata write makes the restarted worker count those events again,
-        # as duplicates (accepted + duplicates stays right; the outcomes above are exact).
-        assert sum(live["events"][k] for k in ("accepted", "duplicates")) == sum(
-            expected["events"][k] for k in ("accepted", "duplicates")
-        )
+        # Known, left open in the notes: corrections and orphan-cancel dead letters of the
+        # events whose client states were written just before the kill are not counted again
+        # (corrections) or are sent again (dead letters).
         pytest.xfail(f"event counters after SIGKILL: {live['events']} vs {expected['events']}")
 
 
