@@ -272,12 +272,19 @@ class Dispatcher:
         claimed: list[str] = []
         try:
             await self._write_unrecorded(lane)
-            for alert in batch:
-                if not await self._log.claim(name, alert.fingerprint, self._token, self._retry.claim_ttl):
-                    self.stats.add(name, "contended")
-                    await self._release(name, claimed)
-                    return False
-                claimed.append(alert.fingerprint)
+            # claims go out together (one round trip's wait, not one per alert)
+            claims = await asyncio.gather(
+                *(self._log.claim(name, a.fingerprint, self._token, self._retry.claim_ttl) for a in batch),
+                return_exceptions=True,
+            )
+            claimed = [a.fingerprint for a, ok in zip(batch, claims, strict=True) if ok is True]
+            for outcome in claims:
+                if isinstance(outcome, BaseException):
+                    raise outcome
+            if len(claimed) < len(batch):
+                self.stats.add(name, "contended")
+                await self._release(name, claimed)
+                return False
             entries = await self._log.get_many(name, [a.fingerprint for a in batch])
         except STORAGE_ERRORS as exc:
             self.stats.add(name, "storage_error")
@@ -331,11 +338,10 @@ class Dispatcher:
             await self._log.release(lane.name, fp, self._token)
 
     async def _release(self, receiver: str, fingerprints: Sequence[str]) -> None:
-        for fp in fingerprints:
-            try:
-                await self._log.release(receiver, fp, self._token)
-            except STORAGE_ERRORS:
-                return  # the claim times out on its own
+        # a release that fails is left to time out with its claim
+        await asyncio.gather(
+            *(self._log.release(receiver, fp, self._token) for fp in fingerprints), return_exceptions=True
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -371,7 +377,7 @@ def build_dispatcher(
     """
     specs: list[ReceiverSpec] = []
     if kafka_producer is not None:
-        specs.append(ReceiverSpec(KafkaReceiver(kafka_producer, settings.topics.alerts), ResendPolicy(), max_batch=1))
+        specs.append(ReceiverSpec(KafkaReceiver(kafka_producer, settings.topics.alerts), ResendPolicy()))
     http_targets = bool(settings.alertmanager_url or settings.webhook_url or webhooks)
     if http_targets and http_session is None:
         raise ValueError("an HTTP receiver is configured but no http_session was given")

