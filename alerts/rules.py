@@ -91,6 +91,7 @@ class AlertRulesConfig:
     runbook_url: str = ""
     rebase: Mapping[tuple[str, str], date] = field(default_factory=dict)
     spc_min_weekly_denominator: int = 0
+    spc_confirm_weeks: int = 1
 
     @classmethod
     def from_settings(cls, settings: Any, rebase: Mapping[str, str | date] | None = None) -> AlertRulesConfig:
@@ -110,6 +111,7 @@ class AlertRulesConfig:
             runbook_url=settings.runbook_url,
             rebase=parse_rebase(rebase),
             spc_min_weekly_denominator=getattr(settings, "spc_min_weekly_denominator", 0),
+            spc_confirm_weeks=getattr(settings, "spc_confirm_weeks", 1),
         )
 
 
@@ -268,18 +270,34 @@ def system_findings(
     for (team, measure), points in series.items():
         if measure not in RATE_MEASURES:
             continue
-        finding = special_cause_finding(
-            team,
-            measure,
-            points,
-            config.baseline_points,
-            config.rebase.get((team, measure)),
-            config.runbook_url,
-            config.spc_min_weekly_denominator,
-        )
-        if finding is not None:
+        def judge(upto: Sequence[WeeklyPointLike], team: str = team, measure: str = measure) -> Finding | None:
+            return special_cause_finding(
+                team,
+                measure,
+                upto,
+                config.baseline_points,
+                config.rebase.get((team, measure)),
+                config.runbook_url,
+                config.spc_min_weekly_denominator,
+            )
+
+        finding = judge(points)
+        if finding is not None and _confirmed(points, config, judge):
             found[finding.key] = finding
     return found
+
+
+def _confirmed(
+    points: Sequence[WeeklyPointLike], config: AlertRulesConfig, judge: Any
+) -> bool:
+    """With ``spc_confirm_weeks`` = c > 1, a SpecialCause needs the c - 1 judged weeks before
+    the latest to signal too (a sustained signal; MDC's rules as written are c = 1)."""
+    smallest = max(1, config.spc_min_weekly_denominator)
+    judged = [i for i, p in enumerate(points) if p.denominator >= smallest]
+    for k in range(1, config.spc_confirm_weeks):
+        if len(judged) <= k or judge(points[: judged[-1 - k] + 1]) is None:
+            return False
+    return True
 
 
 @dataclass(frozen=True, slots=True)

@@ -87,6 +87,7 @@ class Settings(BaseSettings):
     rate_targets: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_RATE_TARGETS))
     rate_min_denominator: int = Field(10, ge=1)
     spc_baseline_points: int = Field(12, ge=12)
+    spc_confirm_weeks: int = Field(1, ge=1)  # SpecialCause needs this many signalling weeks in a row
     spc_min_weekly_denominator: int = Field(10, ge=0)  # SPC judges only weeks with at least this many cases
     spc_rebase: dict[str, str] = Field(default_factory=dict)  # "team/measure" -> ISO date of the rebase
     alert_routes: dict[str, str] = Field(default_factory=dict)  # receiver name -> label matchers

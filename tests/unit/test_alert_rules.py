@@ -147,6 +147,24 @@ def test_system_findings_combine_both_rules() -> None:
     assert sorted(found) == [(RATE_OFF_TARGET, "north", "followup_7d"), (SPECIAL_CAUSE, "south", "followup_7d")]
 
 
+@pytest.mark.parametrize(
+    ("tail", "confirm", "fires"),
+    [
+        ([(1, 10)], 1, True),  # the rules as written: one point beyond the limit
+        ([(1, 10)], 2, False),  # not yet sustained
+        ([(1, 10), (1, 10)], 2, True),
+        ([(1, 10), (0, 3), (1, 10)], 2, True),  # the week of 3 is not judged: the one before counts
+        ([(1, 10), (7, 10), (1, 10)], 2, False),
+        ([(1, 10), (1, 10)], 3, False),
+        ([(1, 10), (1, 10), (1, 10)], 3, True),
+    ],
+)
+def test_special_cause_can_ask_for_a_sustained_signal(tail: list[tuple[int, int]], confirm: int, fires: bool) -> None:
+    config = AlertRulesConfig(rate_targets={}, spc_min_weekly_denominator=10, spc_confirm_weeks=confirm)
+    found = system_findings([], {("north", "followup_7d"): weeks(BASELINE + tail)}, config)
+    assert ((SPECIAL_CAUSE, "north", "followup_7d") in found) is fires
+
+
 def _finding(alertname: str, team: str = "north") -> Finding:
     return Finding(alertname, team, "followup_7d", {"summary": alertname})
 
