@@ -3,8 +3,9 @@
 Each week a team has n ~ U{20..60} eligible discharges, each followed up with probability p.
 Stable: p = 0.75 all year. Churn: p drops to 0.45 from week 20 (the 21st point).
 
-Measure the false-alarm rate over many seeds:
+Measure the false-alarm rate over many seeds (and, optionally, with spc_confirm_weeks):
     .venv/bin/python -m tests.unit.test_spc_simulation 1000
+    .venv/bin/python -m tests.unit.test_spc_simulation 300 2
 """
 
 from __future__ import annotations
@@ -55,9 +56,9 @@ class FakeWindows:
         return [p for p in points if datetime.combine(p.week_start + timedelta(days=7), datetime.min.time(), UTC) <= watermark]
 
 
-def run_year(series: dict[tuple[str, str], list[Point]]) -> list[tuple[int, str, str, Status]]:
+def run_year(series: dict[tuple[str, str], list[Point]], confirm: int = 1) -> list[tuple[int, str, str, Status]]:
     """(week index of the latest final point, team, measure, status) of each SpecialCause transition."""
-    rules = SystemAlertRules(AlertRulesConfig(rate_targets={MEASURE: 0.7}))
+    rules = SystemAlertRules(AlertRulesConfig(rate_targets={MEASURE: 0.7}, spc_confirm_weeks=confirm))
     windows = FakeWindows(series)
     out = []
     for week in range(WEEKS):
@@ -112,12 +113,12 @@ def test_stable_year_raises_none() -> None:
     assert run_year(stable_year(seed=1)) == []
 
 
-def false_alarm_rate(seeds: int) -> tuple[float, float]:
+def false_alarm_rate(seeds: int, confirm: int = 1) -> tuple[float, float]:
     """(share of stable years with at least one SpecialCause, firings per evaluated week)."""
     years_with_alarm = 0
     firings = 0
     for seed in range(seeds):
-        fired = [t for t in run_year(stable_year(seed)) if t[3] is Status.FIRING]
+        fired = [t for t in run_year(stable_year(seed), confirm) if t[3] is Status.FIRING]
         years_with_alarm += bool(fired)
         firings += len(fired)
     evaluated_weeks = seeds * (WEEKS - 11)
@@ -135,7 +136,21 @@ def test_false_alarm_rate_over_200_stable_years_is_bounded() -> None:
     assert per_week < 0.03
 
 
+def detection_rate(seeds: int, confirm: int = 1) -> float:
+    """Share of churn years whose drop is seen within 3 weekly points of the change."""
+    found = 0
+    for seed in range(seeds):
+        week = first_firing_after_change(run_year(churn_year(seed), confirm), "north")
+        found += week is not None and week - CHANGE_WEEK <= 2
+    return found / seeds
+
+
 if __name__ == "__main__":
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 200
-    years, per_week = false_alarm_rate(n)
-    print(f"{n} stable years: {years:.1%} with at least one SpecialCause; {per_week:.4f} firings per evaluated week")
+    confirm = int(sys.argv[2]) if len(sys.argv) > 2 else 1
+    years, per_week = false_alarm_rate(n, confirm)
+    print(
+        f"{n} stable years, spc_confirm_weeks={confirm}: {years:.1%} with at least one SpecialCause; "
+        f"{per_week:.4f} firings per evaluated week; injected drop seen within 3 points in "
+        f"{detection_rate(n, confirm):.1%} of {n} churn years"
+    )
