@@ -267,6 +267,7 @@ def build_app(
     batch_wait = settings.batch_wait.total_seconds()
 
     holes: dict[tuple[str, int], tuple[int, int, int, float]] = {}
+    warned: dict[tuple[str, int], int] = {}
 
     def accept_gap(topic: str, partition: int, floor: int) -> None:
         floors[(topic, partition)] = floor
@@ -323,7 +324,12 @@ def build_app(
                 accept_gap(topic, partition, seen[1])
                 await consumer.seek_wait({tp: seen[1]})
                 return
-        log.warning(
+        # once per gap at warning level; the re-reads that follow (stale messages may still
+        # come first) at debug level, or a transactional publisher would flood the log
+        first = warned.get((topic, partition)) != offset
+        warned[(topic, partition)] = offset
+        log.log(
+            logging.WARNING if first else logging.DEBUG,
             "%s/%d: messages from offset %d were not delivered (offset %s came); reading them again",
             topic,
             partition,
