@@ -18,12 +18,24 @@ from datetime import date, datetime, timedelta
 from rich.console import Console
 
 from alerts.rules import AlertRulesConfig, SystemAlertRules
-from pathwatch.config import load_settings
+from pathwatch.config import Settings, load_settings
 from pathwatch.simulate import SimulationOptions, parse_injection, write
-from schemas.deadletter import DeadLetter, Origin
 from schemas.decode import Decoder
 from streams.core import CoreConfig
 from streams.engine import Engine
+from streams.replay import replay_stream
+
+
+def replay_simulation(options: SimulationOptions, settings: Settings) -> Engine:
+    """Simulate ``options`` and replay the stream with the system rules, to the end of input
+    (also used by ``spc_false_alarms.py``)."""
+    out = io.BytesIO()
+    write(options, out)
+    out.seek(0)
+    engine = Engine(CoreConfig.from_settings(settings), SystemAlertRules(AlertRulesConfig.from_settings(settings)))
+    replay_stream(out, engine, Decoder(b"spc-benchmark", settings.max_message_bytes), "simulated")
+    engine.finish()
+    return engine
 
 
 def main() -> None:
@@ -38,17 +50,7 @@ def main() -> None:
     console = Console()
     for seed in args.seeds:
         options = SimulationOptions(clients=args.clients, days=args.days, seed=seed, injections=(injection,))
-        out = io.BytesIO()
-        write(options, out)
-        engine = Engine(CoreConfig.from_settings(settings), SystemAlertRules(AlertRulesConfig.from_settings(settings)))
-        decoder = Decoder(b"spc-detection", settings.max_message_bytes)
-        for number, line in enumerate(out.getvalue().splitlines(), 1):
-            result = decoder.decode(line, Origin(line=number))
-            if isinstance(result, DeadLetter):
-                engine.feed_dead_letter(result)
-            else:
-                engine.feed(result)
-        engine.finish()
+        engine = replay_simulation(options, settings)
         change = options.start + timedelta(days=injection.start_day)
         special = [a for a in engine.alerts() if a.name == "SpecialCause"]
         target = sorted(

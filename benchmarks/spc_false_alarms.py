@@ -12,18 +12,13 @@ outcomes revised after their week was judged, warm-up weeks, many series at once
 from __future__ import annotations
 
 import argparse
-import io
 from collections import Counter
 
 from rich.console import Console
+from spc_detection import replay_simulation  # benchmarks/ is the script's directory
 
-from alerts.rules import AlertRulesConfig, SystemAlertRules
 from pathwatch.config import load_settings
-from pathwatch.simulate import SimulationOptions, write
-from schemas.deadletter import DeadLetter, Origin
-from schemas.decode import Decoder
-from streams.core import CoreConfig
-from streams.engine import Engine
+from pathwatch.simulate import SimulationOptions
 
 
 def main() -> None:
@@ -36,17 +31,7 @@ def main() -> None:
     console = Console()
     total = 0
     for seed in args.seeds:
-        out = io.BytesIO()
-        write(SimulationOptions(clients=args.clients, days=args.days, seed=seed), out)
-        engine = Engine(CoreConfig.from_settings(settings), SystemAlertRules(AlertRulesConfig.from_settings(settings)))
-        decoder = Decoder(b"spc-false-alarms", settings.max_message_bytes)
-        for number, line in enumerate(out.getvalue().splitlines(), 1):
-            result = decoder.decode(line, Origin(line=number))
-            if isinstance(result, DeadLetter):
-                engine.feed_dead_letter(result)
-            else:
-                engine.feed(result)
-        engine.finish()
+        engine = replay_simulation(SimulationOptions(clients=args.clients, days=args.days, seed=seed), settings)
         special = [a for a in engine.alerts() if a.name == "SpecialCause"]
         series = {(a.labels["team"], a.labels["measure"]) for a in special}
         by_measure = Counter(a.labels["measure"] for a in special)
