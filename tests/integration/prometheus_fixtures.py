@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from tests.integration.support import Process, free_port
-from tests.promql import dashboard_targets, grafana_to_promql, rule_exprs
+from tests.promql import dashboard_targets, grafana_to_promql, rule_exprs, selectors
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES_DIR = ROOT / "deploy/prometheus/rules"
@@ -147,5 +147,45 @@ def rules() -> list[tuple[str, str, str]]:
         for path in sorted(RULES_DIR.glob("*.yml"))
         for rule in rule_exprs(yaml.safe_load(path.read_text()))
     ]
+
+
+def dashboards_without_series(base: str, deadline: float) -> list[str]:
+    """Every dashboard expression that still returns no series at ``deadline`` (each must
+    at least be a valid query)."""
+    empty = []
+    for where, expr in dashboard_exprs():
+        answer = wait_for_series(base, expr, deadline)
+        assert answer["status"] == "success", f"{where}: {answer}"
+        if not answer["data"]["result"]:
+            empty.append(f"{where}: {expr}")
+    return empty
+
+
+def recording_rules_without_series(base: str, deadline: float) -> list[str]:
+    """Every recording rule whose name or expression still returns no series at ``deadline``."""
+    empty = []
+    for kind, name, expr in rules():
+        if kind != "record":
+            continue
+        for text in (name, expr):
+            if not wait_for_series(base, text, deadline)["data"]["result"]:
+                empty.append(f"{name}: {text}")
+    return empty
+
+
+def alerting_rules_missing_series(base: str, deadline: float) -> list[str]:
+    """Every series an alerting rule reads that is still absent at ``deadline`` (an alert's
+    condition is false on a healthy stream, so its inputs are checked, not its result; each
+    rule must at least be a valid query)."""
+    missing = []
+    for kind, name, expr in rules():
+        if kind != "alert":
+            continue
+        answer = query(base, expr)
+        assert answer["status"] == "success", f"{name}: {answer}"
+        for selector in selectors(expr):
+            if not wait_for_series(base, selector, deadline)["data"]["result"]:
+                missing.append(f"{name}: {selector}")
+    return missing
 
 

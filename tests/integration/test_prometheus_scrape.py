@@ -20,17 +20,18 @@ import pytest
 
 from pathwatch.metrics import label_guard
 from tests.integration.prometheus_fixtures import (
+    alerting_rules_missing_series,
     child_env,
-    dashboard_exprs,
+    dashboards_without_series,
     get,
     prometheus_binary,
     query,
+    recording_rules_without_series,
     rules,
     start_prometheus,
     wait_for_series,
 )
 from tests.integration.support import Process, free_port
-from tests.promql import selectors
 
 EXPORTER = r"""
 import sys, time
@@ -95,37 +96,18 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def test_every_dashboard_expression_returns_a_series(prometheus: str) -> None:
-    deadline = time.monotonic() + 30
-    empty = []
-    for where, expr in dashboard_exprs():
-        answer = wait_for_series(prometheus, expr, deadline)
-        assert answer["status"] == "success", f"{where}: {answer}"
-        if not answer["data"]["result"]:
-            empty.append(f"{where}: {expr}")
+    empty = dashboards_without_series(prometheus, time.monotonic() + 30)
     assert not empty, "no series for:\n" + "\n".join(empty)
 
 
 def test_every_recording_rule_returns_a_series(prometheus: str) -> None:
-    deadline = time.monotonic() + 30
-    empty = []
-    for kind, name, expr in rules():
-        if kind != "record":
-            continue
-        for text in (name, expr):
-            if not wait_for_series(prometheus, text, deadline)["data"]["result"]:
-                empty.append(f"{name}: {text}")
+    empty = recording_rules_without_series(prometheus, time.monotonic() + 30)
     assert not empty, "no series for:\n" + "\n".join(empty)
 
 
 def test_every_alerting_rule_evaluates_on_present_series(prometheus: str) -> None:
-    deadline = time.monotonic() + 30
-    for kind, name, expr in rules():
-        if kind != "alert":
-            continue
-        assert query(prometheus, expr)["status"] == "success", name
-        for selector in selectors(expr):
-            answer = wait_for_series(prometheus, selector, deadline)
-            assert answer["data"]["result"], f"{name}: {selector} has no series"
+    missing = alerting_rules_missing_series(prometheus, time.monotonic() + 30)
+    assert not missing, "alerting rules read metrics with no series:\n" + "\n".join(missing)
 
 
 def test_prometheus_reports_every_rule_healthy(prometheus: str) -> None:

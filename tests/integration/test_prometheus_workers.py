@@ -24,7 +24,6 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -40,16 +39,14 @@ from tests.integration.live_fixtures import (
 )
 from tests.integration.prometheus_fixtures import (
     JOB,
-    dashboard_exprs,
+    alerting_rules_missing_series,
+    dashboards_without_series,
     prometheus_binary,
-    query,
-    rules,
+    recording_rules_without_series,
     samples,
     start_prometheus,
-    wait_for_series,
 )
 from tests.integration.support import Process
-from tests.promql import selectors
 
 # Large enough that the trailing window holds cells of 5 or more for most measures at ``*``
 # (the dashboards show only unsuppressed cells), small enough to run in about a minute.
@@ -178,37 +175,15 @@ def test_referral_counts_across_workers_equal_the_replay_trailing_window(deploym
 
 def test_every_dashboard_expression_returns_a_series(deployment: Deployment) -> None:
     # the measure group of the rules runs every 15 s, so allow for one evaluation after the flush
-    deadline = time.monotonic() + 20
-    empty = []
-    for where, expr in dashboard_exprs():
-        answer = wait_for_series(deployment.prometheus, expr, deadline)
-        assert answer["status"] == "success", f"{where}: {answer}"
-        if not answer["data"]["result"]:
-            empty.append(f"{where}: {expr}")
+    empty = dashboards_without_series(deployment.prometheus, time.monotonic() + 20)
     assert not empty, "no series for:\n" + "\n".join(empty)
 
 
 def test_every_recording_rule_returns_a_series(deployment: Deployment) -> None:
-    deadline = time.monotonic() + 20
-    empty = []
-    for kind, name, expr in rules():
-        if kind != "record":
-            continue
-        for text in (name, expr):
-            if not wait_for_series(deployment.prometheus, text, deadline)["data"]["result"]:
-                empty.append(f"{name}: {text}")
+    empty = recording_rules_without_series(deployment.prometheus, time.monotonic() + 20)
     assert not empty, "no series for:\n" + "\n".join(empty)
 
 
 def test_every_alerting_rule_evaluates_on_present_series(deployment: Deployment) -> None:
-    deadline = time.monotonic() + 20
-    missing = []
-    for kind, name, expr in rules():
-        if kind != "alert":
-            continue
-        answer: dict[str, Any] = query(deployment.prometheus, expr)
-        assert answer["status"] == "success", f"{name}: {answer}"
-        for selector in selectors(expr):
-            if not wait_for_series(deployment.prometheus, selector, deadline)["data"]["result"]:
-                missing.append(f"{name}: {selector}")
+    missing = alerting_rules_missing_series(deployment.prometheus, time.monotonic() + 20)
     assert not missing, "alerting rules read metrics with no series:\n" + "\n".join(missing)
