@@ -41,9 +41,7 @@ from streams.calendar import from_us, to_us
 from streams.core import ClientState, CoreConfig, Observation, open_followups
 from streams.live import (
     FLUSH_KEY,
-    GAP,
     ORIGIN_HEADER,
-    SEEN,
     TICK_KEY,
     WATERMARK_KEY,
     Message,
@@ -52,7 +50,6 @@ from streams.live import (
     Stage2,
     StageWatermark,
     Tick,
-    admit,
     encode_origin,
     encode_tick,
     encode_watermark,
@@ -261,7 +258,6 @@ def build_app(
         runtime.config, client_table, n, alert_clock=settings.alert_clock, wall=wall
     )
     runtime.stage2 = Stage2(runtime.config, obs_table, n, t.observations)
-    floors: dict[tuple[str, int], int] = {}
     # how long stage 1 and 2 wait to fill a batch: larger batches write each touched client
     # and partition once per batch (measured: 534 events/s at 50 ms, 768 at 250 ms)
     batch_wait = settings.batch_wait.total_seconds()
@@ -270,11 +266,14 @@ def build_app(
     warned: dict[tuple[str, int], int] = {}
 
     def accept_gap(topic: str, partition: int, floor: int) -> None:
-        floors[(topic, partition)] = floor
+        assert runtime.stage1 is not None
+        assert runtime.stage2 is not None
         if topic == t.clients:
-            runtime.stage1.floors[partition] = floor  # type: ignore[union-attr]
+            runtime.stage1.floors[partition] = floor
         elif topic == t.observations:
-            runtime.stage2.floors[partition] = floor  # type: ignore[union-attr]
+            runtime.stage2.positions.floors[(topic, partition)] = floor
+        else:
+            positions.floors[(topic, partition)] = floor
 
     async def rewind(topic: str, partition: int, offset: int, came: int | None = None) -> None:
         """Read ``topic``/``partition`` again from ``offset``: a stage found that messages from
@@ -356,24 +355,11 @@ def build_app(
 
     async def ingest_batch(batch: Any, convert: Callable[[bytes, Origin], list[bytes] | DeadLetter] | None) -> None:
         pending: list[Any] = []
-        nexts: dict[tuple[str, int], int] = {}
-        rewinds: dict[tuple[str, int], int] = {}
-        came: dict[tuple[str, int], int] = {}
+        taken = positions.batch()
         for ev in batch:
             m = ev.message
-            tp = (m.topic, m.partition)
-            if tp in rewinds:
-                continue
-            expected = nexts[tp] if tp in nexts else positions.expected(*tp)
-            position = admit(m.offset, expected, floors.get(tp, 0))
-            if position == SEEN:
-                continue  # forwarded before (stage 1 would also know it by its origin)
-            if position == GAP:
-                assert expected is not None
-                rewinds[tp] = expected
-                came[tp] = m.offset
-                continue
-            nexts[tp] = m.offset + 1
+            if not taken.take(m.topic, m.partition, m.offset):
+                continue  # forwarded before (stage 1 would also know it by its origin), or after a gap
             origin = Origin(topic=m.topic, partition=m.partition, offset=m.offset)
             raw = ev.value if isinstance(ev.value, bytes) else b""
             if convert is None:
@@ -388,10 +374,9 @@ def build_app(
                 here = encode_origin(m.topic, m.partition, m.offset, index)
                 await forward(runtime.decoder.decode(line, origin), pending, here)
         await asyncio.gather(*pending)
-        for (topic, partition), next_offset in nexts.items():
-            positions.advance(topic, partition, next_offset)
-        for (topic, partition), offset in rewinds.items():
-            await rewind(topic, partition, offset, came[(topic, partition)])
+        taken.commit()
+        for (topic, partition), offset in taken.rewinds.items():
+            await rewind(topic, partition, offset, taken.gaps[(topic, partition)])
 
     @app.agent(events_topic, name="pathwatch-ingest-events")
     async def ingest_events(stream: Any) -> None:

@@ -136,6 +136,8 @@ class Positions:
         self.store = store
         self.partitions = partitions
         self._keys: dict[tuple[str, int], bytes] = {}
+        # per (topic, partition): the first offset after a gap the driver accepted (see admit)
+        self.floors: dict[tuple[str, int], int] = {}
 
     def _key(self, topic: str, partition: int) -> bytes:
         key = self._keys.get((topic, partition))
@@ -149,6 +151,43 @@ class Positions:
 
     def advance(self, topic: str, partition: int, next_offset: int) -> None:
         self.store[self._key(topic, partition)] = b"%d" % next_offset
+
+    def batch(self) -> PositionBatch:
+        """A batch's reading of its messages against these positions."""
+        return PositionBatch(self)
+
+
+class PositionBatch:
+    """One batch of messages read against :class:`Positions`: :meth:`take` says whether to
+    apply a message; a partition whose offsets jump is left at the gap for the rest of the
+    batch (``rewinds``: where to read it again from; ``gaps``: the offset that came instead);
+    :meth:`commit` stores the next offsets once the batch's effects are safe."""
+
+    def __init__(self, positions: Positions) -> None:
+        self.positions = positions
+        self.rewinds: dict[tuple[str, int], int] = {}
+        self.gaps: dict[tuple[str, int], int] = {}
+        self._nexts: dict[tuple[str, int], int] = {}
+
+    def take(self, topic: str, partition: int, offset: int) -> bool:
+        key = (topic, partition)
+        if key in self.rewinds:
+            return False
+        expected = self._nexts[key] if key in self._nexts else self.positions.expected(topic, partition)
+        position = admit(offset, expected, self.positions.floors.get(key, 0))
+        if position == SEEN:
+            return False
+        if position == GAP:
+            assert expected is not None
+            self.rewinds[key] = expected
+            self.gaps[key] = offset
+            return False
+        self._nexts[key] = offset + 1
+        return True
+
+    def commit(self) -> None:
+        for (topic, partition), next_offset in self._nexts.items():
+            self.positions.advance(topic, partition, next_offset)
 
 
 class Tick(msgspec.Struct, frozen=True):
@@ -487,7 +526,6 @@ class Stage2:
         self.source_partitions = source_partitions
         self.topic = topic
         self.positions = Positions(store, source_partitions)
-        self.floors: dict[int, int] = {}
         self._windows: dict[str, TeamWindows] = {}
         self._loaded = False
         self._marks: dict[int, dict[int, int]] = {}
@@ -593,21 +631,11 @@ class Stage2:
         and flush marks. Each partition's next offset is kept in the store; a partition whose
         offsets jump is left at the gap (``rewinds``, see :func:`admit`)."""
         result = Stage2Result()
-        nexts: dict[int, int] = {}
+        batch = self.positions.batch()
         for message in messages:
             q = message.partition
-            if q in result.rewinds:
+            if not batch.take(self.topic, q, message.offset):
                 continue
-            expected = nexts[q] if q in nexts else self.positions.expected(self.topic, q)
-            position = admit(message.offset, expected, self.floors.get(q, 0))
-            if position == SEEN:
-                continue
-            if position == GAP:
-                assert expected is not None
-                result.rewinds[q] = expected
-                result.gaps[q] = message.offset
-                continue
-            nexts[q] = message.offset + 1
             if message.key == WATERMARK_KEY:
                 watermark_us = self.mark(q, message.value)
                 if watermark_us is not None:
@@ -616,8 +644,9 @@ class Stage2:
                 self.flush(q, message.value)
             else:
                 self.apply(message.value)
-        for q, next_offset in nexts.items():
-            self.positions.advance(self.topic, q, next_offset)
+        batch.commit()
+        result.rewinds = {q: offset for (_, q), offset in batch.rewinds.items()}
+        result.gaps = {q: offset for (_, q), offset in batch.gaps.items()}
         return result
 
 
