@@ -15,7 +15,7 @@ a different rule carries the signal from one week to the next.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, Protocol
@@ -288,7 +288,9 @@ def system_findings(
 
 
 def _confirmed(
-    points: Sequence[WeeklyPointLike], config: AlertRulesConfig, judge: Any
+    points: Sequence[WeeklyPointLike],
+    config: AlertRulesConfig,
+    judge: Callable[[Sequence[WeeklyPointLike]], Finding | None],
 ) -> bool:
     """With ``spc_confirm_weeks`` = c > 1, a SpecialCause needs the c - 1 judged weeks before
     the latest to signal too (a sustained signal; MDC's rules as written are c = 1)."""
