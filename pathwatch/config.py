@@ -123,6 +123,7 @@ class Settings(BaseSettings):
     tick_interval: Duration = timedelta(seconds=5)
     batch_wait: Duration = timedelta(milliseconds=250)  # stage 1 and 2: longest wait to fill a batch
     store: str = "memory://"
+    data_dir: Path | None = None  # faust's local directory; None: "<app_id>-data" in the working directory
 
     @field_validator("timezone")
     @classmethod

@@ -25,7 +25,9 @@ class Process:
 
     def start(self) -> Process:
         handle = self.log.open("ab")
-        self.proc = subprocess.Popen(self.args, env=self.env, stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT)
+        # a worker's faust directory goes beside its log, not into the checkout
+        env = {"PATHWATCH_DATA_DIR": str(self.log.with_suffix(".data")), **self.env}
+        self.proc = subprocess.Popen(self.args, env=env, stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT)
         return self
 
     def kill(self, sig: int = 9) -> None:

@@ -67,3 +67,24 @@ def test_secret_is_masked(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.pseudonym_key_bytes(live=True) == b"s3cret-key-value"
     assert "s3cret-key-value" not in str(settings.masked())
     assert "s3cret-key-value" not in repr(settings)
+
+
+def test_worker_data_dir_is_a_setting(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from streams.app import build_app
+
+    monkeypatch.setenv("PATHWATCH_PSEUDONYM_KEY", "k")
+    monkeypatch.setenv("PATHWATCH_DATA_DIR", str(tmp_path / "faust"))
+    app, _ = build_app(load_settings())
+    assert Path(app.conf.datadir) == tmp_path / "faust"
+    monkeypatch.delenv("PATHWATCH_DATA_DIR")
+    app, _ = build_app(load_settings())
+    assert Path(app.conf.datadir).name == f"{load_settings().app_id}-data"
+
+
+def test_only_the_memory_store_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    from streams.app import build_app
+
+    monkeypatch.setenv("PATHWATCH_PSEUDONYM_KEY", "k")
+    monkeypatch.setenv("PATHWATCH_STORE", "rocksdb://")
+    with pytest.raises(ValueError, match="not supported"):
+        build_app(load_settings())
