@@ -151,6 +151,7 @@ class CoreConfig:
     calendar: Calendar = field(init=False, compare=False, repr=False)
     lateness_us: int = field(init=False, compare=False, repr=False)
     horizon_us: int = field(init=False, compare=False, repr=False)
+    expiry_us: int = field(init=False, compare=False, repr=False)
     targets: dict[tuple[str, int], int] = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -169,6 +170,9 @@ class CoreConfig:
         target = (self.target_routine_business_days * 7) // 5 + 14  # business days + holidays
         forward = max(READMISSION_DAYS + 1, self.referral_open_limit_days + 1, target, self.readmitted_alert_days)
         object.__setattr__(self, "horizon_us", (back + forward + 2) * US_PER_DAY + lateness)
+        # a follow-up alert the data never ends expires when its discharge's outcomes are final
+        # (the longest window, two days, the lateness): before its look-back can be pruned
+        object.__setattr__(self, "expiry_us", (forward + 2) * US_PER_DAY + lateness)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> CoreConfig:
@@ -297,6 +301,9 @@ class EmittedAlert(msgspec.Struct, array_like=True):
     end: int | None
     summary: str
     description: str
+    # the earliest event time the instance was derived from (its anchor's look-back); once the
+    # history before it is pruned the instance is frozen (see ``ClientState.kept``)
+    ctx: int = _NEVER
 
 
 class ClientState(msgspec.Struct):
@@ -321,6 +328,9 @@ class ClientState(msgspec.Struct):
     pend: list[int] | None = None
     # the highest input sequence number (``step``'s ``seq``) of an event added to ``recs``
     seq: int = -1
+    # history before this instant has been pruned: an index event whose look-back reaches
+    # before it (see :func:`_context_start`) is no longer re-derived; what it emitted stands
+    kept: int = _NEVER
 
     def to_bytes(self) -> bytes:
         return _state_encoder.encode(self)
@@ -393,6 +403,26 @@ def _responsible(vis: list[Rec], t: int, memory_us: int) -> str:
     return UNASSIGNED
 
 
+def _context_start(r: Rec, config: CoreConfig) -> int:
+    """The earliest event time the outcomes of index event ``r`` (observations and the alerts
+    it anchors) can depend on: the team look-up when it names no team, the crisis look-backs
+    for a crisis. A referral looks only forward."""
+    if r.kind == K_REFERRAL:
+        return r.t
+    back = 0 if r.team else config.team_memory_days * US_PER_DAY
+    if r.kind == K_CRISIS:
+        back = max(back, REPEAT_CRISIS_DAYS * US_PER_DAY, config.frequent_crisis_days * US_PER_DAY)
+    return r.t - back
+
+
+def _frozen(r: Rec, kept: int, config: CoreConfig) -> bool:
+    """Whether index event ``r`` is past re-deriving: it was in the history when the part of
+    its look-back before ``kept`` was pruned, so a derivation now would see less than the
+    one whose outputs stand (a crisis would lose its earlier crisis, a discharge its team).
+    An event dated before ``kept`` arrived after that pruning: it is derived from what is held."""
+    return r.t >= kept > _context_start(r, config)
+
+
 @dataclass(slots=True)
 class _Referral:
     rec: Rec
@@ -448,14 +478,23 @@ def _key(measure: str, r: Rec) -> str:
     return f"{measure}\x1f{r.src}\x1f{r.id}"
 
 
-def derive_observations(recs: list[Rec], x: int, config: CoreConfig) -> dict[str, ObsValue]:
-    """Every observation that exists as of instant ``x`` (final outcomes only), by key."""
+def derive_observations(
+    recs: list[Rec], x: int, config: CoreConfig, kept: int = _NEVER, frozen: set[str] | None = None
+) -> dict[str, ObsValue]:
+    """Every observation that exists as of instant ``x`` (final outcomes only), by key.
+
+    Index events :func:`_frozen` by ``kept`` are skipped; their observation keys are added to
+    ``frozen`` when given (what was emitted for them stands)."""
     vis = _visible(recs, x)
     memory = config.team_memory_days * US_PER_DAY
     out: dict[str, ObsValue] = {}
     for r in vis:
         kind = r.kind
         if kind in (K_REFERRAL, K_CRISIS) or (kind == K_DISCHARGE and r.flag):
+            if kept != _NEVER and _frozen(r, kept, config):
+                if frozen is not None:
+                    frozen.update(_key(m, r) for m in _MEASURES_OF[kind])
+                continue
             _observations_of(r, vis, x, config, memory, out)
     return out
 
@@ -528,6 +567,8 @@ class _Episode:
     start: int
     end: int | None  # known end as of x, else None
     text: tuple[int, ...]  # what :func:`_texts` needs; the text is built only when emitted
+    ctx: int  # the earliest event time it depends on (its anchor's :func:`_context_start`)
+    frozen: EmittedAlert | None = None  # an emitted instance kept as it stands (pruned context)
 
 
 def _day(ordinal: int) -> str:
@@ -570,16 +611,30 @@ def _texts(e: _Episode, config: CoreConfig) -> tuple[str, str]:
     )
 
 
-def derive_alerts(recs: list[Rec], x: int, config: CoreConfig) -> dict[str, _Episode]:
-    """Care-gap alert instances as of instant ``x`` (merged per identity), by instance key."""
+def derive_alerts(
+    recs: list[Rec], x: int, config: CoreConfig, kept: int = _NEVER, emitted: dict[str, EmittedAlert] | None = None
+) -> dict[str, _Episode]:
+    """Care-gap alert instances as of instant ``x`` (merged per identity), by instance key.
+
+    Episodes anchored on an index event :func:`_frozen` by ``kept`` are not derived; instead the
+    ``emitted`` instances whose context was pruned take part as they stand."""
     cal = config.calendar
     vis = _visible(recs, x)
     memory = config.team_memory_days * US_PER_DAY
     episodes: list[_Episode] = []
     crises: list[Rec] = []
+    pruned = kept != _NEVER
+    if pruned and emitted:
+        episodes.extend(
+            _Episode(e.name, e.team, e.severity, e.start, e.end, (), e.ctx, e) for e in emitted.values() if e.ctx < kept
+        )
     for r in vis:
         kind = r.kind
+        if pruned and kind != K_CRISIS and _frozen(r, kept, config):
+            continue
         if kind == K_DISCHARGE and r.flag:
+            ctx = _context_start(r, config)
+            expiry = r.t + config.expiry_us
             d = r.day
             team = r.team or _responsible(vis, r.t, memory)
             start = cal.end_of_day(d)
@@ -599,7 +654,7 @@ def derive_alerts(recs: list[Rec], x: int, config: CoreConfig) -> dict[str, _Epi
                     break
                 if not blocked:
                     episodes.append(
-                        _Episode("FollowUpDue", team, "warning", due, end, (d,))
+                        _Episode("FollowUpDue", team, "warning", due, _expire(end, expiry, x), (d,), ctx)
                     )
             missed = cal.end_of_day(d + FOLLOWUP_MISSED_DAYS)
             if x >= missed:
@@ -613,7 +668,7 @@ def derive_alerts(recs: list[Rec], x: int, config: CoreConfig) -> dict[str, _Epi
                 )
                 if not blocked:
                     episodes.append(
-                        _Episode("FollowUpMissed", team, "critical", missed, None, (d,))
+                        _Episode("FollowUpMissed", team, "critical", missed, _expire(None, expiry, x), (d,), ctx)
                     )
             close = cal.end_of_day(d + READMISSION_DAYS)
             span = config.readmitted_alert_days * US_PER_DAY
@@ -621,7 +676,7 @@ def derive_alerts(recs: list[Rec], x: int, config: CoreConfig) -> dict[str, _Epi
                 if c.kind == K_ADMISSION and c.flag and start <= c.t < close:
                     end_at = c.t + span
                     episodes.append(
-                        _Episode("Readmitted30d", team, "warning", c.t, end_at if end_at <= x else None, (d, c.day))
+                        _Episode("Readmitted30d", team, "warning", c.t, end_at if end_at <= x else None, (d, c.day), ctx)
                     )
         elif kind == K_REFERRAL:
             ref = _referral(r, vis, config)
@@ -631,10 +686,13 @@ def derive_alerts(recs: list[Rec], x: int, config: CoreConfig) -> dict[str, _Epi
             end_t = min(ends) if ends else None
             if end_t is not None and end_t < ref.target_pass:
                 continue
+            end_t = _expire(end_t, r.t + config.max_referral_age_days * US_PER_DAY, x)
             severity = "critical" if r.a == "emergency" else "warning"
             urgency = _URGENCIES.index(r.a)
             episodes.append(
-                _Episode("ReferralWaiting", r.team, severity, ref.target_label, end_t, (r.day, ref.target_label, urgency))
+                _Episode(
+                    "ReferralWaiting", r.team, severity, ref.target_label, end_t, (r.day, ref.target_label, urgency), r.t
+                )
             )
         elif kind == K_CRISIS:
             crises.append(r)
@@ -642,13 +700,28 @@ def derive_alerts(recs: list[Rec], x: int, config: CoreConfig) -> dict[str, _Epi
     span = config.frequent_crisis_days * US_PER_DAY
     for i in range(k - 1, len(crises)):
         first, last = crises[i - k + 1], crises[i]
+        if pruned and _frozen(last, kept, config):
+            continue
         if last.t - first.t < span:
             end_at = first.t + span
             team = last.team or _responsible(vis, last.t, memory)
             episodes.append(
-                _Episode("FrequentCrisis", team, "warning", last.t, end_at if end_at <= x else None, (last.day,))
+                _Episode(
+                    "FrequentCrisis", team, "warning", last.t, end_at if end_at <= x else None, (last.day,),
+                    _context_start(last, config),
+                )
             )
     return _merge(episodes, x)
+
+
+def _expire(end: int | None, expiry: int, x: int) -> int | None:
+    """An episode's end, no later than ``expiry`` once ``x`` has reached it: a follow-up alert
+    ends when its discharge's outcomes are final (``CoreConfig.expiry_us``), a waiting alert
+    when its referral is no longer followed (``max_referral_age_days``), whatever ends it
+    later. (Without it they would fire for as long as the history is held.)"""
+    if x >= expiry and (end is None or end > expiry):
+        return expiry
+    return end
 
 
 def _merge(episodes: list[_Episode], x: int) -> dict[str, _Episode]:
@@ -663,6 +736,7 @@ def _merge(episodes: list[_Episode], x: int) -> dict[str, _Episode]:
             if cur is not None and (cur.end is None or e.start <= cur.end):
                 if cur.end is not None:
                     cur.end = None if e.end is None else max(cur.end, e.end)
+                cur.ctx = min(cur.ctx, e.ctx)
                 continue
             if cur is not None:
                 out[f"{name}\x1f{team}\x1f{severity}\x1f{cur.start}"] = cur
@@ -678,11 +752,12 @@ def _merge(episodes: list[_Episode], x: int) -> dict[str, _Episode]:
 
 def _emit_observations(state: ClientState, x: int, config: CoreConfig, outs: list[Output]) -> None:
     """Full re-derivation as of ``x``: emit every difference from what has been emitted."""
-    derived = derive_observations(state.recs, x, config)
+    frozen: set[str] = set()
+    derived = derive_observations(state.recs, x, config, state.kept, frozen)
     emitted = state.obs
     _upsert_observations(emitted, derived, outs)
     if len(emitted) != len(derived) or any(k not in derived for k in emitted):
-        for key in [k for k in emitted if k not in derived]:
+        for key in [k for k in emitted if k not in derived and k not in frozen]:
             old = emitted.pop(key)
             outs.append(Observation(old.measure, key, old.team, from_us(old.t), retracted=True, correction=True))
 
@@ -716,6 +791,9 @@ def _emit_observations_of(
     vis = _visible(recs, x)
     memory = config.team_memory_days * US_PER_DAY
     derived: dict[str, ObsValue] = {}
+    kept = state.kept
+    if kept != _NEVER:
+        index = [r for r in index if not _frozen(r, kept, config)]
     for r in index:
         if r.t < x and (r.ct == _NEVER or r.ct >= x):
             _observations_of(r, vis, x, config, memory, derived)
@@ -846,6 +924,7 @@ def _alerts_may_change(
     memory = config.team_memory_days * US_PER_DAY
     readmit = config.readmitted_alert_days * US_PER_DAY
     crisis_span = config.frequent_crisis_days * US_PER_DAY
+    max_age = config.max_referral_age_days * US_PER_DAY
     crises = 0
     for c in recs:
         kind = c.kind
@@ -859,6 +938,8 @@ def _alerts_may_change(
         if kind == K_DISCHARGE:
             if not r.flag:
                 continue
+            if p < r.t + config.expiry_us <= x:
+                return True  # its follow-up alerts expire
             d = r.day
             start = cal.end_of_day(d)
             if x <= start:
@@ -872,6 +953,8 @@ def _alerts_may_change(
             ):
                 return True
         elif kind == K_REFERRAL:
+            if p < r.t + max_age <= x:
+                return True  # its waiting alert expires
             target_pass = _target(r, config)[0]
             if x < target_pass:
                 continue  # no episode before the target passes
@@ -949,8 +1032,8 @@ def _alert(state: ClientState, e: EmittedAlert) -> Alert:
 
 
 def _emit_alerts(state: ClientState, x: int, trigger: int, config: CoreConfig, outs: list[Output]) -> None:
-    derived = derive_alerts(state.recs, x, config)
     emitted = state.alerts
+    derived = derive_alerts(state.recs, x, config, state.kept, emitted)
     for key, ep in derived.items():
         old = emitted.get(key)
         if old is not None and old.end == ep.end:
@@ -958,7 +1041,8 @@ def _emit_alerts(state: ClientState, x: int, trigger: int, config: CoreConfig, o
         if old is not None and old.end is not None and ep.end is None:
             # a resolved instance stays resolved; a new firing episode would have a new start
             continue
-        new = EmittedAlert(ep.name, ep.team, ep.severity, ep.start, ep.end, *_texts(ep, config))
+        texts = (ep.frozen.summary, ep.frozen.description) if ep.frozen is not None else _texts(ep, config)
+        new = EmittedAlert(ep.name, ep.team, ep.severity, ep.start, ep.end, *texts, ctx=ep.ctx)
         emitted[key] = new
         outs.append(_alert(state, new))
     for key, old in emitted.items():
@@ -990,9 +1074,11 @@ def _rec_breakpoints(r: Rec, config: CoreConfig, out: list[int]) -> None:
         cal = config.calendar
         d = r.day
         out.extend((cal.end_of_day(d + 2), cal.end_of_day(d + 3), cal.end_of_day(d + 7), cal.end_of_day(d + 30)))
+        out.append(r.t + config.expiry_us)
     elif kind == K_REFERRAL:
         out.append(_target(r, config)[0])
         out.append(r.t + config.referral_open_limit_days * US_PER_DAY + 1)
+        out.append(r.t + config.max_referral_age_days * US_PER_DAY)
     elif kind == K_ADMISSION and r.flag:
         out.append(r.t + config.readmitted_alert_days * US_PER_DAY)
     elif kind == K_CRISIS:
@@ -1095,22 +1181,27 @@ def _orphans_and_prune(state: ClientState, config: CoreConfig, outs: list[Output
                     cutoff = r.t
                     state.hold = r.t + max_age + 1
                     break
+        # a firing alert keeps what it was derived from: it is re-derived until it ends
+        opened = _open_context(state)
+        if opened is not None and opened < cutoff:
+            cutoff = opened
         i = bisect.bisect_left(recs, cutoff, key=lambda r: r.t)
         if i:
             pruned = recs[:i]
             state.recs = recs = recs[i:]
+            state.kept = max(state.kept, cutoff)
             _forget_breakpoints(state, pruned, config)
             if state.obs:
                 state.obs = {k: v for k, v in state.obs.items() if v.t >= cutoff}
             if state.alerts:
                 alert_cutoff = min(state.aw - config.horizon_us, cutoff)
-                state.alerts = {k: v for k, v in state.alerts.items() if v.start >= alert_cutoff}
+                state.alerts = _alerts_ending_after(state.alerts, alert_cutoff)
             # what remains may have depended on what went (e.g. a team looked up before the
             # cutoff): the next evaluation re-derives everything, as before pruning
             state.full = _FULL_OBS | _FULL_ALERTS
     if not recs:
         state.obs = {}
-        state.alerts = {k: v for k, v in state.alerts.items() if v.start >= state.aw - config.horizon_us}
+        state.alerts = _alerts_ending_after(state.alerts, state.aw - config.horizon_us)
     if not recs and not state.obs and not state.alerts:
         return None
     return state
@@ -1221,10 +1312,27 @@ def sweep(state: ClientState | None, clock: Clock, config: CoreConfig) -> tuple[
     return _finish(state, later, config, outs), outs
 
 
+def _alerts_ending_after(alerts: dict[str, EmittedAlert], cutoff: int) -> dict[str, EmittedAlert]:
+    """The instances still firing or ended at or after ``cutoff``: an episode derived from the
+    history kept (it starts after ``cutoff``) can only merge into one of these."""
+    if all(v.end is None or v.end >= cutoff for v in alerts.values()):
+        return alerts
+    return {k: v for k, v in alerts.items() if v.end is None or v.end >= cutoff}
+
+
+def _open_context(state: ClientState) -> int | None:
+    """The earliest event time a firing alert instance was derived from (None: none firing)."""
+    found = [v.ctx for v in state.alerts.values() if v.end is None and v.ctx != _NEVER]
+    return min(found) if found else None
+
+
 def _compute_due(state: ClientState, later: list[int], config: CoreConfig) -> int | None:
     """The earliest future breakpoint, or the instant the oldest history can be pruned."""
     best = min(later) if later else None
     if state.recs:
+        opened = _open_context(state)
+        if opened is not None and opened <= state.recs[0].t:
+            return best  # nothing can go before a firing alert ends (at a breakpoint or event)
         prune = max(state.recs[0].t + config.horizon_us + 1, state.hold)
     elif state.alerts:
         prune = min(v.start for v in state.alerts.values()) + config.horizon_us + 1

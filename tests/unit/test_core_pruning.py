@@ -1,0 +1,150 @@
+"""Pruning a client's old history must change no outcome.
+
+The core forgets history older than the horizon (``CoreConfig.horizon_us``). An index event
+still held can depend on records before it (a crisis on the crises of the 30 days before; a
+discharge or crisis that names no team on the client's earlier contacts and referrals): once
+those are pruned it must not be derived again from what is left, or a decided outcome would
+flip (a repeat crisis became "not a repeat", a discharge moved to ``unassigned``) and be
+emitted as a correction. Care-gap alerts that the data never ends expire at a fixed instant
+(``CoreConfig.expiry_us`` after the discharge; ``max_referral_age_days`` after a referral),
+before their context can be pruned, so pruning ends none of them either.
+
+Checked three ways: hand-made cases, the report with pruning against the report with the
+horizon made endless on simulated years, and repeat crises against an oracle computed
+straight from the simulated JSON lines.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections import defaultdict
+from datetime import datetime, timedelta
+
+import pytest
+
+from pathwatch.simulate import SimulationOptions, generate, write
+from schemas.decode import Decoder
+from streams.calendar import from_us, to_us
+from streams.core import CoreConfig
+from streams.engine import Engine
+from streams.replay import replay_stream
+from tests.fixtures.core.build import NY, Run, contact, crisis, discharge, ny, tick
+
+
+def endless(config: CoreConfig) -> CoreConfig:
+    """The same configuration with a horizon nothing ever leaves (no pruning at all)."""
+    object.__setattr__(config, "horizon_us", 1 << 60)
+    return config
+
+
+def test_a_repeat_crisis_stays_a_repeat_after_the_crisis_before_it_is_pruned() -> None:
+    events = [
+        crisis(ny("2026-01-05 10:00"), id="a"),
+        crisis(ny("2026-01-18 10:00"), id="b"),  # 13 days after a: a repeat
+        tick(ny("2026-05-20 00:00")),  # a is past the horizon: the client is swept and pruned
+        contact(ny("2026-05-19 09:00")),  # late (within the lateness): a full re-derivation
+        tick(ny("2026-07-01 00:00")),
+    ]
+    config = CoreConfig(timezone=NY)
+    assert to_us(ny("2026-05-20 00:00")) - to_us(ny("2026-01-05 10:00")) > config.horizon_us
+    run = Run(events, config)
+    repeat = {o.key.split("\x1f")[-1]: o.numerator for o in run.measure("repeat_crisis_30d")}  # type: ignore[attr-defined]
+    assert repeat == {"a": False, "b": True}
+    assert run.engine.counters.corrections == 0
+    assert run.engine.clients["c1"].kept > to_us(ny("2026-01-05 10:00"))  # a really was pruned
+
+
+def test_a_discharge_keeps_the_team_it_took_from_a_contact_that_is_pruned() -> None:
+    events = [
+        contact(ny("2026-01-05 10:00"), team="south", id="k"),
+        discharge(ny("2026-03-16 10:00"), id="d"),  # names no team: south, from the contact
+        contact(ny("2026-03-18 10:00"), team="south", id="f"),
+        tick(ny("2026-05-20 00:00")),
+        contact(ny("2026-05-19 09:00"), team="south"),  # late: a full re-derivation
+        tick(ny("2026-07-01 00:00")),
+    ]
+    run = Run(events, CoreConfig(timezone=NY))
+    teams = {o.measure: o.team for o in run.obs.values() if o.key.endswith("\x1fd")}  # type: ignore[attr-defined]
+    assert teams == dict.fromkeys(("followup_72h", "followup_7d", "followup_30d", "readmission_30d"), "south")
+    assert run.engine.counters.corrections == 0
+    assert run.engine.clients["c1"].kept > to_us(ny("2026-01-05 10:00"))
+
+
+def test_follow_up_alerts_the_data_never_ends_expire_when_the_outcomes_are_final() -> None:
+    config = CoreConfig(timezone=NY)
+    discharged = ny("2026-04-01 09:00")
+    run = Run([discharge(discharged, team="north", id="d"), tick(ny("2026-09-01 00:00"))], config)
+    alerts = {a.name: a for a in run.alerts()}  # type: ignore[attr-defined]
+    expiry = from_us(to_us(discharged) + config.expiry_us)
+    assert set(alerts) == {"FollowUpDue", "FollowUpMissed"}
+    assert all(a.ends_at == expiry for a in alerts.values()), alerts
+    # 31 days (the longest window), 2 days and the 72-hour lateness after the discharge
+    assert expiry - discharged == timedelta(days=36)
+
+
+def test_a_follow_up_before_the_expiry_still_resolves_the_due_alert() -> None:
+    run = Run([discharge(ny("2026-04-01 09:00"), team="north"), contact(ny("2026-04-20 09:00"))], CoreConfig(timezone=NY))
+    due = [a for a in run.alerts("FollowUpDue")]
+    assert [a.ends_at for a in due] == [ny("2026-04-20 09:00")]  # type: ignore[attr-defined]
+
+
+def _report(lines: bytes, config: CoreConfig) -> dict:
+    engine = Engine(config)
+    replay_stream(io.BytesIO(lines), engine, Decoder(b"pruning-test", 1 << 20), "simulated")
+    engine.finish()
+    return engine.report()
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_pruning_changes_nothing_in_a_simulated_year(seed: int) -> None:
+    out = io.BytesIO()
+    write(SimulationOptions(clients=400, days=330, seed=seed), out)
+    lines = out.getvalue()
+    pruned = _report(lines, CoreConfig(timezone="Europe/London"))
+    kept = _report(lines, endless(CoreConfig(timezone="Europe/London")))
+    assert pruned["events"] == kept["events"]
+    assert pruned["measures"] == kept["measures"]
+    assert pruned["waits"] == kept["waits"]
+    assert pruned["alerts"] == kept["alerts"]
+    assert sum(row["denominator"] for row in pruned["measures"] if row["team"] == "*") > 500
+
+
+def _repeat_crises(lines: list[bytes]) -> tuple[int, int]:
+    """repeat_crisis_30d for ``*`` computed from the JSON lines alone (DOMAIN.md section 3:
+    another crisis of the client strictly earlier and at most 30 x 24 hours before; duplicates
+    and cancelled events do not count)."""
+    seen: set[tuple[str, str]] = set()
+    cancelled: set[tuple[str, str]] = set()
+    crises: dict[str, list[datetime]] = defaultdict(list)
+    kept: list[tuple[str, str, str, datetime]] = []
+    for line in lines:
+        event = json.loads(line)
+        key = (event["source"], event["id"])
+        if key in seen:
+            continue
+        seen.add(key)
+        if event["type"] == "cancel":
+            cancelled.add((event["source"], event["data"]["cancels"]))
+        elif event["type"] == "crisis":
+            kept.append((event["source"], event["id"], event["subject"], datetime.fromisoformat(event["time"])))
+    for source, id_, subject, time in kept:
+        if (source, id_) not in cancelled:
+            crises[subject].append(time)
+    numerator = denominator = 0
+    for times in crises.values():
+        times.sort()
+        for i, t in enumerate(times):
+            denominator += 1
+            numerator += any(timedelta(0) < t - u <= timedelta(days=30) for u in times[:i])
+    return numerator, denominator
+
+
+@pytest.mark.parametrize("seed", [4, 5])
+def test_repeat_crises_equal_an_oracle_over_a_simulated_year(seed: int) -> None:
+    lines = list(generate(SimulationOptions(clients=600, days=365, seed=seed)))
+    report = _report(b"\n".join(lines), CoreConfig(timezone="Europe/London"))
+    row = next(r for r in report["measures"] if r["measure"] == "repeat_crisis_30d" and r["team"] == "*")
+    numerator, denominator = _repeat_crises(lines)
+    assert (row["numerator"], row["denominator"]) == (numerator, denominator)
+    assert numerator > 20
