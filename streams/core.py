@@ -1182,7 +1182,7 @@ def _orphans_and_prune(state: ClientState, config: CoreConfig, outs: list[Output
                     state.hold = r.t + max_age + 1
                     break
         # a firing alert keeps what it was derived from: it is re-derived until it ends
-        opened = _open_context(state)
+        opened = _open_context(state) if state.alerts else None
         if opened is not None and opened < cutoff:
             cutoff = opened
         i = bisect.bisect_left(recs, cutoff, key=lambda r: r.t)
@@ -1322,20 +1322,23 @@ def _alerts_ending_after(alerts: dict[str, EmittedAlert], cutoff: int) -> dict[s
 
 def _open_context(state: ClientState) -> int | None:
     """The earliest event time a firing alert instance was derived from (None: none firing)."""
-    found = [v.ctx for v in state.alerts.values() if v.end is None and v.ctx != _NEVER]
-    return min(found) if found else None
+    found = None
+    for v in state.alerts.values():
+        if v.end is None and v.ctx != _NEVER and (found is None or v.ctx < found):
+            found = v.ctx
+    return found
 
 
 def _compute_due(state: ClientState, later: list[int], config: CoreConfig) -> int | None:
     """The earliest future breakpoint, or the instant the oldest history can be pruned."""
     best = min(later) if later else None
     if state.recs:
-        opened = _open_context(state)
+        opened = _open_context(state) if state.alerts else None
         if opened is not None and opened <= state.recs[0].t:
             return best  # nothing can go before a firing alert ends (at a breakpoint or event)
         prune = max(state.recs[0].t + config.horizon_us + 1, state.hold)
     elif state.alerts:
-        prune = min(v.start for v in state.alerts.values()) + config.horizon_us + 1
+        prune = min(v.start if v.end is None else v.end for v in state.alerts.values()) + config.horizon_us + 1
     else:
         return best
     return prune if best is None or prune < best else best

@@ -148,3 +148,22 @@ def test_repeat_crises_equal_an_oracle_over_a_simulated_year(seed: int) -> None:
     numerator, denominator = _repeat_crises(lines)
     assert (row["numerator"], row["denominator"]) == (numerator, denominator)
     assert numerator > 20
+
+
+def test_no_client_is_left_due_in_the_past() -> None:
+    """A sweep leaves each client due strictly after the clock (or not at all): a due in the
+    past would have the engine sweep that client again at every move of the watermark."""
+    config = CoreConfig(timezone="Europe/London")
+    engine = Engine(config)
+    decoder = Decoder(b"pruning-test", 1 << 20)
+    checked = 0
+    for n, line in enumerate(generate(SimulationOptions(clients=300, days=300, seed=6))):
+        event = decoder.decode_line(line, "simulated", n)
+        engine.feed(event)  # type: ignore[arg-type]
+        if n % 500 == 0:
+            clock = engine._clocks[0]
+            now = max(clock.watermark_us, clock.alert_us)
+            late = [c for c, s in engine.clients.items() if s.due is not None and s.due <= now]
+            assert late == [], (n, len(late))
+            checked += len(engine.clients)
+    assert checked > 1000
