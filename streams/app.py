@@ -219,7 +219,7 @@ def build_app(
         settings.app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
         store=settings.store,
-        **({"datadir": str(settings.data_dir)} if settings.data_dir is not None else {}),
+        datadir=str(settings.data_dir) if settings.data_dir is not None else "{conf.name}-data",  # faust's default
         web_enabled=True,
         web_bind=settings.web_host,
         web_port=settings.web_port,
