@@ -536,7 +536,8 @@ def _observations_of(r: Rec, vis: list[Rec], x: int, config: CoreConfig, memory:
             out[_key("seen_within_target", r)] = (
                 "seen_within_target", team, r.t, seen.t < ref.target_pass, None
             )
-            wait = round((seen.t - r.t) / US_PER_DAY, 6)
+            # days to two decimals, exact halves up, from whole microseconds (no float rounding)
+            wait = ((seen.t - r.t) * 100 + US_PER_DAY // 2) // US_PER_DAY / 100
             out[_key("referral_wait_days", r)] = ("referral_wait_days", team, r.t, False, wait)
             out[_key("lost_before_contact", r)] = ("lost_before_contact", team, r.t, False, None)
         else:
@@ -544,7 +545,11 @@ def _observations_of(r: Rec, vis: list[Rec], x: int, config: CoreConfig, memory:
                 out[_key("seen_within_target", r)] = ("seen_within_target", team, r.t, False, None)
             if ref.closure is not None:
                 out[_key("lost_before_contact", r)] = (
-                    "lost_before_contact", team, r.t, ref.closure.a != "seen", None
+                    # unseen and open past the limit is lost; only a contact revises that, not
+                    # a later closure as seen (DOMAIN.md section 3)
+                    "lost_before_contact", team, r.t,
+                    ref.closure.a != "seen" or ref.closure.t > r.t + config.referral_open_limit_days * US_PER_DAY,
+                    None,
                 )
             elif x > r.t + config.referral_open_limit_days * US_PER_DAY:
                 out[_key("lost_before_contact", r)] = ("lost_before_contact", team, r.t, True, None)
@@ -1156,7 +1161,7 @@ def _orphans_and_prune(state: ClientState, config: CoreConfig, outs: list[Output
                 outs.append(
                     DeadLetter(
                         DeadLetterKind.ORPHAN_CANCEL,
-                        "cancel: its target has not arrived within the allowed lateness",
+                        "cancel: its target has not arrived within the allowed lateness (or is older than the history kept)",
                         "data.cancels",
                         Origin(),
                         msgspec.json.encode({"source": r.src, "id": r.id, "type": "cancel", "cancels": r.ref}),
@@ -1180,6 +1185,13 @@ def _orphans_and_prune(state: ClientState, config: CoreConfig, outs: list[Output
                     # can still revise it) until it reaches the maximum age or an event comes
                     cutoff = r.t
                     state.hold = r.t + max_age + 1
+                    break
+                decided = max(e.t for e in (ref.first, ref.seen, ref.closure) if e is not None)
+                if decided >= cutoff:
+                    # decided within the horizon: a cancel of its deciding contact or closure,
+                    # or a late earlier contact, can still revise it
+                    cutoff = r.t
+                    state.hold = decided + config.horizon_us + 1
                     break
         # a firing alert keeps what it was derived from: it is re-derived until it ends
         opened = _open_context(state) if state.alerts else None
