@@ -703,19 +703,34 @@ def derive_alerts(
             crises.append(r)
     k = config.frequent_crisis_k
     span = config.frequent_crisis_days * US_PER_DAY
+    # A run (the count at K or more without a break) keeps the team of the crisis that started
+    # it: "resolves: count falls below K", whichever teams the later crises of the run name.
+    run_end: int | None = None
+    run_team: str | None = None
+    run_ctx = 0
     for i in range(k - 1, len(crises)):
         first, last = crises[i - k + 1], crises[i]
-        if pruned and _frozen(last, kept, config):
+        if last.t - first.t >= span:
             continue
-        if last.t - first.t < span:
-            end_at = first.t + span
+        end_at = first.t + span
+        frozen = pruned and _frozen(last, kept, config)
+        if run_end is not None and last.t <= run_end:
+            run_end = max(run_end, end_at)
+        else:
+            run_end = end_at
+            # a run started by a crisis past re-deriving: its later crises keep their own teams
+            run_team = None if frozen else last.team or _responsible(vis, last.t, memory)
+            run_ctx = _context_start(last, config)
+        if frozen:
+            continue
+        ctx = _context_start(last, config)
+        if run_team is not None:
+            team, ctx = run_team, min(run_ctx, ctx)
+        else:
             team = last.team or _responsible(vis, last.t, memory)
-            episodes.append(
-                _Episode(
-                    "FrequentCrisis", team, "warning", last.t, end_at if end_at <= x else None, (last.day,),
-                    _context_start(last, config),
-                )
-            )
+        episodes.append(
+            _Episode("FrequentCrisis", team, "warning", last.t, end_at if end_at <= x else None, (last.day,), ctx)
+        )
     return _merge(episodes, x)
 
 

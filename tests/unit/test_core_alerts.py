@@ -116,6 +116,17 @@ def test_frequent_crisis_fires_at_k_and_ends_when_the_oldest_ages_out() -> None:
     assert a.ends_at == utc("2026-05-10 14:00")  # 2026-04-10 10:00 local + 30 x 24 h
 
 
+def test_frequent_crisis_keeps_the_team_that_started_the_run() -> None:
+    # the 4th crisis names another team while the count is still 3 or more: one instance, the
+    # first team's, ending when the count falls below 3 (2026-04-10 + 30 x 24 h), not two
+    r = Run([crisis(ny("2026-04-01 10:00"), team="north"), crisis(ny("2026-04-10 10:00"), team="north"),
+             crisis(ny("2026-04-20 10:00"), team="north"), crisis(ny("2026-04-25 10:00"), team="south"),
+             tick(ny("2026-07-01 00:00"))])
+    a = only(r, "FrequentCrisis")
+    assert a.labels["team"] == "north"
+    assert (a.starts_at, a.ends_at) == (utc("2026-04-20 14:00"), utc("2026-05-10 14:00"))
+
+
 def test_two_crises_do_not_fire() -> None:
     r = Run([crisis(ny("2026-04-01 10:00")), crisis(ny("2026-04-10 10:00")), tick(ny("2026-07-01 00:00"))])
     assert r.alerts() == []
