@@ -684,21 +684,21 @@ def derive_alerts(
                         _Episode("Readmitted30d", team, "warning", c.t, end_at if end_at <= x else None, (d, c.day), ctx)
                     )
         elif kind == K_REFERRAL:
-            ref = _referral(r, vis, config)
-            if x < ref.target_pass:
+            target_pass, target_label = _target(r, config)
+            if x < target_pass:
                 continue
-            ends = [e.t for e in (ref.seen, ref.closure) if e is not None]
-            end_t = min(ends) if ends else None
-            if end_t is not None and end_t < ref.target_pass:
-                continue
-            end_t = _expire(end_t, r.t + config.max_referral_age_days * US_PER_DAY, x)
             severity = "critical" if r.a == "emergency" else "warning"
             urgency = _URGENCIES.index(r.a)
-            episodes.append(
-                _Episode(
-                    "ReferralWaiting", r.team, severity, ref.target_label, end_t, (r.day, ref.target_label, urgency), r.t
+            expiry = r.t + config.max_referral_age_days * US_PER_DAY
+            for start, end_t in _waiting(r, recs, target_pass, target_label, x):
+                if x >= expiry and start >= expiry:
+                    break
+                episodes.append(
+                    _Episode(
+                        "ReferralWaiting", r.team, severity, start, _expire(end_t, expiry, x),
+                        (r.day, target_label, urgency), r.t,
+                    )
                 )
-            )
         elif kind == K_CRISIS:
             crises.append(r)
     k = config.frequent_crisis_k
@@ -732,6 +732,43 @@ def derive_alerts(
             _Episode("FrequentCrisis", team, "warning", last.t, end_at if end_at <= x else None, (last.day,), ctx)
         )
     return _merge(episodes, x)
+
+
+def _waiting(r: Rec, recs: list[Rec], target_pass: int, target_label: int, x: int) -> list[tuple[int, int | None]]:
+    """When referral ``r`` waited past its target, as it was known at each instant before
+    ``x``: (start, end or None) intervals. An attended contact of the referral or its closure
+    ends the wait from its time while it stands; if it is cancelled, the wait resumes at the
+    cancel's time (a new alert instance: the client is unseen after all). The first interval
+    starts at the target (shown as ``target_label``)."""
+    settled: list[tuple[int, int | None]] = []  # (a, b): settled for instants in (a, b]
+    for c in recs:
+        if c.t >= x:
+            break
+        if c.t < r.t:
+            continue
+        if (c.kind == K_CONTACT and c.a == "attended" and (c.team == r.team or c.ref == r.ref)) or (
+            c.kind == K_CLOSED and c.ref == r.ref
+        ):
+            if c.ct != _NEVER and c.ct <= c.t:
+                continue  # cancelled by a cancel dated at or before it: it never stood
+            settled.append((c.t, c.ct if c.ct != _NEVER and c.ct < x else None))
+    out: list[tuple[int, int | None]] = []
+    start: int | None = target_pass
+    label = target_label
+    for a, b in sorted(settled, key=lambda ab: ab[0]):
+        if start is None:
+            break
+        if b is not None and b <= start:
+            continue  # settled and unsettled again before the wait (re)started
+        if a >= start:
+            out.append((label, a))
+        if b is None:
+            start = None
+        else:
+            start = label = b
+    if start is not None:
+        out.append((label, None))
+    return out
 
 
 def _expire(end: int | None, expiry: int, x: int) -> int | None:

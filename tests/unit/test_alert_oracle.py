@@ -34,6 +34,7 @@ AS_REPLAY = {
     "crisis_team_per_crisis": False,
     "missed_prevented_by_readmission": True,
     "cancelled_index_fired_until_cancel": True,
+    "waiting_resumes_at_cancel": True,
 }
 
 

@@ -116,6 +116,20 @@ def test_frequent_crisis_fires_at_k_and_ends_when_the_oldest_ages_out() -> None:
     assert a.ends_at == utc("2026-05-10 14:00")  # 2026-04-10 10:00 local + 30 x 24 h
 
 
+def test_a_waiting_alert_resumes_when_the_contact_that_ended_it_is_cancelled() -> None:
+    # urgent referral Wednesday 2026-04-01: target the end of Thursday; seen Monday, but that
+    # contact is cancelled on Tuesday: the client is unseen after all, so the alert fires again
+    # from the cancel (a new instance: a receiver already told "resolved" is told again)
+    seen = contact(ny("2026-04-06 09:00"), id="k")
+    r = Run([referral(ny("2026-04-01 10:00"), urgency="urgent"), seen, cancel(ny("2026-04-07 09:00"), seen),
+             tick(ny("2026-04-20 00:00"))])
+    waiting = sorted(r.alerts("ReferralWaiting"), key=lambda a: a.starts_at)  # type: ignore[attr-defined]
+    assert [(a.starts_at, a.ends_at) for a in waiting] == [
+        (utc("2026-04-03 04:00"), utc("2026-04-06 13:00")),
+        (utc("2026-04-07 13:00"), None),
+    ]
+
+
 def test_frequent_crisis_keeps_the_team_that_started_the_run() -> None:
     # the 4th crisis names another team while the count is still 3 or more: one instance, the
     # first team's, ending when the count falls below 3 (2026-04-10 + 30 x 24 h), not two
