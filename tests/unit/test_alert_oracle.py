@@ -13,7 +13,6 @@ Clients are compared by pseudonym (``Decoder`` with the replay's key).
 
 from __future__ import annotations
 
-import io
 import json
 from collections import Counter
 from typing import Any
@@ -23,9 +22,8 @@ import pytest
 from pathwatch.simulate import SimulationOptions, generate
 from schemas.decode import Decoder
 from streams.core import CoreConfig
-from streams.engine import Engine
-from streams.replay import replay_stream
 from tests.fixtures.alert_oracle import AlertOracleConfig, alert_key, oracle_alerts
+from tests.fixtures.core.build import replay_lines
 from tests.unit.test_oracle import dense_stream
 
 KEY = b"alert-oracle"
@@ -39,10 +37,8 @@ AS_REPLAY = {
 
 
 def replay_alerts(lines: list[bytes], tz: str = "UTC") -> list[dict[str, Any]]:
-    engine = Engine(CoreConfig(timezone=tz))
-    replay_stream(io.BytesIO(b"\n".join(lines)), engine, Decoder(KEY, 1 << 20), "simulated")
-    engine.finish()
-    return sorted((a for a in engine.report()["alerts"] if a["labels"]["alertname"] in CARE_GAP), key=alert_key)
+    report = replay_lines(lines, CoreConfig(timezone=tz), KEY).report()
+    return sorted((a for a in report["alerts"] if a["labels"]["alertname"] in CARE_GAP), key=alert_key)
 
 
 def pseudonyms(lines: list[bytes]) -> dict[str, str]:

@@ -16,18 +16,16 @@ with a batch computation straight from the simulated JSON lines.
 
 from __future__ import annotations
 
-import io
 from datetime import timedelta
 
 import pytest
 
-from pathwatch.simulate import SimulationOptions, generate, write
+from pathwatch.simulate import SimulationOptions, generate
 from schemas.decode import Decoder
 from streams.calendar import from_us, to_us
 from streams.core import CoreConfig
 from streams.engine import Engine
-from streams.replay import replay_stream
-from tests.fixtures.core.build import NY, Run, contact, crisis, discharge, ny, tick
+from tests.fixtures.core.build import NY, Run, contact, crisis, discharge, ny, replay_lines, tick
 
 
 def endless(config: CoreConfig) -> CoreConfig:
@@ -87,18 +85,13 @@ def test_a_follow_up_before_the_expiry_still_resolves_the_due_alert() -> None:
     assert [a.ends_at for a in due] == [ny("2026-04-20 09:00")]  # type: ignore[attr-defined]
 
 
-def _report(lines: bytes, config: CoreConfig) -> dict:
-    engine = Engine(config)
-    replay_stream(io.BytesIO(lines), engine, Decoder(b"pruning-test", 1 << 20), "simulated")
-    engine.finish()
-    return engine.report()
+def _report(lines: list[bytes], config: CoreConfig) -> dict:
+    return replay_lines(lines, config, b"pruning-test").report()
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_pruning_changes_nothing_in_a_simulated_year(seed: int) -> None:
-    out = io.BytesIO()
-    write(SimulationOptions(clients=400, days=330, seed=seed), out)
-    lines = out.getvalue()
+    lines = list(generate(SimulationOptions(clients=400, days=330, seed=seed)))
     pruned = _report(lines, CoreConfig(timezone="Europe/London"))
     kept = _report(lines, endless(CoreConfig(timezone="Europe/London")))
     assert pruned["events"] == kept["events"]

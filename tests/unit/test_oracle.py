@@ -17,7 +17,6 @@ specification says the replay should give.
 
 from __future__ import annotations
 
-import io
 import json
 import random
 from datetime import datetime, timedelta
@@ -31,7 +30,7 @@ from schemas.deadletter import DeadLetter
 from schemas.decode import Decoder
 from streams.core import CoreConfig
 from streams.engine import Engine
-from streams.replay import replay_stream
+from tests.fixtures.core.build import replay_lines
 from tests.fixtures.oracle import RATE_MEASURES, oracle_report
 
 NY = "America/New_York"
@@ -39,10 +38,7 @@ MEASURES = (*RATE_MEASURES, "referral_wait_days")
 
 
 def replay(lines: list[bytes], tz: str = "UTC") -> dict[str, Any]:
-    engine = Engine(CoreConfig(timezone=tz))
-    replay_stream(io.BytesIO(b"\n".join(lines)), engine, Decoder(b"oracle-test", 1 << 20), "simulated")
-    engine.finish()
-    return engine.report()
+    return replay_lines(lines, CoreConfig(timezone=tz), b"oracle-test").report()
 
 
 def rows(report: dict[str, Any], measure: str | None = None) -> dict[tuple[str, str], dict[str, Any]]:
