@@ -543,15 +543,13 @@ def _observations_of(r: Rec, vis: list[Rec], x: int, config: CoreConfig, memory:
         else:
             if x >= ref.target_pass:
                 out[_key("seen_within_target", r)] = ("seen_within_target", team, r.t, False, None)
+            open_limit = r.t + config.referral_open_limit_days * US_PER_DAY
             if ref.closure is not None:
-                out[_key("lost_before_contact", r)] = (
-                    # unseen and open past the limit is lost; only a contact revises that, not
-                    # a later closure as seen (DOMAIN.md section 3)
-                    "lost_before_contact", team, r.t,
-                    ref.closure.a != "seen" or ref.closure.t > r.t + config.referral_open_limit_days * US_PER_DAY,
-                    None,
-                )
-            elif x > r.t + config.referral_open_limit_days * US_PER_DAY:
+                # unseen and open past the limit is lost; only a contact revises that, not a
+                # later closure as seen (DOMAIN.md section 3)
+                lost = ref.closure.a != "seen" or ref.closure.t > open_limit
+                out[_key("lost_before_contact", r)] = ("lost_before_contact", team, r.t, lost, None)
+            elif x > open_limit:
                 out[_key("lost_before_contact", r)] = ("lost_before_contact", team, r.t, True, None)
         if ref.first is not None:
             out[_key("first_contact_dna", r)] = (
@@ -746,9 +744,7 @@ def _waiting(r: Rec, recs: list[Rec], target_pass: int, target_label: int, x: in
             break
         if c.t < r.t:
             continue
-        if (c.kind == K_CONTACT and c.a == "attended" and (c.team == r.team or c.ref == r.ref)) or (
-            c.kind == K_CLOSED and c.ref == r.ref
-        ):
+        if _ends_wait(r, c):
             if c.ct != _NEVER and c.ct <= c.t:
                 continue  # cancelled by a cancel dated at or before it: it never stood
             settled.append((c.t, c.ct if c.ct != _NEVER and c.ct < x else None))
@@ -1069,13 +1065,17 @@ def _settling(recs: list[Rec], r: Rec, p: int, x: int) -> Rec | None:
             return None
         if c.ct != _NEVER and c.ct < x:
             continue
-        kind = c.kind
-        if kind == K_CLOSED:
-            if c.ref == r.ref:
-                return c
-        elif kind == K_CONTACT and c.a == "attended" and (c.team == r.team or c.ref == r.ref):
+        if _ends_wait(r, c):
             return c
     return None
+
+
+def _ends_wait(r: Rec, c: Rec) -> bool:
+    """Whether record ``c`` (at or after referral ``r``) ends its wait: an attended contact of
+    the referral's team or carrying its id, or the referral's closure."""
+    if c.kind == K_CLOSED:
+        return c.ref == r.ref
+    return c.kind == K_CONTACT and c.a == "attended" and (c.team == r.team or c.ref == r.ref)
 
 
 def _alert(state: ClientState, e: EmittedAlert) -> Alert:
@@ -1379,8 +1379,6 @@ def sweep(state: ClientState | None, clock: Clock, config: CoreConfig) -> tuple[
 def _alerts_ending_after(alerts: dict[str, EmittedAlert], cutoff: int) -> dict[str, EmittedAlert]:
     """The instances still firing or ended at or after ``cutoff``: an episode derived from the
     history kept (it starts after ``cutoff``) can only merge into one of these."""
-    if all(v.end is None or v.end >= cutoff for v in alerts.values()):
-        return alerts
     return {k: v for k, v in alerts.items() if v.end is None or v.end >= cutoff}
 
 
