@@ -13,7 +13,11 @@ metric labels and the label guard refuses digit runs), then each contender reads
 2. a bare faust agent that only deserialises (``benchmarks/bare_faust_agent.py``, a real
    worker subprocess; default per-event iteration);
 3. one real ``pathwatch worker`` (``python -m pathwatch.cli worker``, ``alert_clock=event``
-   as in the integration tests, no Alertmanager or webhook receivers).
+   as in the integration tests, no Alertmanager or webhook receivers);
+4. with ``--stage1-alone``: a worker whose input was ingested beforehand (this process decodes
+   the stream and publishes the internal events to ``clients``, keyed by pseudonym, as the
+   ingestion agents do), timed through stage 1: what the worker would do with ingestion
+   merged into stage 1 (canonical events are keyed by pseudonym already, DOMAIN.md section 1).
 
 Each rate is events / (done - first message). The faust contenders are timed from outside
 in the same way: *first message* is when the worker's first event shows (pathwatch: the
@@ -65,6 +69,9 @@ from kafka import TopicPartition as KTopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 
 from pathwatch.simulate import SimulationOptions, write
+from schemas.deadletter import Origin
+from schemas.decode import Decoder
+from schemas.model import Event, encode_event
 from schemas.pseudonym import Pseudonymiser
 from streams.publish import records, send_records
 
@@ -385,6 +392,36 @@ def pathwatch_worker(bootstrap: str, redis_url: str, items: Items, offsets: Offs
     ], child.name
 
 
+def stage1_alone(bootstrap: str, redis_url: str, items: Items, offsets: Offsets, tmp: Path,
+                 children: list[Child]) -> Rate:
+    """Decode here, publish the internal events to ``clients``, time a worker's stage 1 alone."""
+    unique = letters(10)
+    env, topics = worker_env(bootstrap, redis_url, unique, "event")
+    group = env["PATHWATCH_APP_ID"]
+    offsets.create([topics[k] for k in ("events", "hl7", "fhir", "clients")])
+    decoder = Decoder(KEY.encode(), 1 << 20)
+    ingested: Items = []
+    for _, value in items:
+        event = decoder.decode(value, Origin())
+        if isinstance(event, Event):  # dead letters never reach the clients topic
+            ingested.append((event.client.encode(), encode_event(event)))
+    asyncio.run(produce(bootstrap, topics["clients"], ingested))
+    clients_end = offsets.ends(topics["clients"])
+    port = int(env["PATHWATCH_WEB_PORT"])
+    child = start_worker(f"pathwatch-{unique}", env, tmp, children, None)
+
+    def first_event() -> bool:
+        body = http_get(port, "/metrics")
+        return body is not None and sum(float(v) for v in _EVENTS_TOTAL.findall(body)) > 0
+
+    first = wait_until("the worker's first event", first_event, 120, 0.05, child)
+    done = wait_until("stage 1 to commit everything",
+                      lambda: offsets.caught_up(group, topics["clients"], clients_end), 600, 0.1, child)
+    child.stop()
+    return Rate("pathwatch worker: stage 1 alone (pre-ingested)", len(ingested), done - first,
+                "first event -> clients committed")
+
+
 # -- latency --------------------------------------------------------------------------------
 
 
@@ -513,6 +550,8 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=1000.0, help="latency phase: events per second")
     parser.add_argument("--latency-seconds", type=float, default=30.0, help="latency phase: how long to publish")
     parser.add_argument("--bare-take", type=int, default=0, help="also time the bare agent batching with take_events(N)")
+    parser.add_argument("--stage1-alone", action="store_true",
+                        help="also time a worker's stage 1 on events ingested beforehand")
     parser.add_argument("--profile", type=Path, help="run the throughput worker under cProfile, stats to this file")
     parser.add_argument("--skip", choices=["throughput", "latency"], action="append", default=[])
     parser.add_argument("--keep-topics", action="store_true")
@@ -555,6 +594,9 @@ def main() -> int:
                 worker_rates, _ = pathwatch_worker(bootstrap, redis_url, items, offsets, tmp, children, args.profile)
                 rates += worker_rates
                 print(f"  {worker_rates[1].name}: {worker_rates[1].per_second:,.0f} events/s", flush=True)
+                if args.stage1_alone:
+                    rates.append(stage1_alone(bootstrap, redis_url, items, offsets, tmp, children))
+                    print(f"  {rates[-1].name}: {rates[-1].per_second:,.0f} events/s", flush=True)
             if "latency" not in args.skip:
                 print(f"latency: {args.rate:,.0f} events/s for {args.latency_seconds:.0f} s ...", flush=True)
                 lat, achieved = latency(bootstrap, redis_url, args.rate, args.latency_seconds, tmp, children)
@@ -588,6 +630,9 @@ def main() -> int:
         print(f"  worker (stage 1) / bare faust agent: {worker.per_second / bare.per_second:.2f} x   (target >= 1.0)")
         print(f"  worker (stage 1) / raw consumer:     {worker.per_second / raw.per_second:.2f} x")
         print(f"  bare faust agent / raw consumer:     {bare.per_second / raw.per_second:.2f} x")
+        alone = by_name.get("pathwatch worker: stage 1 alone (pre-ingested)")
+        if alone is not None:
+            print(f"  stage 1 alone / bare faust agent:    {alone.per_second / bare.per_second:.2f} x")
     if lat:
         print()
         print(f"  event -> alert latency at {achieved:,.0f} events/s (wall alert clock, ReferralWaiting per event):")
