@@ -16,16 +16,17 @@ metric labels and the label guard refuses digit runs), then each contender reads
    as in the integration tests, no Alertmanager or webhook receivers);
 4. with ``--stage1-alone``: a worker whose input was ingested beforehand (this process decodes
    the stream and publishes the internal events to ``clients``, keyed by pseudonym, as the
-   ingestion agents do), timed through stage 1: what the worker would do with ingestion
-   merged into stage 1 (canonical events are keyed by pseudonym already, DOMAIN.md section 1).
+   ingestion agents do for HL7 and FHIR), timed through stage 1. (Before stage 1 read the
+   events topic itself, this showed what dropping the ingestion hop would give.)
 
 Each rate is events / (done - first message). The faust contenders are timed from outside
-in the same way: *first message* is when the worker's first event shows (pathwatch: the
-ingestion's ``pathwatch_event_processing_latency_seconds_count`` on /metrics, polled every
-50 ms; bare agent: the time it writes on its first
-message), *done* is when the consumer group has committed every offset (pathwatch: stage 1
-has committed every ``clients`` message ingestion produced; the offsets are read with an
-admin client, which does not join the group). Commits happen every 2.8 s (faust's default),
+in the same way: *first message* is when the worker's first event shows (pathwatch:
+``pathwatch_event_processing_latency_seconds_count`` or ``pathwatch_events_total`` on
+/metrics, polled every 50 ms; bare agent: the time it writes on its first message), *done*
+is when the consumer group has committed every offset (pathwatch: stage 1 has committed the
+``events`` topic, which it reads itself, and every ``clients`` message (ticks, events
+forwarded to their pseudonym's partition); the offsets are read with an admin client, which
+does not join the group). Commits happen every 2.8 s (faust's default),
 so both faust figures carry the same up-to-2.8 s commit delay; the bare agent's in-process
 first-to-last-message rate is printed too. Targets: pathwatch >= 1.0 x the bare agent.
 
@@ -351,7 +352,7 @@ def wait_ready(child: Child, port: int, timeout: float = 120) -> None:
     wait_until(f"{child.name} /ready", ready, timeout, 0.2, child)
 
 
-# ingestion observes the processing latency of each event it forwards (stage 1 counts events_total)
+# the processing latency is observed per decoded event (stage 1 also counts events_total)
 _EVENTS_TOTAL = re.compile(
     rb"^pathwatch_(?:event_processing_latency_seconds_count|events_total)\{[^}]*\} ([0-9.e+]+)$", re.M
 )
@@ -386,7 +387,7 @@ def pathwatch_worker(bootstrap: str, redis_url: str, items: Items, offsets: Offs
     n = len(items)
     note = f"{sum(clients_end.values())} clients msgs, {sum(obs_end.values())} observation msgs"
     return [
-        Rate("pathwatch worker: ingestion", n, ingested - first, "first event -> events committed"),
+        Rate("pathwatch worker: events topic read", n, ingested - first, "first event -> events committed"),
         Rate("pathwatch worker: through stage 1", n, stage1 - first, "first event -> clients committed"),
         Rate("pathwatch worker: through stage 2", n, stage2 - first, note),
     ], child.name

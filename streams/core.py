@@ -270,7 +270,7 @@ class Rec(msgspec.Struct, array_like=True):
     """One event of a client's history, flattened. ``ct`` is the time of the cancel that
     cancelled it (or ``_NEVER``); for a cancel record, ``ref`` is its target id and ``flag``
     says whether the target has arrived. ``seq`` is the driver's input sequence number of the
-    event (the live driver's input offset; -1 when the driver gives none)."""
+    event (see :func:`step`; -1 when the driver gives none)."""
 
     t: int
     src: str
@@ -326,8 +326,10 @@ class ClientState(msgspec.Struct):
     # the breakpoints after min(mw, aw), sorted and unique, as of the last evaluation; None:
     # unknown (a new or changed history, or a state written before this field), re-listed
     pend: list[int] | None = None
-    # the highest input sequence number (``step``'s ``seq``) of an event added to ``recs``
+    # the highest input sequence number (``step``'s ``seq``) of an event added to ``recs``,
+    # of the driver's input 0 and input 1 (:func:`input_seq`)
     seq: int = -1
+    seq1: int = -1
     # history before this instant has been pruned: an index event whose look-back reaches
     # before it (see :func:`_context_start`) is no longer re-derived; what it emitted stands
     kept: int = _NEVER
@@ -1280,9 +1282,9 @@ def step(
 ) -> tuple[ClientState | None, list[Output]]:
     """Apply one validated event of one client, then advance the client to ``clock``.
 
-    ``seq``: the driver's input sequence number of the event (the live driver passes the input
-    offset, so that after a crash it can tell which events a stored state already holds, see
-    :func:`applied`); it changes no outcome.
+    ``seq``: the driver's input sequence number of the event (the live driver passes
+    :func:`input_seq` of the input offset, so that after a crash it can tell which events a
+    stored state already holds, see :func:`applied`); it changes no outcome.
 
     ``state`` is the client's state (None for a client with nothing open); the result is the
     new state (None when nothing is left) and the outputs in order. The passed-in state object
@@ -1302,7 +1304,10 @@ def step(
     rec = _record(event, cal)
     if seq >= 0:
         rec.seq = seq
-        state.seq = max(state.seq, seq)
+        if seq % SEQ_INPUTS:
+            state.seq1 = max(state.seq1, seq)
+        else:
+            state.seq = max(state.seq, seq)
     pend = state.pend
     if rec.kind == K_CANCEL:
         for r in recs:
@@ -1349,11 +1354,24 @@ def alert_states(state: ClientState | None) -> list[Alert]:
     return [_alert(state, e) for e in state.alerts.values()]
 
 
+SEQ_INPUTS: Final = 2
+
+
+def input_seq(offset: int, input_index: int = 0) -> int:
+    """The sequence number of an event read at ``offset`` of the driver's input
+    ``input_index`` (0 or 1; the live stage 1 reads the ``clients`` topic and the ``events``
+    topic): offsets of different inputs overlap, their sequence numbers do not."""
+    return offset * SEQ_INPUTS + input_index
+
+
 def applied(state: ClientState | None, seq: int) -> bool | None:
     """Whether the event with input sequence number ``seq`` was already added to ``state``:
     True (as a new event), False (it was a duplicate then), or None (``state`` was stored
-    before that event, or there is no state): apply it with :func:`step`."""
-    if state is None or seq < 0 or state.seq < seq:
+    before that event, or there is no state): apply it with :func:`step`. Each input's
+    sequence numbers are compared only with that input's."""
+    if state is None or seq < 0:
+        return None
+    if (state.seq1 if seq % SEQ_INPUTS else state.seq) < seq:
         return None
     return any(r.seq == seq for r in state.recs)
 

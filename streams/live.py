@@ -21,6 +21,11 @@ Delivery guarantees (at-least-once input, exactly-once effect):
   them (:func:`partition_for`, in the app's table class), which is the partition of the input
   message, since both are keyed by the client pseudonym. Metadata keys are chosen so that
   they hash to their own partition.
+* Stage 1 has two inputs per partition: ``clients`` (HL7/FHIR events from ingestion, events
+  forwarded to their pseudonym's partition, ticks) and the canonical ``events`` topic, read
+  directly (``Message.direct``). The metadata keeps the highest applied offset of each, and
+  a client state's event records carry :func:`streams.core.input_seq` of their input and
+  offset, so the two offset ranges are never confused.
 * Stage 2 upserts each observation under ``team + key`` in the current event's partition.
 
 Ticks: a timer sends one tick per partition of the ``clients`` topic. A tick advances that
@@ -41,8 +46,9 @@ import msgspec
 from aiokafka.partitioner import murmur2
 
 from alerts.model import Alert
-from schemas.deadletter import DeadLetter
-from schemas.model import decode_internal
+from schemas.deadletter import DeadLetter, Origin
+from schemas.decode import Decoder
+from schemas.model import Event, decode_internal, encode_event
 from streams.calendar import from_us, to_us
 from streams.core import (
     ClientState,
@@ -53,6 +59,7 @@ from streams.core import (
     Output,
     alert_states,
     applied,
+    input_seq,
     step,
     sweep,
 )
@@ -220,6 +227,7 @@ class PartitionMeta(msgspec.Struct):
     max_us: int = _NEVER
     until_us: int = _NEVER
     applied: int = -1
+    applied_direct: int = -1  # of the events topic, read directly
     accepted: int = 0
     duplicates: int = 0
     corrections: int = 0
@@ -279,13 +287,15 @@ def decode_origin(raw: bytes) -> tuple[str, int, int]:
 @dataclass(slots=True)
 class Message:
     """One input message of a stage (what the faust app hands over). ``origin`` is the
-    ingestion origin header of an event (None for ticks)."""
+    ingestion origin header of an event (None for ticks). ``direct``: stage 1 reads it from
+    the ``events`` topic itself (raw CloudEvents JSON), not from ``clients``."""
 
     partition: int
     offset: int
     key: bytes | None
     value: bytes
     origin: bytes | None = None
+    direct: bool = False
 
 
 @dataclass(slots=True)
@@ -301,6 +311,16 @@ class Stage1Result:
     duplicates: list[str] = field(default_factory=list)
     rewinds: dict[int, int] = field(default_factory=dict)
     gaps: dict[int, int] = field(default_factory=dict)  # the offset that came instead
+    # read from the events topic directly: the same, per partition of that topic
+    direct_rewinds: dict[int, int] = field(default_factory=dict)
+    direct_gaps: dict[int, int] = field(default_factory=dict)
+    # events read directly: rejected by the decoder (to the dead-letter topic), and those on a
+    # partition that is not their pseudonym's (to ``clients``: key, internal event, origin)
+    rejected: list[DeadLetter] = field(default_factory=list)
+    forwards: list[tuple[bytes, bytes, bytes]] = field(default_factory=list)
+    # events read directly and decoded: (type, event time) for the processing-latency metric
+    decoded: list[tuple[str, datetime]] = field(default_factory=list)
+    direct_partitions: set[int] = field(default_factory=set)  # of the events topic, in this batch
 
 
 class Stage1:
@@ -314,10 +334,19 @@ class Stage1:
         *,
         alert_clock: str = "wall",
         wall: Callable[[], datetime] = lambda: datetime.now(UTC),
+        decoder: Decoder | None = None,
+        direct_topic: str = "events",
+        positions: Positions | None = None,
     ) -> None:
         self.config = config
         self.store = store
         self.partitions = partitions
+        # for messages read from ``direct_topic`` (see :meth:`process`); ``positions``, when
+        # given, is told the next offset of each of its partitions at commit (what
+        # ``pathwatch report --from-live`` waits on)
+        self.decoder = decoder
+        self.direct_topic = direct_topic
+        self.positions = positions
         self.alert_clock = alert_clock
         self.wall = wall
         self._meta_keys = [meta_key(p, partitions) for p in range(partitions)]
@@ -325,7 +354,9 @@ class Stage1:
         self._open: dict[int, dict[tuple[str, str], int]] = {}
         self._lateness = config.lateness_us
         # per partition: the earliest offset still in the topic, once a gap was found below it
+        # (``clients``; ``direct_floors``: the events topic)
         self.floors: dict[int, int] = {}
+        self.direct_floors: dict[int, int] = {}
 
     def forget(self) -> None:
         """Drop in-memory indexes (call on rebalance: they are rebuilt from the store)."""
@@ -421,19 +452,28 @@ class Stage1:
             result.outputs.extend(outs)
 
     def process(self, messages: Iterable[Message]) -> tuple[Stage1Result, dict[int, PartitionMeta]]:
-        """Run a batch through the core. Nothing is written to the store yet: send the outputs,
-        wait for the broker, then call :meth:`commit` with the returned metadata. A partition
-        whose offsets jump (see :func:`admit`) is left at the gap: ``result.rewinds`` says
-        where the driver must read it again from."""
+        """Run a batch through the core. Nothing is written to the store yet: send the outputs
+        (and ``result.rejected`` and ``result.forwards``), wait for the broker, then call
+        :meth:`commit` with the returned metadata. A partition whose offsets jump (see
+        :func:`admit`) is left at the gap: ``result.rewinds`` (``direct_rewinds`` for the
+        events topic) says where the driver must read it again from.
+
+        Messages read from the events topic directly (``direct``) are decoded here. Canonical
+        events are keyed by pseudonym, so each lands on the partition of its client's state
+        and is applied at once; one on another partition (a publisher that keyed it otherwise)
+        goes to ``result.forwards`` and comes back through ``clients``, like HL7 and FHIR."""
         result = Stage1Result()
         metas: dict[int, PartitionMeta] = {}
         for message in messages:
             p = message.partition
-            if p in result.rewinds:
+            if p in (result.direct_rewinds if message.direct else result.rewinds):
                 continue  # the partition is read again from the gap on
             meta = metas.get(p)
             if meta is None:
                 meta = metas[p] = self.meta(p)
+            if message.direct:
+                self._direct(p, meta, message, result)
+                continue
             position = admit(message.offset, None if meta.applied < 0 else meta.applied + 1, self.floors.get(p, 0))
             if position == SEEN:
                 continue  # already applied before a restart
@@ -463,40 +503,70 @@ class Stage1:
                 if seen is not None and (offset, index) <= tuple(seen):
                     continue
                 meta.inputs[source] = (offset, index)
-            event = decode_internal(message.value)
-            t = to_us(event.time)
-            if meta.max_us != _NEVER and t < max(meta.max_us - self._lateness, meta.until_us):
-                result.late.append(event.type)
-            advanced = t > meta.max_us
-            meta.max_us = max(meta.max_us, t)
-            team = getattr(event.data, "team", None)
-            if team and team not in meta.teams:
-                meta.teams.append(team)
-            clock = self._clock(meta)
-            state = self._load(event.client, result)
-            before = applied(state, message.offset)
-            if before is not None:
-                # A crash between this batch's client-state writes and its metadata write:
-                # the state already holds the event (its outputs were sent before the
-                # writes). Count it as it was counted then, and change nothing; the alerts
-                # it may have fired or resolved are taken from the state.
-                duplicate = not before
-                self._count(meta, list(alert_states(state)))
-            else:
-                state, outs = step(state, event, clock, self.config, message.offset)
-                self._keep(p, event.client, state, result)
-                duplicate = bool(outs) and isinstance(outs[0], Duplicate)
-                self._count(meta, outs)
-                result.outputs.extend(outs)
-            if duplicate:
-                meta.duplicates += 1
-                result.duplicates.append(event.source)
-            else:
-                meta.accepted += 1
-                result.accepted.append((event.type, event.source))
-            if advanced:
-                self._sweep(p, meta, clock, result)
+            self._apply(p, meta, decode_internal(message.value), input_seq(message.offset, 0), result)
         return result, metas
+
+    def _direct(self, p: int, meta: PartitionMeta, message: Message, result: Stage1Result) -> None:
+        """A message of the events topic, read directly (see :meth:`process`)."""
+        result.direct_partitions.add(p)
+        expected = None if meta.applied_direct < 0 else meta.applied_direct + 1
+        position = admit(message.offset, expected, self.direct_floors.get(p, 0))
+        if position == SEEN:
+            return
+        if position == GAP:
+            assert expected is not None
+            result.direct_rewinds[p] = expected
+            result.direct_gaps[p] = message.offset
+            return
+        meta.applied_direct = message.offset
+        if self.decoder is None:
+            raise ValueError("stage 1 got a message of the events topic but has no decoder")
+        decoded = self.decoder.decode(message.value, Origin(topic=self.direct_topic, partition=p, offset=message.offset))
+        if isinstance(decoded, DeadLetter):
+            result.rejected.append(decoded)
+            return
+        result.decoded.append((decoded.type, decoded.time))
+        key = decoded.client.encode()
+        if partition_for(key, self.partitions) != p:
+            origin = encode_origin(self.direct_topic, p, message.offset, 0)
+            result.forwards.append((key, encode_event(decoded), origin))
+            return
+        self._apply(p, meta, decoded, input_seq(message.offset, 1), result)
+
+    def _apply(self, p: int, meta: PartitionMeta, event: Event, seq: int, result: Stage1Result) -> None:
+        """One validated event of a client of partition ``p`` through the core."""
+        t = to_us(event.time)
+        if meta.max_us != _NEVER and t < max(meta.max_us - self._lateness, meta.until_us):
+            result.late.append(event.type)
+        advanced = t > meta.max_us
+        meta.max_us = max(meta.max_us, t)
+        team = getattr(event.data, "team", None)
+        if team and team not in meta.teams:
+            meta.teams.append(team)
+        clock = self._clock(meta)
+        state = self._load(event.client, result)
+        before = applied(state, seq)
+        if before is not None:
+            # A crash between this batch's client-state writes and its metadata write:
+            # the state already holds the event (its outputs were sent before the
+            # writes). Count it as it was counted then, and change nothing; the alerts
+            # it may have fired or resolved are taken from the state.
+            duplicate = not before
+            self._count(meta, list(alert_states(state)))
+        else:
+            state, outs = step(state, event, clock, self.config, seq)
+            self._keep(p, event.client, state, result)
+            duplicate = bool(outs) and isinstance(outs[0], Duplicate)
+            self._count(meta, outs)
+            result.outputs.extend(outs)
+        if duplicate:
+            meta.duplicates += 1
+            result.duplicates.append(event.source)
+        else:
+            meta.accepted += 1
+            result.accepted.append((event.type, event.source))
+        if advanced:
+            self._sweep(p, meta, clock, result)
 
     def flush_marks(self, result: Stage1Result, metas: dict[int, PartitionMeta]) -> list[bytes]:
         """Flush marks to send to every stage-2 partition once the batch is committed."""
@@ -513,6 +583,10 @@ class Stage1:
                 self.store[key] = raw
         for p, meta in metas.items():
             self.store[self._meta_keys[p]] = _meta_encoder.encode(meta)
+        if self.positions is not None:
+            for p in result.direct_partitions:
+                if metas[p].applied_direct >= 0:
+                    self.positions.advance(self.direct_topic, p, metas[p].applied_direct + 1)
 
 
 class Stage2:

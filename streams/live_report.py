@@ -2,8 +2,9 @@
 
 How it reads the state without any endpoint that serves table contents:
 
-1. it waits until the workers have forwarded every message of the input topics (their
-   next offset per input partition, kept in the ``input-positions`` table, reaches the end), then sends every partition of the ``clients`` topic a flush tick (optionally with ``until``,
+1. it waits until the workers have taken in every message of the input topics (their
+   next offset per input partition, kept in the ``input-positions`` table, reaches the
+   end), then sends every partition of the ``clients`` topic a flush tick (optionally with ``until``,
    an event time every partition is advanced to, the live counterpart of the replay's end of
    input);
 2. stage 1 answers each flush after committing everything before it; stage 2 records the
@@ -73,9 +74,10 @@ async def _read_all(
 
 
 def _ingest_lag(settings: Settings) -> int:
-    """Messages of the input topics the workers have not yet forwarded: the end offsets
-    against the next offset per input partition that ingestion keeps in its
-    ``input-positions`` table (read from the table's changelog)."""
+    """Messages of the input topics the workers have not yet taken in: the end offsets
+    against the next offset per input partition kept in the ``input-positions`` table (read
+    from the table's changelog), by ingestion for HL7 and FHIR and by stage 1 for the events
+    topic (after its batch is committed)."""
     t, n = settings.topics, settings.partitions
     consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
     try:

@@ -30,6 +30,7 @@ from streams.live import (
     FlushMark,
     Message,
     PartitionMeta,
+    Positions,
     Stage1,
     Stage2,
     StageWatermark,
@@ -99,7 +100,11 @@ class Pipeline:
         assert self.stage2.process(to_stage2).rewinds == {}
         if commit:
             self.stage1.commit(result, metas)
+            self.committed(result)
         return result.outputs
+
+    def committed(self, result: Any) -> None:
+        """What else the app sends once a batch is committed (here: nothing)."""
 
     def feed(self, events: list[Event], batch: int = 50) -> None:
         messages = []
@@ -450,3 +455,141 @@ def test_stage2_batch_reports_the_watermark(config: CoreConfig) -> None:
     ]
     assert stage2.process(marks[:3]).watermark_us is None
     assert stage2.process(marks[3:]).watermark_us == 100
+
+
+# -- stage 1 reading the events topic itself ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def lines() -> list[bytes]:
+    """Raw CloudEvents lines of a simulated stream, with two a decoder rejects."""
+    out = io.BytesIO()
+    write(SimulationOptions(clients=300, days=90, seed=11, duplicate_fraction=0.02, cancel_fraction=0.01), out)
+    raw = out.getvalue().splitlines()
+    return raw[:50] + [b'{"specversion": "1.0", "type": "contact"}', b"not json"] + raw[50:]
+
+
+class DirectPipeline(Pipeline):
+    """Stage 1 reading raw events as the faust app gives them from the events topic, with
+    forwards (events on a partition that is not their pseudonym's) sent back through clients."""
+
+    def __init__(self, config: CoreConfig) -> None:
+        super().__init__(config)
+        self.positions = Positions({}, PARTITIONS)
+        self.stage1 = Stage1(
+            config, self.store1, PARTITIONS, alert_clock="event", decoder=Decoder(KEY, 1 << 20),
+            positions=self.positions,
+        )
+        self.direct_offsets = [0] * PARTITIONS
+        self.rejected: list[Any] = []
+        self.forwarded = 0
+
+    def direct(self, partition: int, value: bytes) -> Message:
+        message = Message(partition, self.direct_offsets[partition], None, value, direct=True)
+        self.direct_offsets[partition] += 1
+        return message
+
+    def committed(self, result: Any) -> None:
+        self.rejected += result.rejected
+        forwards = []
+        for key, value, origin in result.forwards:
+            message = self.message(partition_for(key, PARTITIONS), key, value)
+            message.origin = origin
+            forwards.append(message)
+        self.forwarded += len(forwards)
+        if forwards:
+            self.run(forwards)
+
+
+def _keyed(lines: list[bytes], misplace_every: int = 0) -> list[tuple[int, bytes]]:
+    """(partition, line) as ``pathwatch publish`` keys them (by pseudonym); every
+    ``misplace_every``-th event on the next partition instead, as a publisher keying
+    otherwise would; lines the decoder rejects on partition 0."""
+    decoder = Decoder(KEY, 1 << 20)
+    out = []
+    for i, line in enumerate(lines):
+        event = decoder.decode(line, Origin())
+        p = partition_for(event.client.encode(), PARTITIONS) if isinstance(event, Event) else 0
+        if misplace_every and i % misplace_every == 0:
+            p = (p + 1) % PARTITIONS
+        out.append((p, line))
+    return out
+
+
+def test_events_read_directly_give_the_replay_numbers(
+    events: list[Event], lines: list[bytes], config: CoreConfig
+) -> None:
+    engine, expected = _engine_report(events, config)
+    pipeline = DirectPipeline(config)
+    keyed = _keyed(lines, misplace_every=10)
+    for i in range(0, len(keyed), 50):
+        pipeline.run([pipeline.direct(p, line) for p, line in keyed[i : i + 50]])
+    pipeline.flush(max(e.time for e in events))
+    assert engine.watermark is not None
+    assert sorted(pipeline.measures(engine.watermark)) == sorted(expected)
+    live_alerts = sorted((a.fingerprint, a.starts_at, a.ends_at) for a in pipeline.alerts.values())
+    assert live_alerts == sorted((a.fingerprint, a.starts_at, a.ends_at) for a in engine.alerts())
+    metas = [pipeline.stage1.meta(p) for p in range(PARTITIONS)]
+    assert sum(m.accepted for m in metas) == engine.counters.accepted
+    assert sum(m.duplicates for m in metas) == engine.counters.duplicates
+    assert len(pipeline.rejected) == 2  # to the dead-letter topic, with their reasons
+    assert all(d.reason for d in pipeline.rejected)
+    assert pipeline.forwarded > 0  # the misplaced events came back through clients
+    # what `pathwatch report --from-live` waits on: the next offset of every partition
+    for p in range(PARTITIONS):
+        assert pipeline.positions.expected("events", p) == pipeline.direct_offsets[p]
+
+
+def test_a_commit_cut_short_counts_nothing_twice_with_both_inputs(
+    events: list[Event], lines: list[bytes], config: CoreConfig
+) -> None:
+    # half the events come directly, half through clients: their offsets overlap, and a
+    # stored state must tell which of them it already holds
+    reference = DirectPipeline(config)
+    crashed = DirectPipeline(config)
+
+    def batch(pipeline: DirectPipeline) -> list[Message]:
+        out = []
+        for i, (p, line) in enumerate(_keyed(lines[:700])):
+            if i % 2:
+                out.append(pipeline.direct(p, line))
+            else:
+                event = Decoder(KEY, 1 << 20).decode(line, Origin())
+                if isinstance(event, Event):
+                    key = event.client.encode()
+                    out.append(pipeline.message(partition_for(key, PARTITIONS), key, encode_event(event)))
+        return out
+
+    reference.run(batch(reference))
+    messages = batch(crashed)
+    result, metas = crashed.stage1.process(messages)
+    written = list(result.pending.items())
+    for key, raw in written[: len(written) // 2]:  # half the states reached the changelog
+        if raw is None:
+            crashed.store1.pop(key, None)
+        else:
+            crashed.store1[key] = raw
+    crashed.stage1.forget()
+    crashed.run(messages)
+    for p in range(PARTITIONS):
+        ours, theirs = crashed.stage1.meta(p), reference.stage1.meta(p)
+        assert (ours.accepted, ours.duplicates) == (theirs.accepted, theirs.duplicates)
+        assert (ours.applied, ours.applied_direct) == (theirs.applied, theirs.applied_direct)
+    assert crashed.store1 == reference.store1
+    assert sum(reference.stage1.meta(p).accepted for p in range(PARTITIONS)) > 300
+
+
+def test_stage1_reads_the_events_topic_again_from_a_gap(lines: list[bytes], config: CoreConfig) -> None:
+    pipeline = DirectPipeline(config)
+    keyed = _keyed(lines[60:300])
+    p = keyed[0][0]
+    ours = [pipeline.direct(q, line) for q, line in keyed if q == p]
+    pipeline.run(ours[:10])
+    result, metas = pipeline.stage1.process(ours[15:])  # offsets 10-14 were not delivered
+    assert result.direct_rewinds == {p: 10}
+    assert result.direct_gaps == {p: 15}
+    assert result.outputs == []
+    assert metas[p].applied_direct == 9
+    result, metas = pipeline.stage1.process(ours[5:])  # read again: 5-9 were applied before
+    assert result.direct_rewinds == {}
+    assert metas[p].applied_direct == ours[-1].offset
