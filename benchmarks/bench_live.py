@@ -36,6 +36,9 @@ dated one day ago, one new client each, so each fires ``ReferralWaiting`` as soo
 processes it. It times publish -> arrival of that client's alert on the ``alerts`` topic
 (written by the delivery agent's Kafka receiver, through the Redis notification log) and on
 the ``alert-transitions`` topic (stage 1's output, before delivery). Target: p99 < 1 s.
+By default every event is such a probe (1,000 alerts a second, the worst case); with
+``--probe-every N`` only every Nth is, and the others are attended contacts of other new
+clients (each kept as history, no alert), so the load is 1,000 events/s of which 1,000/N fire.
 
 Run time is about 2-4 minutes on 2 cores. Subprocesses are stopped (SIGINT, then SIGKILL)
 and the benchmark's topics deleted at the end (``--keep-topics`` keeps them).
@@ -474,9 +477,21 @@ async def _collect(bootstrap: str, topic: str, sent: dict[str, float], arrived: 
         await consumer.stop()
 
 
+def _contact(subject: str, n: int, now: datetime) -> bytes:
+    """Background load: an attended contact dated now (kept as the client's history, no alert)."""
+    return json.dumps(
+        {"specversion": "1.0", "id": f"bench-background-{n}", "source": "bench/latency", "type": "contact",
+         "time": now.isoformat(), "subject": subject,
+         "data": {"contact_id": f"C-{n}", "team": "north", "status": "attended", "mode": "telephone"}},
+        separators=(",", ":"),
+    ).encode()
+
+
 async def _steady_publish(bootstrap: str, topic: str, rate: float, seconds: float, sent: dict[str, float],
-                          unique: str) -> float:
-    """Publish ``rate`` events/s for ``seconds``, in 5 ms slots; returns the achieved rate."""
+                          unique: str, probe_every: int) -> float:
+    """Publish ``rate`` events/s for ``seconds``, in 5 ms slots; returns the achieved rate.
+    Every ``probe_every``-th event is a probe (fires an alert at once, timed in ``sent``);
+    the others are background contacts of other clients."""
     pseudonymiser = Pseudonymiser(KEY.encode())
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=0)
     await producer.start()
@@ -491,8 +506,11 @@ async def _steady_publish(bootstrap: str, topic: str, rate: float, seconds: floa
                 await asyncio.sleep(delay)
             subject = f"LAT-{unique}-{n}"
             key = pseudonymiser.pseudonym(subject)
-            value = _referral(subject, n, datetime.now(UTC))
-            sent[key] = time.perf_counter()
+            if n % probe_every == 0:
+                value = _referral(subject, n, datetime.now(UTC))
+                sent[key] = time.perf_counter()
+            else:
+                value = _contact(subject, n, datetime.now(UTC))
             pending.append(await producer.send(topic, value=value, key=key.encode()))
             if len(pending) >= 200:
                 await asyncio.gather(*pending)
@@ -504,7 +522,7 @@ async def _steady_publish(bootstrap: str, topic: str, rate: float, seconds: floa
 
 
 def latency(bootstrap: str, redis_url: str, rate: float, seconds: float, tmp: Path,
-            children: list[Child]) -> tuple[list[Latency], float]:
+            children: list[Child], probe_every: int = 1) -> tuple[list[Latency], float]:
     unique = letters(10)
     env, topics = worker_env(bootstrap, redis_url, unique, "wall")
     port = int(env["PATHWATCH_WEB_PORT"])
@@ -521,7 +539,7 @@ def latency(bootstrap: str, redis_url: str, rate: float, seconds: float, tmp: Pa
             asyncio.create_task(_collect(bootstrap, topics["transitions"], sent, on_transitions, stop)),
         ]
         await asyncio.sleep(2)  # let the collectors' consumers start before the first event
-        achieved = await _steady_publish(bootstrap, topics["events"], rate, seconds, sent, unique)
+        achieved = await _steady_publish(bootstrap, topics["events"], rate, seconds, sent, unique, probe_every)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and (len(on_alerts) < len(sent) or len(on_transitions) < len(sent)):
             child.check()
@@ -550,6 +568,8 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--rate", type=float, default=1000.0, help="latency phase: events per second")
     parser.add_argument("--latency-seconds", type=float, default=30.0, help="latency phase: how long to publish")
+    parser.add_argument("--probe-every", type=int, default=1,
+                        help="latency phase: every Nth event fires an alert (timed), the rest are background contacts")
     parser.add_argument("--bare-take", type=int, default=0, help="also time the bare agent batching with take_events(N)")
     parser.add_argument("--stage1-alone", action="store_true",
                         help="also time a worker's stage 1 on events ingested beforehand")
@@ -600,7 +620,8 @@ def main() -> int:
                     print(f"  {rates[-1].name}: {rates[-1].per_second:,.0f} events/s", flush=True)
             if "latency" not in args.skip:
                 print(f"latency: {args.rate:,.0f} events/s for {args.latency_seconds:.0f} s ...", flush=True)
-                lat, achieved = latency(bootstrap, redis_url, args.rate, args.latency_seconds, tmp, children)
+                lat, achieved = latency(bootstrap, redis_url, args.rate, args.latency_seconds, tmp, children,
+                                        args.probe_every)
         finally:
             for child in children:
                 child.stop()
@@ -636,7 +657,8 @@ def main() -> int:
             print(f"  stage 1 alone / bare faust agent:    {alone.per_second / bare.per_second:.2f} x")
     if lat:
         print()
-        print(f"  event -> alert latency at {achieved:,.0f} events/s (wall alert clock, ReferralWaiting per event):")
+        probes = "every event" if args.probe_every == 1 else f"every {args.probe_every}th event, contacts between"
+        print(f"  event -> alert latency at {achieved:,.0f} events/s (wall alert clock, ReferralWaiting on {probes}):")
         for entry in lat:
             print(entry.row())
         print("  (target: p99 < 1 s)")
