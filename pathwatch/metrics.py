@@ -310,6 +310,11 @@ class Metrics:
             "Times a partition was read again from the next offset to apply (messages were not delivered).",
             ("topic",),
         )
+        self.events_rerouted = counter(
+            "events_rerouted",
+            "Events read on a partition that is not their client pseudonym's, sent on through the clients topic.",
+            ("topic",),
+        )
         self.consumer_lag = gauge(
             "consumer_lag_messages",
             "Messages between the committed offset and the end of a partition.",
@@ -440,6 +445,9 @@ class Metrics:
 
     def count_rewind(self, topic: str) -> None:
         self.input_rewinds.labels(topic).inc()
+
+    def count_rerouted(self, topic: str, n: int = 1) -> None:
+        self.events_rerouted.labels(topic).inc(n)
 
     def count_duplicate(self, source: str) -> None:
         self.duplicates.labels(source).inc()

@@ -443,6 +443,8 @@ def build_app(
             metrics.observe_processing_latency(event_type, max(0.0, (now - event_time).total_seconds()))
         for dead in result.rejected:
             metrics.count_dead_letter(dead.kind)
+        if result.forwards:
+            metrics.count_rerouted(t.events, len(result.forwards))
         for p, offset in result.rewinds.items():
             await rewind(t.clients, p, offset, result.gaps[p])
         for p, offset in result.direct_rewinds.items():
