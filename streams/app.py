@@ -352,6 +352,7 @@ def build_app(
         await consumer.seek_wait({tp: offset})
 
     metrics: Any = SafeMetrics(runtime.metrics)
+    metrics.count_rerouted(t.events, 0)  # the series exists from the start (an alert rule reads it)
 
     async def forward(result: Event | DeadLetter, pending: list[Any], origin: bytes) -> None:
         if isinstance(result, DeadLetter):
@@ -616,8 +617,8 @@ def build_app(
     def expected_offset(tp: Any) -> int | None:
         assert runtime.stage1 is not None
         assert runtime.stage2 is not None
-        if tp.topic == t.clients:
-            return runtime.stage1.expected(tp.partition)
+        if tp.topic in (t.clients, t.events):
+            return runtime.stage1.expected(tp.partition, direct=tp.topic == t.events)
         if tp.topic == t.observations:
             return runtime.stage2.positions.expected(tp.topic, tp.partition)
         return positions.expected(tp.topic, tp.partition)

@@ -367,9 +367,11 @@ class Stage1:
         self._heaps.clear()
         self._open.clear()
 
-    def expected(self, partition: int) -> int | None:
-        """The next offset of ``partition`` to apply (None: nothing applied yet)."""
-        applied = self.meta(partition).applied
+    def expected(self, partition: int, direct: bool = False) -> int | None:
+        """The next offset of ``partition`` to apply, of ``clients`` or (``direct``) of the
+        events topic (None: nothing applied yet)."""
+        meta = self.meta(partition)
+        applied = meta.applied_direct if direct else meta.applied
         return None if applied < 0 else applied + 1
 
     def meta(self, partition: int) -> PartitionMeta:

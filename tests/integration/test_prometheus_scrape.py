@@ -58,6 +58,7 @@ m.set_watermark("pathwatch.events", 0, datetime.now(UTC) - timedelta(hours=72))
 m.set_watermark("pathwatch.events", 1, datetime.now(UTC) - timedelta(hours=73))
 m.count_delivery("alertmanager", "delivered")
 m.count_duplicate("ehr/community")
+m.count_rerouted("pathwatch.events")
 start_http_server(int(sys.argv[1]), addr="127.0.0.1", registry=registry)
 print("serving", flush=True)
 i = 0

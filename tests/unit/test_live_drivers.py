@@ -538,6 +538,7 @@ def test_events_read_directly_give_the_replay_numbers(
     # what `pathwatch report --from-live` waits on: the next offset of every partition
     for p in range(PARTITIONS):
         assert pipeline.positions.expected("events", p) == pipeline.direct_offsets[p]
+        assert pipeline.stage1.expected(p, direct=True) == pipeline.direct_offsets[p]
 
 
 def test_a_commit_cut_short_counts_nothing_twice_with_both_inputs(
