@@ -361,6 +361,16 @@ _EVENTS_TOTAL = re.compile(
 )
 
 
+def wait_first_event(child: Child, port: int) -> float:
+    """When the worker's first event shows on its /metrics (polled every 50 ms)."""
+
+    def first_event() -> bool:
+        body = http_get(port, "/metrics")
+        return body is not None and sum(float(v) for v in _EVENTS_TOTAL.findall(body)) > 0
+
+    return wait_until("the worker's first event", first_event, 120, 0.05, child)
+
+
 def pathwatch_worker(bootstrap: str, redis_url: str, items: Items, offsets: Offsets, tmp: Path,
                      children: list[Child], profile: Path | None) -> tuple[list[Rate], str]:
     """Pre-publish, start one worker, time first event -> stage 1 committed all of ``clients``."""
@@ -372,13 +382,8 @@ def pathwatch_worker(bootstrap: str, redis_url: str, items: Items, offsets: Offs
     events_end = offsets.ends(topics["events"])
     port = int(env["PATHWATCH_WEB_PORT"])
     child = start_worker(f"pathwatch-{unique}", env, tmp, children, profile)
-
-    def first_event() -> bool:
-        body = http_get(port, "/metrics")
-        return body is not None and sum(float(v) for v in _EVENTS_TOTAL.findall(body)) > 0
-
-    first = wait_until("the worker's first event", first_event, 120, 0.05, child)
-    ingested = wait_until("ingestion to commit everything",
+    first = wait_first_event(child, port)
+    ingested = wait_until("the events topic to be committed",
                           lambda: offsets.caught_up(group, topics["events"], events_end), 600, 0.1, child)
     clients_end = offsets.ends(topics["clients"])
     stage1 = wait_until("stage 1 to commit everything",
@@ -413,12 +418,7 @@ def stage1_alone(bootstrap: str, redis_url: str, items: Items, offsets: Offsets,
     clients_end = offsets.ends(topics["clients"])
     port = int(env["PATHWATCH_WEB_PORT"])
     child = start_worker(f"pathwatch-{unique}", env, tmp, children, None)
-
-    def first_event() -> bool:
-        body = http_get(port, "/metrics")
-        return body is not None and sum(float(v) for v in _EVENTS_TOTAL.findall(body)) > 0
-
-    first = wait_until("the worker's first event", first_event, 120, 0.05, child)
+    first = wait_first_event(child, port)
     done = wait_until("stage 1 to commit everything",
                       lambda: offsets.caught_up(group, topics["clients"], clients_end), 600, 0.1, child)
     child.stop()

@@ -202,14 +202,7 @@ def test_a_commit_cut_short_counts_nothing_twice(events: list[Event], config: Co
     reference.feed(events[:600], batch=600)
     crashed = Pipeline(config)
     messages = _messages(events[:600], crashed)
-    result, metas = crashed.stage1.process(messages)
-    written = list(result.pending.items())
-    for key, raw in written[: len(written) // 2]:  # half the states reached the changelog
-        if raw is None:
-            crashed.store1.pop(key, None)
-        else:
-            crashed.store1[key] = raw
-    crashed.stage1.forget()
+    _commit_half(crashed, messages)
     crashed.run(messages)
     for p in range(PARTITIONS):
         assert crashed.stage1.meta(p).accepted == reference.stage1.meta(p).accepted
@@ -218,6 +211,19 @@ def test_a_commit_cut_short_counts_nothing_twice(events: list[Event], config: Co
         assert crashed.stage1.meta(p).firing == reference.stage1.meta(p).firing
     assert crashed.store1 == reference.store1
     assert sum(reference.stage1.meta(p).duplicates for p in range(PARTITIONS)) > 0  # the case is exercised
+
+
+def _commit_half(pipeline: Pipeline, messages: list[Message]) -> None:
+    """A worker killed between a batch's client-state writes and its metadata write: half the
+    batch's states reached the changelog, then a restart (in-memory indexes gone)."""
+    result, _ = pipeline.stage1.process(messages)
+    written = list(result.pending.items())
+    for key, raw in written[: len(written) // 2]:
+        if raw is None:
+            pipeline.store1.pop(key, None)
+        else:
+            pipeline.store1[key] = raw
+    pipeline.stage1.forget()
 
 
 def _cells(store: dict[bytes, bytes]) -> dict[bytes, bytes]:
@@ -563,14 +569,7 @@ def test_a_commit_cut_short_counts_nothing_twice_with_both_inputs(
 
     reference.run(batch(reference))
     messages = batch(crashed)
-    result, metas = crashed.stage1.process(messages)
-    written = list(result.pending.items())
-    for key, raw in written[: len(written) // 2]:  # half the states reached the changelog
-        if raw is None:
-            crashed.store1.pop(key, None)
-        else:
-            crashed.store1[key] = raw
-    crashed.stage1.forget()
+    _commit_half(crashed, messages)
     crashed.run(messages)
     for p in range(PARTITIONS):
         ours, theirs = crashed.stage1.meta(p), reference.stage1.meta(p)
