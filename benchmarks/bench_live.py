@@ -522,11 +522,11 @@ async def _steady_publish(bootstrap: str, topic: str, rate: float, seconds: floa
 
 
 def latency(bootstrap: str, redis_url: str, rate: float, seconds: float, tmp: Path,
-            children: list[Child], probe_every: int = 1) -> tuple[list[Latency], float]:
+            children: list[Child], probe_every: int = 1, profile: Path | None = None) -> tuple[list[Latency], float]:
     unique = letters(10)
     env, topics = worker_env(bootstrap, redis_url, unique, "wall")
     port = int(env["PATHWATCH_WEB_PORT"])
-    child = start_worker(f"pathwatch-wall-{unique}", env, tmp, children, None)
+    child = start_worker(f"pathwatch-wall-{unique}", env, tmp, children, profile)
     wait_ready(child, port)
 
     async def run() -> tuple[list[Latency], float]:
@@ -574,11 +574,14 @@ def main() -> int:
     parser.add_argument("--stage1-alone", action="store_true",
                         help="also time a worker's stage 1 on events ingested beforehand")
     parser.add_argument("--profile", type=Path, help="run the throughput worker under cProfile, stats to this file")
+    parser.add_argument("--profile-latency", type=Path, help="run the latency worker under cProfile, stats to this file")
     parser.add_argument("--skip", choices=["throughput", "latency"], action="append", default=[])
     parser.add_argument("--keep-topics", action="store_true")
     args = parser.parse_args()
     if args.profile:
         args.profile = args.profile.resolve()
+    if args.profile_latency:
+        args.profile_latency = args.profile_latency.resolve()
     bootstrap, redis_url = require_stack()
     command = shlex.join([os.path.relpath(sys.executable, ROOT), os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]])
     marker = letters(6)  # every topic of this run holds it, for the cleanup
@@ -621,7 +624,7 @@ def main() -> int:
             if "latency" not in args.skip:
                 print(f"latency: {args.rate:,.0f} events/s for {args.latency_seconds:.0f} s ...", flush=True)
                 lat, achieved = latency(bootstrap, redis_url, args.rate, args.latency_seconds, tmp, children,
-                                        args.probe_every)
+                                        args.probe_every, args.profile_latency)
         finally:
             for child in children:
                 child.stop()
