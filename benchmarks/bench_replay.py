@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import cProfile
 import gc
 import json
+import pstats
 import random
 import tempfile
 import time
@@ -186,6 +188,8 @@ def main() -> None:
     ap.add_argument("--days", type=int, default=180)
     ap.add_argument("--memory-clients", type=int, default=50_000)
     ap.add_argument("--file", type=Path, default=None, help="replay this JSON-lines file instead")
+    ap.add_argument("--profile", type=int, default=0, metavar="N",
+                    help="also run the engine under cProfile and print its N costliest functions (cumulative)")
     args = ap.parse_args()
     config = CoreConfig(timezone="America/New_York")
     decoder = Decoder(b"benchmark-key", 1 << 20)
@@ -202,6 +206,10 @@ def main() -> None:
         t_eng = engine_only(events, config)
         t_floor = min(floor(events, config) for _ in range(3))
         t_rep = replay(path, Decoder(b"benchmark-key", 1 << 20), config)
+        if args.profile:
+            profiler = cProfile.Profile()
+            profiler.runcall(engine_only, events, CoreConfig(timezone="America/New_York"))
+            pstats.Stats(profiler).sort_stats("cumulative").print_stats(args.profile)
     rate = {name: count / t for name, t in
             [("json.loads loop", t_bare), ("decode only", t_dec), ("engine only", t_eng), ("replay", t_rep),
                              ("history only", t_floor)]}
