@@ -478,16 +478,12 @@ class Stage1:
             if meta is None:
                 meta = metas[p] = self.meta(p)
             if message.direct:
+                result.direct_partitions.add(p)
+            if not self._admit(message, meta, result):
+                continue  # applied before a restart, or after a gap
+            if message.direct:
                 self._direct(p, meta, message, result)
                 continue
-            position = admit(message.offset, None if meta.applied < 0 else meta.applied + 1, self.floors.get(p, 0))
-            if position == SEEN:
-                continue  # already applied before a restart
-            if position == GAP:
-                result.rewinds[p] = meta.applied + 1
-                result.gaps[p] = message.offset
-                continue
-            meta.applied = message.offset
             if message.key == TICK_KEY:
                 tick = _tick_decoder.decode(message.value)
                 if tick.until_us is not None:
@@ -512,19 +508,28 @@ class Stage1:
             self._apply(p, meta, decode_internal(message.value), input_seq(message.offset, 0), result)
         return result, metas
 
-    def _direct(self, p: int, meta: PartitionMeta, message: Message, result: Stage1Result) -> None:
-        """A message of the events topic, read directly (see :meth:`process`)."""
-        result.direct_partitions.add(p)
-        expected = None if meta.applied_direct < 0 else meta.applied_direct + 1
-        position = admit(message.offset, expected, self.direct_floors.get(p, 0))
+    def _admit(self, message: Message, meta: PartitionMeta, result: Stage1Result) -> bool:
+        """Whether to apply ``message``, against the next offset of its input (``clients``, or
+        the events topic when ``direct``; see :func:`admit`), recording it as applied. After a
+        gap the input's partition is left to be read again (``rewinds`` / ``direct_rewinds``)."""
+        p, direct = message.partition, message.direct
+        last = meta.applied_direct if direct else meta.applied
+        floor = (self.direct_floors if direct else self.floors).get(p, 0)
+        position = admit(message.offset, None if last < 0 else last + 1, floor)
         if position == SEEN:
-            return
+            return False
         if position == GAP:
-            assert expected is not None
-            result.direct_rewinds[p] = expected
-            result.direct_gaps[p] = message.offset
-            return
-        meta.applied_direct = message.offset
+            (result.direct_rewinds if direct else result.rewinds)[p] = last + 1
+            (result.direct_gaps if direct else result.gaps)[p] = message.offset
+            return False
+        if direct:
+            meta.applied_direct = message.offset
+        else:
+            meta.applied = message.offset
+        return True
+
+    def _direct(self, p: int, meta: PartitionMeta, message: Message, result: Stage1Result) -> None:
+        """A message of the events topic, read directly and admitted (see :meth:`process`)."""
         if self.decoder is None:
             raise ValueError("stage 1 got a message of the events topic but has no decoder")
         decoded = self.decoder.decode(message.value, Origin(topic=self.direct_topic, partition=p, offset=message.offset))
