@@ -152,6 +152,7 @@ class CoreConfig:
     lateness_us: int = field(init=False, compare=False, repr=False)
     horizon_us: int = field(init=False, compare=False, repr=False)
     expiry_us: int = field(init=False, compare=False, repr=False)
+    max_referral_age_us: int = field(init=False, compare=False, repr=False)
     targets: dict[tuple[str, int], int] = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -173,6 +174,8 @@ class CoreConfig:
         # a follow-up alert the data never ends expires when its discharge's outcomes are final
         # (the longest window, two days, the lateness): before its look-back can be pruned
         object.__setattr__(self, "expiry_us", (forward + 2) * US_PER_DAY + lateness)
+        # a referral is followed (held open, its waiting alert kept) at most this long
+        object.__setattr__(self, "max_referral_age_us", self.max_referral_age_days * US_PER_DAY)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> CoreConfig:
@@ -689,7 +692,7 @@ def derive_alerts(
                 continue
             severity = "critical" if r.a == "emergency" else "warning"
             urgency = _URGENCIES.index(r.a)
-            expiry = r.t + config.max_referral_age_days * US_PER_DAY
+            expiry = r.t + config.max_referral_age_us
             for start, end_t in _waiting(r, recs, target_pass, target_label, x):
                 if x >= expiry and start >= expiry:
                     break
@@ -714,16 +717,16 @@ def derive_alerts(
             continue
         end_at = first.t + span
         frozen = pruned and _frozen(last, kept, config)
+        ctx = _context_start(last, config)
         if run_end is not None and last.t <= run_end:
             run_end = max(run_end, end_at)
         else:
             run_end = end_at
             # a run started by a crisis past re-deriving: its later crises keep their own teams
             run_team = None if frozen else last.team or _responsible(vis, last.t, memory)
-            run_ctx = _context_start(last, config)
+            run_ctx = ctx
         if frozen:
             continue
-        ctx = _context_start(last, config)
         if run_team is not None:
             team, ctx = run_team, min(run_ctx, ctx)
         else:
@@ -979,7 +982,7 @@ def _alerts_may_change(
     memory = config.team_memory_days * US_PER_DAY
     readmit = config.readmitted_alert_days * US_PER_DAY
     crisis_span = config.frequent_crisis_days * US_PER_DAY
-    max_age = config.max_referral_age_days * US_PER_DAY
+    max_age = config.max_referral_age_us
     crises = 0
     for c in recs:
         kind = c.kind
@@ -1137,7 +1140,7 @@ def _rec_breakpoints(r: Rec, config: CoreConfig, out: list[int]) -> None:
     elif kind == K_REFERRAL:
         out.append(_target(r, config)[0])
         out.append(r.t + config.referral_open_limit_days * US_PER_DAY + 1)
-        out.append(r.t + config.max_referral_age_days * US_PER_DAY)
+        out.append(r.t + config.max_referral_age_us)
     elif kind == K_ADMISSION and r.flag:
         out.append(r.t + config.readmitted_alert_days * US_PER_DAY)
     elif kind == K_CRISIS:
@@ -1227,7 +1230,7 @@ def _orphans_and_prune(state: ClientState, config: CoreConfig, outs: list[Output
         state.recs = recs = keep
     cutoff = w - config.horizon_us
     if recs and recs[0].t < cutoff and w >= state.hold:
-        max_age = config.max_referral_age_days * US_PER_DAY
+        max_age = config.max_referral_age_us
         vis = _visible(recs, w)
         for r in vis:
             if r.t >= cutoff:

@@ -117,7 +117,7 @@ class TeamWindows:
         self.weeks = weeks
         self._s = _State()
         self._retain_us = config.horizon_us + US_PER_DAY * (config.window_days + 1)
-        self._referral_retain_us = self._retain_us + config.max_referral_age_days * US_PER_DAY
+        self._referral_retain_us = self._retain_us + config.max_referral_age_us
 
     # -- updates --------------------------------------------------------------------------------
 
