@@ -54,11 +54,17 @@ KEY = b"unit-test-key"
 
 
 @pytest.fixture(scope="module")
-def events() -> list[Event]:
+def simulated() -> list[bytes]:
+    """The raw lines of one simulated stream (every test here uses the same)."""
     out = io.BytesIO()
     write(SimulationOptions(clients=300, days=90, seed=11, duplicate_fraction=0.02, cancel_fraction=0.01), out)
+    return out.getvalue().splitlines()
+
+
+@pytest.fixture(scope="module")
+def events(simulated: list[bytes]) -> list[Event]:
     decoder = Decoder(KEY, 1 << 20)
-    decoded = [decoder.decode(line, Origin(line=i)) for i, line in enumerate(out.getvalue().splitlines(), 1)]
+    decoded = [decoder.decode(line, Origin(line=i)) for i, line in enumerate(simulated, 1)]
     return [e for e in decoded if isinstance(e, Event)]
 
 
@@ -467,12 +473,9 @@ def test_stage2_batch_reports_the_watermark(config: CoreConfig) -> None:
 
 
 @pytest.fixture(scope="module")
-def lines() -> list[bytes]:
-    """Raw CloudEvents lines of a simulated stream, with two a decoder rejects."""
-    out = io.BytesIO()
-    write(SimulationOptions(clients=300, days=90, seed=11, duplicate_fraction=0.02, cancel_fraction=0.01), out)
-    raw = out.getvalue().splitlines()
-    return raw[:50] + [b'{"specversion": "1.0", "type": "contact"}', b"not json"] + raw[50:]
+def lines(simulated: list[bytes]) -> list[bytes]:
+    """The simulated stream's lines (those of ``events``), with two a decoder rejects."""
+    return simulated[:50] + [b'{"specversion": "1.0", "type": "contact"}', b"not json"] + simulated[50:]
 
 
 class DirectPipeline(Pipeline):
@@ -507,18 +510,19 @@ class DirectPipeline(Pipeline):
             self.run(forwards)
 
 
-def _keyed(lines: list[bytes], misplace_every: int = 0) -> list[tuple[int, bytes]]:
-    """(partition, line) as ``pathwatch publish`` keys them (by pseudonym); every
-    ``misplace_every``-th event on the next partition instead, as a publisher keying
-    otherwise would; lines the decoder rejects on partition 0."""
+def _keyed(lines: list[bytes], misplace_every: int = 0) -> list[tuple[int, bytes, Event | None]]:
+    """(partition, line, decoded event or None) with the partition as ``pathwatch publish``
+    keys them (by pseudonym); every ``misplace_every``-th event on the next partition instead,
+    as a publisher keying otherwise would; lines the decoder rejects on partition 0."""
     decoder = Decoder(KEY, 1 << 20)
     out = []
     for i, line in enumerate(lines):
-        event = decoder.decode(line, Origin())
-        p = partition_for(event.client.encode(), PARTITIONS) if isinstance(event, Event) else 0
+        decoded = decoder.decode(line, Origin())
+        event = decoded if isinstance(decoded, Event) else None
+        p = partition_for(event.client.encode(), PARTITIONS) if event is not None else 0
         if misplace_every and i % misplace_every == 0:
             p = (p + 1) % PARTITIONS
-        out.append((p, line))
+        out.append((p, line, event))
     return out
 
 
@@ -529,7 +533,7 @@ def test_events_read_directly_give_the_replay_numbers(
     pipeline = DirectPipeline(config)
     keyed = _keyed(lines, misplace_every=10)
     for i in range(0, len(keyed), 50):
-        pipeline.run([pipeline.direct(p, line) for p, line in keyed[i : i + 50]])
+        pipeline.run([pipeline.direct(p, line) for p, line, _ in keyed[i : i + 50]])
     pipeline.flush(max(e.time for e in events))
     assert engine.watermark is not None
     assert sorted(pipeline.measures(engine.watermark)) == sorted(expected)
@@ -554,17 +558,16 @@ def test_a_commit_cut_short_counts_nothing_twice_with_both_inputs(
     # stored state must tell which of them it already holds
     reference = DirectPipeline(config)
     crashed = DirectPipeline(config)
+    keyed = _keyed(lines[:700])
 
     def batch(pipeline: DirectPipeline) -> list[Message]:
         out = []
-        for i, (p, line) in enumerate(_keyed(lines[:700])):
+        for i, (p, line, event) in enumerate(keyed):
             if i % 2:
                 out.append(pipeline.direct(p, line))
-            else:
-                event = Decoder(KEY, 1 << 20).decode(line, Origin())
-                if isinstance(event, Event):
-                    key = event.client.encode()
-                    out.append(pipeline.message(partition_for(key, PARTITIONS), key, encode_event(event)))
+            elif event is not None:
+                key = event.client.encode()
+                out.append(pipeline.message(p, key, encode_event(event)))
         return out
 
     reference.run(batch(reference))
@@ -583,7 +586,7 @@ def test_stage1_reads_the_events_topic_again_from_a_gap(lines: list[bytes], conf
     pipeline = DirectPipeline(config)
     keyed = _keyed(lines[60:300])
     p = keyed[0][0]
-    ours = [pipeline.direct(q, line) for q, line in keyed if q == p]
+    ours = [pipeline.direct(q, line) for q, line, _ in keyed if q == p]
     pipeline.run(ours[:10])
     result, metas = pipeline.stage1.process(ours[15:])  # offsets 10-14 were not delivered
     assert result.direct_rewinds == {p: 10}
