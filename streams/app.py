@@ -43,6 +43,10 @@ from schemas.hl7 import HL7Adapter
 from schemas.model import ALL_TEAMS, Event, encode_event
 from streams.calendar import from_us, to_us
 from streams.core import ClientState, CoreConfig, Observation, open_followups
+from streams.faust_io import DirectTable, Intake, send_changelog
+from streams.faust_io import ack as intake_ack
+from streams.faust_io import batches as intake_batches
+from streams.faust_io import install as install_intake
 from streams.live import (
     FLUSH_KEY,
     ORIGIN_HEADER,
@@ -64,8 +68,18 @@ from streams.windows import TeamWindows
 log = logging.getLogger("pathwatch.worker")
 
 _STAGE1_RETRIES = 5
-_DELIVERY_OUTCOMES = {"sent": "delivered", "repeated": "delivered", "retry": "retryable_error", "skipped": "deduplicated"}
-_RAW: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+_DELIVERY_OUTCOMES = {
+    "sent": "delivered",
+    "repeated": "delivered",
+    "retry": "retryable_error",
+    "skipped": "deduplicated",
+}
+_RAW: dict[str, Any] = {
+    "key_type": bytes,
+    "value_type": bytes,
+    "key_serializer": "raw",
+    "value_serializer": "raw",
+}
 
 
 class _AlertWire(msgspec.Struct):
@@ -93,6 +107,10 @@ def alert_to_bytes(alert: Alert) -> bytes:
 def alert_from_bytes(raw: bytes) -> Alert:
     wire = _alert_decoder.decode(raw)
     return Alert(wire.labels, wire.startsAt, wire.endsAt, wire.annotations)
+
+
+class _ChangelogLost(RuntimeError):
+    """Stage 1's table store is ahead of its changelog (a send failed): not retried."""
 
 
 class KeyedTable(faust.Table):
@@ -131,10 +149,13 @@ class PathwatchApp(faust.App):
     """faust's App with the consumer's read positions replaced for the guarded topics."""
 
     guarded_topics: frozenset[str] = frozenset()
+    intake: Intake | None = None
 
     def _new_consumer(self) -> Any:
         consumer = super()._new_consumer()
         cast(Any, consumer)._read_offset = _ReadPositions(self.guarded_topics)
+        if self.intake is not None:
+            install_intake(consumer, self.intake)
         return consumer
 
 
@@ -198,7 +219,9 @@ def build_app(
         # faust's RocksDB store files a write under the partition of the event being processed;
         # stage 1 writes a whole batch (of several partitions) after the broker acknowledged
         # its outputs, so only the memory store (recovered from the changelog) is correct here.
-        raise ValueError(f"store {settings.store!r} is not supported: use memory:// (state is recovered from changelogs)")
+        raise ValueError(
+            f"store {settings.store!r} is not supported: use memory:// (state is recovered from changelogs)"
+        )
     registry = registry or CollectorRegistry()
     options = AdapterOptions.from_settings(settings)
     runtime = Runtime(
@@ -223,7 +246,9 @@ def build_app(
         settings.app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
         store=settings.store,
-        datadir=str(settings.data_dir) if settings.data_dir is not None else "{conf.name}-data",  # faust's default
+        datadir=str(settings.data_dir)
+        if settings.data_dir is not None
+        else "{conf.name}-data",  # faust's default
         web_enabled=True,
         web_bind=settings.web_host,
         web_port=settings.web_port,
@@ -242,6 +267,8 @@ def build_app(
         table_standby_replicas=0,
     )
     app.guarded_topics = frozenset({t.events, t.hl7, t.fhir, t.clients, t.observations})
+    intake = app.intake = Intake(frozenset({t.events, t.clients}))
+    app.flow_control.manage_queue(cast(Any, intake))  # it only calls clear()
     hl7_topic = app.topic(t.hl7, partitions=n, **_RAW)
     fhir_topic = app.topic(t.fhir, partitions=n, **_RAW)
     clients_topic = app.topic(t.clients, partitions=n, **_RAW)
@@ -251,16 +278,19 @@ def build_app(
 
     # bytes key and value types make faust use the raw codec both for writes and for recovery
     def keyed_table(name: str) -> KeyedTable:
-        table = KeyedTable(app, name=name, beacon=app.tables.beacon, partitions=n, key_type=bytes, value_type=bytes)
+        table = KeyedTable(
+            app, name=name, beacon=app.tables.beacon, partitions=n, key_type=bytes, value_type=bytes
+        )
         app.tables.add(table)
         return table
 
     client_table = keyed_table("client-state")
+    client_store = DirectTable(client_table)
     obs_table = keyed_table("team-observations")
     positions = Positions(keyed_table("input-positions"), n)
     runtime.stage1 = Stage1(
         runtime.config,
-        client_table,
+        client_store,
         n,
         alert_clock=settings.alert_clock,
         wall=wall,
@@ -412,7 +442,9 @@ def build_app(
             if isinstance(o, Observation):
                 pending.append(await obs_topic.send(key=o.team.encode(), value=o.to_bytes()))
             elif isinstance(o, Alert):
-                pending.append(await transitions_topic.send(key=o.fingerprint.encode(), value=alert_to_bytes(o)))
+                pending.append(
+                    await transitions_topic.send(key=o.fingerprint.encode(), value=alert_to_bytes(o))
+                )
             elif isinstance(o, DeadLetter):
                 pending.append(await dlq_topic.send(value=o.to_json()))
         for p, watermark_us in result.watermarks.items():
@@ -421,6 +453,19 @@ def build_app(
                 pending.append(await obs_topic.send(key=WATERMARK_KEY, value=mark, partition=q))
         await asyncio.gather(*pending)
         driver.commit(result, metas)
+        try:
+            await send_changelog(
+                app.producer,
+                client_table.changelog_topic.get_topic_name(),
+                client_store.changelog(),
+                lambda key: table_partition(key, n),
+            )
+        except Exception as exc:
+            # the table's store is ahead of its changelog: only a restart (recovery from
+            # the changelog, input from the committed offsets) is consistent again
+            log.critical("client-state changelog send failed; stopping the worker")
+            await app.crash(exc)
+            raise _ChangelogLost from exc
         for o in result.outputs:
             if isinstance(o, Observation) and o.correction:
                 metrics.count_correction(o.measure)
@@ -456,32 +501,37 @@ def build_app(
     # of every topic an agent reads to one worker). ``clients`` brings HL7 and FHIR events,
     # events a publisher keyed otherwise, and the ticks. (An ingestion hop in between cost
     # one consumed and one produced message per event: stage 1 alone ran 2.7 x faster.)
+    # The two topics are read through the intake (streams/intake.py), not a faust agent:
+    # faust's per-message stream work alone cost about as much as stage 1's own.
     stage1_input = app.topic(t.clients, t.events, partitions=n, **_RAW)
+    app.topics.add(stage1_input)
 
-    @app.agent(stage1_input, name="pathwatch-stage1")
-    async def stage1(stream: Any) -> None:
+    @app.task
+    async def stage1() -> None:
         assert runtime.stage1 is not None
         driver = runtime.stage1
-        async for batch in stream.take_events(1000, within=batch_wait):
+        async for batch in intake_batches(app, intake, 1000, batch_wait):
             messages = [
                 Message(
-                    e.message.partition,
-                    e.message.offset,
-                    e.key,
-                    e.value,
-                    _origin(e.headers),
-                    direct=e.message.topic == t.events,
+                    m.partition,
+                    m.offset,
+                    m.key,
+                    m.value,
+                    _origin(m.headers),
+                    direct=m.topic == t.events,
                 )
-                for e in batch
+                for m in batch
             ]
             # A failed send leaves nothing written: the batch is run again (the in-memory
             # indexes are rebuilt from the table first). The batch is never dropped: after the
-            # retries the worker stops with the error (faust would restart only the agent and
-            # skip the batch), and its input is read again from the committed offsets.
+            # retries the worker stops with the error, and its input is read again from the
+            # committed offsets.
             for attempt in range(_STAGE1_RETRIES + 1):
                 try:
                     await stage1_batch(driver, messages)
                     break
+                except _ChangelogLost:
+                    raise
                 except Exception as exc:
                     if attempt == _STAGE1_RETRIES:
                         log.critical("stage 1 batch failed %d times; stopping the worker", attempt + 1)
@@ -490,13 +540,16 @@ def build_app(
                     log.exception("stage 1 batch failed (attempt %d); retrying", attempt + 1)
                     driver.forget()
                     await asyncio.sleep(min(0.5 * 2**attempt, 10.0))
+            intake_ack(app, batch)
 
     @app.agent(obs_topic, name="pathwatch-stage2")
     async def stage2(stream: Any) -> None:
         assert runtime.stage2 is not None
         driver = runtime.stage2
         async for batch in stream.take_events(1000, within=batch_wait):
-            result = driver.process(Message(e.message.partition, e.message.offset, e.key, e.value) for e in batch)
+            result = driver.process(
+                Message(e.message.partition, e.message.offset, e.key, e.value) for e in batch
+            )
             if result.watermark_us is not None:
                 await on_stage2_watermark(result.watermark_us)
             for q, offset in result.rewinds.items():
@@ -533,7 +586,9 @@ def build_app(
             for alert in rules.evaluate(windows, watermark):
                 if alert.labels.get("team") == ALL_TEAMS:
                     continue  # '*' needs every team: summed across workers by Prometheus instead
-                pending.append(await transitions_topic.send(key=alert.fingerprint.encode(), value=alert_to_bytes(alert)))
+                pending.append(
+                    await transitions_topic.send(key=alert.fingerprint.encode(), value=alert_to_bytes(alert))
+                )
             for alert in rules.firing():
                 labels = alert.labels
                 if labels.get("team") != ALL_TEAMS:
@@ -708,7 +763,9 @@ async def _dispatcher(settings: Settings) -> Any:
 
     from alerts.pipeline import build_dispatcher
 
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True
+    )
     await producer.start()
     session = aiohttp.ClientSession()
     client = aredis.from_url(settings.redis_url)

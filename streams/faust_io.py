@@ -1,0 +1,241 @@
+"""Stage 1's input and table writes without faust's per-message work.
+
+Input (:class:`Intake`): through a faust agent, every message costs the same per-message work a bare agent pays
+(a ``wait_first`` with two tasks in the fetch loop, the conductor's delivery, the stream's
+queue, current event and ack); that alone ran at about the speed of the whole of stage 1's
+own work. For the topics of :class:`Intake`, the fetch loop below hands each message to a
+plain list instead, and stage 1 takes batches from it.
+
+What a faust stream guarantees is kept, in the same way faust does it:
+
+- nothing is processed while faust's flow control is suspended (a rebalance), and a message
+  fetched in an earlier consumer generation is dropped (it is fetched again from the
+  committed offset by whoever owns its partition);
+- the intake is cleared with the streams' queues (it is registered with the flow control);
+- a batch's messages are tracked as unacked before it is processed and acked after, so a
+  rebalance waits for the batch in flight (faust's ``wait_empty``) before revoking partitions.
+
+Table writes (:class:`DirectTable`): faust sends each table write to its changelog through
+its producer buffer, one message and one task hop at a time (a quarter of a busy worker's
+time went there). Stage 1 writes its client states to the table's store and sends the
+batch's changelog records itself, awaiting them before its input is acked. It writes only
+while processing a batch of tracked input messages, never from a timer, and the changelog
+partition follows from the key (:func:`streams.live.table_partition`): what "inside stream
+iteration" gave faust.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, MutableMapping
+from typing import Any, cast
+
+from faust.transport.consumer import CONSUMER_FETCHING
+
+log = logging.getLogger("pathwatch.worker")
+
+
+class Intake:
+    """Messages of ``topics`` waiting for stage 1, in fetch order.
+
+    ``limit`` bounds what waits: the fetch loop stops (for every topic) until stage 1 has
+    taken some, as faust's stream buffers stop a partition's fetching when full."""
+
+    def __init__(self, topics: frozenset[str], limit: int = 10_000) -> None:
+        self.topics = topics
+        self.limit = limit
+        self._pending: list[Any] = []
+        self._arrived = asyncio.Event()
+        self._space = asyncio.Event()
+        self._space.set()
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def offer(self, message: Any) -> None:
+        """Add a fetched message (called by the fetch loop, never blocks)."""
+        self._pending.append(message)
+        self._arrived.set()
+        if len(self._pending) >= self.limit:
+            self._space.clear()
+
+    def full(self) -> bool:
+        return not self._space.is_set()
+
+    async def space(self) -> None:
+        """Return when the intake is below its limit."""
+        await self._space.wait()
+
+    def clear(self) -> None:
+        """Drop what waits (faust's flow control calls this on a rebalance): those messages
+        were neither tracked nor acked, so their partitions' owner reads them again."""
+        self._pending.clear()
+        self._arrived.clear()
+        self._space.set()
+
+    async def batch(self, size: int, within: float) -> list[Any]:
+        """Wait for a message, then up to ``within`` seconds for ``size`` of them; return at
+        most ``size`` (the oldest first)."""
+        while not self._pending:
+            self._arrived.clear()
+            await self._arrived.wait()
+        deadline = time.monotonic() + within
+        while len(self._pending) < size:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            self._arrived.clear()
+            try:
+                await asyncio.wait_for(self._arrived.wait(), left)
+            except TimeoutError:
+                break
+        taken, self._pending = self._pending[:size], self._pending[size:]
+        if len(self._pending) < self.limit:
+            self._space.set()
+        return taken
+
+
+class DirectTable(MutableMapping[bytes, bytes]):
+    """A faust table's store, with every write also queued as a changelog record.
+
+    ``changelog`` drains the queue; the owner sends the records (:func:`send_changelog`)
+    before acking the input that caused them. Only for the in-memory store, whose state is
+    whatever its changelog replays."""
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+        self._records: list[tuple[bytes, bytes | None]] = []
+
+    def __getitem__(self, key: bytes) -> bytes:
+        return cast(bytes, self.table.data[key])
+
+    def __setitem__(self, key: bytes, value: bytes) -> None:
+        self.table.data[key] = value
+        self._records.append((key, value))
+
+    def __delitem__(self, key: bytes) -> None:
+        del self.table.data[key]
+        self._records.append((key, None))
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.table.data)
+
+    def __len__(self) -> int:
+        return len(self.table.data)
+
+    def changelog(self) -> list[tuple[bytes, bytes | None]]:
+        """The records written since the last call, in write order (None: a deletion)."""
+        records, self._records = self._records, []
+        return records
+
+
+async def send_changelog(
+    producer: Any, topic: str, records: list[tuple[bytes, bytes | None]], partition_of: Callable[[bytes], int]
+) -> None:
+    """Send ``records`` to the changelog ``topic`` and return once the broker has them all
+    (raises the first send error: the caller's in-memory state is then ahead of its log)."""
+    futures = [await producer.send(topic, key, value, partition_of(key), None, None) for key, value in records]
+    await asyncio.gather(*futures)
+
+
+async def batches(app: Any, intake: Intake, size: int, within: float) -> AsyncIterator[list[Any]]:
+    """Batches from ``intake`` that may be processed now, each tracked as unacked.
+
+    The caller processes a batch and then calls :func:`ack` with it; a batch fetched before
+    a rebalance (another consumer generation) or taken while flow is suspended is dropped."""
+    consumer = app.consumer
+    while not app.should_stop:
+        taken = await intake.batch(size, within)
+        await app.flow_control.acquire()
+        generation = app.consumer_generation_id
+        # no await between these checks and tracking: a rebalance starting after them waits
+        # for this batch's acks (faust's wait_empty)
+        fresh = [m for m in taken if m.generation_id == generation]
+        if not fresh or not app.flow_control.is_active():
+            continue
+        for message in fresh:
+            message.tracked = True
+            consumer.track_message(message)
+        yield fresh
+
+
+def ack(app: Any, messages: list[Any]) -> None:
+    """Mark a processed batch acked: faust commits past it."""
+    consumer_ack = app.consumer.ack
+    for message in messages:
+        consumer_ack(message)
+
+
+def install(consumer: Any, intake: Intake) -> None:
+    """Make ``consumer``'s fetch loop hand messages of the intake's topics to ``intake``.
+
+    Replaces faust's ``Consumer._drain_messages`` (faust-streaming 0.15) on this instance by
+    a copy that differs only in that branch; every other message goes through faust's
+    callback as before."""
+    consumer._drain_messages = _drain_messages.__get__(consumer)
+    consumer._pathwatch_intake = intake
+
+
+async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover - run by the integration tests
+    # faust.transport.consumer.Consumer._drain_messages, with the intake branch added
+    intake: Intake = self._pathwatch_intake
+    intake_topics = intake.topics
+    offer = intake.offer
+    callback = self.callback
+    getmany = self.getmany
+    consumer_should_stop = cast(Any, self)._stopped.is_set
+    fetcher_should_stop = cast(Any, fetcher)._stopped.is_set
+    get_read_offset: Callable[[Any], int | None] = self._read_offset.__getitem__
+    set_read_offset = self._read_offset.__setitem__
+    set_flag = self.diag.set_flag
+    unset_flag = self.diag.unset_flag
+    commit_every = self._commit_every
+    acks_enabled_for = self.app.topics.acks_enabled_for
+    yield_every = 100
+    num_since_yield = 0
+    sleep = asyncio.sleep
+    try:
+        while not (consumer_should_stop() or fetcher_should_stop()):
+            set_flag(CONSUMER_FETCHING)
+            ait = cast(AsyncIterator, getmany(timeout=1.0))
+            await self.sleep(0)
+            if not self.should_stop:
+                async for tp, message in ait:
+                    num_since_yield += 1
+                    if num_since_yield > yield_every:
+                        await sleep(0)
+                        num_since_yield = 0
+                    offset = message.offset
+                    r_offset = get_read_offset(tp)
+                    if r_offset is None or offset >= r_offset:
+                        gap = offset - (r_offset or 0)
+                        if gap > 1 and r_offset and acks_enabled_for(message.topic):
+                            await self._add_gap(tp, r_offset + 1, offset)
+                        if commit_every is not None and self._n_acked >= commit_every:
+                            self._n_acked = 0
+                            await self.commit()
+                        if tp.topic in intake_topics:
+                            if intake.full():
+                                await self.wait_first(intake.space(), self.suspend_flow.wait())
+                            offer(message)
+                        else:
+                            await self.wait_first(callback(message), self.suspend_flow.wait())
+                        set_read_offset(tp, offset)
+                unset_flag(CONSUMER_FETCHING)
+    except self.consumer_stopped_errors:
+        if self.transport.app.should_stop:
+            self.log.info("Broker stopped consumer, shutting down...")
+            return
+        raise
+    except asyncio.CancelledError:
+        if self.transport.app.should_stop:
+            self.log.info("Consumer shutting down for user cancel.")
+            return
+        raise
+    except Exception as exc:
+        self.log.exception("Drain messages raised: %r", exc)
+        raise
+    finally:
+        unset_flag(CONSUMER_FETCHING)
