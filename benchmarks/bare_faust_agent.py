@@ -34,6 +34,7 @@ app = faust.App(
     topic_partitions=partitions,
     consumer_auto_offset_reset="earliest",
     producer_acks=-1,
+    broker_commit_interval=float(os.environ.get("BARE_COMMIT_INTERVAL", "2.8")),
 )
 topic = app.topic(os.environ.get("BARE_TOPIC", "bare-events"), partitions=partitions, **_RAW)
 out = Path(os.environ.get("BARE_OUT", "bare-faust.json"))

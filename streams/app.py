@@ -43,7 +43,7 @@ from schemas.hl7 import HL7Adapter
 from schemas.model import ALL_TEAMS, Event, encode_event
 from streams.calendar import from_us, to_us
 from streams.core import ClientState, CoreConfig, Observation, open_followups
-from streams.faust_io import DirectTable, Intake, send_changelog
+from streams.faust_io import DirectTable, Intake, Record, learn_partitions, send_changelog, send_records
 from streams.faust_io import ack as intake_ack
 from streams.faust_io import batches as intake_batches
 from streams.faust_io import install as install_intake
@@ -261,13 +261,14 @@ def build_app(
         # three records per request, and request overhead dominated the worker's main loop.
         producer_linger=0.005,
         consumer_auto_offset_reset="earliest",
+        broker_commit_interval=settings.commit_interval.total_seconds(),
         broker_session_timeout=settings.broker_session_timeout,
         broker_heartbeat_interval=settings.broker_heartbeat_interval,
         broker_rebalance_timeout=settings.broker_rebalance_timeout,
         table_standby_replicas=0,
     )
     app.guarded_topics = frozenset({t.events, t.hl7, t.fhir, t.clients, t.observations})
-    intake = app.intake = Intake(frozenset({t.events, t.clients}))
+    intake = app.intake = Intake(frozenset({t.events, t.clients}), limit=max(10_000, 2 * settings.batch_max))
     app.flow_control.manage_queue(cast(Any, intake))  # it only calls clear()
     hl7_topic = app.topic(t.hl7, partitions=n, **_RAW)
     fhir_topic = app.topic(t.fhir, partitions=n, **_RAW)
@@ -275,6 +276,7 @@ def build_app(
     obs_topic = app.topic(t.observations, partitions=n, **_RAW)
     transitions_topic = app.topic(t.transitions, partitions=n, **_RAW)
     dlq_topic = app.topic(t.dead_letters, partitions=1, **_RAW)
+    dlq_name = t.dead_letters
 
     # bytes key and value types make faust use the raw codec both for writes and for recovery
     def keyed_table(name: str) -> KeyedTable:
@@ -287,7 +289,8 @@ def build_app(
     client_table = keyed_table("client-state")
     client_store = DirectTable(client_table)
     obs_table = keyed_table("team-observations")
-    positions = Positions(keyed_table("input-positions"), n)
+    positions_table = keyed_table("input-positions")
+    positions = Positions(positions_table, n)
     runtime.stage1 = Stage1(
         runtime.config,
         client_store,
@@ -432,26 +435,22 @@ def build_app(
 
     async def stage1_batch(driver: Stage1, messages: list[Message]) -> None:
         result, metas = driver.process(messages)
-        pending: list[Any] = []
         now = wall()
-        for dead in result.rejected:
-            pending.append(await dlq_topic.send(value=dead.to_json()))
+        # sent with the producer directly: faust's topic.send costs several times more per record
+        records: list[Record] = [(dlq_name, None, dead.to_json(), None, None) for dead in result.rejected]
         for key, value, origin in result.forwards:
-            pending.append(await clients_topic.send(key=key, value=value, headers={ORIGIN_HEADER: origin}))
+            records.append((t.clients, key, value, None, [(ORIGIN_HEADER, origin)]))
         for o in result.outputs:
             if isinstance(o, Observation):
-                pending.append(await obs_topic.send(key=o.team.encode(), value=o.to_bytes()))
+                records.append((t.observations, o.team.encode(), o.to_bytes(), None, None))
             elif isinstance(o, Alert):
-                pending.append(
-                    await transitions_topic.send(key=o.fingerprint.encode(), value=alert_to_bytes(o))
-                )
+                records.append((t.transitions, o.fingerprint.encode(), alert_to_bytes(o), None, None))
             elif isinstance(o, DeadLetter):
-                pending.append(await dlq_topic.send(value=o.to_json()))
+                records.append((dlq_name, None, o.to_json(), None, None))
         for p, watermark_us in result.watermarks.items():
             mark = encode_watermark(StageWatermark(p, watermark_us))
-            for q in range(n):
-                pending.append(await obs_topic.send(key=WATERMARK_KEY, value=mark, partition=q))
-        await asyncio.gather(*pending)
+            records.extend((t.observations, WATERMARK_KEY, mark, q, None) for q in range(n))
+        await send_records(app.producer, records)
         driver.commit(result, metas)
         try:
             await send_changelog(
@@ -510,7 +509,16 @@ def build_app(
     async def stage1() -> None:
         assert runtime.stage1 is not None
         driver = runtime.stage1
-        async for batch in intake_batches(app, intake, 1000, batch_wait):
+        # Learn every written topic's partitions before the first batch: a topic created just
+        # before the producer started (ours by ensure_topics, the changelogs by faust) was
+        # otherwise looked up in the middle of a batch's sends, and in about one worker start
+        # in five the producer then stalled for good (no record of any topic sent; bench_live)
+        written = [t.clients, t.observations, t.transitions, t.dead_letters]
+        written += [
+            table.changelog_topic.get_topic_name() for table in (client_table, obs_table, positions_table)
+        ]
+        await learn_partitions(await app.maybe_start_producer(), written)
+        async for batch in intake_batches(app, intake, settings.batch_max, batch_wait):
             messages = [
                 Message(
                     m.partition,

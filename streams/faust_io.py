@@ -27,6 +27,8 @@ iteration" gave faust.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import inspect
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, MutableMapping
@@ -131,13 +133,35 @@ class DirectTable(MutableMapping[bytes, bytes]):
         return records
 
 
+Record = tuple[str, bytes | None, bytes | None, int | None, list[tuple[str, bytes]] | None]
+"""topic, key, value, partition (None: the producer's partitioner, by key), headers"""
+
+
+async def learn_partitions(producer: Any, topics: list[str]) -> None:
+    """Have faust's producer look up the partitions of ``topics`` now, one after another
+    (``AIOKafkaProducer.partitions_for``)."""
+    aio = producer._ensure_producer()
+    for topic in topics:
+        await aio.partitions_for(topic)
+
+
+async def send_records(producer: Any, records: list[Record]) -> None:
+    """Send ``records`` with faust's producer (without faust's per-message channel and buffer
+    work) and return once the broker has them all; raises the first send error."""
+    send = producer.send
+    futures = [
+        await send(topic, key, value, partition, None, headers)
+        for topic, key, value, partition, headers in records
+    ]
+    await asyncio.gather(*futures)
+
+
 async def send_changelog(
     producer: Any, topic: str, records: list[tuple[bytes, bytes | None]], partition_of: Callable[[bytes], int]
 ) -> None:
     """Send ``records`` to the changelog ``topic`` and return once the broker has them all
     (raises the first send error: the caller's in-memory state is then ahead of its log)."""
-    futures = [await producer.send(topic, key, value, partition_of(key), None, None) for key, value in records]
-    await asyncio.gather(*futures)
+    await send_records(producer, [(topic, key, value, partition_of(key), None) for key, value in records])
 
 
 async def batches(app: Any, intake: Intake, size: int, within: float) -> AsyncIterator[list[Any]]:
@@ -168,12 +192,29 @@ def ack(app: Any, messages: list[Any]) -> None:
         consumer_ack(message)
 
 
+# sha256 of the source of faust's Consumer._drain_messages that _drain_messages copies
+# (faust-streaming 0.15.3); a unit test fails when an upgrade changes it
+FAUST_DRAIN_SHA256 = "44a2500309e83c630493f6828af50166ec8d96a0b3e4fb2bab735f704ae93417"
+
+
+def faust_drain_source_hash() -> str:
+    """sha256 of the installed faust's ``Consumer._drain_messages`` source."""
+    from faust.transport.consumer import Consumer
+
+    return hashlib.sha256(inspect.getsource(Consumer._drain_messages).encode()).hexdigest()
+
+
 def install(consumer: Any, intake: Intake) -> None:
     """Make ``consumer``'s fetch loop hand messages of the intake's topics to ``intake``.
 
     Replaces faust's ``Consumer._drain_messages`` (faust-streaming 0.15) on this instance by
     a copy that differs only in that branch; every other message goes through faust's
-    callback as before."""
+    callback as before. Logs a warning when the installed faust's original differs from the
+    one copied."""
+    if faust_drain_source_hash() != FAUST_DRAIN_SHA256:
+        log.warning(
+            "faust's Consumer._drain_messages is not the one streams/faust_io.py copied: review the copy"
+        )
     consumer._drain_messages = _drain_messages.__get__(consumer)
     consumer._pathwatch_intake = intake
 
