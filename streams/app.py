@@ -12,8 +12,9 @@ Stage 1 decodes the canonical events itself (dead letters to the dead-letter top
 on a partition that is not its pseudonym's goes through ``clients``).
 
 Faust's windowed tables are not used (wall-clock driven, drop late data); windows live in
-our own state with our own watermark. Table writes happen only inside stream iteration;
-ticks are messages. ``web_tables_enabled`` is off: no endpoint serves table contents.
+our own state with our own watermark. Tables are written only while input is processed
+(stage 1 reads its input through ``streams/faust_io.py``, without faust's per-message stream
+work, and sends its own changelog records); ticks are messages. ``web_tables_enabled`` is off: no endpoint serves table contents.
 """
 
 from __future__ import annotations
