@@ -18,7 +18,7 @@ the episode the receiver already knows; a firing or resolved state of an *older*
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -170,6 +170,15 @@ class NotificationLog(Protocol):
         """Give a claim back (no-op unless held by ``token``)."""
         ...
 
+    async def claim_many(self, receiver: str, fingerprints: Sequence[str], token: str, ttl: timedelta) -> list[bool]:
+        """:meth:`claim` for each of ``fingerprints`` at once (one round trip): whether each
+        was taken. On an error none is known to be taken; those that were time out."""
+        ...
+
+    async def release_many(self, receiver: str, fingerprints: Sequence[str], token: str) -> None:
+        """:meth:`release` for each of ``fingerprints`` at once (one round trip)."""
+        ...
+
 
 class MemoryNotificationLog:
     """In-process log for tests and replay. Entries do not expire; claims do not time out."""
@@ -200,6 +209,13 @@ class MemoryNotificationLog:
     async def release(self, receiver: str, fingerprint: str, token: str) -> None:
         if self._claims.get((receiver, fingerprint)) == token:
             del self._claims[(receiver, fingerprint)]
+
+    async def claim_many(self, receiver: str, fingerprints: Sequence[str], token: str, ttl: timedelta) -> list[bool]:
+        return [await self.claim(receiver, fp, token, ttl) for fp in fingerprints]
+
+    async def release_many(self, receiver: str, fingerprints: Sequence[str], token: str) -> None:
+        for fp in fingerprints:
+            await self.release(receiver, fp, token)
 
 
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
@@ -258,6 +274,23 @@ class RedisNotificationLog:
 
     async def release(self, receiver: str, fingerprint: str, token: str) -> None:
         await self._redis.eval(_RELEASE, 1, self._key("c", receiver, fingerprint), token)
+
+    async def claim_many(self, receiver: str, fingerprints: Sequence[str], token: str, ttl: timedelta) -> list[bool]:
+        if not fingerprints:
+            return []
+        ms = int(ttl.total_seconds() * 1000)
+        pipe = self._redis.pipeline(transaction=False)
+        for fp in fingerprints:
+            pipe.eval(_CLAIM, 1, self._key("c", receiver, fp), token, ms)
+        return [bool(taken) for taken in await pipe.execute()]
+
+    async def release_many(self, receiver: str, fingerprints: Sequence[str], token: str) -> None:
+        if not fingerprints:
+            return
+        pipe = self._redis.pipeline(transaction=False)
+        for fp in fingerprints:
+            pipe.eval(_RELEASE, 1, self._key("c", receiver, fp), token)
+        await pipe.execute()
 
 
 def entries_by_fingerprint(entries: Iterable[LogEntry]) -> Mapping[str, LogEntry]:

@@ -27,6 +27,7 @@ producer and the HTTP session.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from collections import Counter, deque
@@ -272,15 +273,11 @@ class Dispatcher:
         claimed: list[str] = []
         try:
             await self._write_unrecorded(lane)
-            # claims go out together (one round trip's wait, not one per alert)
-            claims = await asyncio.gather(
-                *(self._log.claim(name, a.fingerprint, self._token, self._retry.claim_ttl) for a in batch),
-                return_exceptions=True,
+            # claims go out together (one round trip, not one per alert)
+            claims = await self._log.claim_many(
+                name, [a.fingerprint for a in batch], self._token, self._retry.claim_ttl
             )
-            claimed = [a.fingerprint for a, ok in zip(batch, claims, strict=True) if ok is True]
-            for outcome in claims:
-                if isinstance(outcome, BaseException):
-                    raise outcome
+            claimed = [a.fingerprint for a, ok in zip(batch, claims, strict=True) if ok]
             if len(claimed) < len(batch):
                 self.stats.add(name, "contended")
                 await self._release(name, claimed)
@@ -335,13 +332,12 @@ class Dispatcher:
             fp = entry.alert.fingerprint
             if lane.unrecorded.get(fp) is entry:
                 del lane.unrecorded[fp]
-            await self._log.release(lane.name, fp, self._token)
+        await self._log.release_many(lane.name, [entry.alert.fingerprint for entry in pending], self._token)
 
     async def _release(self, receiver: str, fingerprints: Sequence[str]) -> None:
         # a release that fails is left to time out with its claim
-        await asyncio.gather(
-            *(self._log.release(receiver, fp, self._token) for fp in fingerprints), return_exceptions=True
-        )
+        with contextlib.suppress(*STORAGE_ERRORS):
+            await self._log.release_many(receiver, fingerprints, self._token)
 
 
 @dataclass(frozen=True, slots=True)

@@ -101,6 +101,16 @@ async def run_log_contract(log: NotificationLog, receiver: str = "contract") -> 
     await log.release(receiver, a.fingerprint, "w1")
     assert await log.claim(receiver, a.fingerprint, "w2", timedelta(minutes=1))
 
+    # many at once: each as claim/release would answer it
+    c = Alert({**LABELS, "client": "p-third"}, T0)
+    assert await log.claim_many(receiver, [], "w3", timedelta(minutes=1)) == []
+    fps = [a.fingerprint, c.fingerprint, b.fingerprint]
+    assert await log.claim_many(receiver, fps, "w3", timedelta(minutes=1)) == [False, True, False]
+    assert await log.claim_many(receiver, fps, "w2", timedelta(minutes=1)) == [True, False, True]
+    await log.release_many(receiver, fps, "w2")  # a and b were w2's; c stays w3's
+    assert await log.claim_many(receiver, fps, "w3", timedelta(minutes=1)) == [True, True, True]
+    await log.release_many(receiver, [], "w3")
+
 
 async def test_memory_log_contract() -> None:
     await run_log_contract(MemoryNotificationLog())
