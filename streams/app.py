@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -180,6 +181,7 @@ class SafeMetrics:
                     log.warning("metrics %s failed and is skipped: %s", name, exc)
                 return None
 
+        setattr(self, name, call)  # found directly from now on: __getattr__ runs once per name
         return call
 
 
@@ -475,18 +477,22 @@ def build_app(
                 metrics.count_dead_letter(o.kind)
         for p, watermark_us in result.watermarks.items():
             metrics.set_watermark(t.clients, p, from_us(watermark_us))
-        for event_type in result.late:
-            metrics.count_late_event(event_type)
-        for event_type, source in result.accepted:
-            metrics.count_event(event_type, source)
-        for source in result.duplicates:
-            metrics.count_duplicate(source)
+        # counted per label set, not per event (a batch holds up to thousands)
+        for event_type, count in Counter(result.late).items():
+            metrics.count_late_event(event_type, count)
+        for (event_type, source), count in Counter(result.accepted).items():
+            metrics.count_event(event_type, source, count)
+        for source, count in Counter(result.duplicates).items():
+            metrics.count_duplicate(source, count)
         metrics.set_care_gap_alerts_open(driver.open_alerts(metas))
         for mark in driver.flush_marks(result, metas):
             for q in range(n):
                 await obs_topic.send(key=FLUSH_KEY, value=mark, partition=q)
+        latencies: dict[str, list[float]] = {}
         for event_type, event_time in result.decoded:
-            metrics.observe_processing_latency(event_type, max(0.0, (now - event_time).total_seconds()))
+            latencies.setdefault(event_type, []).append((now - event_time).total_seconds())
+        for event_type, values in latencies.items():
+            metrics.observe_processing_latencies(event_type, values)
         for dead in result.rejected:
             metrics.count_dead_letter(dead.kind)
         if result.forwards:

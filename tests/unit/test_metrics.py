@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -154,6 +155,19 @@ def test_pipeline_counters(registry: CollectorRegistry, metrics: Metrics) -> Non
     assert (
         value(registry, "pathwatch_alert_deliveries_total", receiver="alertmanager", outcome="delivered") == 1
     )
+
+
+def test_counters_take_a_batch_count_and_latencies_a_batch(registry: CollectorRegistry, metrics: Metrics) -> None:
+    metrics.count_event("contact", "ehr/community", 3)
+    metrics.count_event("contact", "ehr/community")
+    metrics.count_duplicate("ehr/community", 2)
+    metrics.count_late_event("contact", 4)
+    metrics.observe_processing_latencies("contact", [0.5, -1.0, 2.5])
+    assert value(registry, "pathwatch_events_total", type="contact", source="ehr/community") == 4
+    assert value(registry, "pathwatch_duplicate_events_total", source="ehr/community") == 2
+    assert value(registry, "pathwatch_late_events_total", type="contact") == 4
+    assert value(registry, "pathwatch_event_processing_latency_seconds_count", type="contact") == 3
+    assert value(registry, "pathwatch_event_processing_latency_seconds_sum", type="contact") == 3.0  # -1 counted as 0
 
 
 def test_known_label_values_start_at_zero(registry: CollectorRegistry, metrics: Metrics) -> None:
@@ -319,3 +333,18 @@ def test_every_exported_label_value_passes_the_guard(registry: CollectorRegistry
                     label_guard(label)
                     seen += 1
     assert seen > 50
+
+
+def test_safe_metrics_skips_a_refused_call_and_keeps_counting(
+    registry: CollectorRegistry, metrics: Metrics, caplog: pytest.LogCaptureFixture
+) -> None:
+    from streams.app import SafeMetrics
+
+    safe: Any = SafeMetrics(metrics)
+    safe.count_event("contact", "ehr/community", 2)
+    assert safe.count_event is safe.count_event  # the wrapper is made once per name
+    safe.count_event("contact", "ehr/2024-07-01")  # a digit run: the label guard refuses it
+    safe.count_event("contact", "ehr/2024-07-02")
+    safe.count_event("contact", "ehr/community")
+    assert value(registry, "pathwatch_events_total", type="contact", source="ehr/community") == 3
+    assert sum("count_event" in r.getMessage() for r in caplog.records) == 1
