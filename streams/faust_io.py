@@ -1,9 +1,9 @@
 """Stage 1's input and table writes without faust's per-message work.
 
-Input (:class:`Intake`): through a faust agent, every message costs the same per-message work a bare agent pays
-(a ``wait_first`` with two tasks in the fetch loop, the conductor's delivery, the stream's
-queue, current event and ack); that alone ran at about the speed of the whole of stage 1's
-own work. For the topics of :class:`Intake`, the fetch loop below hands each message to a
+Input (:class:`Intake`): through a faust agent, every message costs the per-message work a
+bare agent pays (a ``wait_first`` with two tasks in the fetch loop, the conductor's delivery,
+the stream's queue, current event and ack), about as much as the whole of stage 1's own work
+per event. For the topics of :class:`Intake`, the fetch loop below hands each message to a
 plain list instead, and stage 1 takes batches from it.
 
 What a faust stream guarantees is kept, in the same way faust does it:
