@@ -503,11 +503,11 @@ def build_app(
             await rewind(t.events, p, offset, result.direct_gaps[p])
 
     # Stage 1 reads the canonical events itself: they are keyed by pseudonym (DOMAIN.md
-    # section 1), so co-partitioned with the client states (faust assigns the same partition
-    # of every topic an agent reads to one worker). ``clients`` brings HL7 and FHIR events,
+    # section 1), so co-partitioned with the client states (faust's assignor gives one worker
+    # the same partition of every co-subscribed topic). ``clients`` brings HL7 and FHIR events,
     # events a publisher keyed otherwise, and the ticks. (An ingestion hop in between cost
     # one consumed and one produced message per event: stage 1 alone ran 2.7 x faster.)
-    # The two topics are read through the intake (streams/intake.py), not a faust agent:
+    # The two topics are read through the intake (streams/faust_io.py), not a faust agent:
     # faust's per-message stream work alone cost about as much as stage 1's own.
     stage1_input = app.topic(t.clients, t.events, partitions=n, **_RAW)
     app.topics.add(stage1_input)
