@@ -382,7 +382,8 @@ def wait_first_event(child: Child, port: int) -> float:
 
 def pathwatch_worker(bootstrap: str, redis_url: str, items: Items, offsets: Offsets, tmp: Path,
                      children: list[Child], profile: Path | None) -> tuple[list[Rate], str]:
-    """Pre-publish, start one worker, time first event -> stage 1 committed all of ``clients``."""
+    """Pre-publish, start one worker, time first event -> the events topic committed (stage 1),
+    then every ``clients`` message present by then (ticks), then stage 2's input."""
     unique = letters(10)
     env, topics = worker_env(bootstrap, redis_url, unique, "event")
     group = env["PATHWATCH_APP_ID"]

@@ -14,7 +14,8 @@ on a partition that is not its pseudonym's goes through ``clients``).
 Faust's windowed tables are not used (wall-clock driven, drop late data); windows live in
 our own state with our own watermark. Tables are written only while input is processed
 (stage 1 reads its input through ``streams/faust_io.py``, without faust's per-message stream
-work, and sends its own changelog records); ticks are messages. ``web_tables_enabled`` is off: no endpoint serves table contents.
+work, and sends its own changelog records); ticks are messages. ``web_tables_enabled`` is
+off: no endpoint serves table contents.
 """
 
 from __future__ import annotations
@@ -70,18 +71,8 @@ from streams.windows import TeamWindows
 log = logging.getLogger("pathwatch.worker")
 
 _STAGE1_RETRIES = 5
-_DELIVERY_OUTCOMES = {
-    "sent": "delivered",
-    "repeated": "delivered",
-    "retry": "retryable_error",
-    "skipped": "deduplicated",
-}
-_RAW: dict[str, Any] = {
-    "key_type": bytes,
-    "value_type": bytes,
-    "key_serializer": "raw",
-    "value_serializer": "raw",
-}
+_DELIVERY_OUTCOMES = {"sent": "delivered", "repeated": "delivered", "retry": "retryable_error", "skipped": "deduplicated"}
+_RAW: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
 
 
 class _AlertWire(msgspec.Struct):
@@ -222,9 +213,7 @@ def build_app(
         # faust's RocksDB store files a write under the partition of the event being processed;
         # stage 1 writes a whole batch (of several partitions) after the broker acknowledged
         # its outputs, so only the memory store (recovered from the changelog) is correct here.
-        raise ValueError(
-            f"store {settings.store!r} is not supported: use memory:// (state is recovered from changelogs)"
-        )
+        raise ValueError(f"store {settings.store!r} is not supported: use memory:// (state is recovered from changelogs)")
     registry = registry or CollectorRegistry()
     options = AdapterOptions.from_settings(settings)
     runtime = Runtime(
@@ -249,9 +238,7 @@ def build_app(
         settings.app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
         store=settings.store,
-        datadir=str(settings.data_dir)
-        if settings.data_dir is not None
-        else "{conf.name}-data",  # faust's default
+        datadir=str(settings.data_dir) if settings.data_dir is not None else "{conf.name}-data",  # faust's default
         web_enabled=True,
         web_bind=settings.web_host,
         web_port=settings.web_port,
@@ -279,13 +266,10 @@ def build_app(
     obs_topic = app.topic(t.observations, partitions=n, **_RAW)
     transitions_topic = app.topic(t.transitions, partitions=n, **_RAW)
     dlq_topic = app.topic(t.dead_letters, partitions=1, **_RAW)
-    dlq_name = t.dead_letters
 
     # bytes key and value types make faust use the raw codec both for writes and for recovery
     def keyed_table(name: str) -> KeyedTable:
-        table = KeyedTable(
-            app, name=name, beacon=app.tables.beacon, partitions=n, key_type=bytes, value_type=bytes
-        )
+        table = KeyedTable(app, name=name, beacon=app.tables.beacon, partitions=n, key_type=bytes, value_type=bytes)
         app.tables.add(table)
         return table
 
@@ -440,7 +424,7 @@ def build_app(
         result, metas = driver.process(messages)
         now = wall()
         # sent with the producer directly: faust's topic.send costs several times more per record
-        records: list[Record] = [(dlq_name, None, dead.to_json(), None, None) for dead in result.rejected]
+        records: list[Record] = [(t.dead_letters, None, dead.to_json(), None, None) for dead in result.rejected]
         for key, value, origin in result.forwards:
             records.append((t.clients, key, value, None, [(ORIGIN_HEADER, origin)]))
         for o in result.outputs:
@@ -449,7 +433,7 @@ def build_app(
             elif isinstance(o, Alert):
                 records.append((t.transitions, o.fingerprint.encode(), alert_to_bytes(o), None, None))
             elif isinstance(o, DeadLetter):
-                records.append((dlq_name, None, o.to_json(), None, None))
+                records.append((t.dead_letters, None, o.to_json(), None, None))
         for p, watermark_us in result.watermarks.items():
             mark = encode_watermark(StageWatermark(p, watermark_us))
             records.extend((t.observations, WATERMARK_KEY, mark, q, None) for q in range(n))
@@ -562,9 +546,7 @@ def build_app(
         assert runtime.stage2 is not None
         driver = runtime.stage2
         async for batch in stream.take_events(1000, within=batch_wait):
-            result = driver.process(
-                Message(e.message.partition, e.message.offset, e.key, e.value) for e in batch
-            )
+            result = driver.process(Message(e.message.partition, e.message.offset, e.key, e.value) for e in batch)
             if result.watermark_us is not None:
                 await on_stage2_watermark(result.watermark_us)
             for q, offset in result.rewinds.items():
@@ -601,9 +583,7 @@ def build_app(
             for alert in rules.evaluate(windows, watermark):
                 if alert.labels.get("team") == ALL_TEAMS:
                     continue  # '*' needs every team: summed across workers by Prometheus instead
-                pending.append(
-                    await transitions_topic.send(key=alert.fingerprint.encode(), value=alert_to_bytes(alert))
-                )
+                pending.append(await transitions_topic.send(key=alert.fingerprint.encode(), value=alert_to_bytes(alert)))
             for alert in rules.firing():
                 labels = alert.labels
                 if labels.get("team") != ALL_TEAMS:
@@ -778,9 +758,7 @@ async def _dispatcher(settings: Settings) -> Any:
 
     from alerts.pipeline import build_dispatcher
 
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True
-    )
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True)
     await producer.start()
     session = aiohttp.ClientSession()
     client = aredis.from_url(settings.redis_url)
