@@ -225,6 +225,29 @@ _CLAIM = (
     "if v then return 0 end "
     "redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1"
 )
+# The batch forms: one command for a whole delivery batch (a pipeline of one command per
+# alert cost the client more than the rest of delivery; bench_live.py --separate-delivery)
+_CLAIM_MANY = """
+local taken = {}
+for i, key in ipairs(KEYS) do
+  local v = redis.call('get', key)
+  if v == ARGV[1] then redis.call('pexpire', key, ARGV[2]) taken[i] = 1
+  elseif v then taken[i] = 0
+  else redis.call('set', key, ARGV[1], 'PX', ARGV[2]) taken[i] = 1 end
+end
+return taken
+"""
+_RELEASE_MANY = """
+for _, key in ipairs(KEYS) do
+  if redis.call('get', key) == ARGV[1] then redis.call('del', key) end
+end
+return 0
+"""
+_RECORD_MANY = """
+local px = ARGV[#ARGV]
+for i, key in ipairs(KEYS) do redis.call('set', key, ARGV[i], 'PX', px) end
+return 0
+"""
 
 
 class RedisNotificationLog:
@@ -239,6 +262,10 @@ class RedisNotificationLog:
         self._redis = redis
         self._prefix = prefix
         self._retention_ms = int(retention.total_seconds() * 1000)
+        # EVALSHA, falling back to EVAL once per connection when Redis lacks the script
+        self._claim_many = redis.register_script(_CLAIM_MANY)
+        self._release_many = redis.register_script(_RELEASE_MANY)
+        self._record_many = redis.register_script(_RECORD_MANY)
 
     def _key(self, kind: str, receiver: str, fingerprint: str) -> str:
         return f"{self._prefix}:{kind}:{receiver}:{fingerprint}"
@@ -251,13 +278,10 @@ class RedisNotificationLog:
         return {fp: LogEntry.from_json(raw) for fp, raw in zip(fps, raws, strict=True) if raw is not None}
 
     async def record(self, receiver: str, entries: Iterable[LogEntry]) -> None:
-        pipe = self._redis.pipeline(transaction=True)
-        count = 0
-        for entry in entries:
-            pipe.set(self._key("e", receiver, entry.alert.fingerprint), entry.to_json(), px=self._retention_ms)
-            count += 1
-        if count:
-            await pipe.execute()
+        batch = list(entries)
+        if batch:  # one script: all of the batch is written, or none of it
+            keys = [self._key("e", receiver, entry.alert.fingerprint) for entry in batch]
+            await self._record_many(keys=keys, args=[entry.to_json() for entry in batch] + [self._retention_ms])
 
     async def entries(self, receiver: str) -> list[LogEntry]:
         keys = [key async for key in self._redis.scan_iter(match=self._key("e", receiver, "*"), count=500)]
@@ -278,19 +302,14 @@ class RedisNotificationLog:
     async def claim_many(self, receiver: str, fingerprints: Sequence[str], token: str, ttl: timedelta) -> list[bool]:
         if not fingerprints:
             return []
-        ms = int(ttl.total_seconds() * 1000)
-        pipe = self._redis.pipeline(transaction=False)
-        for fp in fingerprints:
-            pipe.eval(_CLAIM, 1, self._key("c", receiver, fp), token, ms)
-        return [bool(taken) for taken in await pipe.execute()]
+        keys = [self._key("c", receiver, fp) for fp in fingerprints]
+        taken = await self._claim_many(keys=keys, args=[token, int(ttl.total_seconds() * 1000)])
+        return [bool(t) for t in taken]
 
     async def release_many(self, receiver: str, fingerprints: Sequence[str], token: str) -> None:
         if not fingerprints:
             return
-        pipe = self._redis.pipeline(transaction=False)
-        for fp in fingerprints:
-            pipe.eval(_RELEASE, 1, self._key("c", receiver, fp), token)
-        await pipe.execute()
+        await self._release_many(keys=[self._key("c", receiver, fp) for fp in fingerprints], args=[token])
 
 
 def entries_by_fingerprint(entries: Iterable[LogEntry]) -> Mapping[str, LogEntry]:
