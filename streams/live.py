@@ -72,6 +72,7 @@ FLUSH_KEY = b"\x00flush"
 FLUSH_ACK_PREFIX = b"\x00flushed:"
 _NEVER = -(1 << 62)
 _SEP = b"\x1f"
+_Instance = tuple[str, str, str, str, int]  # a care-gap alert instance: client, alertname, team, severity, start
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -238,7 +239,9 @@ class PartitionMeta(msgspec.Struct):
     orphans: int = 0
     teams: list[str] = msgspec.field(default_factory=list)
     inputs: dict[str, tuple[int, int]] = msgspec.field(default_factory=dict)
-    firing: dict[str, tuple[str, str]] = msgspec.field(default_factory=dict)
+    # (The care-gap alerts firing are not kept here: they are read from the client states,
+    # see Stage1._index. A metadata record written by an older version may still hold a
+    # "firing" field; decoding ignores it.)
 
 
 _meta_encoder = msgspec.msgpack.Encoder()
@@ -355,6 +358,8 @@ class Stage1:
         self.wall = wall
         self._meta_keys = [meta_key(p, partitions) for p in range(partitions)]
         self._heaps: dict[int, list[tuple[int, str]]] = {}
+        # per partition: care-gap alert instances firing -> (alertname, team)
+        self._firing: dict[int, dict[_Instance, tuple[str, str]]] = {}
         self._open: dict[int, dict[tuple[str, str], int]] = {}
         self._lateness = config.lateness_us
         # per partition: the earliest offset still in the topic, once a gap was found below it
@@ -365,6 +370,7 @@ class Stage1:
     def forget(self) -> None:
         """Drop in-memory indexes (call on rebalance: they are rebuilt from the store)."""
         self._heaps.clear()
+        self._firing.clear()
         self._open.clear()
 
     def expected(self, partition: int, direct: bool = False) -> int | None:
@@ -386,16 +392,36 @@ class Stage1:
     def _heap(self, partition: int, result: Stage1Result) -> list[tuple[int, str]]:
         heap = self._heaps.get(partition)
         if heap is None:
-            heap = []
-            for key, raw in self.store.items():
-                if key.startswith(b"\x00") or partition_for(key, self.partitions) != partition:
-                    continue
-                state = ClientState.from_bytes(raw)
-                if state.due is not None:
-                    heap.append((state.due, state.client))
-            heapq.heapify(heap)
-            self._heaps[partition] = heap
+            self._index(partition)
+            heap = self._heaps[partition]
         return heap
+
+    def _firing_in(self, partition: int) -> dict[_Instance, tuple[str, str]]:
+        firing = self._firing.get(partition)
+        if firing is None:
+            self._index(partition)
+            firing = self._firing[partition]
+        return firing
+
+    def _index(self, partition: int) -> None:
+        """Build the partition's in-memory indexes from its stored client states: the heap of
+        next due times and the care-gap alerts firing. Both are then kept up to date as the
+        partition's batches run, and dropped by :meth:`forget` (a batch not committed, a
+        rebalance). Derived from the states, they hold nothing a crash could leave behind."""
+        heap: list[tuple[int, str]] = []
+        firing: dict[_Instance, tuple[str, str]] = {}
+        for key, raw in self.store.items():
+            if key.startswith(b"\x00") or partition_for(key, self.partitions) != partition:
+                continue
+            state = ClientState.from_bytes(raw)
+            if state.due is not None:
+                heap.append((state.due, state.client))
+            for e in state.alerts.values():
+                if e.end is None:
+                    firing[(state.client, e.name, e.team, e.severity, e.start)] = (e.name, e.team)
+        heapq.heapify(heap)
+        self._heaps[partition] = heap
+        self._firing[partition] = firing
 
     def _load(self, client: str, result: Stage1Result) -> ClientState | None:
         key = client.encode()
@@ -407,18 +433,19 @@ class Stage1:
         if state is not None and state.due is not None:
             heapq.heappush(self._heap(partition, result), (state.due, client))
 
-    @staticmethod
-    def _count(meta: PartitionMeta, outs: list[Output]) -> None:
+    def _count(self, partition: int, meta: PartitionMeta, outs: list[Output]) -> None:
         for o in outs:
             if isinstance(o, Observation):
                 if o.correction:
                     meta.corrections += 1
             elif isinstance(o, Alert):
-                instance = f"{o.fingerprint}|{to_us(o.starts_at)}"
+                labels = o.labels
+                team = labels.get("team", "")
+                instance = (labels["client"], o.name, team, labels.get("severity", ""), to_us(o.starts_at))
                 if o.ends_at is None:
-                    meta.firing[instance] = (o.name, o.labels.get("team", ""))
+                    self._firing_in(partition)[instance] = (o.name, team)
                 else:
-                    meta.firing.pop(instance, None)
+                    self._firing_in(partition).pop(instance, None)
             elif isinstance(o, DeadLetter):
                 meta.orphans += 1
 
@@ -431,7 +458,7 @@ class Stage1:
             counts: dict[tuple[str, str], int] = {
                 (name, team): 0 for name in CARE_GAP_ALERTS for team in meta.teams
             }
-            for name, team in meta.firing.values():
+            for name, team in self._firing_in(p).values():
                 counts[(name, team)] = counts.get((name, team), 0) + 1
             self._open[p] = counts
         total: dict[tuple[str, str], int] = {}
@@ -454,7 +481,7 @@ class Stage1:
         for client, state in due_clients.items():
             swept, outs = sweep(state, clock, self.config)
             self._keep(partition, client, swept, result)
-            self._count(meta, outs)
+            self._count(partition, meta, outs)
             result.outputs.extend(outs)
 
     def process(self, messages: Iterable[Message]) -> tuple[Stage1Result, dict[int, PartitionMeta]]:
@@ -563,12 +590,12 @@ class Stage1:
             # writes). Count it as it was counted then, and change nothing; the alerts
             # it may have fired or resolved are taken from the state.
             duplicate = not before
-            self._count(meta, list(alert_states(state)))
+            self._count(p, meta, list(alert_states(state)))
         else:
             state, outs = step(state, event, clock, self.config, seq)
             self._keep(p, event.client, state, result)
             duplicate = bool(outs) and isinstance(outs[0], Duplicate)
-            self._count(meta, outs)
+            self._count(p, meta, outs)
             result.outputs.extend(outs)
         if duplicate:
             meta.duplicates += 1

@@ -214,8 +214,11 @@ def test_a_commit_cut_short_counts_nothing_twice(events: list[Event], config: Co
         assert crashed.stage1.meta(p).accepted == reference.stage1.meta(p).accepted
         assert crashed.stage1.meta(p).duplicates == reference.stage1.meta(p).duplicates
         assert crashed.stage1.meta(p).applied == reference.stage1.meta(p).applied
-        assert crashed.stage1.meta(p).firing == reference.stage1.meta(p).firing
     assert crashed.store1 == reference.store1
+    metas = {p: crashed.stage1.meta(p) for p in range(PARTITIONS)}
+    crashed.stage1.forget()  # the firing alerts are read again from the client states
+    assert crashed.stage1.open_alerts(metas) == reference.open
+    assert sum(reference.open.values()) > 0  # some care-gap alerts are firing
     assert sum(reference.stage1.meta(p).duplicates for p in range(PARTITIONS)) > 0  # the case is exercised
 
 
@@ -596,3 +599,22 @@ def test_stage1_reads_the_events_topic_again_from_a_gap(lines: list[bytes], conf
     result, metas = pipeline.stage1.process(ours[5:])  # read again: 5-9 were applied before
     assert result.direct_rewinds == {}
     assert metas[p].applied_direct == ours[-1].offset
+
+
+def test_partition_metadata_does_not_grow_with_open_alerts(config: CoreConfig) -> None:
+    # every batch rewrites its partitions' metadata to the changelog: the alerts firing are
+    # read from the client states (and counted after a restart), not kept there
+    discharged = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+    wall = FakeWall(discharged + timedelta(days=4))
+    pipeline = Pipeline(config, alert_clock="wall", wall=wall)
+    sizes = []
+    for n in (20, 400):
+        pipeline.feed([_discharge(f"{n:04d}{i:028d}", discharged) for i in range(n)], batch=1000)
+        tick = encode_tick(Tick(to_us(wall())))
+        pipeline.run([pipeline.message(p, b"\x00tick", tick) for p in range(PARTITIONS)])
+        sizes.append(max(len(pipeline.store1[meta_key(p, PARTITIONS)]) for p in range(PARTITIONS)))
+    assert pipeline.open[("FollowUpDue", "north")] == 420
+    assert sizes[1] <= sizes[0] + 16, sizes
+    pipeline.stage1.forget()  # a restart: counted again from the client states
+    metas = {p: pipeline.stage1.meta(p) for p in range(PARTITIONS)}
+    assert pipeline.stage1.open_alerts(metas)[("FollowUpDue", "north")] == 420
