@@ -349,9 +349,10 @@ def worker_env(bootstrap: str, redis_url: str, unique: str, alert_clock: str) ->
     return env, topics
 
 
-def start_worker(name: str, env: dict[str, str], tmp: Path, children: list[Child], profile: Path | None) -> Child:
+def start_worker(name: str, env: dict[str, str], tmp: Path, children: list[Child], profile: Path | None,
+                 command: str = "worker") -> Child:
     prefix = [sys.executable] + (["-m", "cProfile", "-o", str(profile)] if profile else [])
-    child = Child(name, [*prefix, "-m", "pathwatch.cli", "worker"], env, tmp)
+    child = Child(name, [*prefix, "-m", "pathwatch.cli", command], env, tmp)
     children.append(child)
     return child
 
@@ -532,12 +533,20 @@ async def _steady_publish(bootstrap: str, topic: str, rate: float, seconds: floa
 
 
 def latency(bootstrap: str, redis_url: str, rate: float, seconds: float, tmp: Path,
-            children: list[Child], probe_every: int = 1, profile: Path | None = None) -> tuple[list[Latency], float]:
+            children: list[Child], probe_every: int = 1, profile: Path | None = None,
+            separate_delivery: bool = False) -> tuple[list[Latency], float]:
     unique = letters(10)
     env, topics = worker_env(bootstrap, redis_url, unique, "wall")
     port = int(env["PATHWATCH_WEB_PORT"])
+    deliverer = None
+    if separate_delivery:
+        env["PATHWATCH_DELIVERY"] = "separate"
+        deliver_env = {**env, "PATHWATCH_WEB_PORT": str(free_port())}
+        deliverer = start_worker(f"pathwatch-deliver-{unique}", deliver_env, tmp, children, None, "deliver")
     child = start_worker(f"pathwatch-wall-{unique}", env, tmp, children, profile)
     wait_ready(child, port)
+    if deliverer is not None:
+        wait_ready(deliverer, int(deliver_env["PATHWATCH_WEB_PORT"]))
 
     async def run() -> tuple[list[Latency], float]:
         sent: dict[str, float] = {}
@@ -553,6 +562,8 @@ def latency(bootstrap: str, redis_url: str, rate: float, seconds: float, tmp: Pa
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and (len(on_alerts) < len(sent) or len(on_transitions) < len(sent)):
             child.check()
+            if deliverer is not None:
+                deliverer.check()
             await asyncio.sleep(0.25)
         stop.set()
         await asyncio.gather(*collectors)
@@ -567,6 +578,8 @@ def latency(bootstrap: str, redis_url: str, rate: float, seconds: float, tmp: Pa
         return asyncio.run(run())
     finally:
         child.stop()
+        if deliverer is not None:
+            deliverer.stop()
 
 
 # -- main -----------------------------------------------------------------------------------
@@ -580,6 +593,8 @@ def main() -> int:
     parser.add_argument("--latency-seconds", type=float, default=30.0, help="latency phase: how long to publish")
     parser.add_argument("--probe-every", type=int, default=1,
                         help="latency phase: every Nth event fires an alert (timed), the rest are background contacts")
+    parser.add_argument("--separate-delivery", action="store_true",
+                        help="latency phase: the worker runs with PATHWATCH_DELIVERY=separate beside a `pathwatch deliver`")
     parser.add_argument("--bare-take", type=int, default=0, help="also time the bare agent batching with take_events(N)")
     parser.add_argument("--stage1-alone", action="store_true",
                         help="also time a worker's stage 1 on events ingested beforehand")
@@ -637,7 +652,7 @@ def main() -> int:
             if "latency" not in args.skip:
                 print(f"latency: {args.rate:,.0f} events/s for {args.latency_seconds:.0f} s ...", flush=True)
                 lat, achieved = latency(bootstrap, redis_url, args.rate, args.latency_seconds, tmp, children,
-                                        args.probe_every, args.profile_latency)
+                                        args.probe_every, args.profile_latency, args.separate_delivery)
         finally:
             for child in children:
                 child.stop()
@@ -676,7 +691,9 @@ def main() -> int:
     if lat:
         print()
         probes = "every event" if args.probe_every == 1 else f"every {args.probe_every}th event, contacts between"
-        print(f"  event -> alert latency at {achieved:,.0f} events/s (wall alert clock, ReferralWaiting on {probes}):")
+        where = "a separate `pathwatch deliver`" if args.separate_delivery else "the worker"
+        print(f"  event -> alert latency at {achieved:,.0f} events/s (wall alert clock, ReferralWaiting on {probes}; "
+              f"delivery in {where}):")
         for entry in lat:
             print(entry.row())
         print("  (target: p99 < 1 s)")

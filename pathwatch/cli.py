@@ -62,6 +62,11 @@ def _parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", help="run a live faust worker (needs Kafka and Redis)")
     worker.add_argument("faust_args", nargs=argparse.REMAINDER, help="extra arguments for faust's worker")
 
+    deliver = sub.add_parser(
+        "deliver", help="deliver alert transitions for workers run with PATHWATCH_DELIVERY=separate"
+    )
+    deliver.add_argument("faust_args", nargs=argparse.REMAINDER, help="extra arguments for faust's worker")
+
     publish = sub.add_parser("publish", help="load events (JSON lines, HL7, FHIR) into the input topics")
     publish.add_argument("file")
     publish.add_argument("--format", default="auto", choices=["auto", "events", "hl7", "fhir"])
@@ -133,6 +138,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from streams.worker import run_worker
 
             return run_worker(settings, list(args.faust_args))
+        if args.command == "deliver":
+            from streams.worker import run_deliver
+
+            return run_deliver(settings, list(args.faust_args))
         if args.command == "publish":
             from streams.publish import run_publish
 

@@ -19,6 +19,7 @@ worker that lost a team or partition stops exporting it.
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections import Counter as Tally
@@ -35,6 +36,8 @@ from pathwatch.config import DEFAULT_RATE_TARGETS
 from schemas.deadletter import DeadLetterKind
 from schemas.model import EVENT_TYPES
 from streams.core import RATE_MEASURES
+
+log = logging.getLogger("pathwatch.metrics")
 
 NAMESPACE: Final = "pathwatch"
 
@@ -510,6 +513,30 @@ def metric_names() -> frozenset[str]:
     return frozenset(names)
 
 
+class SafeMetrics:
+    """Metrics must never stop the pipeline: a refused label or a collector error is logged
+    once per method and the event is still processed."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+        self._warned: set[str] = set()
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._metrics, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return method(*args, **kwargs)
+            except (ValueError, TypeError) as exc:
+                if name not in self._warned:
+                    self._warned.add(name)
+                    log.warning("metrics %s failed and is skipped: %s", name, exc)
+                return None
+
+        setattr(self, name, call)  # found directly from now on: __getattr__ runs once per name
+        return call
+
+
 __all__ = [
     "DAYS_REMAINING_BUCKETS",
     "DELIVERY_OUTCOMES",
@@ -517,6 +544,7 @@ __all__ = [
     "MEASURES",
     "MeasureRow",
     "Metrics",
+    "SafeMetrics",
     "WaitRow",
     "days_remaining_bucket",
     "label_guard",

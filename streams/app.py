@@ -30,14 +30,13 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 import faust
-import msgspec
 from faust.types import TP
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 
 from alerts.model import Alert
 from alerts.rules import AlertRulesConfig, SystemAlertRules
 from pathwatch.config import Settings
-from pathwatch.metrics import Metrics
+from pathwatch.metrics import Metrics, SafeMetrics
 from schemas.adapters import AdapterOptions
 from schemas.deadletter import DeadLetter, Origin
 from schemas.decode import Decoder
@@ -46,10 +45,18 @@ from schemas.hl7 import HL7Adapter
 from schemas.model import ALL_TEAMS, Event, encode_event
 from streams.calendar import from_us, to_us
 from streams.core import ClientState, CoreConfig, Observation, open_followups
-from streams.faust_io import DirectTable, Intake, Record, learn_partitions, send_changelog, send_records
+from streams.delivery import add_consumer_lag, add_delivery, add_pages, alert_to_bytes
+from streams.faust_io import (
+    DirectTable,
+    Intake,
+    PathwatchApp,
+    Record,
+    learn_partitions,
+    send_changelog,
+    send_records,
+)
 from streams.faust_io import ack as intake_ack
 from streams.faust_io import batches as intake_batches
-from streams.faust_io import install as install_intake
 from streams.live import (
     FLUSH_KEY,
     ORIGIN_HEADER,
@@ -71,35 +78,7 @@ from streams.windows import TeamWindows
 log = logging.getLogger("pathwatch.worker")
 
 _STAGE1_RETRIES = 5
-_DELIVERY_OUTCOMES = {"sent": "delivered", "repeated": "delivered", "retry": "retryable_error", "skipped": "deduplicated"}
 _RAW: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
-
-
-class _AlertWire(msgspec.Struct):
-    labels: dict[str, str]
-    annotations: dict[str, str]
-    startsAt: datetime  # noqa: N815 - Alertmanager's field name
-    endsAt: datetime | None = None  # noqa: N815
-
-
-_alert_decoder = msgspec.json.Decoder(_AlertWire)
-
-
-def alert_to_bytes(alert: Alert) -> bytes:
-    """An alert state as JSON for the alert-transitions topic."""
-    return msgspec.json.encode(
-        {
-            "labels": dict(alert.labels),
-            "annotations": dict(alert.annotations),
-            "startsAt": alert.starts_at,
-            "endsAt": alert.ends_at,
-        }
-    )
-
-
-def alert_from_bytes(raw: bytes) -> Alert:
-    wire = _alert_decoder.decode(raw)
-    return Alert(wire.labels, wire.startsAt, wire.endsAt, wire.annotations)
 
 
 class _ChangelogLost(RuntimeError):
@@ -115,65 +94,6 @@ class KeyedTable(faust.Table):
 
     def partition_for_key(self, key: Any) -> int | None:
         return table_partition(key, self.partitions or 1)
-
-
-class _ReadPositions(dict[Any, int | None]):
-    """faust's per-partition read positions, except that for our input topics it reports
-    none. faust drops a fetched message below the read position and counts a jump above it
-    as acknowledged; after a rebalance the position can be stale, and whole ranges were
-    dropped (or committed unprocessed). Our stages keep their own next offset per partition
-    and tell redeliveries from gaps (:func:`streams.live.admit`), so for these topics faust
-    delivers everything it fetches."""
-
-    def __init__(self, guarded: frozenset[str]) -> None:
-        super().__init__()
-        self.guarded = guarded
-
-    def __missing__(self, tp: Any) -> None:
-        return None
-
-    def __getitem__(self, tp: Any) -> int | None:
-        if tp.topic in self.guarded:
-            return None
-        return super().__getitem__(tp)
-
-
-class PathwatchApp(faust.App):
-    """faust's App with the consumer's read positions replaced for the guarded topics."""
-
-    guarded_topics: frozenset[str] = frozenset()
-    intake: Intake | None = None
-
-    def _new_consumer(self) -> Any:
-        consumer = super()._new_consumer()
-        cast(Any, consumer)._read_offset = _ReadPositions(self.guarded_topics)
-        if self.intake is not None:
-            install_intake(consumer, self.intake)
-        return consumer
-
-
-class SafeMetrics:
-    """Metrics must never stop the pipeline: a refused label or a collector error is logged
-    once per method and the event is still processed."""
-
-    def __init__(self, metrics: Metrics) -> None:
-        self._metrics = metrics
-        self._warned: set[str] = set()
-
-    def __getattr__(self, name: str) -> Any:
-        method = getattr(self._metrics, name)
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            try:
-                return method(*args, **kwargs)
-            except (ValueError, TypeError) as exc:
-                if name not in self._warned:
-                    self._warned.add(name)
-                    log.warning("metrics %s failed and is skipped: %s", name, exc)
-                return None
-
-        setattr(self, name, call)  # found directly from now on: __getattr__ runs once per name
-        return call
 
 
 @dataclass
@@ -598,38 +518,8 @@ def build_app(
         for p in range(n):
             await clients_topic.send(key=TICK_KEY, value=value, partition=p)
 
-    delivery: dict[str, Any] = {}
-    reported: dict[tuple[str, str], int] = {}
-
-    def count_deliveries() -> None:
-        dispatcher = delivery.get("dispatcher")
-        if dispatcher is None:
-            return
-        for (receiver, outcome), n in list(dispatcher.stats.counts.items()):
-            new = n - reported.get((receiver, outcome), 0)
-            reported[(receiver, outcome)] = n
-            for _ in range(new):
-                metrics.count_delivery(receiver, _DELIVERY_OUTCOMES.get(outcome, outcome))
-
-    @app.agent(transitions_topic, name="pathwatch-deliver")
-    async def deliver(stream: Any) -> None:
-        dispatcher = delivery["dispatcher"] = await _dispatcher(settings)
-        try:
-            async for batch in stream.take(200, within=0.1):
-                alerts = [alert_from_bytes(raw) for raw in batch]
-                await dispatcher.dispatch(alerts, wall())
-                count_deliveries()
-        finally:
-            delivery.pop("dispatcher", None)
-            await dispatcher.close()
-
-    @app.timer(interval=settings.tick_interval.total_seconds(), name="pathwatch-redeliver")
-    async def redeliver() -> None:
-        """Re-sends (Alertmanager expects them) and retries happen on time, not only on new alerts."""
-        dispatcher = delivery.get("dispatcher")
-        if dispatcher is not None:
-            await dispatcher.dispatch([], wall())
-            count_deliveries()
+    if settings.delivery == "worker":
+        add_delivery(app, transitions_topic, settings, metrics, wall)
 
     @app.timer(interval=max(5.0, 5 * settings.tick_interval.total_seconds()), name="pathwatch-obligations")
     async def obligations() -> None:
@@ -648,19 +538,8 @@ def build_app(
             await asyncio.sleep(0)
         metrics.set_followup_obligations_open(found)
 
-    @app.timer(interval=5.0, name="pathwatch-consumer-lag")
-    async def consumer_lag() -> None:
-        consumer: Any = app.consumer
-        ours = {t.events, t.hl7, t.fhir, t.clients, t.observations, t.transitions}
-        lags: dict[tuple[str, int], int] = {}
-        for tp in consumer.assignment():
-            if tp.topic not in ours:
-                continue
-            highwater = consumer.highwater(tp)
-            committed = consumer._committed_offset.get(tp)
-            if highwater is not None:
-                lags[(tp.topic, tp.partition)] = max(0, highwater - (committed or 0))
-        metrics.set_consumer_lag(lags)
+    lagged = {t.events, t.hl7, t.fhir, t.clients, t.observations}
+    add_consumer_lag(app, lagged | {t.transitions} if settings.delivery == "worker" else lagged, metrics)
 
     stalls: dict[Any, tuple[int | None, int]] = {}
 
@@ -703,19 +582,7 @@ def build_app(
                 # publisher's transaction marker ends the partition); wait for new messages
                 log.info("%s/%d: offsets %d to %d hold no message", tp.topic, tp.partition, expected, end - 1)
 
-    @app.page("/health")
-    async def health(web: Any, request: Any) -> Any:
-        return web.json({"status": "ok"})
-
-    @app.page("/ready")
-    async def ready(web: Any, request: Any) -> Any:
-        is_ready = not app.rebalancing and cast(Any, app.tables).recovery.completed.is_set()
-        return web.json({"ready": is_ready}, status=200 if is_ready else 503)
-
-    @app.page("/metrics")
-    async def metrics_page(web: Any, request: Any) -> Any:
-        # aiohttp refuses a charset inside content_type; Prometheus' text format is UTF-8
-        return web.bytes(generate_latest(registry), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+    add_pages(app, registry)
 
     async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
         forget(revoked)
@@ -748,28 +615,3 @@ def _origin(headers: Any) -> bytes | None:
         if name == ORIGIN_HEADER:
             return bytes(value)
     return None
-
-
-async def _dispatcher(settings: Settings) -> Any:
-    """Delivery: Redis notification log, aiokafka producer for the alerts topic, HTTP session."""
-    import aiohttp
-    import redis.asyncio as aredis
-    from aiokafka import AIOKafkaProducer
-
-    from alerts.pipeline import build_dispatcher
-
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True)
-    await producer.start()
-    session = aiohttp.ClientSession()
-    client = aredis.from_url(settings.redis_url)
-    dispatcher = build_dispatcher(settings, client, producer, session, settings.alert_routes or None)
-    original_close = dispatcher.close
-
-    async def close() -> None:
-        await original_close()
-        await session.close()
-        await producer.stop()
-        await cast(Any, client).aclose()
-
-    dispatcher.close = close  # type: ignore[method-assign]
-    return dispatcher

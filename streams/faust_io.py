@@ -1,4 +1,4 @@
-"""Stage 1's input and table writes without faust's per-message work.
+"""Stage 1's input and table writes without faust's per-message work; the consumer changes.
 
 Input (:class:`Intake`): through a faust agent, every message costs the per-message work a
 bare agent pays (a ``wait_first`` with two tasks in the fetch loop, the conductor's delivery,
@@ -22,6 +22,9 @@ batch's changelog records itself, awaiting them before its input is acked. It wr
 while processing a batch of tracked input messages, never from a timer, and the changelog
 partition follows from the key (:func:`streams.live.table_partition`): what "inside stream
 iteration" gave faust.
+
+:class:`PathwatchApp` installs these on its consumer, and shortens the consumer's fetch wait
+(:func:`shorten_fetch_wait`); ``pathwatch deliver`` runs on it too.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator, MutableMapping
 from typing import Any, cast
 
+import faust
 from faust.transport.consumer import CONSUMER_FETCHING
 
 log = logging.getLogger("pathwatch.worker")
@@ -192,6 +196,25 @@ def ack(app: Any, messages: list[Any]) -> None:
         consumer_ack(message)
 
 
+def shorten_fetch_wait(consumer: Any, wait_ms: int) -> None:
+    """Make the aiokafka consumer that faust's consumer thread creates wait at most
+    ``wait_ms`` for a fetch (faust-streaming 0.15 fixes ``fetch_max_wait_ms=1500``).
+
+    aiokafka keeps one fetch in flight per broker, and leaves out of it the partitions whose
+    fetched records are not yet consumed. A fetch of only quiet partitions (while the busy
+    ones still had records buffered) waited the full 1.5 s, and the busy partitions were not
+    fetched again until it returned: stage 1 got nothing for a second or more at a time."""
+    thread = consumer._thread
+    create = thread._create_worker_consumer
+
+    def create_worker_consumer(transport: Any) -> Any:
+        created = create(transport)
+        created._fetch_max_wait_ms = wait_ms  # read by its fetcher, made in start()
+        return created
+
+    thread._create_worker_consumer = create_worker_consumer
+
+
 # sha256 of the source of faust's Consumer._drain_messages that _drain_messages copies
 # (faust-streaming 0.15.3); a unit test fails when an upgrade changes it
 FAUST_DRAIN_SHA256 = "44a2500309e83c630493f6828af50166ec8d96a0b3e4fb2bab735f704ae93417"
@@ -280,3 +303,42 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover 
         raise
     finally:
         unset_flag(CONSUMER_FETCHING)
+
+
+class _ReadPositions(dict[Any, int | None]):
+    """faust's per-partition read positions, except that for our input topics it reports
+    none. faust drops a fetched message below the read position and counts a jump above it
+    as acknowledged; after a rebalance the position can be stale, and whole ranges were
+    dropped (or committed unprocessed). Our stages keep their own next offset per partition
+    and tell redeliveries from gaps (:func:`streams.live.admit`), so for these topics faust
+    delivers everything it fetches."""
+
+    def __init__(self, guarded: frozenset[str]) -> None:
+        super().__init__()
+        self.guarded = guarded
+
+    def __missing__(self, tp: Any) -> None:
+        return None
+
+    def __getitem__(self, tp: Any) -> int | None:
+        if tp.topic in self.guarded:
+            return None
+        return super().__getitem__(tp)
+
+
+class PathwatchApp(faust.App):
+    """faust's App with our consumer changes: no read positions for the guarded topics
+    (:class:`_ReadPositions`), the intake's fetch-loop branch (:func:`install`) when there is
+    an intake, and a short fetch wait (:func:`shorten_fetch_wait`)."""
+
+    guarded_topics: frozenset[str] = frozenset()
+    intake: Intake | None = None
+    fetch_max_wait_ms: int = 100
+
+    def _new_consumer(self) -> Any:
+        consumer = super()._new_consumer()
+        cast(Any, consumer)._read_offset = _ReadPositions(self.guarded_topics)
+        if self.intake is not None:
+            install(consumer, self.intake)
+        shorten_fetch_wait(consumer, self.fetch_max_wait_ms)
+        return consumer

@@ -30,9 +30,9 @@ from rich.console import Console
 from alerts.model import Alert
 from pathwatch.config import Settings
 from schemas.model import ALL_TEAMS
-from streams.app import alert_from_bytes
 from streams.calendar import from_us, to_us
 from streams.core import CoreConfig, Observation
+from streams.delivery import alert_from_bytes
 from streams.live import (
     TICK_KEY,
     PartitionMeta,

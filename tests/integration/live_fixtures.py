@@ -40,9 +40,10 @@ class LiveStack:
         topics = {k.removeprefix("topics__"): overrides.pop(k) for k in list(overrides) if k.startswith("topics__")}
         return load_settings(topics=topics, **overrides)
 
-    def worker(self, name: str) -> Process:
+    def worker(self, name: str, command: str = "worker") -> Process:
+        """A ``pathwatch worker`` (or, with ``command="deliver"``, a ``pathwatch deliver``)."""
         env = dict(os.environ, **self.env, PATHWATCH_WEB_PORT=str(free_port()))
-        proc = Process(python_module_args("pathwatch.cli", "worker"), env, self.tmp / f"{name}.log")
+        proc = Process(python_module_args("pathwatch.cli", command), env, self.tmp / f"{name}.log")
         proc.web_port = int(env["PATHWATCH_WEB_PORT"])  # type: ignore[attr-defined]
         return proc.start()
 

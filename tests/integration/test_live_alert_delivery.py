@@ -1,21 +1,25 @@
 """End to end: a live worker's care-gap alerts reach Alertmanager, a webhook and the alerts
-topic, fire by the wall clock, resolve when a late follow-up arrives, and are delivered once."""
+topic, fire by the wall clock, resolve when a late follow-up arrives, and are delivered once;
+delivered by the worker itself, or by a ``pathwatch deliver`` beside a worker that leaves
+delivery to it (``PATHWATCH_DELIVERY=separate``)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 from kafka import KafkaConsumer
 
 from schemas.pseudonym import Pseudonymiser
 from streams.publish import publish
 from tests.integration.alert_fixtures import WebhookRecorder, eventually, webhook  # noqa: F401 - fixture
-from tests.integration.live_fixtures import PSEUDONYM_KEY, live_stack, wait_ready
+from tests.integration.live_fixtures import PSEUDONYM_KEY, live_stack, scrape, wait_ready
 from tests.integration.support import Process
 
 
@@ -32,15 +36,17 @@ async def _alertmanager_alerts(session: aiohttp.ClientSession, url: str, client:
         return list(await response.json())
 
 
+@pytest.mark.parametrize("delivery", ["worker", "separate"])
 async def test_care_gap_alerts_are_delivered_once_and_resolve(
     kafka_bootstrap: str, redis_url: str, alertmanager_url: str, unique: str, tmp_path: Path,
-    processes: list[Process], webhook: WebhookRecorder,  # noqa: F811 - the fixture
+    processes: list[Process], webhook: WebhookRecorder, delivery: str,  # noqa: F811 - the fixture
 ) -> None:
     stack = live_stack(kafka_bootstrap, redis_url, unique, tmp_path)
     stack.env.update(
         PATHWATCH_ALERT_CLOCK="wall",
         PATHWATCH_ALERTMANAGER_URL=alertmanager_url,
         PATHWATCH_WEBHOOK_URL=webhook.url,
+        PATHWATCH_DELIVERY=delivery,
     )
     subject = f"MRN-{unique}"
     client = Pseudonymiser(PSEUDONYM_KEY.encode()).pseudonym(subject)
@@ -52,6 +58,11 @@ async def test_care_gap_alerts_are_delivered_once_and_resolve(
 
     worker = stack.worker("worker")
     processes.append(worker)
+    deliverer = worker
+    if delivery == "separate":
+        deliverer = stack.worker("deliver", "deliver")
+        processes.append(deliverer)
+        await asyncio.to_thread(wait_ready, deliverer)
     await asyncio.to_thread(wait_ready, worker)
     settings = stack.settings
     await publish(settings, first, "events")
@@ -95,6 +106,18 @@ async def test_care_gap_alerts_are_delivered_once_and_resolve(
 
     transitions = webhook.transitions()
     assert len(transitions) == len(set(transitions)), "a transition was delivered twice to the webhook"
+    assert _delivered_to_webhook(scrape(deliverer)) >= 2  # firing and resolved
+    if delivery == "separate":  # the worker leaves delivery to the deliver process
+        assert "pathwatch_alert_deliveries_total{" not in scrape(worker)
+        env = stack.env
+
+        async def lag_topics() -> Any:  # consumer lag is exported every 5 s
+            of_worker, of_deliverer = _consumer_lag_topics(scrape(worker)), _consumer_lag_topics(scrape(deliverer))
+            return (of_worker, of_deliverer) if env["PATHWATCH_TOPICS__EVENTS"] in of_worker and of_deliverer else None
+
+        of_worker, of_deliverer = await eventually(lag_topics, timeout=30)
+        assert env["PATHWATCH_TOPICS__TRANSITIONS"] not in of_worker
+        assert of_deliverer == {env["PATHWATCH_TOPICS__TRANSITIONS"]}
 
     consumer = KafkaConsumer(stack.env["PATHWATCH_TOPICS__ALERTS"], bootstrap_servers=kafka_bootstrap,
                              auto_offset_reset="earliest", consumer_timeout_ms=3000)
@@ -106,3 +129,12 @@ async def test_care_gap_alerts_are_delivered_once_and_resolve(
     assert (fired["fingerprint"], "firing") in on_topic
     assert (fired["fingerprint"], "resolved") in on_topic
     assert all(key == r["fingerprint"].encode() for key, r in records)
+
+
+def _consumer_lag_topics(metrics: str) -> set[str]:
+    return set(re.findall(r'pathwatch_consumer_lag_messages\{[^}]*topic="([^"]+)"', metrics))
+
+
+def _delivered_to_webhook(metrics: str) -> float:
+    lines = re.findall(r"^pathwatch_alert_deliveries_total\{([^}]*)\} (\S+)$", metrics, re.M)
+    return sum(float(v) for labels, v in lines if 'receiver="webhook"' in labels and 'outcome="delivered"' in labels)

@@ -12,7 +12,7 @@ COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 
 
 def test_compose_has_every_service() -> None:
-    assert set(COMPOSE["services"]) == {"kafka", "redis", "alertmanager", "worker", "prometheus", "grafana"}
+    assert set(COMPOSE["services"]) == {"kafka", "redis", "alertmanager", "worker", "deliver", "prometheus", "grafana"}
 
 
 def test_every_referenced_file_exists() -> None:
@@ -50,6 +50,17 @@ def test_worker_needs_a_pseudonym_key() -> None:
     env = COMPOSE["services"]["worker"]["environment"]
     assert env["PATHWATCH_PSEUDONYM_KEY"].startswith("${PATHWATCH_PSEUDONYM_KEY:?")
     assert env["PATHWATCH_KAFKA_BOOTSTRAP"] == "kafka:9092"
+
+
+def test_the_worker_leaves_delivery_to_the_deliver_service() -> None:
+    worker, deliver = COMPOSE["services"]["worker"], COMPOSE["services"]["deliver"]
+    assert worker["environment"]["PATHWATCH_DELIVERY"] == "separate"
+    assert deliver["command"] == ["pathwatch", "deliver"]
+    for name in ("PATHWATCH_KAFKA_BOOTSTRAP", "PATHWATCH_REDIS_URL", "PATHWATCH_ALERTMANAGER_URL", "PATHWATCH_WEB_PORT"):
+        assert deliver["environment"][name] == worker["environment"][name], name
+    prometheus = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
+    job = next(j for j in prometheus["scrape_configs"] if j["job_name"] == "pathwatch")
+    assert job["dns_sd_configs"][0]["names"] == ["worker", "deliver"]
 
 
 def test_redis_has_no_persistence_like_the_stack() -> None:

@@ -196,3 +196,18 @@ def test_the_fetch_loop_copied_from_faust_is_the_installed_faust_s() -> None:
     # streams/faust_io.py runs a copy of faust's Consumer._drain_messages with one branch
     # added; after a faust upgrade, review the copy against the new original and update the hash
     assert faust_drain_source_hash() == FAUST_DRAIN_SHA256
+
+
+def test_the_worker_consumer_waits_briefly_for_fetches() -> None:
+    # faust 0.15 creates its aiokafka consumer with fetch_max_wait_ms=1500; a fetch of quiet
+    # partitions then held back the busy ones for up to 1.5 s (streams/faust_io.py)
+    from streams.faust_io import PathwatchApp
+
+    async def created_wait() -> int:
+        app = PathwatchApp("pw-unit-fetch-wait", broker="kafka://127.0.0.1:1", web_enabled=False)
+        app.fetch_max_wait_ms = 75
+        consumer: Any = app.consumer  # built, not started: nothing connects
+        created = consumer._thread._create_worker_consumer(consumer.transport)
+        return int(created._fetch_max_wait_ms)
+
+    assert asyncio.run(created_wait()) == 75

@@ -338,7 +338,7 @@ def test_every_exported_label_value_passes_the_guard(registry: CollectorRegistry
 def test_safe_metrics_skips_a_refused_call_and_keeps_counting(
     registry: CollectorRegistry, metrics: Metrics, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from streams.app import SafeMetrics
+    from pathwatch.metrics import SafeMetrics
 
     safe: Any = SafeMetrics(metrics)
     safe.count_event("contact", "ehr/community", 2)
