@@ -172,7 +172,11 @@ async def live_report(settings: Settings, until: datetime | None, timeout: float
             continue
         alert = alert_from_bytes(value)
         alerts[(alert.fingerprint, alert.starts_at)] = alert
-    dead_letters = len(await _read_all(settings.kafka_bootstrap, settings.topics.dead_letters, 1, None, timeout))
+    # Dead letters are sent at least once: a batch sent again after a crash sends its dead
+    # letters again, byte for byte (each names its input's origin, or the orphan cancel's
+    # source and id), so distinct records are the inputs dead-lettered.
+    dead = await _read_all(settings.kafka_bootstrap, settings.topics.dead_letters, 1, None, timeout)
+    dead_letters = len({value for _, _, value in dead})
 
     teams = set(windows.teams())
     for meta in metas:
