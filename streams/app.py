@@ -9,7 +9,8 @@ Topology (all internal topics hold pseudonyms only):
     observations --stage 2--> per-team windows -> gauges, system (churn) alerts
 
 Stage 1 decodes the canonical events itself (dead letters to the dead-letter topic; an event
-on a partition that is not its pseudonym's goes through ``clients``).
+on a partition that is not its pseudonym's goes through ``clients``). Delivery runs here, or
+in ``pathwatch deliver`` processes when ``delivery`` is ``separate`` (``streams/delivery.py``).
 
 Faust's windowed tables are not used (wall-clock driven, drop late data); windows live in
 our own state with our own watermark. Tables are written only while input is processed
