@@ -138,3 +138,52 @@ def _consumer_lag_topics(metrics: str) -> set[str]:
 def _delivered_to_webhook(metrics: str) -> float:
     lines = re.findall(r"^pathwatch_alert_deliveries_total\{([^}]*)\} (\S+)$", metrics, re.M)
     return sum(float(v) for labels, v in lines if 'receiver="webhook"' in labels and 'outcome="delivered"' in labels)
+
+
+async def test_a_deliver_process_killed_mid_stream_loses_no_alert(
+    kafka_bootstrap: str, redis_url: str, unique: str, tmp_path: Path,
+    processes: list[Process], webhook: WebhookRecorder,  # noqa: F811 - the fixture
+) -> None:
+    stack = live_stack(kafka_bootstrap, redis_url, unique, tmp_path)
+    stack.env.update(PATHWATCH_ALERT_CLOCK="wall", PATHWATCH_WEBHOOK_URL=webhook.url, PATHWATCH_DELIVERY="separate")
+    stack.env.pop("PATHWATCH_ALERTMANAGER_URL", None)
+    pseudonymiser = Pseudonymiser(PSEUDONYM_KEY.encode())
+    referred = datetime.now(UTC).replace(microsecond=0) - timedelta(days=1)
+    halves = []
+    for half in range(2):  # emergency referrals a day old: each fires ReferralWaiting at once
+        path = tmp_path / f"referrals-{half}.jsonl"
+        subjects = [f"MRN-{unique}-{half}-{i}" for i in range(200)]
+        path.write_bytes(b"".join(
+            _event("referral.received", f"r-{s}", referred, s,
+                   {"referral_id": f"REF-{s}", "team": "north", "urgency": "emergency", "referral_source": "self"})
+            + b"\n" for s in subjects))
+        halves.append((path, {pseudonymiser.pseudonym(s) for s in subjects}))
+
+    worker, first = stack.worker("worker"), stack.worker("deliver-1", "deliver")
+    processes.extend([worker, first])
+    await asyncio.to_thread(wait_ready, worker)
+    await asyncio.to_thread(wait_ready, first)
+
+    def delivered() -> set[str]:
+        return {a["labels"]["client"] for p in webhook.payloads for a in p["alerts"]
+                if a["labels"]["alertname"] == "ReferralWaiting" and a["status"] == "firing"}
+
+    async def some_delivered() -> Any:
+        return delivered()
+
+    await publish(stack.settings, halves[0][0], "events")
+    await eventually(some_delivered, timeout=60)
+    first.kill()  # SIGKILL: whatever it took and did not commit is read again by the next one
+    await publish(stack.settings, halves[1][0], "events")
+    second = stack.worker("deliver-2", "deliver")
+    processes.append(second)
+    await asyncio.to_thread(wait_ready, second)
+
+    expected = halves[0][1] | halves[1][1]
+
+    async def all_delivered() -> Any:
+        return delivered() >= expected
+
+    await eventually(all_delivered, timeout=90)
+    assert delivered() == expected
+    assert _delivered_to_webhook(scrape(second)) > 0  # the second process delivered some of them
