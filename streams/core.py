@@ -336,6 +336,9 @@ class ClientState(msgspec.Struct):
     # history before this instant has been pruned: an index event whose look-back reaches
     # before it (see :func:`_context_start`) is no longer re-derived; what it emitted stands
     kept: int = _NEVER
+    # corrections emitted for this client (kept by the live driver, streams/live.py: counted
+    # with the state, in one changelog record, so a crash cannot separate the two)
+    corrections: int = 0
 
     def to_bytes(self) -> bytes:
         return _state_encoder.encode(self)

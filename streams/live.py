@@ -235,6 +235,8 @@ class PartitionMeta(msgspec.Struct):
     applied_direct: int = -1  # of the events topic, read directly
     accepted: int = 0
     duplicates: int = 0
+    # Stored: the corrections of clients whose state was deleted (a client's own are counted
+    # in its state, see Stage1._settle); in a flush mark: all of the partition's.
     corrections: int = 0
     orphans: int = 0
     teams: list[str] = msgspec.field(default_factory=list)
@@ -358,8 +360,10 @@ class Stage1:
         self.wall = wall
         self._meta_keys = [meta_key(p, partitions) for p in range(partitions)]
         self._heaps: dict[int, list[tuple[int, str]]] = {}
-        # per partition: care-gap alert instances firing -> (alertname, team)
+        # per partition: care-gap alert instances firing -> (alertname, team); the sum of the
+        # client states' corrections
         self._firing: dict[int, dict[_Instance, tuple[str, str]]] = {}
+        self._corrections: dict[int, int] = {}
         self._open: dict[int, dict[tuple[str, str], int]] = {}
         self._lateness = config.lateness_us
         # per partition: the earliest offset still in the topic, once a gap was found below it
@@ -371,6 +375,7 @@ class Stage1:
         """Drop in-memory indexes (call on rebalance: they are rebuilt from the store)."""
         self._heaps.clear()
         self._firing.clear()
+        self._corrections.clear()
         self._open.clear()
 
     def expected(self, partition: int, direct: bool = False) -> int | None:
@@ -403,13 +408,20 @@ class Stage1:
             firing = self._firing[partition]
         return firing
 
+    def _corrections_in(self, partition: int) -> int:
+        if partition not in self._corrections:
+            self._index(partition)
+        return self._corrections[partition]
+
     def _index(self, partition: int) -> None:
         """Build the partition's in-memory indexes from its stored client states: the heap of
-        next due times and the care-gap alerts firing. Both are then kept up to date as the
-        partition's batches run, and dropped by :meth:`forget` (a batch not committed, a
-        rebalance). Derived from the states, they hold nothing a crash could leave behind."""
+        next due times, the care-gap alerts firing and the sum of the states' corrections.
+        They are then kept up to date as the partition's batches run, and dropped by
+        :meth:`forget` (a batch not committed, a rebalance). Derived from the states, they
+        hold nothing a crash could leave behind."""
         heap: list[tuple[int, str]] = []
         firing: dict[_Instance, tuple[str, str]] = {}
+        corrections = 0
         for key, raw in self.store.items():
             if key.startswith(b"\x00") or partition_for(key, self.partitions) != partition:
                 continue
@@ -419,9 +431,30 @@ class Stage1:
             for e in state.alerts.values():
                 if e.end is None:
                     firing[(state.client, e.name, e.team, e.severity, e.start)] = (e.name, e.team)
+            corrections += state.corrections
         heapq.heapify(heap)
         self._heaps[partition] = heap
         self._firing[partition] = firing
+        self._corrections[partition] = corrections
+
+    def _settle(self, partition: int, meta: PartitionMeta, before: int, state: ClientState | None,
+                outs: list[Output]) -> None:
+        """Count the corrections among a step's or sweep's ``outs`` with the client's new
+        state, which held ``before`` (a client whose state is deleted leaves its count to the
+        partition's metadata). Counted in the state, they are written with it: a crash
+        between the batch's state writes and its metadata write cannot lose them."""
+        n = sum(1 for o in outs if isinstance(o, Observation) and o.correction)
+        if state is not None:
+            state.corrections = before + n
+            if n:
+                self._corrections[partition] = self._corrections_in(partition) + n
+        elif before + n:
+            meta.corrections += before + n
+            self._corrections[partition] = self._corrections_in(partition) - before
+
+    def corrections(self, partition: int, meta: PartitionMeta) -> int:
+        """All of the partition's corrections: its clients' and the deleted clients'."""
+        return meta.corrections + self._corrections_in(partition)
 
     def _load(self, client: str, result: Stage1Result) -> ClientState | None:
         key = client.encode()
@@ -435,10 +468,7 @@ class Stage1:
 
     def _count(self, partition: int, meta: PartitionMeta, outs: list[Output]) -> None:
         for o in outs:
-            if isinstance(o, Observation):
-                if o.correction:
-                    meta.corrections += 1
-            elif isinstance(o, Alert):
+            if isinstance(o, Alert):
                 labels = o.labels
                 team = labels.get("team", "")
                 instance = (labels["client"], o.name, team, labels.get("severity", ""), to_us(o.starts_at))
@@ -479,7 +509,9 @@ class Stage1:
         # each due client is swept once per clock: a sweep evaluates everything up to the clock,
         # and a client due between the watermark and the wall clock would otherwise loop
         for client, state in due_clients.items():
+            before = state.corrections
             swept, outs = sweep(state, clock, self.config)
+            self._settle(partition, meta, before, swept, outs)
             self._keep(partition, client, swept, result)
             self._count(partition, meta, outs)
             result.outputs.extend(outs)
@@ -592,7 +624,9 @@ class Stage1:
             duplicate = not before
             self._count(p, meta, list(alert_states(state)))
         else:
+            count = 0 if state is None else state.corrections
             state, outs = step(state, event, clock, self.config, seq)
+            self._settle(p, meta, count, state, outs)
             self._keep(p, event.client, state, result)
             duplicate = bool(outs) and isinstance(outs[0], Duplicate)
             self._count(p, meta, outs)
@@ -608,9 +642,11 @@ class Stage1:
 
     def flush_marks(self, result: Stage1Result, metas: dict[int, PartitionMeta]) -> list[bytes]:
         """Flush marks to send to every stage-2 partition once the batch is committed."""
-        return [
-            encode_flush(FlushMark(flush, p, _meta_encoder.encode(metas[p]))) for p, flush in result.flushes
-        ]
+        marks = []
+        for p, flush in result.flushes:
+            meta = msgspec.structs.replace(metas[p], corrections=self.corrections(p, metas[p]))
+            marks.append(encode_flush(FlushMark(flush, p, _meta_encoder.encode(meta))))
+        return marks
 
     def commit(self, result: Stage1Result, metas: dict[int, PartitionMeta]) -> None:
         """Write the batch's client states, then each partition's metadata (in that order)."""

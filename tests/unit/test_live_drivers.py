@@ -222,6 +222,28 @@ def test_a_commit_cut_short_counts_nothing_twice(events: list[Event], config: Co
     assert sum(reference.stage1.meta(p).duplicates for p in range(PARTITIONS)) > 0  # the case is exercised
 
 
+def test_a_commit_cut_short_loses_no_correction(events: list[Event], config: CoreConfig) -> None:
+    # the corrections of the events whose states were written before the kill are counted
+    # in those states: the batch read again after it counts the same as a batch never cut
+    history, late = events[:1500], events[1500:2600]
+    reference = Pipeline(config)
+    reference.feed(history, batch=100)
+    reference.feed(late, batch=1100)
+    crashed = Pipeline(config)
+    crashed.feed(history, batch=100)
+    messages = _messages(late, crashed)
+    _commit_half(crashed, messages)
+    crashed.run(messages)
+
+    def corrections(pipeline: Pipeline) -> list[int]:
+        return [pipeline.stage1.corrections(p, pipeline.stage1.meta(p)) for p in range(PARTITIONS)]
+
+    assert sum(corrections(reference)) > 0  # the case is exercised
+    assert corrections(crashed) == corrections(reference)
+    reference.stage1.forget()  # counted again from the stored states: the same
+    assert corrections(reference) == corrections(crashed)
+
+
 def _commit_half(pipeline: Pipeline, messages: list[Message]) -> None:
     """A worker killed between a batch's client-state writes and its metadata write: half the
     batch's states reached the changelog, then a restart (in-memory indexes gone)."""
