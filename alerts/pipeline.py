@@ -120,6 +120,10 @@ class _Lane:
     attempts: int = 0
     next_attempt: datetime | None = None
     unrecorded: dict[str, LogEntry] = field(default_factory=dict)
+    # alert states another worker held the claim of: tried again from ``held_until`` on,
+    # without holding back the rest of the lane
+    held: list[Alert] = field(default_factory=list)
+    held_until: datetime | None = None
     active: dict[str, Alert] = field(default_factory=dict)
     last_sent: dict[str, datetime] = field(default_factory=dict)
 
@@ -179,7 +183,7 @@ class Dispatcher:
     def pending(self, receiver: str | None = None) -> int:
         """Alert states buffered (for one receiver, or all)."""
         lanes = self._lanes.values() if receiver is None else [self._lanes[receiver]]
-        return sum(len(lane.queue) for lane in lanes)
+        return sum(len(lane.queue) + len(lane.held) for lane in lanes)
 
     async def dispatch(self, alerts: Sequence[Alert], now: datetime) -> None:
         """Route, buffer and try to deliver ``alerts`` (transitions, oldest first) at ``now``."""
@@ -227,6 +231,9 @@ class Dispatcher:
         async with self._lock:
             for lane in self._lanes.values():
                 self._schedule_repeats(lane, now)
+                if lane.held and (force or lane.held_until is None or now >= lane.held_until):
+                    lane.queue.extendleft(reversed(lane.held))  # older than what is queued
+                    lane.held.clear()
                 if not force and lane.next_attempt is not None and now < lane.next_attempt:
                     continue
                 await self._drain(lane, now)
@@ -246,9 +253,9 @@ class Dispatcher:
 
     async def _drain(self, lane: _Lane, now: datetime) -> None:
         while lane.queue:
-            batch = self._take_batch(lane)
-            if not await self._deliver(lane, batch, now):
-                lane.queue.extendleft(reversed(batch))
+            retry = await self._deliver(lane, self._take_batch(lane), now)
+            if retry is not None:
+                lane.queue.extendleft(reversed(retry))
                 lane.attempts += 1
                 lane.next_attempt = now + self._retry.delay(lane.attempts)
                 return
@@ -266,9 +273,10 @@ class Dispatcher:
             batch.append(lane.queue.popleft())
         return batch
 
-    async def _deliver(self, lane: _Lane, batch: list[Alert], now: datetime) -> bool:
-        """One attempt at a batch. True when the batch is done with (sent, skipped or dropped);
-        False to put it back and back off."""
+    async def _deliver(self, lane: _Lane, batch: list[Alert], now: datetime) -> list[Alert] | None:
+        """One attempt at a batch. None when the batch is done with (sent, skipped, dropped,
+        or held back because another worker holds the claim); else the alert states to put
+        back, and the lane backs off."""
         name = lane.name
         claimed: list[str] = []
         try:
@@ -279,15 +287,23 @@ class Dispatcher:
             )
             claimed = [a.fingerprint for a, ok in zip(batch, claims, strict=True) if ok]
             if len(claimed) < len(batch):
-                self.stats.add(name, "contended")
-                await self._release(name, claimed)
-                return False
+                # Another worker holds these (a live one delivers them; a dead one's claims
+                # time out): hold them back a while and deliver the rest now. Failing the
+                # whole batch held every later alert of the lane back until the claims of a
+                # worker killed mid-delivery timed out (claim_ttl).
+                contended = [a for a, ok in zip(batch, claims, strict=True) if not ok]
+                self.stats.add(name, "contended", len(contended))
+                lane.held.extend(contended)
+                lane.held_until = now + self._retry.initial
+                batch = [a for a, ok in zip(batch, claims, strict=True) if ok]
+                if not batch:
+                    return None
             entries = await self._log.get_many(name, [a.fingerprint for a in batch])
         except STORAGE_ERRORS as exc:
             self.stats.add(name, "storage_error")
             log.warning("notification log unavailable for receiver %s (%s): will retry", name, type(exc).__name__)
             await self._release(name, claimed)
-            return False
+            return batch
 
         entries.update(lane.unrecorded)
         decisions = [(a, needs_update(entries.get(a.fingerprint), a, now, lane.spec.policy)) for a in batch]
@@ -301,10 +317,10 @@ class Dispatcher:
             if result.retryable:
                 self.stats.add(name, "retry")
                 log.warning("receiver %s failed, will retry: %s", name, result.detail)
-                return False
+                return batch
             self.stats.add(name, "failed", len(to_send))
             log.error("receiver %s rejected %d alert states, dropped: %s", name, len(to_send), result.detail)
-            return True
+            return None
 
         self.stats.add(name, "sent", sum(1 for _, r in decisions if r in (NotifyReason.NEW_FIRING, NotifyReason.RESOLVED)))
         self.stats.add(name, "repeated", sum(1 for _, r in decisions if r is NotifyReason.REPEAT))
@@ -319,9 +335,9 @@ class Dispatcher:
             self.stats.add(name, "record_deferred", len(records))
             log.warning("could not record deliveries to %s (%s): kept in memory", name, type(exc).__name__)
             lane.unrecorded.update({e.alert.fingerprint: e for e in records})
-            return True
+            return None
         await self._release(name, claimed)
-        return True
+        return None
 
     async def _write_unrecorded(self, lane: _Lane) -> None:
         if not lane.unrecorded:

@@ -135,6 +135,28 @@ async def test_a_claimed_alert_waits_for_the_other_worker() -> None:
     assert hook.delivered == [("p-1", "firing")]
 
 
+async def test_alerts_another_worker_holds_do_not_hold_back_the_rest() -> None:
+    # a worker killed mid-delivery leaves its claims until they time out (claim_ttl): the
+    # alerts they cover wait, every other alert of the receiver goes at once
+    log = MemoryNotificationLog()
+    hook = FakeNotifier("webhook")
+    stuck = alert("p-1")
+    assert await log.claim("webhook", stuck.fingerprint, "killed-worker", 2 * M)
+    d = dispatcher(hook, log, worker_id="me")
+    await d.dispatch([stuck, alert("p-2"), alert("p-3")], T0)
+    await d.dispatch([alert("p-4")], T0 + S / 2)
+    assert hook.delivered == [("p-2", "firing"), ("p-3", "firing"), ("p-4", "firing")]
+    assert d.pending() == 1
+    assert d.stats.get("webhook", "contended") == 1
+    await d.dispatch([alert("p-1", end=T0 + S)], T0 + S)  # its resolution: held too
+    assert hook.delivered[3:] == []
+    assert d.pending() == 2
+    await log.release("webhook", stuck.fingerprint, "killed-worker")  # the claim timed out
+    await d.dispatch([], T0 + 3 * S)
+    assert hook.delivered[3:] == [("p-1", "firing"), ("p-1", "resolved")]  # in order
+    assert d.pending() == 0
+
+
 async def test_retryable_failure_backs_off_exponentially_then_delivers() -> None:
     hook = FakeNotifier("webhook", [SendResult.retry("HTTP 503"), SendResult.retry("HTTP 503")])
     d = dispatcher(hook, retry=RetryPolicy(initial=S, factor=2))
