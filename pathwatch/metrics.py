@@ -461,9 +461,9 @@ class Metrics:
     def count_correction(self, measure: str) -> None:
         self.corrections.labels(measure).inc()
 
-    def count_delivery(self, receiver: str, outcome: str) -> None:
-        """One notification attempt; ``outcome`` one of :data:`DELIVERY_OUTCOMES` by convention."""
-        self.alert_deliveries.labels(receiver, outcome).inc()
+    def count_delivery(self, receiver: str, outcome: str, n: int = 1) -> None:
+        """``n`` notification attempts; ``outcome`` one of :data:`DELIVERY_OUTCOMES` by convention."""
+        self.alert_deliveries.labels(receiver, outcome).inc(n)
 
     def observe_processing_latency(self, event_type: str, seconds: float) -> None:
         """Event time to processed; negative values (clock skew) are recorded as 0."""

@@ -88,8 +88,8 @@ def add_delivery(
         for (receiver, outcome), n in list(dispatcher.stats.counts.items()):
             new = n - reported.get((receiver, outcome), 0)
             reported[(receiver, outcome)] = n
-            for _ in range(new):
-                metrics.count_delivery(receiver, _OUTCOMES.get(outcome, outcome))
+            if new:
+                metrics.count_delivery(receiver, _OUTCOMES.get(outcome, outcome), new)
 
     async def dispatch(raws: list[bytes]) -> None:
         await delivery["dispatcher"].dispatch([alert_from_bytes(raw) for raw in raws], wall())

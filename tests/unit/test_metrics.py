@@ -146,6 +146,7 @@ def test_pipeline_counters(registry: CollectorRegistry, metrics: Metrics) -> Non
     metrics.count_late_event("contact")
     metrics.count_correction("followup_7d")
     metrics.count_delivery("alertmanager", "delivered")
+    metrics.count_delivery("webhook", "delivered", 40)  # a delivery batch at once
     assert value(registry, "pathwatch_events_total", type="contact", source="ehr/community") == 2
     assert value(registry, "pathwatch_events_total", type="discharge", source="hospital/st-marys") == 1
     assert value(registry, "pathwatch_dead_letters_total", reason="schema") == 1
@@ -155,6 +156,7 @@ def test_pipeline_counters(registry: CollectorRegistry, metrics: Metrics) -> Non
     assert (
         value(registry, "pathwatch_alert_deliveries_total", receiver="alertmanager", outcome="delivered") == 1
     )
+    assert value(registry, "pathwatch_alert_deliveries_total", receiver="webhook", outcome="delivered") == 40
 
 
 def test_counters_take_a_batch_count_and_latencies_a_batch(registry: CollectorRegistry, metrics: Metrics) -> None:
