@@ -32,7 +32,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.registry import Collector
 
-from pathwatch.config import DEFAULT_RATE_TARGETS
+from pathwatch.config import DEFAULT_RATE_TARGETS, Settings
 from schemas.deadletter import DeadLetterKind
 from schemas.model import EVENT_TYPES
 from streams.core import RATE_MEASURES
@@ -223,6 +223,16 @@ class Metrics:
     numbers the workers use. Building two bundles on one registry raises ``ValueError``
     (duplicate metric names).
     """
+
+    @classmethod
+    def from_settings(cls, registry: CollectorRegistry, settings: Settings) -> Metrics:
+        """The bundle a worker or deliver process exports, configured from ``settings``."""
+        return cls(
+            registry,
+            small_cell=settings.small_cell,
+            rate_targets=settings.rate_targets,
+            allowed_lateness_seconds=settings.allowed_lateness.total_seconds(),
+        )
 
     def __init__(
         self,

@@ -48,10 +48,11 @@ from streams.calendar import from_us, to_us
 from streams.core import ClientState, CoreConfig, Observation, open_followups
 from streams.delivery import add_consumer_lag, add_delivery, add_pages, alert_to_bytes
 from streams.faust_io import (
+    RAW,
     DirectTable,
-    Intake,
     PathwatchApp,
     Record,
+    app_options,
     learn_partitions,
     send_changelog,
     send_records,
@@ -79,7 +80,6 @@ from streams.windows import TeamWindows
 log = logging.getLogger("pathwatch.worker")
 
 _STAGE1_RETRIES = 5
-_RAW: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
 
 
 class _ChangelogLost(RuntimeError):
@@ -143,12 +143,7 @@ def build_app(
         decoder=Decoder(key, settings.max_message_bytes),
         hl7=HL7Adapter(options),
         fhir=FHIRAdapter(options),
-        metrics=Metrics(
-            registry,
-            small_cell=settings.small_cell,
-            rate_targets=settings.rate_targets,
-            allowed_lateness_seconds=settings.allowed_lateness.total_seconds(),
-        ),
+        metrics=Metrics.from_settings(registry, settings),
         registry=registry,
         wall=wall,
         rules_config=AlertRulesConfig.from_settings(settings),
@@ -157,36 +152,22 @@ def build_app(
     t = settings.topics
     app = PathwatchApp(
         settings.app_id,
-        broker=f"kafka://{settings.kafka_bootstrap}",
         store=settings.store,
-        datadir=str(settings.data_dir) if settings.data_dir is not None else "{conf.name}-data",  # faust's default
-        web_enabled=True,
-        web_bind=settings.web_host,
-        web_port=settings.web_port,
-        web_tables_enabled=False,
-        topic_partitions=n,
-        topic_replication_factor=settings.replication_factor,
-        producer_acks=-1,
         # Linger a little so the producer packs the many small records of a batch (clients,
         # changelogs, observations) into few produce requests; with no linger it sent about
         # three records per request, and request overhead dominated the worker's main loop.
         producer_linger=0.005,
-        consumer_auto_offset_reset="earliest",
-        broker_commit_interval=settings.commit_interval.total_seconds(),
-        broker_session_timeout=settings.broker_session_timeout,
-        broker_heartbeat_interval=settings.broker_heartbeat_interval,
-        broker_rebalance_timeout=settings.broker_rebalance_timeout,
         table_standby_replicas=0,
+        **app_options(settings),
     )
     app.guarded_topics = frozenset({t.events, t.hl7, t.fhir, t.clients, t.observations})
-    intake = app.intake = Intake(frozenset({t.events, t.clients}), limit=max(10_000, 2 * settings.batch_max))
-    app.flow_control.manage_queue(cast(Any, intake))  # it only calls clear()
-    hl7_topic = app.topic(t.hl7, partitions=n, **_RAW)
-    fhir_topic = app.topic(t.fhir, partitions=n, **_RAW)
-    clients_topic = app.topic(t.clients, partitions=n, **_RAW)
-    obs_topic = app.topic(t.observations, partitions=n, **_RAW)
-    transitions_topic = app.topic(t.transitions, partitions=n, **_RAW)
-    dlq_topic = app.topic(t.dead_letters, partitions=1, **_RAW)
+    intake = app.use_intake(frozenset({t.events, t.clients}), limit=max(10_000, 2 * settings.batch_max))
+    hl7_topic = app.topic(t.hl7, partitions=n, **RAW)
+    fhir_topic = app.topic(t.fhir, partitions=n, **RAW)
+    clients_topic = app.topic(t.clients, partitions=n, **RAW)
+    obs_topic = app.topic(t.observations, partitions=n, **RAW)
+    transitions_topic = app.topic(t.transitions, partitions=n, **RAW)
+    dlq_topic = app.topic(t.dead_letters, partitions=1, **RAW)
 
     # bytes key and value types make faust use the raw codec both for writes and for recovery
     def keyed_table(name: str) -> KeyedTable:
@@ -414,7 +395,7 @@ def build_app(
     # one consumed and one produced message per event: stage 1 alone ran 2.7 x faster.)
     # The two topics are read through the intake (streams/faust_io.py), not a faust agent:
     # faust's per-message stream work alone cost about as much as stage 1's own.
-    stage1_input = app.topic(t.clients, t.events, partitions=n, **_RAW)
+    stage1_input = app.topic(t.clients, t.events, partitions=n, **RAW)
     app.topics.add(stage1_input)
 
     @app.task

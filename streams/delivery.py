@@ -24,7 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from alerts.model import Alert
 from pathwatch.config import Settings
 from pathwatch.metrics import Metrics, SafeMetrics
-from streams.faust_io import Intake, PathwatchApp
+from streams.faust_io import RAW, Intake, PathwatchApp, app_options
 from streams.faust_io import ack as intake_ack
 from streams.faust_io import batches as intake_batches
 
@@ -32,7 +32,6 @@ log = logging.getLogger("pathwatch.deliver")
 
 _BATCH, _WITHIN = 1000, 0.05  # most transitions in one delivery batch; longest wait to fill one
 _OUTCOMES = {"sent": "delivered", "repeated": "delivered", "retry": "retryable_error", "skipped": "deduplicated"}
-_RAW: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
 
 
 class _AlertWire(msgspec.Struct):
@@ -172,36 +171,11 @@ def build_delivery_app(
 ) -> faust.App:
     """The ``pathwatch deliver`` app: delivery alone, in consumer group ``<app_id>-deliver``."""
     registry = registry or CollectorRegistry()
-    metrics = SafeMetrics(
-        Metrics(
-            registry,
-            small_cell=settings.small_cell,
-            rate_targets=settings.rate_targets,
-            allowed_lateness_seconds=settings.allowed_lateness.total_seconds(),
-        )
-    )
-    app = PathwatchApp(
-        f"{settings.app_id}-deliver",
-        broker=f"kafka://{settings.kafka_bootstrap}",
-        store="memory://",
-        datadir=str(settings.data_dir) if settings.data_dir is not None else "{conf.name}-data",
-        web_enabled=True,
-        web_bind=settings.web_host,
-        web_port=settings.web_port,
-        web_tables_enabled=False,
-        topic_partitions=settings.partitions,
-        topic_replication_factor=settings.replication_factor,
-        producer_acks=-1,
-        consumer_auto_offset_reset="earliest",
-        broker_commit_interval=settings.commit_interval.total_seconds(),
-        broker_session_timeout=settings.broker_session_timeout,
-        broker_heartbeat_interval=settings.broker_heartbeat_interval,
-        broker_rebalance_timeout=settings.broker_rebalance_timeout,
-    )
+    metrics = SafeMetrics(Metrics.from_settings(registry, settings))
+    app = PathwatchApp(f"{settings.app_id}-deliver", store="memory://", **app_options(settings))
     topic = settings.topics.transitions
-    intake = app.intake = Intake(frozenset({topic}), limit=4 * _BATCH)
-    app.flow_control.manage_queue(cast(Any, intake))  # it only calls clear()
-    add_delivery(app, app.topic(topic, partitions=settings.partitions, **_RAW), settings, metrics, wall, intake)
+    intake = app.use_intake(frozenset({topic}), limit=4 * _BATCH)
+    add_delivery(app, app.topic(topic, partitions=settings.partitions, **RAW), settings, metrics, wall, intake)
     add_consumer_lag(app, {topic}, metrics)
     add_pages(app, registry)
     return app

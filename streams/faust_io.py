@@ -40,7 +40,33 @@ from typing import Any, cast
 import faust
 from faust.transport.consumer import CONSUMER_FETCHING
 
+from pathwatch.config import Settings
+
 log = logging.getLogger("pathwatch.worker")
+
+# bytes keys and values: faust's raw codec for writes and for table recovery
+RAW: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+
+
+def app_options(settings: Settings) -> dict[str, Any]:
+    """faust settings every pathwatch app (worker, deliver) shares: broker, web server (no
+    table pages), topic defaults, acks from every replica, commit and group timings."""
+    return {
+        "broker": f"kafka://{settings.kafka_bootstrap}",
+        "datadir": str(settings.data_dir) if settings.data_dir is not None else "{conf.name}-data",  # faust's default
+        "web_enabled": True,
+        "web_bind": settings.web_host,
+        "web_port": settings.web_port,
+        "web_tables_enabled": False,
+        "topic_partitions": settings.partitions,
+        "topic_replication_factor": settings.replication_factor,
+        "producer_acks": -1,
+        "consumer_auto_offset_reset": "earliest",
+        "broker_commit_interval": settings.commit_interval.total_seconds(),
+        "broker_session_timeout": settings.broker_session_timeout,
+        "broker_heartbeat_interval": settings.broker_heartbeat_interval,
+        "broker_rebalance_timeout": settings.broker_rebalance_timeout,
+    }
 
 
 class Intake:
@@ -334,6 +360,12 @@ class PathwatchApp(faust.App):
     guarded_topics: frozenset[str] = frozenset()
     intake: Intake | None = None
     fetch_max_wait_ms: int = 100
+
+    def use_intake(self, topics: frozenset[str], limit: int) -> Intake:
+        """Read ``topics`` through an intake (take its batches with :func:`batches`)."""
+        intake = self.intake = Intake(topics, limit=limit)
+        self.flow_control.manage_queue(cast(Any, intake))  # it only calls clear()
+        return intake
 
     def _new_consumer(self) -> Any:
         consumer = super()._new_consumer()
