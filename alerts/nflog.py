@@ -218,15 +218,9 @@ class MemoryNotificationLog:
             await self.release(receiver, fp, token)
 
 
-_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
-_CLAIM = (
-    "local v = redis.call('get', KEYS[1]) "
-    "if v == ARGV[1] then redis.call('pexpire', KEYS[1], ARGV[2]) return 1 end "
-    "if v then return 0 end "
-    "redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1"
-)
-# The batch forms: one command for a whole delivery batch (a pipeline of one command per
-# alert cost the client more than the rest of delivery; bench_live.py --separate-delivery)
+# One command for a whole delivery batch (a pipeline of one command per alert cost the client
+# more than the rest of delivery; bench_live.py --separate-delivery). A single claim or
+# release is a batch of one.
 _CLAIM_MANY = """
 local taken = {}
 for i, key in ipairs(KEYS) do
@@ -291,13 +285,10 @@ class RedisNotificationLog:
         return [LogEntry.from_json(raw) for raw in raws if raw is not None]
 
     async def claim(self, receiver: str, fingerprint: str, token: str, ttl: timedelta) -> bool:
-        taken = await self._redis.eval(
-            _CLAIM, 1, self._key("c", receiver, fingerprint), token, int(ttl.total_seconds() * 1000)
-        )
-        return bool(taken)
+        return (await self.claim_many(receiver, [fingerprint], token, ttl))[0]
 
     async def release(self, receiver: str, fingerprint: str, token: str) -> None:
-        await self._redis.eval(_RELEASE, 1, self._key("c", receiver, fingerprint), token)
+        await self.release_many(receiver, [fingerprint], token)
 
     async def claim_many(self, receiver: str, fingerprints: Sequence[str], token: str, ttl: timedelta) -> list[bool]:
         if not fingerprints:

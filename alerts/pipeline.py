@@ -285,19 +285,19 @@ class Dispatcher:
             claims = await self._log.claim_many(
                 name, [a.fingerprint for a in batch], self._token, self._retry.claim_ttl
             )
-            claimed = [a.fingerprint for a, ok in zip(batch, claims, strict=True) if ok]
-            if len(claimed) < len(batch):
+            contended = [a for a, ok in zip(batch, claims, strict=True) if not ok]
+            if contended:
                 # Another worker holds these (a live one delivers them; a dead one's claims
                 # time out): hold them back a while and deliver the rest now. Failing the
                 # whole batch held every later alert of the lane back until the claims of a
                 # worker killed mid-delivery timed out (claim_ttl).
-                contended = [a for a, ok in zip(batch, claims, strict=True) if not ok]
                 self.stats.add(name, "contended", len(contended))
                 lane.held.extend(contended)
                 lane.held_until = now + self._retry.initial
                 batch = [a for a, ok in zip(batch, claims, strict=True) if ok]
                 if not batch:
                     return None
+            claimed = [a.fingerprint for a in batch]
             entries = await self._log.get_many(name, [a.fingerprint for a in batch])
         except STORAGE_ERRORS as exc:
             self.stats.add(name, "storage_error")
