@@ -8,7 +8,9 @@ structurally identical for Encounter), then mapped:
   ``period.end`` (a finished Encounter without period.end is rejected);
 * ``status`` entered-in-error: a ``cancel`` of the admission, and of the discharge when
   period.end is set, timed at ``meta.lastUpdated`` (else period.end, else period.start);
-* planned, arrived, triaged, cancelled, unknown: nothing to publish.
+* planned, arrived, triaged, cancelled, unknown: nothing to publish;
+* any other status, or a ``class`` code outside the R4 value set (v3 ActEncounterCode), is a
+  dead letter naming the field (fhir.resources does not check code values).
 
 Ids: ``Encounter/<id>:admission``, ``Encounter/<id>:discharge`` and
 ``Encounter/<id>:cancel:<admission|discharge>``, where ``<id>`` is the logical id (else the
@@ -26,8 +28,8 @@ is local midnight in the configured timezone. ``hospitalization.dischargeDisposi
 codes map through :data:`DISPOSITIONS` (the HL7 discharge-disposition code system), then
 UB-04 codes, then pathwatch's own values.
 
-A Bundle is converted whole or not at all: one bad Encounter dead-letters the Bundle, with
-a path such as ``entry[2].resource.period.end``.
+A Bundle is converted whole or not at all: one bad Encounter, or an entry that is not a
+resource, dead-letters the Bundle, with a path such as ``entry[2].resource.period.end``.
 """
 
 from __future__ import annotations
@@ -58,6 +60,11 @@ DISPOSITIONS: Final[dict[str, Disposition]] = {
     "snf": "nonacute_transfer",
     "oth": "other",
 }
+STATUSES: Final = ("planned", "arrived", "triaged", "in-progress", "onleave", "finished", "cancelled",
+                   "entered-in-error", "unknown")  # fmt: skip
+ACT_CODE_SYSTEM: Final = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
+# The R4 Encounter.class value set (v3 ActEncounterCode); only the CLASSES below give events.
+ENCOUNTER_CLASSES: Final = ("AMB", "EMER", "FLD", "HH", "IMP", "ACUTE", "NONAC", "OBSENC", "PRENC", "SS", "VR")
 CLASSES: Final[dict[str, str]] = {"IMP": "inpatient", "ACUTE": "inpatient", "NONAC": "inpatient", "OBSENC": "observation"}
 _OWN_DISPOSITIONS: Final = frozenset(get_args(Disposition))
 
@@ -102,17 +109,16 @@ class FHIRAdapter:
         entries = doc.get("entry") or []
         if not isinstance(entries, list):
             raise _Reject("entry", "entry: expected an array")
+        resources = [_entry_resource(entry, index) for index, entry in enumerate(entries)]
         conditions: dict[str, dict[str, Any]] = {}
-        for entry in entries:
-            resource = entry.get("resource") if isinstance(entry, dict) else None
-            if isinstance(resource, dict) and resource.get("resourceType") == "Condition":
+        for entry, resource in zip(entries, resources, strict=True):
+            if resource.get("resourceType") == "Condition":
                 if isinstance(entry.get("fullUrl"), str):
                     conditions[entry["fullUrl"]] = resource
                 conditions[f"Condition/{resource.get('id')}"] = resource
         out: list[bytes] = []
-        for index, entry in enumerate(entries):
-            resource = entry.get("resource") if isinstance(entry, dict) else None
-            if isinstance(resource, dict) and resource.get("resourceType") == "Encounter":
+        for index, resource in enumerate(resources):
+            if resource.get("resourceType") == "Encounter":
                 out += self._encounter(resource, f"entry[{index}].resource.", conditions, subjects)
         return out
 
@@ -137,9 +143,18 @@ class FHIRAdapter:
         if not encounter_id:
             raise _Reject(prefix + "id", f"{prefix}id: the Encounter has no id and no identifier")
         status = enc.status
+        # fhir.resources does not check code values: an unknown status or class must be a
+        # dead letter, not "nothing to publish".
+        if status not in STATUSES:
+            raise _Reject(prefix + "status", f"{prefix}status: {str(status)[:30]!r} is not an Encounter status "
+                          f"({', '.join(STATUSES)})")  # fmt: skip
+        class_code = str(getattr(enc.class_fhir, "code", "") or "")
+        if class_code.upper() not in ENCOUNTER_CLASSES:
+            raise _Reject(prefix + "class", f"{prefix}class: {class_code[:30]!r} is not an encounter class of "
+                          f"{ACT_CODE_SYSTEM} ({', '.join(ENCOUNTER_CLASSES)})")  # fmt: skip
         if status not in ("in-progress", "onleave", "finished", "entered-in-error"):
             return []
-        setting = CLASSES.get(str(getattr(enc.class_fhir, "code", "") or "").upper())
+        setting = CLASSES.get(class_code.upper())
         if setting is None:
             return []
         facility = _facility(enc) or slug(self._options.facility or "")
@@ -181,6 +196,19 @@ class FHIRAdapter:
         if isinstance(value, date):
             return datetime.combine(value, time(0), tzinfo=self._tz)
         return None
+
+
+def _entry_resource(entry: object, index: int) -> dict[str, Any]:
+    """The resource of Bundle entry ``index``; anything else rejects the whole Bundle."""
+    where = f"entry[{index}]"
+    if not isinstance(entry, dict):
+        raise _Reject(where, f"{where}: expected a Bundle entry (a JSON object)")
+    resource = entry.get("resource")
+    if not isinstance(resource, dict):
+        raise _Reject(f"{where}.resource", f"{where}.resource: expected a FHIR resource (a JSON object)")
+    if not isinstance(resource.get("resourceType"), str):
+        raise _Reject(f"{where}.resource.resourceType", f"{where}.resource.resourceType: missing")
+    return resource
 
 
 def _subject(enc: Encounter) -> str:

@@ -30,7 +30,9 @@ the usual content of the user-defined HL7 table 0112; pathwatch's own values are
 too). Psychiatric: :meth:`schemas.adapters.AdapterOptions.is_psychiatric` over PV1-10 and
 the DG1-3 codes (only DG1 with priority DG1-15 = 1 when any has one).
 
-Other ADT triggers (A04, A08, ...) give an empty list: nothing to publish. Anything that
+Other ADT triggers (A04, A08, ...) give an empty list: nothing to publish, once the header
+is whole (MSH-9 a trigger code such as ``A08``, MSH-10 present: a message cut off inside MSH
+is a dead letter, not "nothing to publish"). Anything that
 cannot be turned into events is one ``DeadLetter`` of kind ``hl7`` whose reason names the
 HL7 field (e.g. ``PV1-36``) and never contains the patient identifier.
 """
@@ -76,6 +78,7 @@ _DTM = re.compile(
     r"^(?P<y>\d{4})(?P<mo>\d{2})(?P<d>\d{2})(?:(?P<h>\d{2})(?:(?P<mi>\d{2})(?:(?P<s>\d{2})(?:\.(?P<f>\d{1,6}))?)?)?)?"
     r"(?P<tz>[+-]\d{4})?$"
 )
+_TRIGGER = re.compile(r"^[A-Z][0-9]{2}$")
 _MLLP_START, _MLLP_END = "\x0b", "\x1c"
 _SEGMENT_BREAK = re.compile(r"\r\n|\n|\r")
 _BATCH_SEGMENTS: Final = ("FHS", "BHS", "BTS", "FTS")
@@ -148,6 +151,14 @@ class HL7Adapter:
         trigger = read.component(msh, "msh_9", 2) or read.component(_segment(message, "EVN"), "evn_1", 1)
         if message_type != "ADT":
             raise _Reject("MSH-9", f"MSH-9: message type {message_type or '(empty)'!r} is not ADT")
+        # A message cut off inside MSH still parses; its header is checked before a trigger
+        # we do not use is taken as "nothing to publish", so the cut is a dead letter.
+        if not trigger:
+            raise _Reject("MSH-9", "MSH-9: trigger event is missing")
+        if not _TRIGGER.match(trigger):
+            raise _Reject("MSH-9", f"MSH-9: trigger event {trigger[:10]!r} is not an HL7 trigger code (a letter and two digits)")
+        if not read.component(msh, "msh_10", 1):
+            raise _Reject("MSH-10", "MSH-10: message control id is missing")
         if trigger not in SUPPORTED_TRIGGERS:
             return []
         visit = self._visit(message, read, trigger, subjects)

@@ -179,3 +179,52 @@ def test_unreadable(raw: bytes) -> None:
 def test_default_facility() -> None:
     adapter = FHIRAdapter(AdapterOptions(facility="Northgate"))
     assert events(variant("serviceProvider", DELETE), adapter)[0]["source"] == "hospital/northgate"
+
+
+# Issue 14 point 6: an unknown status or class used to give "nothing to publish" (no event,
+# no dead letter), and a Bundle published its good entries beside a bad one.
+@pytest.mark.parametrize(
+    ("field", "value", "path", "reason"),
+    [
+        ("status", "bogus", "status", "status: 'bogus' is not an Encounter status (planned, arrived, triaged, "
+         "in-progress, onleave, finished, cancelled, entered-in-error, unknown)"),
+        ("class", {"code": "XYZ"}, "class", "class: 'XYZ' is not an encounter class of "
+         "http://terminology.hl7.org/CodeSystem/v3-ActCode (AMB, EMER, FLD, HH, IMP, ACUTE, NONAC, OBSENC, PRENC, SS, VR)"),
+    ],
+)
+def test_unknown_status_or_class_is_a_dead_letter(field: str, value: Any, path: str, reason: str) -> None:
+    result = ADAPTER.convert(variant(field, value), ORIGIN)
+    assert isinstance(result, DeadLetter), result
+    assert (result.kind, result.path, result.reason) == (DeadLetterKind.FHIR, path, reason)
+
+
+def test_teleported_without_a_period_names_the_status() -> None:
+    doc = copy.deepcopy(FINISHED)
+    doc["status"] = "teleported"
+    del doc["period"]
+    result = ADAPTER.convert(json.dumps(doc).encode(), ORIGIN)
+    assert isinstance(result, DeadLetter), result
+    assert result.path == "status"
+
+
+@pytest.mark.parametrize(
+    ("bad", "path"),
+    [({"status": "bogus"}, "entry[1].resource.status"), ({"class": {"code": "XYZ"}}, "entry[1].resource.class")],
+)
+def test_a_bundle_with_one_bad_entry_publishes_none(bad: dict[str, Any], path: str) -> None:
+    good = copy.deepcopy(FINISHED)
+    wrong = {**copy.deepcopy(FINISHED), "id": "enc-7009", **bad}
+    raw = json.dumps({"resourceType": "Bundle", "type": "collection",
+                      "entry": [{"resource": good}, {"resource": wrong}]}).encode()  # fmt: skip
+    result = ADAPTER.convert(raw, ORIGIN)
+    assert isinstance(result, DeadLetter), result
+    assert result.path == path
+
+
+@pytest.mark.parametrize(("entries", "path"), [([1], "entry[0]"), ([{"resource": 2}], "entry[0].resource"),
+                                               ([{"resource": {"id": "x"}}], "entry[0].resource.resourceType")])
+def test_a_bundle_entry_that_is_not_a_resource_is_a_dead_letter(entries: list[Any], path: str) -> None:
+    raw = json.dumps({"resourceType": "Bundle", "entry": [{"resource": FINISHED}, *entries]}).encode()
+    result = ADAPTER.convert(raw, ORIGIN)
+    assert isinstance(result, DeadLetter), result
+    assert result.path == path.replace("[0]", "[1]")

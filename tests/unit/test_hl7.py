@@ -292,3 +292,30 @@ def test_configured_psychiatric_services() -> None:
 
 def test_other_adt_triggers_give_no_event() -> None:
     assert ADAPTER.convert(edit(A03, "MSH", 9, "ADT^A08^ADT_A01"), ORIGIN) == []
+
+
+# Issue 14 point 6: a message cut off inside MSH used to give "nothing to publish" (no event,
+# no dead letter) because its trigger read as ``A0`` or was missing.
+MSH_CUT = b"MSH|^~\\&|EPIC|ST-MARYS^2.16.840.1.113883.3.1^ISO|PATHWATCH|CMHT|20260301100000-0500||ADT"
+
+
+@pytest.mark.parametrize(
+    ("raw", "path", "reason"),
+    [
+        (MSH_CUT + b"^A0", "MSH-9", "MSH-9: trigger event 'A0' is not an HL7 trigger code (a letter and two digits)"),
+        (MSH_CUT + b"^", "MSH-9", "MSH-9: trigger event is missing"),
+        (MSH_CUT, "MSH-9", "MSH-9: trigger event is missing"),
+        (MSH_CUT + b"^A08^ADT_A01|", "MSH-10", "MSH-10: message control id is missing"),
+    ],
+)
+def test_message_cut_off_inside_msh_is_a_dead_letter(raw: bytes, path: str, reason: str) -> None:
+    result = ADAPTER.convert(raw, ORIGIN)
+    assert isinstance(result, DeadLetter), result
+    assert (result.kind, result.path, result.reason) == (DeadLetterKind.HL7, path, reason)
+    assert result.original == raw
+
+
+def test_a03_with_month_13_in_pv1_45_and_no_evn_6_names_pv1_45() -> None:
+    result = ADAPTER.convert(edit(edit(A03, "EVN", 6, ""), "PV1", 45, "20261301094500-0500"), ORIGIN)
+    assert isinstance(result, DeadLetter), result
+    assert result.path == "PV1-45"
