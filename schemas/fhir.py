@@ -41,7 +41,16 @@ import msgspec
 from fhir.resources.R4B.encounter import Encounter
 from pydantic import ValidationError
 
-from schemas.adapters import HOSPITAL_SOURCE_PREFIX, AdapterOptions, cloud_event, redact, slug
+from schemas.adapters import (
+    HOSPITAL_SOURCE_PREFIX,
+    AdapterOptions,
+    PersonIdentifier,
+    SubjectCounter,
+    choose_subject,
+    cloud_event,
+    redact,
+    slug,
+)
 from schemas.deadletter import DeadLetter, DeadLetterKind, Origin
 from schemas.hl7 import DISPOSITIONS as UB04_DISPOSITIONS
 from schemas.model import Disposition
@@ -79,22 +88,31 @@ class _Reject(Exception):
 class FHIRAdapter:
     """Turns an Encounter or a Bundle of them into CloudEvents lines (see the module docstring)."""
 
-    def __init__(self, options: AdapterOptions | None = None) -> None:
+    def __init__(self, options: AdapterOptions | None = None, count_subject: SubjectCounter | None = None) -> None:
+        """``count_subject`` (optional) is called for each event built, with its source and
+        whether its subject is linked (the unlinked-events metric)."""
         self._options = options or AdapterOptions()
         self._tz = self._options.tz
+        self._count_subject = count_subject
 
     def convert(self, raw: bytes, origin: Origin) -> list[bytes] | DeadLetter:
         """FHIR JSON -> CloudEvents JSON lines with the raw subject (possibly none), or one
-        ``DeadLetter`` of kind ``fhir`` whose ``original`` is ``raw``. Never raises."""
+        ``DeadLetter`` of kind ``fhir`` whose ``original`` is ``raw``. Never raises (given a
+        ``count_subject`` that does not)."""
         subjects: list[str] = []
+        tally: list[tuple[str, bool]] = []
         try:
-            return self._convert(raw, subjects)
+            lines = self._convert(raw, subjects, tally)
+            if self._count_subject is not None:
+                for source, linked in tally:
+                    self._count_subject(source, linked)
+            return lines
         except _Reject as exc:
             return DeadLetter(DeadLetterKind.FHIR, redact(exc.reason, subjects), exc.path, origin, raw)
         except Exception as exc:  # a model surprise must not stop a worker
             return DeadLetter(DeadLetterKind.FHIR, f"not a readable FHIR resource ({type(exc).__name__})", "", origin, raw)
 
-    def _convert(self, raw: bytes, subjects: list[str]) -> list[bytes]:
+    def _convert(self, raw: bytes, subjects: list[str], tally: list[tuple[str, bool]]) -> list[bytes]:
         try:
             doc = msgspec.json.decode(raw)
         except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError) as exc:
@@ -103,27 +121,33 @@ class FHIRAdapter:
             raise _Reject("", "not a FHIR resource: expected a JSON object")
         kind = doc.get("resourceType")
         if kind == "Encounter":
-            return self._encounter(doc, "", {}, subjects)
+            return self._encounter(doc, "", {}, subjects, tally)
         if kind != "Bundle":
             raise _Reject("resourceType", f"resourceType: {str(kind)[:40]!r} is not Encounter or Bundle")
         entries = doc.get("entry") or []
         if not isinstance(entries, list):
             raise _Reject("entry", "entry: expected an array")
         resources = [_entry_resource(entry, index) for index, entry in enumerate(entries)]
-        conditions: dict[str, dict[str, Any]] = {}
+        # Conditions and Patients the Encounters reference, by fullUrl and by Type/id.
+        bundled: dict[str, dict[str, Any]] = {}
         for entry, resource in zip(entries, resources, strict=True):
-            if resource.get("resourceType") == "Condition":
+            if resource.get("resourceType") in ("Condition", "Patient"):
                 if isinstance(entry.get("fullUrl"), str):
-                    conditions[entry["fullUrl"]] = resource
-                conditions[f"Condition/{resource.get('id')}"] = resource
+                    bundled[entry["fullUrl"]] = resource
+                bundled[f"{resource['resourceType']}/{resource.get('id')}"] = resource
         out: list[bytes] = []
         for index, resource in enumerate(resources):
             if resource.get("resourceType") == "Encounter":
-                out += self._encounter(resource, f"entry[{index}].resource.", conditions, subjects)
+                out += self._encounter(resource, f"entry[{index}].resource.", bundled, subjects, tally)
         return out
 
     def _encounter(
-        self, doc: dict[str, Any], prefix: str, conditions: dict[str, dict[str, Any]], subjects: list[str]
+        self,
+        doc: dict[str, Any],
+        prefix: str,
+        bundled: dict[str, dict[str, Any]],
+        subjects: list[str],
+        tally: list[tuple[str, bool]],
     ) -> list[bytes]:
         subject_doc = doc.get("subject")
         if isinstance(subject_doc, dict):
@@ -135,10 +159,10 @@ class FHIRAdapter:
             first = exc.errors(include_input=False, include_url=False)[0]
             loc = ".".join(str(part) for part in first["loc"] if part != "root")
             raise _Reject(prefix + loc, f"{prefix}{loc}: {first['msg']}") from exc
-        subject = _subject(enc)
-        if not subject:
+        identifiers = _person_identifiers(enc, doc, bundled)
+        subjects += [identifier.value for identifier in identifiers]
+        if not identifiers:
             raise _Reject(prefix + "subject", f"{prefix}subject: patient identifier or Patient reference is missing")
-        subjects.append(subject)
         encounter_id = enc.id or next((i.value for i in enc.identifier or [] if i.value), None)
         if not encounter_id:
             raise _Reject(prefix + "id", f"{prefix}id: the Encounter has no id and no identifier")
@@ -161,20 +185,25 @@ class FHIRAdapter:
         if not facility:
             raise _Reject(prefix + "serviceProvider",
                           f"{prefix}serviceProvider: hospital is missing and no default facility is configured")  # fmt: skip
+        source = HOSPITAL_SOURCE_PREFIX + facility
+        subject = choose_subject(identifiers, self._options.linking_systems, source)
+        assert subject is not None  # identifiers hold values only
+        subjects.append(subject.value)
         start = self._time(getattr(enc.period, "start", None))
         end = self._time(getattr(enc.period, "end", None))
         base = f"Encounter/{encounter_id}"
-        common: dict[str, Any] = {"source": HOSPITAL_SOURCE_PREFIX + facility, "subject": subject}
+        common: dict[str, Any] = {"source": source, "subject": subject.value}
         if status == "entered-in-error":
             when = self._time(getattr(enc.meta, "lastUpdated", None)) or end or start
             if when is None:
                 raise _Reject(prefix + "meta.lastUpdated", f"{prefix}meta.lastUpdated: no time for the cancel "
                               "(and no period)")  # fmt: skip
             targets = ["admission"] + (["discharge"] if end is not None else [])
+            tally += [(source, subject.linked)] * len(targets)
             return [cloud_event(event_id=f"{base}:cancel:{target}", event_type="cancel", time=when,
                                 data={"cancels": f"{base}:{target}", "reason": "FHIR Encounter entered-in-error"},
                                 **common) for target in targets]  # fmt: skip
-        psychiatric = self._options.is_psychiatric(_service_codes(enc), _diagnosis_codes(enc, doc, conditions))
+        psychiatric = self._options.is_psychiatric(_service_codes(enc), _diagnosis_codes(enc, doc, bundled))
         data: dict[str, Any] = {"encounter_id": encounter_id, "facility": facility, "setting": setting,
                                 "psychiatric": psychiatric}  # fmt: skip
         out: list[bytes] = []
@@ -188,6 +217,7 @@ class FHIRAdapter:
             disposition = _disposition(enc, prefix)
             out.append(cloud_event(event_id=f"{base}:discharge", event_type="discharge", time=end,
                                    data={**data, "disposition": disposition}, **common))  # fmt: skip
+        tally += [(source, subject.linked)] * len(out)
         return out
 
     def _time(self, value: object) -> datetime | None:
@@ -211,17 +241,36 @@ def _entry_resource(entry: object, index: int) -> dict[str, Any]:
     return resource
 
 
-def _subject(enc: Encounter) -> str:
+def _person_identifiers(
+    enc: Encounter, doc: dict[str, Any], bundled: dict[str, dict[str, Any]]
+) -> list[PersonIdentifier]:
+    """The patient's identifiers with a value, in order: ``subject.identifier``, those of the
+    referenced Patient (contained or in the Bundle), then the server-local ``Patient/<id>``."""
     ref = enc.subject
     if ref is None:
-        return ""
+        return []
+    found: list[PersonIdentifier] = []
     if ref.identifier is not None and ref.identifier.value:
-        return str(ref.identifier.value)
+        ident = ref.identifier
+        type_codes = _codes([ident.type] if ident.type is not None else [])
+        systems = (str(ident.system),) if ident.system else ()
+        found.append(PersonIdentifier(str(ident.value), systems, type_codes[0] if type_codes else ""))
     reference = str(ref.reference or "")
+    contained = {f"#{r.get('id')}": r for r in doc.get("contained") or [] if isinstance(r, dict)}
+    patient = contained.get(reference) or bundled.get(reference)
+    if isinstance(patient, dict) and patient.get("resourceType") == "Patient":
+        for ident in patient.get("identifier") or []:
+            if not isinstance(ident, dict) or not isinstance(ident.get("value"), str) or not ident["value"]:
+                continue
+            system = ident.get("system")
+            coding = (ident.get("type") or {}).get("coding") if isinstance(ident.get("type"), dict) else None
+            codes = [c["code"] for c in coding or [] if isinstance(c, dict) and isinstance(c.get("code"), str)]
+            found.append(PersonIdentifier(ident["value"], (system,) if isinstance(system, str) and system else (),
+                                          codes[0] if codes else ""))  # fmt: skip
     head, _, tail = reference.rstrip("/").rpartition("/")
     if head.endswith("Patient") and tail:
-        return tail
-    return ""
+        found.append(PersonIdentifier(f"Patient/{tail}"))
+    return found
 
 
 def _facility(enc: Encounter) -> str:
@@ -251,7 +300,7 @@ def _diagnosis_codes(enc: Encounter, doc: dict[str, Any], bundle: dict[str, dict
     for diagnosis in enc.diagnosis or []:
         reference = str(getattr(diagnosis.condition, "reference", "") or "")
         condition = contained.get(reference) or bundle.get(reference)
-        code = condition.get("code") if isinstance(condition, dict) else None
+        code = condition.get("code") if isinstance(condition, dict) and condition.get("resourceType") == "Condition" else None
         if isinstance(code, dict):
             codes += [str(c.get("code")) for c in code.get("coding") or [] if isinstance(c, dict) and c.get("code")]
     return codes

@@ -50,7 +50,7 @@ def test_finished_encounter_gives_admission_and_discharge() -> None:
     assert (discharge["id"], discharge["type"], discharge["time"]) == (
         "Encounter/enc-7001:discharge", "discharge", "2026-03-01T11:15:00-05:00")
     assert discharge["source"] == "hospital/st-marys"
-    assert discharge["subject"] == "MRN-004242"
+    assert discharge["subject"] == "urn:oid:2.16.840.1.113883.3.1.2|MRN-004242"
     assert discharge["data"] == {"encounter_id": "enc-7001", "facility": "st-marys", "setting": "inpatient",
                                  "psychiatric": True, "disposition": "home"}  # fmt: skip
 
@@ -62,7 +62,8 @@ def test_bundle() -> None:
     admission = out[0]
     assert admission["data"]["setting"] == "observation"
     assert admission["data"]["psychiatric"] is True  # X78.9XXA via the bundled Condition
-    assert admission["subject"] == "pat-43"  # from the Patient reference
+    # from the server-local Patient reference, namespaced by the hospital
+    assert admission["subject"] == "hospital/riverside-general|Patient/pat-43"
     assert admission["source"] == "hospital/riverside-general"
     assert out[1]["data"]["cancels"] == "Encounter/enc-6990:admission"
     assert out[1]["time"] == "2026-03-03T09:00:00+00:00"
@@ -228,3 +229,49 @@ def test_a_bundle_entry_that_is_not_a_resource_is_a_dead_letter(entries: list[An
     result = ADAPTER.convert(raw, ORIGIN)
     assert isinstance(result, DeadLetter), result
     assert result.path == path.replace("[0]", "[1]")
+
+
+# Issue 15 item 1: the identifier policy (schemas.adapters.choose_subject) on Encounter.subject
+# and on the referenced Patient's identifiers.
+MEDICAID = "urn:oid:2.16.840.1.113883.4.3.36"
+NHS = "https://fhir.nhs.uk/Id/nhs-number"
+PATIENT = {"resourceType": "Patient", "id": "pat-42",
+           "identifier": [{"system": "urn:oid:2.16.840.1.113883.3.1.2", "value": "MRN-004242"},
+                          {"system": MEDICAID, "value": "MCD-9", "type": {"coding": [{"code": "MA"}]}}]}  # fmt: skip
+
+
+def bundle_with_patient(encounter: dict[str, Any]) -> bytes:
+    return json.dumps({"resourceType": "Bundle", "type": "collection", "entry": [
+        {"fullUrl": "https://fhir.st-marys.example/Patient/pat-42", "resource": PATIENT},
+        {"resource": encounter}]}).encode()  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("raw", "policy", "subject", "linked"),
+    [
+        (json.dumps(FINISHED).encode(), (MEDICAID,), "urn:oid:2.16.840.1.113883.3.1.2|MRN-004242", False),
+        (variant("subject", {"identifier": {"system": NHS, "value": "9434765919"}}), (MEDICAID, NHS),
+         f"{NHS}|9434765919", True),
+        (bundle_with_patient(FINISHED), (MEDICAID,), f"{MEDICAID}|MCD-9", True),
+        (bundle_with_patient(FINISHED), ("MA",), "MA|MCD-9", True),
+        (bundle_with_patient(FINISHED), (), "urn:oid:2.16.840.1.113883.3.1.2|MRN-004242", False),
+        (bundle_with_patient({**FINISHED, "subject": {"reference": "Patient/pat-42"}}), (NHS,),
+         "urn:oid:2.16.840.1.113883.3.1.2|MRN-004242", False),
+        (variant("subject", {"reference": "Patient/pat-42"}), (MEDICAID,), "hospital/st-marys|Patient/pat-42", False),
+    ],
+)
+def test_identifier_policy(raw: bytes, policy: tuple[str, ...], subject: str, linked: bool) -> None:
+    counted: list[tuple[str, bool]] = []
+    adapter = FHIRAdapter(AdapterOptions(linking_systems=policy), lambda source, linked: counted.append((source, linked)))
+    out = events(raw, adapter)
+    assert {e["subject"] for e in out} == {subject}
+    assert counted == [("hospital/st-marys", linked)] * len(out) == [("hospital/st-marys", linked)] * 2
+
+
+def test_nothing_is_counted_for_a_bundle_that_is_dead_lettered() -> None:
+    counted: list[tuple[str, bool]] = []
+    adapter = FHIRAdapter(AdapterOptions(), lambda source, linked: counted.append((source, linked)))
+    wrong = {**copy.deepcopy(FINISHED), "id": "enc-7009", "status": "bogus"}
+    raw = json.dumps({"resourceType": "Bundle", "entry": [{"resource": FINISHED}, {"resource": wrong}]}).encode()
+    assert isinstance(adapter.convert(raw, ORIGIN), DeadLetter)
+    assert counted == []
