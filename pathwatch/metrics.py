@@ -5,7 +5,7 @@ worker exposes one registry at ``/metrics`` and a test builds a fresh registry a
 back with ``registry.get_sample_value``. docs/metrics.md is the human-readable catalogue;
 deploy/prometheus/rules and deploy/grafana/dashboards use only names defined here.
 
-Labels are bounded (DOMAIN.md section 5): team, measure, alertname, type, source, reason,
+Labels are bounded (DOMAIN.md section 5): team, measure, alertname, type, source, linked, reason,
 receiver, outcome, topic, partition, quantile, days_remaining. Every label value written
 through the bundle passes :func:`label_guard`, which refuses anything that looks like a
 client, referral, encounter or event identifier; a refused value raises ``ValueError`` and
