@@ -34,7 +34,7 @@ resource, dead-letters the Bundle, with a path such as ``entry[2].resource.perio
 
 from __future__ import annotations
 
-from datetime import date, datetime, time
+from datetime import date, datetime, time, tzinfo
 from typing import Any, Final, get_args
 
 import msgspec
@@ -226,6 +226,37 @@ class FHIRAdapter:
         if isinstance(value, date):
             return datetime.combine(value, time(0), tzinfo=self._tz)
         return None
+
+
+def sent_time(raw: bytes, default_tz: tzinfo) -> datetime | None:
+    """When a resource was sent, for ordering files in ``pathwatch replay``: its
+    ``meta.lastUpdated``; for a Bundle its own ``meta.lastUpdated``, else ``timestamp``, else
+    the first entry's ``meta.lastUpdated``. ``None`` when there is none or it is not a FHIR
+    instant or date (a date is local midnight in ``default_tz``)."""
+    try:
+        doc = msgspec.json.decode(raw)
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError):
+        return None
+    if not isinstance(doc, dict):
+        return None
+    candidates = [(doc.get("meta") or {}).get("lastUpdated") if isinstance(doc.get("meta"), dict) else None]
+    if doc.get("resourceType") == "Bundle":
+        candidates.append(doc.get("timestamp"))
+        entries = doc.get("entry")
+        for entry in entries if isinstance(entries, list) else []:
+            resource = entry.get("resource") if isinstance(entry, dict) else None
+            meta = resource.get("meta") if isinstance(resource, dict) else None
+            if isinstance(meta, dict):
+                candidates.append(meta.get("lastUpdated"))
+                break
+    for value in candidates:
+        if isinstance(value, str):
+            try:
+                parsed = datetime.fromisoformat(value)
+            except ValueError:
+                continue
+            return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=default_tz)
+    return None
 
 
 def _entry_resource(entry: object, index: int) -> dict[str, Any]:

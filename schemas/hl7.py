@@ -261,6 +261,23 @@ class HL7Adapter:
         )
 
 
+def sent_time(message: bytes, default_tz: tzinfo) -> datetime | None:
+    """When a message was sent: MSH-7, read without parsing the message (for ordering files
+    in ``pathwatch replay``). ``None`` when there is no MSH or MSH-7 is not a valid time; an
+    MSH-7 without an offset is in ``default_tz``."""
+    text = message.lstrip(b"\x0b \t\r\n").decode("latin-1")
+    if not text.startswith("MSH") or len(text) < 8:
+        return None
+    field_sep, component_sep = text[3], text[4]
+    fields = _SEGMENT_BREAK.split(text, maxsplit=1)[0].split(field_sep)
+    if len(fields) < 7:
+        return None
+    try:
+        return _hl7_time(fields[6].split(component_sep)[0].strip(), "MSH-7", default_tz)
+    except _Reject:
+        return None
+
+
 def _parse(raw: bytes) -> Any:
     try:
         text = raw.decode("utf-8")
