@@ -17,8 +17,10 @@ Ids: ``Encounter/<id>:admission``, ``Encounter/<id>:discharge`` and
 first identifier value). Resending a snapshot repeats the same ids, so duplicates change
 nothing, and an entered-in-error snapshot names its targets without state.
 
-``subject``: ``Encounter.subject.identifier.value``, else the id of a ``Patient/<id>``
-reference. ``source`` is ``hospital/<facility>`` with the facility from
+``subject``: ``system|value`` by the identifier policy (:func:`schemas.adapters.choose_subject`)
+over ``Encounter.subject.identifier``, the identifiers of the referenced Patient (contained or
+in the same Bundle) and, last, the server-local ``Patient/<id>`` reference (namespaced by the
+hospital). ``source`` is ``hospital/<facility>`` with the facility from
 ``serviceProvider`` (identifier value, else the Organization id, else display; slugged),
 else the configured facility. ``class`` IMP, ACUTE, NONAC -> inpatient, OBSENC ->
 observation; other classes give no event. Psychiatric: ``serviceType`` codes, and diagnosis

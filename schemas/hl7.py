@@ -19,8 +19,10 @@ is a duplicate (same id) and changes nothing. Known limit: a visit discharged, c
 (A13) and discharged again yields the same id ``<visit>:A03`` twice.
 
 Other fields: ``source`` is ``hospital/<MSH-4>`` (first component, slugged; the configured
-facility when MSH-4 is empty) and ``data.facility`` the same slug; ``subject`` is PID-3 (ID
-of the first repetition that has one); ``time`` is EVN-6 (event occurred), else PV1-44
+facility when MSH-4 is empty) and ``data.facility`` the same slug; ``subject`` is
+``system|value`` from PID-3 by the identifier policy (:func:`schemas.adapters.choose_subject`:
+a repetition whose assigning authority PID-3.4 or type PID-3.5 is a configured linking system,
+else the first repetition namespaced by its assigning authority or the hospital); ``time`` is EVN-6 (event occurred), else PV1-44
 (A01) or PV1-45 (A03), else EVN-2 (recorded), else MSH-7. An HL7 time without an offset
 takes MSH-7's offset, else the configured timezone. Setting: PV1-2 ``I`` is inpatient
 (observation when PV1-18 patient type is ``OBS``); PV1-2 ``OBS`` is observation; other

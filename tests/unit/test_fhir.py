@@ -275,3 +275,24 @@ def test_nothing_is_counted_for_a_bundle_that_is_dead_lettered() -> None:
     raw = json.dumps({"resourceType": "Bundle", "entry": [{"resource": FINISHED}, {"resource": wrong}]}).encode()
     assert isinstance(adapter.convert(raw, ORIGIN), DeadLetter)
     assert counted == []
+
+
+@pytest.mark.parametrize(
+    ("doc", "expected"),
+    [
+        (FINISHED, "2026-03-01T15:00:00-05:00"),
+        ({"resourceType": "Bundle", "meta": {"lastUpdated": "2026-03-04T00:00:00Z"}, "timestamp": "2026-03-05T00:00:00Z",
+          "entry": [{"resource": FINISHED}]}, "2026-03-04T00:00:00+00:00"),
+        ({"resourceType": "Bundle", "timestamp": "2026-03-05T00:00:00Z", "entry": [{"resource": FINISHED}]},
+         "2026-03-05T00:00:00+00:00"),
+        ({"resourceType": "Bundle", "entry": [{"resource": FINISHED}]}, "2026-03-01T15:00:00-05:00"),
+        ({"resourceType": "Bundle", "timestamp": "2026-03-05", "entry": []}, "2026-03-05T00:00:00-05:00"),
+        ({"resourceType": "Bundle", "timestamp": "soon", "entry": 3}, None),
+        ({"resourceType": "Encounter"}, None),
+    ],
+)
+def test_sent_time_orders_replay_files(doc: dict[str, Any], expected: str | None) -> None:
+    from schemas.fhir import sent_time
+
+    sent = sent_time(json.dumps(doc).encode(), ZoneInfo("America/New_York"))
+    assert (sent.isoformat() if sent else None) == expected
