@@ -227,9 +227,9 @@ def run_replay(
     engine = Engine(CoreConfig.from_settings(settings), system_rules)
     seen = ReplayInput()
     try:
-        if len(names) == 1 and names[0] == "-":
+        if len(names) == 1 and names[0] == "-" and _stdin_is_json_lines():
             replay_stream(sys.stdin.buffer, engine, decoder, "-")
-        elif len(names) == 1 and _is_json_lines(Path(names[0])):
+        elif len(names) == 1 and names[0] != "-" and _is_json_lines(Path(names[0])):
             path = Path(names[0])
             size = path.stat().st_size
             with path.open("rb") as stream:
@@ -263,6 +263,12 @@ def run_replay(
     if report_path is not None:
         console.print(f"report written to {report_path}")
     return 0
+
+
+def _stdin_is_json_lines() -> bool:
+    """True unless standard input can be peeked at and starts like HL7 or FHIR."""
+    peek = getattr(sys.stdin.buffer, "peek", None)
+    return peek is None or detect_format("-", peek(65536)[:65536]) == "events"
 
 
 def _is_json_lines(path: Path) -> bool:

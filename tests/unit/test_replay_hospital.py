@@ -203,3 +203,11 @@ def test_the_same_a03_message_twice_is_one_duplicate(tmp_path: Path) -> None:
     report, _ = replay(tmp_path, {"visit.hl7": a03 + "\r\n" + a03, "later.jsonl": LATER})
     assert report["events"]["duplicates"] == 1
     assert cell(report, "followup_7d") == (0, 1)
+
+
+def test_hl7_on_standard_input(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    stdin = io.TextIOWrapper(io.BufferedReader(io.BytesIO(ARCHIVE.encode())))  # type: ignore[arg-type]
+    monkeypatch.setattr("sys.stdin", stdin)
+    report = tmp_path / "r.json"
+    assert run_replay("-", report, load_settings(), Console(file=io.StringIO())) == 0
+    assert json.loads(report.read_bytes())["events"]["unlinked"] == 4
