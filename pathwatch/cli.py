@@ -32,7 +32,12 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     replay = sub.add_parser("replay", help="run the core in-process over a file of events and report")
-    replay.add_argument("events", help="JSON lines in arrival order (a path, or - for standard input)")
+    replay.add_argument(
+        "events",
+        nargs="+",
+        help="JSON lines in arrival order (a path, or - for standard input), HL7 v2 or FHIR files; "
+        "several files are merged by the time each record was sent (docs/events.md)",
+    )
     replay.add_argument("--report", type=Path, help="write the machine-readable report here")
 
     simulate = sub.add_parser("simulate", help="generate a realistic, seeded event stream (JSON lines)")

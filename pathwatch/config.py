@@ -107,6 +107,9 @@ class Settings(BaseSettings):
     max_message_bytes: int = Field(1024 * 1024, ge=1024)
     psychiatric_services: list[str] = Field(default_factory=lambda: ["PSY", "PSI", "MH"])
     psychiatric_diagnosis_prefixes: list[str] = Field(default_factory=lambda: ["F", "X7", "X80", "X81", "X82", "X83"])
+    # identifier systems that link people across publishers, in order of preference (HL7 PID-3.4
+    # or PID-3.5, FHIR identifier.system); see schemas.adapters.choose_subject and docs/events.md
+    linking_identifier_systems: list[str] = Field(default_factory=list)
 
     # Live stack
     kafka_bootstrap: str = "127.0.0.1:9092"

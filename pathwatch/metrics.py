@@ -5,7 +5,7 @@ worker exposes one registry at ``/metrics`` and a test builds a fresh registry a
 back with ``registry.get_sample_value``. docs/metrics.md is the human-readable catalogue;
 deploy/prometheus/rules and deploy/grafana/dashboards use only names defined here.
 
-Labels are bounded (DOMAIN.md section 5): team, measure, alertname, type, source, reason,
+Labels are bounded (DOMAIN.md section 5): team, measure, alertname, type, source, linked, reason,
 receiver, outcome, topic, partition, quantile, days_remaining. Every label value written
 through the bundle passes :func:`label_guard`, which refuses anything that looks like a
 client, referral, encounter or event identifier; a refused value raises ``ValueError`` and
@@ -312,6 +312,12 @@ class Metrics:
         self.duplicates = counter(
             "duplicate_events", "Events ignored as duplicates of (source, id).", ("source",)
         )
+        self.adapter_events = counter(
+            "adapter_events",
+            "Events the HL7 v2 and FHIR adapters built, by publisher and whether the subject is a "
+            "linking identifier (linked=true) or a hospital-local one (linked=false).",
+            ("source", "linked"),
+        )
         self.late_events = counter(
             "late_events", "Events that arrived behind their partition's watermark.", ("type",)
         )
@@ -461,6 +467,10 @@ class Metrics:
 
     def count_rerouted(self, topic: str, n: int = 1) -> None:
         self.events_rerouted.labels(topic).inc(n)
+
+    def count_adapter_event(self, source: str, linked: bool) -> None:
+        """One event built by an HL7 v2 or FHIR adapter (``schemas.adapters.SubjectCounter``)."""
+        self.adapter_events.labels(source, "true" if linked else "false").inc()
 
     def count_duplicate(self, source: str, n: int = 1) -> None:
         self.duplicates.labels(source).inc(n)

@@ -17,7 +17,7 @@ X70-X79). Codes are compared without dots and case-insensitively.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
@@ -29,6 +29,75 @@ if TYPE_CHECKING:
     from pathwatch.config import Settings
 
 _SLUG = re.compile(r"[^a-z0-9._-]+")
+_OID = re.compile(r"^[0-2](\.(0|[1-9][0-9]*))+$")
+
+SubjectCounter = Callable[[str, bool], object]
+"""Called once per event an adapter builds, with its ``source`` and whether its subject is
+linked (:func:`choose_subject`); the drivers count unlinked events with it. Must not raise."""
+
+
+@dataclass(frozen=True, slots=True)
+class PersonIdentifier:
+    """One identifier a message carries for its patient, as the adapters read it.
+
+    ``systems`` are the names of the system that issued it, most specific first (HL7 PID-3.4
+    namespace id, then universal id and its ``urn:oid:`` form; FHIR ``identifier.system``);
+    ``type_code`` is its identifier type (HL7 PID-3.5, FHIR ``identifier.type`` code).
+    """
+
+    value: str
+    systems: tuple[str, ...] = ()
+    type_code: str = ""
+
+    @classmethod
+    def from_hl7(
+        cls, value: str, namespace: str = "", universal: str = "", universal_type: str = "", type_code: str = ""
+    ) -> PersonIdentifier:
+        """A PID-3 repetition (CX): ID, assigning authority (HD: namespace id, universal id and
+        its type) and identifier type code. An ISO universal id (an OID) is also known by its
+        ``urn:oid:`` form, the way FHIR writes the same system."""
+        systems = [namespace, universal]
+        if universal and (universal_type.upper() == "ISO" or _OID.match(universal)):
+            systems.append(f"urn:oid:{universal}")
+        return cls(value, tuple(s for s in systems if s), type_code)
+
+
+@dataclass(frozen=True, slots=True)
+class Subject:
+    """The ``subject`` an adapter publishes (``system|value``) and whether it links people
+    across publishers (its system is on the configured list)."""
+
+    value: str
+    linked: bool
+
+
+def choose_subject(
+    identifiers: Sequence[PersonIdentifier], linking_systems: Sequence[str], local_namespace: str
+) -> Subject | None:
+    """The identifier policy (DOMAIN.md section 1): who a hospital message is about.
+
+    ``linking_systems`` is the configured, ordered list of systems that link people across
+    publishers (a state Medicaid ID OID, a regional MPI, the NHS number). The list is in order
+    of preference: for its first system that any identifier carries (in ``systems`` or as its
+    ``type_code``), the first such identifier gives the subject ``<listed system>|<value>``,
+    linked. So two publishers that carry the same identifiers in another order agree.
+
+    Without one, the first identifier with a value gives ``<its first system>|<value>``, or
+    ``<local_namespace>|<value>`` when it names no system (the drivers pass
+    ``hospital/<facility>``), unlinked: a hospital-local number never collides with another
+    hospital's. ``None`` when no identifier has a value. Values are taken as they are (no
+    escaping of ``|``), so the same value under two systems is two people.
+    """
+    present = [identifier for identifier in identifiers if identifier.value]
+    for system in linking_systems:
+        for identifier in present:
+            if system in identifier.systems or (identifier.type_code and system == identifier.type_code):
+                return Subject(f"{system}|{identifier.value}", True)
+    if not present:
+        return None
+    first = present[0]
+    namespace = first.systems[0] if first.systems else local_namespace
+    return Subject(f"{namespace}|{first.value}", False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,13 +106,15 @@ class AdapterOptions:
 
     ``facility`` names the hospital when a message does not (HL7 MSH-4, FHIR
     ``serviceProvider``); ``timezone`` (IANA) reads HL7 times without an offset and FHIR
-    dates without a time.
+    dates without a time; ``linking_systems`` is the identifier policy of
+    :func:`choose_subject` (setting ``linking_identifier_systems``).
     """
 
     psychiatric_services: tuple[str, ...] = ("PSY", "PSI", "MH")
     psychiatric_diagnosis_prefixes: tuple[str, ...] = ("F", "X7", "X80", "X81", "X82", "X83")
     facility: str | None = None
     timezone: str = "UTC"
+    linking_systems: tuple[str, ...] = ()
 
     @classmethod
     def from_settings(cls, settings: Settings, facility: str | None = None) -> AdapterOptions:
@@ -52,6 +123,7 @@ class AdapterOptions:
             psychiatric_diagnosis_prefixes=tuple(settings.psychiatric_diagnosis_prefixes),
             facility=facility,
             timezone=settings.timezone,
+            linking_systems=tuple(settings.linking_identifier_systems),
         )
 
     @property

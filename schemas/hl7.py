@@ -19,8 +19,10 @@ is a duplicate (same id) and changes nothing. Known limit: a visit discharged, c
 (A13) and discharged again yields the same id ``<visit>:A03`` twice.
 
 Other fields: ``source`` is ``hospital/<MSH-4>`` (first component, slugged; the configured
-facility when MSH-4 is empty) and ``data.facility`` the same slug; ``subject`` is PID-3 (ID
-of the first repetition that has one); ``time`` is EVN-6 (event occurred), else PV1-44
+facility when MSH-4 is empty) and ``data.facility`` the same slug; ``subject`` is
+``system|value`` from PID-3 by the identifier policy (:func:`schemas.adapters.choose_subject`:
+a repetition whose assigning authority PID-3.4 or type PID-3.5 is a configured linking system,
+else the first repetition namespaced by its assigning authority or the hospital); ``time`` is EVN-6 (event occurred), else PV1-44
 (A01) or PV1-45 (A03), else EVN-2 (recorded), else MSH-7. An HL7 time without an offset
 takes MSH-7's offset, else the configured timezone. Setting: PV1-2 ``I`` is inpatient
 (observation when PV1-18 patient type is ``OBS``); PV1-2 ``OBS`` is observation; other
@@ -30,7 +32,9 @@ the usual content of the user-defined HL7 table 0112; pathwatch's own values are
 too). Psychiatric: :meth:`schemas.adapters.AdapterOptions.is_psychiatric` over PV1-10 and
 the DG1-3 codes (only DG1 with priority DG1-15 = 1 when any has one).
 
-Other ADT triggers (A04, A08, ...) give an empty list: nothing to publish. Anything that
+Other ADT triggers (A04, A08, ...) give an empty list: nothing to publish, once the header
+is whole (MSH-9 a trigger code such as ``A08``, MSH-10 present: a message cut off inside MSH
+is a dead letter, not "nothing to publish"). Anything that
 cannot be turned into events is one ``DeadLetter`` of kind ``hl7`` whose reason names the
 HL7 field (e.g. ``PV1-36``) and never contains the patient identifier.
 """
@@ -46,7 +50,17 @@ from hl7apy.consts import VALIDATION_LEVEL
 from hl7apy.exceptions import InvalidEncodingChars, InvalidName, UnsupportedVersion
 from hl7apy.parser import parse_message
 
-from schemas.adapters import HOSPITAL_SOURCE_PREFIX, AdapterOptions, cloud_event, redact, slug
+from schemas.adapters import (
+    HOSPITAL_SOURCE_PREFIX,
+    AdapterOptions,
+    PersonIdentifier,
+    Subject,
+    SubjectCounter,
+    choose_subject,
+    cloud_event,
+    redact,
+    slug,
+)
 from schemas.deadletter import DeadLetter, DeadLetterKind, Origin
 from schemas.model import Disposition
 
@@ -76,6 +90,7 @@ _DTM = re.compile(
     r"^(?P<y>\d{4})(?P<mo>\d{2})(?P<d>\d{2})(?:(?P<h>\d{2})(?:(?P<mi>\d{2})(?:(?P<s>\d{2})(?:\.(?P<f>\d{1,6}))?)?)?)?"
     r"(?P<tz>[+-]\d{4})?$"
 )
+_TRIGGER = re.compile(r"^[A-Z][0-9]{2}$")
 _MLLP_START, _MLLP_END = "\x0b", "\x1c"
 _SEGMENT_BREAK = re.compile(r"\r\n|\n|\r")
 _BATCH_SEGMENTS: Final = ("FHS", "BHS", "BTS", "FTS")
@@ -93,7 +108,7 @@ class _Visit:
     trigger: str
     control_id: str
     facility: str
-    subject: str
+    subject: Subject
     visit: str
     setting: str | None
     psychiatric: bool
@@ -121,24 +136,31 @@ def split_messages(data: bytes) -> list[tuple[int, bytes]]:
 class HL7Adapter:
     """Turns one HL7 v2 ADT message into CloudEvents lines (see the module docstring)."""
 
-    def __init__(self, options: AdapterOptions | None = None) -> None:
+    def __init__(self, options: AdapterOptions | None = None, count_subject: SubjectCounter | None = None) -> None:
+        """``count_subject`` (optional) is called for each event built, with its source and
+        whether its subject is linked (the unlinked-events metric)."""
         self._options = options or AdapterOptions()
         self._tz = self._options.tz
+        self._count_subject = count_subject
 
     def convert(self, raw: bytes, origin: Origin) -> list[bytes] | DeadLetter:
         """One message (MLLP framing tolerated) -> CloudEvents JSON lines with the raw subject,
         ``[]`` for a trigger or patient class that gives no event, or one ``DeadLetter``
-        (kind ``hl7``) whose ``original`` is ``raw``. Never raises."""
+        (kind ``hl7``) whose ``original`` is ``raw``. Never raises (given a
+        ``count_subject`` that does not)."""
         subjects: list[str] = []
         try:
-            return self._convert(raw, subjects)
+            lines, visit = self._convert(raw, subjects)
+            if visit is not None and self._count_subject is not None:
+                self._count_subject(HOSPITAL_SOURCE_PREFIX + visit.facility, visit.subject.linked)
+            return lines
         except _Reject as exc:
             return DeadLetter(DeadLetterKind.HL7, redact(exc.reason, subjects), exc.path, origin, raw)
         except Exception as exc:  # a parser surprise must not stop a worker
             reason = f"not a readable HL7 v2 message ({type(exc).__name__})"
             return DeadLetter(DeadLetterKind.HL7, reason, "", origin, raw)
 
-    def _convert(self, raw: bytes, subjects: list[str]) -> list[bytes]:
+    def _convert(self, raw: bytes, subjects: list[str]) -> tuple[list[bytes], _Visit | None]:
         message = _parse(raw)
         enc = message.encoding_chars
         read = _Reader(enc)
@@ -148,12 +170,20 @@ class HL7Adapter:
         trigger = read.component(msh, "msh_9", 2) or read.component(_segment(message, "EVN"), "evn_1", 1)
         if message_type != "ADT":
             raise _Reject("MSH-9", f"MSH-9: message type {message_type or '(empty)'!r} is not ADT")
+        # A message cut off inside MSH still parses; its header is checked before a trigger
+        # we do not use is taken as "nothing to publish", so the cut is a dead letter.
+        if not trigger:
+            raise _Reject("MSH-9", "MSH-9: trigger event is missing")
+        if not _TRIGGER.match(trigger):
+            raise _Reject("MSH-9", f"MSH-9: trigger event {trigger[:10]!r} is not an HL7 trigger code (a letter and two digits)")
+        if not read.component(msh, "msh_10", 1):
+            raise _Reject("MSH-10", "MSH-10: message control id is missing")
         if trigger not in SUPPORTED_TRIGGERS:
-            return []
+            return [], None
         visit = self._visit(message, read, trigger, subjects)
         if visit.setting is None:
-            return []
-        return [self._event(message, read, visit)]
+            return [], None
+        return [self._event(message, read, visit)], visit
 
     def _visit(self, message: Any, read: _Reader, trigger: str, subjects: list[str]) -> _Visit:
         msh = _segment(message, "MSH")
@@ -165,14 +195,17 @@ class HL7Adapter:
         facility = slug(read.component(msh, "msh_4", 1)) or slug(self._options.facility or "")
         if not facility:
             raise _Reject("MSH-4", "MSH-4: sending facility is missing and no default facility is configured")
-        subject = ""
+        identifiers = []
         for rep in read.repetitions(pid, "pid_3"):
-            subject = read.of(rep, 1)
-            if subject:
-                break
-        if not subject:
+            namespace, universal, universal_type = read.subcomponents(rep, 4, 3)
+            identifiers.append(
+                PersonIdentifier.from_hl7(read.of(rep, 1), namespace, universal, universal_type, read.of(rep, 5))
+            )
+        subjects += [identifier.value for identifier in identifiers]
+        chosen = choose_subject(identifiers, self._options.linking_systems, HOSPITAL_SOURCE_PREFIX + facility)
+        if chosen is None:
             raise _Reject("PID-3", "PID-3: patient identifier is missing")
-        subjects.append(subject)
+        subjects.append(chosen.value)
         if pv1 is None:
             raise _Reject("PV1", "PV1: patient visit segment is missing")
         visit = read.component(pv1, "pv1_19", 1) or read.component(pid, "pid_18", 1)
@@ -189,7 +222,7 @@ class HL7Adapter:
         principal = [code for code, priority in diagnoses if priority == "1"]
         codes = principal or [code for code, _ in diagnoses]
         psychiatric = self._options.is_psychiatric(services, codes)
-        return _Visit(trigger, control_id, facility, subject, visit, setting, psychiatric)
+        return _Visit(trigger, control_id, facility, chosen, visit, setting, psychiatric)
 
     def _event(self, message: Any, read: _Reader, visit: _Visit) -> bytes:
         msh = _segment(message, "MSH")
@@ -213,7 +246,7 @@ class HL7Adapter:
         time = times[0][1]
         source = HOSPITAL_SOURCE_PREFIX + visit.facility
         extensions = {"hl7controlid": visit.control_id, "hl7trigger": visit.trigger}
-        base: dict[str, Any] = {"source": source, "time": time, "subject": visit.subject, **extensions}
+        base: dict[str, Any] = {"source": source, "time": time, "subject": visit.subject.value, **extensions}
         if visit.trigger == "A01":
             data = {"encounter_id": visit.visit, "facility": visit.facility, "setting": visit.setting,
                     "psychiatric": visit.psychiatric}  # fmt: skip
@@ -228,6 +261,23 @@ class HL7Adapter:
         return cloud_event(
             event_id=f"{visit.visit}:{visit.trigger}:{visit.control_id}", event_type="cancel", data=data, **base
         )
+
+
+def sent_time(message: bytes, default_tz: tzinfo) -> datetime | None:
+    """When a message was sent: MSH-7, read without parsing the message (for ordering files
+    in ``pathwatch replay``). ``None`` when there is no MSH or MSH-7 is not a valid time; an
+    MSH-7 without an offset is in ``default_tz``."""
+    text = message.lstrip(b"\x0b \t\r\n").decode("latin-1")
+    if not text.startswith("MSH") or len(text) < 8:
+        return None
+    field_sep, component_sep = text[3], text[4]
+    fields = _SEGMENT_BREAK.split(text, maxsplit=1)[0].split(field_sep)
+    if len(fields) < 7:
+        return None
+    try:
+        return _hl7_time(fields[6].split(component_sep)[0].strip(), "MSH-7", default_tz)
+    except _Reject:
+        return None
 
 
 def _parse(raw: bytes) -> Any:
@@ -259,6 +309,7 @@ class _Reader:
 
     def __init__(self, enc: dict[str, str]) -> None:
         self._component_sep = enc["COMPONENT"]
+        self._subcomponent_sep = enc["SUBCOMPONENT"]
         self._escape = enc["ESCAPE"]
         self._unescape: dict[str, str] = {
             "F": enc["FIELD"], "S": enc["COMPONENT"], "T": enc["SUBCOMPONENT"], "R": enc["REPETITION"],
@@ -285,6 +336,23 @@ class _Reader:
         if index == 1:
             return self._clean(field.to_er7().split(self._component_sep)[0])
         return ""
+
+    def subcomponents(self, field: Any, index: int, count: int) -> list[str]:
+        """The first ``count`` subcomponents of component ``index`` (e.g. CX.4's HD), '' when absent."""
+        raw = ""
+        for child in getattr(field, "children", []) or []:
+            suffix = str(child.name or "").rpartition("_")[2]
+            if suffix.isdigit() and int(suffix) == index:
+                raw = child.to_er7()
+                break
+        parts = [self._unescaped(part.strip()) for part in raw.split(self._subcomponent_sep)]
+        return (parts + [""] * count)[:count]
+
+    def _unescaped(self, text: str) -> str:
+        if self._escape in text:
+            for code, char in self._unescape.items():
+                text = text.replace(f"{self._escape}{code}{self._escape}", char)
+        return text
 
     def _clean(self, text: str) -> str:
         text = text.split(self._component_sep)[0] if self._component_sep in text else text

@@ -137,13 +137,15 @@ def build_app(
         raise ValueError(f"store {settings.store!r} is not supported: use memory:// (state is recovered from changelogs)")
     registry = registry or CollectorRegistry()
     options = AdapterOptions.from_settings(settings)
+    bundle = Metrics.from_settings(registry, settings)
+    count_subject = SafeMetrics(bundle).count_adapter_event  # unlinked hospital events, by source
     runtime = Runtime(
         settings=settings,
         config=CoreConfig.from_settings(settings),
         decoder=Decoder(key, settings.max_message_bytes),
-        hl7=HL7Adapter(options),
-        fhir=FHIRAdapter(options),
-        metrics=Metrics.from_settings(registry, settings),
+        hl7=HL7Adapter(options, count_subject),
+        fhir=FHIRAdapter(options, count_subject),
+        metrics=bundle,
         registry=registry,
         wall=wall,
         rules_config=AlertRulesConfig.from_settings(settings),

@@ -182,3 +182,8 @@ def test_hospital_feeds_in_hl7_and_fhir_are_ingested_live(
     dead = _dead_letters(stack)
     assert dead[0]["kind"] == "hl7"
     assert "MRN-000123" not in json.dumps(live)
+    # No linking identifier is configured: every event the adapters built is unlinked, by source
+    # (the A01 and A03, the Bundle's two cancels at St Mary's, its admission at Riverside).
+    metrics = scrape(worker)
+    assert 'pathwatch_adapter_events_total{linked="false",source="hospital/st-marys"} 4.0' in metrics
+    assert 'pathwatch_adapter_events_total{linked="false",source="hospital/riverside-general"} 1.0' in metrics

@@ -50,7 +50,7 @@ def test_finished_encounter_gives_admission_and_discharge() -> None:
     assert (discharge["id"], discharge["type"], discharge["time"]) == (
         "Encounter/enc-7001:discharge", "discharge", "2026-03-01T11:15:00-05:00")
     assert discharge["source"] == "hospital/st-marys"
-    assert discharge["subject"] == "MRN-004242"
+    assert discharge["subject"] == "urn:oid:2.16.840.1.113883.3.1.2|MRN-004242"
     assert discharge["data"] == {"encounter_id": "enc-7001", "facility": "st-marys", "setting": "inpatient",
                                  "psychiatric": True, "disposition": "home"}  # fmt: skip
 
@@ -62,7 +62,8 @@ def test_bundle() -> None:
     admission = out[0]
     assert admission["data"]["setting"] == "observation"
     assert admission["data"]["psychiatric"] is True  # X78.9XXA via the bundled Condition
-    assert admission["subject"] == "pat-43"  # from the Patient reference
+    # from the server-local Patient reference, namespaced by the hospital
+    assert admission["subject"] == "hospital/riverside-general|Patient/pat-43"
     assert admission["source"] == "hospital/riverside-general"
     assert out[1]["data"]["cancels"] == "Encounter/enc-6990:admission"
     assert out[1]["time"] == "2026-03-03T09:00:00+00:00"
@@ -179,3 +180,119 @@ def test_unreadable(raw: bytes) -> None:
 def test_default_facility() -> None:
     adapter = FHIRAdapter(AdapterOptions(facility="Northgate"))
     assert events(variant("serviceProvider", DELETE), adapter)[0]["source"] == "hospital/northgate"
+
+
+# Issue 14 point 6: an unknown status or class used to give "nothing to publish" (no event,
+# no dead letter), and a Bundle published its good entries beside a bad one.
+@pytest.mark.parametrize(
+    ("field", "value", "path", "reason"),
+    [
+        ("status", "bogus", "status", "status: 'bogus' is not an Encounter status (planned, arrived, triaged, "
+         "in-progress, onleave, finished, cancelled, entered-in-error, unknown)"),
+        ("class", {"code": "XYZ"}, "class", "class: 'XYZ' is not an encounter class of "
+         "http://terminology.hl7.org/CodeSystem/v3-ActCode (AMB, EMER, FLD, HH, IMP, ACUTE, NONAC, OBSENC, PRENC, SS, VR)"),
+    ],
+)
+def test_unknown_status_or_class_is_a_dead_letter(field: str, value: Any, path: str, reason: str) -> None:
+    result = ADAPTER.convert(variant(field, value), ORIGIN)
+    assert isinstance(result, DeadLetter), result
+    assert (result.kind, result.path, result.reason) == (DeadLetterKind.FHIR, path, reason)
+
+
+def test_teleported_without_a_period_names_the_status() -> None:
+    doc = copy.deepcopy(FINISHED)
+    doc["status"] = "teleported"
+    del doc["period"]
+    result = ADAPTER.convert(json.dumps(doc).encode(), ORIGIN)
+    assert isinstance(result, DeadLetter), result
+    assert result.path == "status"
+
+
+@pytest.mark.parametrize(
+    ("bad", "path"),
+    [({"status": "bogus"}, "entry[1].resource.status"), ({"class": {"code": "XYZ"}}, "entry[1].resource.class")],
+)
+def test_a_bundle_with_one_bad_entry_publishes_none(bad: dict[str, Any], path: str) -> None:
+    good = copy.deepcopy(FINISHED)
+    wrong = {**copy.deepcopy(FINISHED), "id": "enc-7009", **bad}
+    raw = json.dumps({"resourceType": "Bundle", "type": "collection",
+                      "entry": [{"resource": good}, {"resource": wrong}]}).encode()  # fmt: skip
+    result = ADAPTER.convert(raw, ORIGIN)
+    assert isinstance(result, DeadLetter), result
+    assert result.path == path
+
+
+@pytest.mark.parametrize(("entries", "path"), [([1], "entry[0]"), ([{"resource": 2}], "entry[0].resource"),
+                                               ([{"resource": {"id": "x"}}], "entry[0].resource.resourceType")])
+def test_a_bundle_entry_that_is_not_a_resource_is_a_dead_letter(entries: list[Any], path: str) -> None:
+    raw = json.dumps({"resourceType": "Bundle", "entry": [{"resource": FINISHED}, *entries]}).encode()
+    result = ADAPTER.convert(raw, ORIGIN)
+    assert isinstance(result, DeadLetter), result
+    assert result.path == path.replace("[0]", "[1]")
+
+
+# Issue 15 item 1: the identifier policy (schemas.adapters.choose_subject) on Encounter.subject
+# and on the referenced Patient's identifiers.
+MEDICAID = "urn:oid:2.16.840.1.113883.4.3.36"
+NHS = "https://fhir.nhs.uk/Id/nhs-number"
+PATIENT = {"resourceType": "Patient", "id": "pat-42",
+           "identifier": [{"system": "urn:oid:2.16.840.1.113883.3.1.2", "value": "MRN-004242"},
+                          {"system": MEDICAID, "value": "MCD-9", "type": {"coding": [{"code": "MA"}]}}]}  # fmt: skip
+
+
+def bundle_with_patient(encounter: dict[str, Any]) -> bytes:
+    return json.dumps({"resourceType": "Bundle", "type": "collection", "entry": [
+        {"fullUrl": "https://fhir.st-marys.example/Patient/pat-42", "resource": PATIENT},
+        {"resource": encounter}]}).encode()  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("raw", "policy", "subject", "linked"),
+    [
+        (json.dumps(FINISHED).encode(), (MEDICAID,), "urn:oid:2.16.840.1.113883.3.1.2|MRN-004242", False),
+        (variant("subject", {"identifier": {"system": NHS, "value": "9434765919"}}), (MEDICAID, NHS),
+         f"{NHS}|9434765919", True),
+        (bundle_with_patient(FINISHED), (MEDICAID,), f"{MEDICAID}|MCD-9", True),
+        (bundle_with_patient(FINISHED), ("MA",), "MA|MCD-9", True),
+        (bundle_with_patient(FINISHED), (), "urn:oid:2.16.840.1.113883.3.1.2|MRN-004242", False),
+        (bundle_with_patient({**FINISHED, "subject": {"reference": "Patient/pat-42"}}), (NHS,),
+         "urn:oid:2.16.840.1.113883.3.1.2|MRN-004242", False),
+        (variant("subject", {"reference": "Patient/pat-42"}), (MEDICAID,), "hospital/st-marys|Patient/pat-42", False),
+    ],
+)
+def test_identifier_policy(raw: bytes, policy: tuple[str, ...], subject: str, linked: bool) -> None:
+    counted: list[tuple[str, bool]] = []
+    adapter = FHIRAdapter(AdapterOptions(linking_systems=policy), lambda source, linked: counted.append((source, linked)))
+    out = events(raw, adapter)
+    assert {e["subject"] for e in out} == {subject}
+    assert counted == [("hospital/st-marys", linked)] * len(out) == [("hospital/st-marys", linked)] * 2
+
+
+def test_nothing_is_counted_for_a_bundle_that_is_dead_lettered() -> None:
+    counted: list[tuple[str, bool]] = []
+    adapter = FHIRAdapter(AdapterOptions(), lambda source, linked: counted.append((source, linked)))
+    wrong = {**copy.deepcopy(FINISHED), "id": "enc-7009", "status": "bogus"}
+    raw = json.dumps({"resourceType": "Bundle", "entry": [{"resource": FINISHED}, {"resource": wrong}]}).encode()
+    assert isinstance(adapter.convert(raw, ORIGIN), DeadLetter)
+    assert counted == []
+
+
+@pytest.mark.parametrize(
+    ("doc", "expected"),
+    [
+        (FINISHED, "2026-03-01T15:00:00-05:00"),
+        ({"resourceType": "Bundle", "meta": {"lastUpdated": "2026-03-04T00:00:00Z"}, "timestamp": "2026-03-05T00:00:00Z",
+          "entry": [{"resource": FINISHED}]}, "2026-03-04T00:00:00+00:00"),
+        ({"resourceType": "Bundle", "timestamp": "2026-03-05T00:00:00Z", "entry": [{"resource": FINISHED}]},
+         "2026-03-05T00:00:00+00:00"),
+        ({"resourceType": "Bundle", "entry": [{"resource": FINISHED}]}, "2026-03-01T15:00:00-05:00"),
+        ({"resourceType": "Bundle", "timestamp": "2026-03-05", "entry": []}, "2026-03-05T00:00:00-05:00"),
+        ({"resourceType": "Bundle", "timestamp": "soon", "entry": 3}, None),
+        ({"resourceType": "Encounter"}, None),
+    ],
+)
+def test_sent_time_orders_replay_files(doc: dict[str, Any], expected: str | None) -> None:
+    from schemas.fhir import sent_time
+
+    sent = sent_time(json.dumps(doc).encode(), ZoneInfo("America/New_York"))
+    assert (sent.isoformat() if sent else None) == expected

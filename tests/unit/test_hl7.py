@@ -54,7 +54,7 @@ def test_a01_becomes_admission() -> None:
     event = one(fixture("a01_admit.hl7"))
     assert event == {
         "specversion": "1.0", "id": "V100:A01", "source": "hospital/st-marys", "type": "admission",
-        "time": "2026-02-25T08:00:00-05:00", "subject": "MRN-000123", "datacontenttype": "application/json",
+        "time": "2026-02-25T08:00:00-05:00", "subject": "ST-MARYS|MRN-000123", "datacontenttype": "application/json",
         "hl7controlid": "MSG-A01-0001", "hl7trigger": "A01",
         "data": {"encounter_id": "V100", "facility": "st-marys", "setting": "inpatient", "psychiatric": True},
     }  # fmt: skip
@@ -86,7 +86,7 @@ def test_a13_cancels_the_discharge_of_the_same_visit() -> None:
 def test_mllp_framed_v23_without_offsets_uses_the_configured_zone() -> None:
     event = one(fixture("a03_mllp_v23.hl7"))
     assert event["source"] == "hospital/riverside-general"
-    assert event["subject"] == "RG-778812"
+    assert event["subject"] == "RIVERSIDE|RG-778812"
     # No EVN-6: PV1-45 13:30 local; New York is on EST (-05:00) on 2 March 2026.
     assert datetime.fromisoformat(event["time"]) == datetime(2026, 3, 2, 13, 30, tzinfo=EST)
     assert event["data"]["disposition"] == "died"
@@ -203,12 +203,12 @@ def test_pid18_account_number_when_no_visit_number() -> None:
 
 def test_subject_is_the_first_identifier_present() -> None:
     event = one(edit(A03, "PID", 3, "~NHS-1^^^NHS^NH"))
-    assert event["subject"] == "NHS-1"
+    assert event["subject"] == "NHS|NHS-1"
 
 
 def test_escaped_identifier_is_unescaped() -> None:
     event = one(edit(A03, "PID", 3, "A\\T\\B^^^X^MR"))
-    assert event["subject"] == "A&B"
+    assert event["subject"] == "X|A&B"
 
 
 @pytest.mark.parametrize(
@@ -292,3 +292,68 @@ def test_configured_psychiatric_services() -> None:
 
 def test_other_adt_triggers_give_no_event() -> None:
     assert ADAPTER.convert(edit(A03, "MSH", 9, "ADT^A08^ADT_A01"), ORIGIN) == []
+
+
+# Issue 14 point 6: a message cut off inside MSH used to give "nothing to publish" (no event,
+# no dead letter) because its trigger read as ``A0`` or was missing.
+MSH_CUT = b"MSH|^~\\&|EPIC|ST-MARYS^2.16.840.1.113883.3.1^ISO|PATHWATCH|CMHT|20260301100000-0500||ADT"
+
+
+@pytest.mark.parametrize(
+    ("raw", "path", "reason"),
+    [
+        (MSH_CUT + b"^A0", "MSH-9", "MSH-9: trigger event 'A0' is not an HL7 trigger code (a letter and two digits)"),
+        (MSH_CUT + b"^", "MSH-9", "MSH-9: trigger event is missing"),
+        (MSH_CUT, "MSH-9", "MSH-9: trigger event is missing"),
+        (MSH_CUT + b"^A08^ADT_A01|", "MSH-10", "MSH-10: message control id is missing"),
+    ],
+)
+def test_message_cut_off_inside_msh_is_a_dead_letter(raw: bytes, path: str, reason: str) -> None:
+    result = ADAPTER.convert(raw, ORIGIN)
+    assert isinstance(result, DeadLetter), result
+    assert (result.kind, result.path, result.reason) == (DeadLetterKind.HL7, path, reason)
+    assert result.original == raw
+
+
+def test_a03_with_month_13_in_pv1_45_and_no_evn_6_names_pv1_45() -> None:
+    result = ADAPTER.convert(edit(edit(A03, "EVN", 6, ""), "PV1", 45, "20261301094500-0500"), ORIGIN)
+    assert isinstance(result, DeadLetter), result
+    assert result.path == "PV1-45"
+
+
+# Issue 15 item 1: the identifier policy (schemas.adapters.choose_subject) applied to PID-3.
+MEDICAID = "urn:oid:2.16.840.1.113883.4.3.36"
+
+
+@pytest.mark.parametrize(
+    ("pid3", "policy", "subject", "linked"),
+    [
+        ("MRN-000123^^^ST-MARYS^MR~9434765919^^^NHS^NH", (), "ST-MARYS|MRN-000123", False),
+        ("MRN-000123^^^ST-MARYS^MR~9434765919^^^NHS^NH", ("NHS",), "NHS|9434765919", True),
+        ("MRN-000123^^^ST-MARYS^MR~9434765919^^^NHS^NH", ("NH",), "NH|9434765919", True),
+        ("MRN-000123^^^ST-MARYS^MR~M77^^^&2.16.840.1.113883.4.3.36&ISO^MA", (MEDICAID,), f"{MEDICAID}|M77", True),
+        ("MRN-000123^^^ST-MARYS&2.16.840.1.113883.3.1&ISO^MR", (), "ST-MARYS|MRN-000123", False),
+        ("MRN-000123^^^&2.16.840.1.113883.3.1&ISO^MR", (), "2.16.840.1.113883.3.1|MRN-000123", False),
+        ("MRN-000123^^^^MR", (MEDICAID,), "hospital/st-marys|MRN-000123", False),
+    ],
+)
+def test_identifier_policy_on_pid_3(pid3: str, policy: tuple[str, ...], subject: str, linked: bool) -> None:
+    counted: list[tuple[str, bool]] = []
+    adapter = HL7Adapter(AdapterOptions(linking_systems=policy), lambda source, linked: counted.append((source, linked)))
+    assert one(edit(A03, "PID", 3, pid3), adapter)["subject"] == subject
+    assert counted == [("hospital/st-marys", linked)]
+
+
+def test_nothing_is_counted_for_a_dead_letter_or_nothing_to_publish() -> None:
+    counted: list[tuple[str, bool]] = []
+    adapter = HL7Adapter(AdapterOptions(), lambda source, linked: counted.append((source, linked)))
+    assert isinstance(adapter.convert(edit(A03, "PV1", 36, "ZZ"), ORIGIN), DeadLetter)
+    assert adapter.convert(edit(A03, "PV1", 2, "O"), ORIGIN) == []
+    assert counted == []
+
+
+def test_the_same_mrn_at_two_hospitals_gives_two_subjects() -> None:
+    st_marys = one(edit(A03, "PID", 3, "55555^^^^MR"))
+    riverside = one(edit(edit(A03, "PID", 3, "55555^^^^MR"), "MSH", 4, "RIVERSIDE"))
+    assert st_marys["subject"] == "hospital/st-marys|55555"
+    assert riverside["subject"] == "hospital/riverside|55555"
