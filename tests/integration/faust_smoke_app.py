@@ -6,7 +6,9 @@ Configuration from the environment (this is a test program, not library code).
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -37,6 +39,15 @@ async def count(stream: Any) -> None:
     async for _key, word in stream.items():
         counts[word] += 1
         await done_topic.send(value=f"{word}={counts[word]}")
+
+
+@app.timer(1.0)
+async def snapshot() -> None:
+    """Write the table as this worker process holds it to ``SMOKE_STATE_FILE`` (a read:
+    legal outside stream iteration; a file, so the check needs no producer)."""
+    path = Path(os.environ.get("SMOKE_STATE_FILE", "smoke-state.json"))
+    path.with_suffix(".tmp").write_text(json.dumps({"pid": os.getpid(), "counts": dict(counts.items())}))
+    path.with_suffix(".tmp").replace(path)
 
 
 if __name__ == "__main__":

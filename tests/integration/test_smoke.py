@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import time
 import uuid
 from pathlib import Path
 
 import redis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewTopic
 
 from tests.integration.support import Process, free_port, python_module_args
@@ -95,6 +98,7 @@ async def test_faust_worker_keeps_a_changelog_table_and_recovers_it(
 ) -> None:
     app_id = f"smoke-{unique}"
     words, done = f"smoke-words-{unique}", f"smoke-done-{unique}"
+    state = tmp_path / "state.json"
     _create_topics(kafka_bootstrap, (words, 2), (done, 1))
     env = dict(
         os.environ,
@@ -102,6 +106,7 @@ async def test_faust_worker_keeps_a_changelog_table_and_recovers_it(
         SMOKE_APP_ID=app_id,
         SMOKE_TOPIC=words,
         SMOKE_DONE_TOPIC=done,
+        SMOKE_STATE_FILE=str(state),
         SMOKE_WEB_PORT=str(free_port()),
     )
     args = python_module_args("tests.integration.faust_smoke_app", "worker", "-l", "info")
@@ -118,12 +123,44 @@ async def test_faust_worker_keeps_a_changelog_table_and_recovers_it(
         admin.close()
     assert f"{app_id}-smoke-counts-changelog" in topics
 
+    # Restarted after SIGKILL, a plain faust worker recovers its table, but it can drop the
+    # input it fetches while recovering: its getmany discards records of partitions that are
+    # not yet active or while flow is suspended, with the consumer's position already past
+    # them, and the seek back to committed offsets does not always undo it (aiokafka skips a
+    # partition with no committed offset; seen about once in 20 runs, with and without a
+    # commit before the kill). pathwatch's app guards its own positions (streams.live.admit
+    # and the re-seek timer) and is held to "nothing lost after SIGKILL" by
+    # test_restart_before_commit.py and test_live_pipeline.py; here only the table is checked.
+    # Offsets committed first, so the restarted worker reads nothing again and holds exactly
+    # what its changelog gave back (input read again would rebuild the table without it).
+    _wait_committed(kafka_bootstrap, app_id, words, partitions=2)
     worker.kill(9)  # no clean shutdown: the table must come back from its changelog
     restarted = Process(args, env, tmp_path / "worker2.log").start()
     processes.append(restarted)
-    await _send_words(kafka_bootstrap, words, ["a"])
-    values = await _read(kafka_bootstrap, done, 4, timeout=90)
-    assert "a=3" in values, restarted.output()
+    assert restarted.proc is not None
+    held = {"pid": restarted.proc.pid, "counts": {"a": 2, "b": 1}}  # this process's table, not the first's
+    deadline = time.monotonic() + 90
+    while not (state.exists() and json.loads(state.read_text()) == held):
+        assert time.monotonic() < deadline, restarted.output()
+        await asyncio.sleep(0.3)
+
+
+def _wait_committed(bootstrap: str, group: str, topic: str, partitions: int, timeout: float = 30) -> None:
+    """Wait until ``group`` has committed every record now in ``topic`` (a partition that
+    received nothing counts as committed)."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        want = {tp.partition: end for tp, end in consumer.end_offsets(tps).items()}
+        deadline = time.monotonic() + timeout
+        while True:
+            have = {tp.partition: consumer.committed(tp) or 0 for tp in tps}
+            if all(have[p] >= want[p] for p in want):
+                return
+            assert time.monotonic() < deadline, f"offsets committed {have}, expected {want}"
+            time.sleep(0.3)
+    finally:
+        consumer.close()
 
 
 def test_redis_round_trip(redis_url: str) -> None:
