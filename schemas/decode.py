@@ -11,7 +11,9 @@ Every driver (replay, live workers, ``pathwatch validate``, the HL7 and FHIR ada
   ``data.urgency: 'soon' is not one of emergency, urgent, routine``.
 
 Oversized inputs are rejected before any parsing; a null value (a Kafka tombstone) is a
-dead letter of kind ``null_value``. Beyond the schema, an accepted event must have:
+dead letter of kind ``null_value``. One UTF-8 byte order mark at the start of a message is
+ignored (RFC 8259 lets a parser do so; files saved by Windows tools start with one), so
+``validate``, ``replay`` and the workers agree on such a first line. Beyond the schema, an accepted event must have:
 
 * a ``time`` within the fixed window :data:`TIME_MIN` (1900-01-01T00:00:00Z, inclusive) to
   :data:`TIME_MAX` (2100-01-01T00:00:00Z, exclusive): the core adds up to a year and the
@@ -76,6 +78,7 @@ _REASON_VALUE_CHARS: Final = 60
 _HAS_TIME_NO_OFFSET = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?$")
 _MSGSPEC_PATH = re.compile(r" - at `\$(.*)`$")
 PSEUDONYM_CACHE_SIZE: Final = 65_536
+_BOM: Final = b"\xef\xbb\xbf"
 TIME_MIN: Final = datetime(1900, 1, 1, tzinfo=UTC)
 """Earliest accepted event time (inclusive)."""
 TIME_MAX: Final = datetime(2100, 1, 1, tzinfo=UTC)
@@ -277,6 +280,8 @@ class Decoder:
         dead letter (the replay's per-line path). Never raises."""
         if len(raw) <= self._max_bytes:
             buf = bytes(raw)
+            if buf.startswith(_BOM):
+                buf = buf[len(_BOM) :]
             try:
                 if not buf.isascii():
                     buf.decode("utf-8")
@@ -313,6 +318,8 @@ class Decoder:
             return _failed(exc, raw, origin)
 
     def _decode(self, buf: bytes, original: bytes, origin: Origin) -> Event | DeadLetter:
+        if buf.startswith(_BOM):
+            buf = buf[len(_BOM) :]
         try:
             # msgspec skips unknown fields without checking their UTF-8; the contract is
             # "not UTF-8 is not JSON" whatever field the bad byte is in.

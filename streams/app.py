@@ -140,7 +140,7 @@ def build_app(
     runtime = Runtime(
         settings=settings,
         config=CoreConfig.from_settings(settings),
-        decoder=Decoder(key, settings.max_message_bytes),
+        decoder=Decoder(key, settings.max_message_bytes, settings.teams),
         hl7=HL7Adapter(options),
         fhir=FHIRAdapter(options),
         metrics=Metrics.from_settings(registry, settings),
