@@ -345,13 +345,13 @@ class Decoder:
         if not TIME_MIN <= time < TIME_MAX:
             shown = time.isoformat()
             return DeadLetterKind.SCHEMA, "time", f"time: {shown!r} is outside the accepted window {_WINDOW}"
-        found = identifier_problem(source)
+        found = _identifier_problem(source)
         if found is not None:
             reason = f"source: looks like an identifier ({found}); a source names a publisher"
             return DeadLetterKind.IDENTIFIER_LIKE, "source", reason
         team = getattr(data, "team", None)
         if isinstance(team, str):
-            found = identifier_problem(team)
+            found = _identifier_problem(team)
             if found is not None:
                 reason = f"data.team: looks like an identifier ({found}); a team is a bounded category"
                 return DeadLetterKind.IDENTIFIER_LIKE, "data.team", reason
@@ -383,6 +383,10 @@ class Decoder:
             return DeadLetter(
                 DeadLetterKind.SCHEMA, f"event: could not be checked ({type(exc).__name__})", "", origin, original
             )
+
+
+# Sources and teams are few: the regular expressions run once per distinct value.
+_identifier_problem = lru_cache(maxsize=4096)(identifier_problem)
 
 
 def _failed(exc: Exception, raw: object, origin: Origin) -> DeadLetter:
