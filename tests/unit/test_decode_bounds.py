@@ -226,3 +226,11 @@ def test_identifier_problem_is_the_metrics_guard() -> None:
         assert identifier_problem(value) is not None
         with pytest.raises(ValueError, match="label value refused"):
             label_guard(value)
+
+
+def test_the_teams_setting_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pathwatch.config import load_settings
+
+    monkeypatch.setenv("PATHWATCH_TEAMS", '["north", "south"]')
+    decoder = Decoder.from_settings(load_settings(), live=False)
+    assert decoder.teams == frozenset({"north", "south"})
