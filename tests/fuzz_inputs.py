@@ -173,8 +173,13 @@ def _named_cases(max_bytes: int, big_bytes: int) -> dict[str, Callable[[random.R
         "hl7_a01": hl7("hl7_a01", lambda rng: _hl7_vary(_A01, rng)),
         "hl7_a03": hl7("hl7_a03", lambda rng: _hl7_vary(_A03, rng)),
         "hl7_cut_in_msh": hl7("hl7_cut_in_msh", lambda rng: _A03[: rng.randrange(12, _A03.index(b"\r"))]),
+        "hl7_cut_at_trigger": hl7("hl7_cut_at_trigger", lambda rng: _A03[: _A03.index(b"ADT^A03") + 6]),  # reads as "A0"
         "hl7_pv1_45_month_13": hl7(
-            "hl7_pv1_45_month_13", lambda rng: _hl7_vary(_A03, rng).replace(b"|20260301094500-0500\r", b"|20261301094500-0500\r")
+            "hl7_pv1_45_month_13",
+            # PV1-45 only (EVN-6 carries the same time and stays valid)
+            lambda rng: _hl7_vary(_A03, rng).replace(
+                b"|20260225080000-0500|20260301094500-0500", b"|20260225080000-0500|20261301094500-0500"
+            ),
         ),
         "hl7_garbage": hl7("hl7_garbage", lambda rng: bytes(rng.randrange(256) for _ in range(rng.randrange(1, 200)))),
         "hl7_tombstone": hl7("hl7_tombstone", lambda rng: None),
