@@ -105,6 +105,8 @@ class Settings(BaseSettings):
 
     # Input
     max_message_bytes: int = Field(1024 * 1024, ge=1024)
+    # the provider's teams; when set, an event naming another team is a dead letter (decode)
+    teams: list[str] = Field(default_factory=list)
     psychiatric_services: list[str] = Field(default_factory=lambda: ["PSY", "PSI", "MH"])
     psychiatric_diagnosis_prefixes: list[str] = Field(default_factory=lambda: ["F", "X7", "X80", "X81", "X82", "X83"])
     # identifier systems that link people across publishers, in order of preference (HL7 PID-3.4

@@ -20,7 +20,6 @@ worker that lost a team or partition stops exporting it.
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections import Counter as Tally
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -34,6 +33,7 @@ from prometheus_client.registry import Collector
 
 from pathwatch.config import DEFAULT_RATE_TARGETS, Settings
 from schemas.deadletter import DeadLetterKind
+from schemas.identifiers import identifier_problem
 from schemas.model import EVENT_TYPES
 from streams.core import RATE_MEASURES
 
@@ -59,45 +59,17 @@ LATENCY_BUCKETS_SECONDS: Final[tuple[float, ...]] = (
     3600.0, 21600.0, 86400.0, 259200.0,
 )  # fmt: skip
 
-_MAX_LABEL_LENGTH: Final = 64
-_UUID = re.compile(r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}")
-_HEX_RUN = re.compile(r"[0-9a-fA-F]{16,}")
-_DIGIT_RUN = re.compile(r"\d{4,}")
-_MRN = re.compile(r"[A-Za-z]{2,}-?\d{4,}")
-_TOKEN = re.compile(r"[A-Za-z0-9+=]+")
-
-
 def label_guard(value: str) -> str:
     """Return ``value`` if it is safe as a bounded label value; raise ``ValueError`` if not.
 
-    Refused, because they look like identifiers rather than categories: values longer than
-    64 characters; UUIDs; runs of 16 or more hex digits (pseudonyms, fingerprints); runs of
-    4 or more digits (MRNs, NHS numbers, numeric event ids, ``ABC-12345``); values longer
-    than 24 characters that contain a digit; and single tokens of 32 or more characters
-    (base64 pseudonyms). Team names, measure names, dead-letter kinds, publisher names such
-    as ``hospital/st-marys``, topic names and small partition numbers pass. The message
-    never repeats the value: it might be the very identifier being kept out of the metrics.
+    The test is :func:`schemas.identifiers.identifier_problem`, the one decode applies to
+    label-bound fields. The message never repeats the value: it might be the very identifier
+    being kept out of the metrics.
     """
-    problem = _label_problem(value)
+    problem = identifier_problem(value)
     if problem is not None:
         raise ValueError(f"label value refused ({problem}); metric labels must be bounded categories")
     return value
-
-
-def _label_problem(value: str) -> str | None:
-    if len(value) > _MAX_LABEL_LENGTH:
-        return f"longer than {_MAX_LABEL_LENGTH} characters"
-    if _UUID.search(value):
-        return "looks like a UUID"
-    if _HEX_RUN.search(value):
-        return "contains a run of 16+ hex digits"
-    if _MRN.search(value) or _DIGIT_RUN.search(value):
-        return "contains a run of 4+ digits"
-    if len(value) > 24 and any(ch.isdigit() for ch in value):
-        return "longer than 24 characters with digits"
-    if any(len(token) >= 32 for token in _TOKEN.findall(value)):
-        return "contains a 32+ character token"
-    return None
 
 
 @lru_cache(maxsize=8192)

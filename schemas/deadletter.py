@@ -37,6 +37,7 @@ class DeadLetterKind(StrEnum):
     NULL_VALUE = "null_value"
     PROCESSING = "processing_error"
     OUTPUT_TOO_LARGE = "output_too_large"
+    IDENTIFIER_LIKE = "identifier_like"
 
 
 HEADER = "pathwatch.errors."

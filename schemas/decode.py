@@ -10,9 +10,25 @@ Every driver (replay, live workers, ``pathwatch validate``, the HL7 and FHIR ada
   ``schemas/json/<type>.schema.json``) with its path, e.g.
   ``data.urgency: 'soon' is not one of emergency, urgent, routine``.
 
-Oversized inputs are rejected before any parsing. The raw ``subject`` is replaced by its
-keyed pseudonym (:mod:`schemas.pseudonym`) and never appears in a reason. A dead-letter
-record holds the original bytes and so goes only to the dead-letter topic.
+Oversized inputs are rejected before any parsing; a null value (a Kafka tombstone) is a
+dead letter of kind ``null_value``. One UTF-8 byte order mark at the start of a message is
+ignored (RFC 8259 lets a parser do so; files saved by Windows tools start with one), so
+``validate``, ``replay`` and the workers agree on such a first line. Beyond the schema, an accepted event must have:
+
+* a ``time`` within the fixed window :data:`TIME_MIN` (1900-01-01T00:00:00Z, inclusive) to
+  :data:`TIME_MAX` (2100-01-01T00:00:00Z, exclusive): the core adds up to a year and the
+  lateness to event times, which overflows Python's datetime near years 1 and 9999; the
+  window is absolute (not relative to today) so a replay gives the same answer any day;
+* a ``source`` and ``team`` that do not look like identifiers
+  (:func:`schemas.identifiers.identifier_problem`, kind ``identifier_like``), and a ``team``
+  that is one of the configured teams, or without a configured list a short lowercase slug.
+
+The raw ``subject`` is replaced by its keyed pseudonym (:mod:`schemas.pseudonym`) and never
+appears in a reason; so are the publisher's ids (the event ``id``, ``referral_id``,
+``contact_id``, ``encounter_id``, ``crisis_id`` and a cancel's ``cancels``), with the same
+key, so de-duplication by (``source``, ``id``), cancels and a contact's ``referral_id`` still
+match. A reason never repeats an identifier-like value. A dead-letter record holds the
+original bytes and so goes only to the dead-letter topic.
 """
 
 from __future__ import annotations
@@ -20,8 +36,8 @@ from __future__ import annotations
 import copy
 import json
 import re
-from collections.abc import Mapping
-from datetime import datetime
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 from functools import cache, lru_cache
 from importlib import resources
 from typing import TYPE_CHECKING, Annotated, Any, Final, Literal, cast
@@ -31,6 +47,7 @@ import msgspec
 from jsonschema.exceptions import ValidationError, best_match
 
 from schemas.deadletter import DeadLetter, DeadLetterKind, Origin
+from schemas.identifiers import TEAM_MAX_LENGTH, identifier_problem, is_team_slug
 from schemas.model import (
     DATA_TYPES,
     EVENT_TYPES,
@@ -40,10 +57,13 @@ from schemas.model import (
     Crisis,
     Discharge,
     Event,
+    EventData,
     EventType,
-    NonEmptyStr,
+    Id,
     ReferralClosed,
     ReferralReceived,
+    Source,
+    Subject,
 )
 from schemas.pseudonym import Pseudonymiser
 
@@ -58,14 +78,30 @@ _REASON_VALUE_CHARS: Final = 60
 _HAS_TIME_NO_OFFSET = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?$")
 _MSGSPEC_PATH = re.compile(r" - at `\$(.*)`$")
 PSEUDONYM_CACHE_SIZE: Final = 65_536
+_BOM: Final = b"\xef\xbb\xbf"
+TIME_MIN: Final = datetime(1900, 1, 1, tzinfo=UTC)
+"""Earliest accepted event time (inclusive)."""
+TIME_MAX: Final = datetime(2100, 1, 1, tzinfo=UTC)
+"""Accepted event times are before this instant."""
+_WINDOW: Final = "1900-01-01T00:00:00Z to 2100-01-01T00:00:00Z"
+_TEAM_RULE: Final = f"a short lowercase slug (a-z, 0-9, _ and -, at most {TEAM_MAX_LENGTH} characters)"
+_ID_FIELDS: Final[dict[type, tuple[str, ...]]] = {
+    ReferralReceived: ("referral_id",),
+    ReferralClosed: ("referral_id",),
+    Contact: ("contact_id", "referral_id"),
+    Crisis: ("crisis_id",),
+    Admission: ("encounter_id",),
+    Discharge: ("encounter_id",),
+    Cancel: ("cancels",),
+}
 
 
 class _Envelope(msgspec.Struct, frozen=True, tag_field="type"):
     specversion: Literal["1.0"]
-    id: NonEmptyStr
-    source: NonEmptyStr
+    id: Id
+    source: Source
     time: AwareDatetime
-    subject: NonEmptyStr
+    subject: Subject
 
 
 class _ReferralReceivedEnvelope(_Envelope, frozen=True, tag="referral.received"):
@@ -170,12 +206,20 @@ def schema_errors(obj: object) -> list[ValidationError]:
 class Decoder:
     """Decodes publisher messages. Build one per worker; ``decode`` is safe to call at any rate."""
 
-    __slots__ = ("_max_bytes", "_pseudonymiser", "_fast", "_pseudonym")
+    __slots__ = ("_max_bytes", "_pseudonymiser", "_fast", "_pseudonym", "_teams")
 
-    def __init__(self, key: bytes, max_bytes: int) -> None:
-        """``key`` is the HMAC key (non-empty); ``max_bytes`` the largest accepted message."""
+    def __init__(self, key: bytes, max_bytes: int, teams: Iterable[str] | None = None) -> None:
+        """``key`` is the HMAC key (non-empty); ``max_bytes`` the largest accepted message;
+        ``teams`` the configured teams (``None`` or empty: any team that is a short lowercase
+        slug). Raises ``ValueError`` for a bad limit or a configured team that is not a slug or
+        looks like an identifier."""
         if max_bytes < 1:
             raise ValueError("max_bytes must be positive")
+        chosen = frozenset(teams or ())
+        for team in sorted(chosen):
+            if not is_team_slug(team) or identifier_problem(team) is not None:
+                raise ValueError(f"configured team {team!r} is not {_TEAM_RULE} that does not look like an identifier")
+        self._teams = chosen
         self._max_bytes = max_bytes
         self._pseudonymiser = Pseudonymiser(key)
         self._fast = msgspec.json.Decoder(_AnyEnvelope)
@@ -185,9 +229,10 @@ class Decoder:
 
     @classmethod
     def from_settings(cls, settings: Settings, *, live: bool) -> Decoder:
-        """A decoder from settings. Raises ``ValueError`` when ``live`` and no key is configured
-        (unless ``allow_dev_key``): live workers must refuse to start (DOMAIN.md section 6)."""
-        return cls(settings.pseudonym_key_bytes(live=live), settings.max_message_bytes)
+        """A decoder from settings (key, ``max_message_bytes``, ``teams``). Raises ``ValueError``
+        when ``live`` and no key is configured (unless ``allow_dev_key``): live workers must
+        refuse to start (DOMAIN.md section 6)."""
+        return cls(settings.pseudonym_key_bytes(live=live), settings.max_message_bytes, settings.teams)
 
     @property
     def pseudonymiser(self) -> Pseudonymiser:
@@ -197,30 +242,46 @@ class Decoder:
     def max_bytes(self) -> int:
         return self._max_bytes
 
-    def decode(self, raw: bytes, origin: Origin) -> Event | DeadLetter:
-        """One message -> an ``Event`` (``client`` = pseudonym of ``subject``) or one ``DeadLetter``.
+    @property
+    def teams(self) -> frozenset[str]:
+        """The configured teams (empty: any slug team is accepted)."""
+        return self._teams
 
-        Never raises, whatever the bytes. Inputs longer than ``max_bytes`` are rejected unread;
-        their dead-letter record keeps only the first ``max_bytes`` bytes, so that the record
-        itself stays publishable.
+    def decode(self, raw: bytes | None, origin: Origin) -> Event | DeadLetter:
+        """One message -> an ``Event`` (``client`` = pseudonym of ``subject``, ids pseudonymised)
+        or one ``DeadLetter``.
+
+        Never raises, whatever the value: ``None`` (a Kafka tombstone) is a ``null_value``
+        dead letter with empty original bytes. Inputs longer than ``max_bytes`` are rejected
+        unread; their dead-letter record keeps only the first ``max_bytes`` bytes, so that the
+        record itself stays publishable.
         """
-        size = len(raw)
-        if size > self._max_bytes:
-            return DeadLetter(
-                DeadLetterKind.OVERSIZED,
-                f"message is {size} bytes, over the limit of {self._max_bytes} bytes "
-                f"(the dead-letter record keeps the first {self._max_bytes})",
-                "",
-                origin,
-                bytes(raw[: self._max_bytes]),
-            )
-        return self._decode(raw, bytes(raw), origin)
+        try:
+            if raw is None:
+                return DeadLetter(
+                    DeadLetterKind.NULL_VALUE, "message has a null value (a Kafka tombstone): no event", "", origin, b""
+                )
+            size = len(raw)
+            if size > self._max_bytes:
+                return DeadLetter(
+                    DeadLetterKind.OVERSIZED,
+                    f"message is {size} bytes, over the limit of {self._max_bytes} bytes "
+                    f"(the dead-letter record keeps the first {self._max_bytes})",
+                    "",
+                    origin,
+                    bytes(raw[: self._max_bytes]),
+                )
+            return self._decode(raw, bytes(raw), origin)
+        except Exception as exc:  # last resort: decode must never raise
+            return _failed(exc, raw, origin)
 
     def decode_line(self, raw: bytes, file: str, line: int) -> Event | DeadLetter:
         """``decode(raw, Origin(file=file, line=line))``, building the ``Origin`` only for a
         dead letter (the replay's per-line path). Never raises."""
         if len(raw) <= self._max_bytes:
             buf = bytes(raw)
+            if buf.startswith(_BOM):
+                buf = buf[len(_BOM) :]
             try:
                 if not buf.isascii():
                     buf.decode("utf-8")
@@ -228,9 +289,10 @@ class Decoder:
             except Exception:  # explained, with the origin, by the full path below
                 env = None
             if env is not None:
-                return Event(
-                    env.source, env.id, _TYPE_OF[type(env)], env.time, self._pseudonym(env.subject), env.data
-                )
+                try:
+                    return self._accept(env, buf, None) or self._event(env)
+                except Exception as exc:  # last resort, as in decode
+                    return _failed(exc, raw, Origin(file=file, line=line))
         return self.decode(raw, Origin(file=file, line=line))
 
     def decode_obj(self, obj: Mapping[str, Any], raw: bytes, origin: Origin) -> Event | DeadLetter:
@@ -250,9 +312,14 @@ class Decoder:
                 origin,
                 bytes(raw[: self._max_bytes]),
             )
-        return self._decode(encoded, raw, origin)
+        try:
+            return self._decode(encoded, raw, origin)
+        except Exception as exc:  # last resort: decode must never raise
+            return _failed(exc, raw, origin)
 
     def _decode(self, buf: bytes, original: bytes, origin: Origin) -> Event | DeadLetter:
+        if buf.startswith(_BOM):
+            buf = buf[len(_BOM) :]
         try:
             # msgspec skips unknown fields without checking their UTF-8; the contract is
             # "not UTF-8 is not JSON" whatever field the bad byte is in.
@@ -261,13 +328,52 @@ class Decoder:
             env = self._fast.decode(buf)
         except Exception as exc:  # msgspec errors, UnicodeDecodeError, RecursionError: all explained below
             return self._explain(buf, original, origin, exc)
+        return self._accept(env, original, origin) or self._event(env)
+
+    def _accept(self, env: _Envelope, original: bytes, origin: Origin | None) -> DeadLetter | None:
+        """The checks the schema cannot state (time window, label-bound values), or ``None``."""
+        problem = self.problem(env.source, env.time, getattr(env, "data", None))
+        if problem is None:
+            return None
+        kind, path, reason = problem
+        return DeadLetter(kind, reason, path, origin if origin is not None else Origin(), original)
+
+    def problem(self, source: str, time: datetime, data: object) -> tuple[DeadLetterKind, str, str] | None:
+        """(kind, path, reason) of the first check beyond the JSON Schema that a schema-valid
+        event fails, or ``None``: the time window, then ``source``, then ``data.team``.
+        Reasons never repeat a source or team value."""
+        if not TIME_MIN <= time < TIME_MAX:
+            shown = time.isoformat()
+            return DeadLetterKind.SCHEMA, "time", f"time: {shown!r} is outside the accepted window {_WINDOW}"
+        found = _identifier_problem(source)
+        if found is not None:
+            reason = f"source: looks like an identifier ({found}); a source names a publisher"
+            return DeadLetterKind.IDENTIFIER_LIKE, "source", reason
+        team = getattr(data, "team", None)
+        if isinstance(team, str):
+            found = _identifier_problem(team)
+            if found is not None:
+                reason = f"data.team: looks like an identifier ({found}); a team is a bounded category"
+                return DeadLetterKind.IDENTIFIER_LIKE, "data.team", reason
+            if self._teams:
+                if team not in self._teams:
+                    reason = "data.team: is not one of the configured teams (setting PATHWATCH_TEAMS)"
+                    return DeadLetterKind.SCHEMA, "data.team", reason
+            elif not is_team_slug(team):
+                return DeadLetterKind.SCHEMA, "data.team", f"data.team: must be {_TEAM_RULE}"
+        return None
+
+    def _event(self, env: _Envelope) -> Event:
+        ids = self._pseudonymiser.pseudonym
+        data: EventData = env.data  # type: ignore[attr-defined]
+        changes = {name: ids(value) for name in _ID_FIELDS[type(data)] if (value := getattr(data, name)) is not None}
         return Event(
             env.source,
-            env.id,
+            ids(env.id),
             _TYPE_OF[type(env)],
             env.time,
             self._pseudonym(env.subject),
-            env.data,
+            msgspec.structs.replace(data, **changes),
         )
 
     def _explain(self, buf: bytes, original: bytes, origin: Origin, fast_error: BaseException) -> DeadLetter:
@@ -277,6 +383,16 @@ class Decoder:
             return DeadLetter(
                 DeadLetterKind.SCHEMA, f"event: could not be checked ({type(exc).__name__})", "", origin, original
             )
+
+
+# Sources and teams are few: the regular expressions run once per distinct value.
+_identifier_problem = lru_cache(maxsize=4096)(identifier_problem)
+
+
+def _failed(exc: Exception, raw: object, origin: Origin) -> DeadLetter:
+    original = bytes(raw) if isinstance(raw, bytes | bytearray | memoryview) else b""
+    reason = f"event: could not be decoded ({type(exc).__name__})"
+    return DeadLetter(DeadLetterKind.PROCESSING, reason, "", origin, original)
 
 
 def _explain(buf: bytes, original: bytes, origin: Origin, fast_error: BaseException) -> DeadLetter:
@@ -339,6 +455,10 @@ def describe_error(error: ValidationError, subject: object = None) -> tuple[str,
             path = f"{path}.{missing}" if path else str(missing)
         return path, f"{path or 'event'}: required field is missing"
     where = path or "event"
+    if validator == "maxLength":
+        return path, f"{where}: longer than {expected} characters"
+    if validator == "pattern" and (path == "team" or path.endswith(".team")):
+        return path, f"{where}: must be {_TEAM_RULE}"
     if validator == "type":
         names = " or ".join(expected) if isinstance(expected, list) else str(expected)
         return path, f"{where}: expected {names}, got {_kind(instance)}"

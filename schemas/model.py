@@ -13,6 +13,8 @@ from typing import Annotated, Final, Literal
 
 import msgspec
 
+from schemas.identifiers import TEAM_MAX_LENGTH, TEAM_PATTERN
+
 EventType = Literal[
     "referral.received",
     "referral.closed",
@@ -49,59 +51,74 @@ Disposition = Literal[
     "other",
 ]
 
-# Identifiers and team names must be non-empty when decoded from a publisher's message;
-# the JSON Schemas in schemas/json say the same with minLength 1.
+# Every string is bounded (issue 14: an 800 KB team made a 1.6 MB derived record). The JSON
+# Schemas in schemas/json say the same with minLength, maxLength and the team pattern.
+ID_MAX_LENGTH: Final = 128
+SOURCE_MAX_LENGTH: Final = 64  # a metric label (events_total): at most 64, like every label
+SUBJECT_MAX_LENGTH: Final = 256
+FACILITY_MAX_LENGTH: Final = 128
+REFERRAL_SOURCE_MAX_LENGTH: Final = 64
+REASON_MAX_LENGTH: Final = 256
+
 NonEmptyStr = Annotated[str, msgspec.Meta(min_length=1)]
+Id = Annotated[str, msgspec.Meta(min_length=1, max_length=ID_MAX_LENGTH)]
+"""A publisher's id (event, referral, contact, encounter, crisis): pseudonymised at decode."""
+Source = Annotated[str, msgspec.Meta(min_length=1, max_length=SOURCE_MAX_LENGTH)]
+Subject = Annotated[str, msgspec.Meta(min_length=1, max_length=SUBJECT_MAX_LENGTH)]
+Team = Annotated[str, msgspec.Meta(min_length=1, max_length=TEAM_MAX_LENGTH, pattern=TEAM_PATTERN)]
+Facility = Annotated[str, msgspec.Meta(min_length=1, max_length=FACILITY_MAX_LENGTH)]
+ReferralSource = Annotated[str, msgspec.Meta(max_length=REFERRAL_SOURCE_MAX_LENGTH)]
+Reason = Annotated[str, msgspec.Meta(max_length=REASON_MAX_LENGTH)]
 
 UNASSIGNED: Final = "unassigned"
 ALL_TEAMS: Final = "*"
 
 
 class ReferralReceived(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
-    referral_id: NonEmptyStr
-    team: NonEmptyStr
+    referral_id: Id
+    team: Team
     urgency: Urgency
-    referral_source: str | None = None
+    referral_source: ReferralSource | None = None
 
 
 class ReferralClosed(msgspec.Struct, frozen=True):
-    referral_id: NonEmptyStr
+    referral_id: Id
     reason: CloseReason
 
 
 class Contact(msgspec.Struct, frozen=True):
-    contact_id: NonEmptyStr
-    team: NonEmptyStr
+    contact_id: Id
+    team: Team
     status: ContactStatus
     mode: ContactMode
-    referral_id: NonEmptyStr | None = None
+    referral_id: Id | None = None
 
 
 class Crisis(msgspec.Struct, frozen=True):
-    crisis_id: NonEmptyStr
+    crisis_id: Id
     setting: CrisisSetting
-    team: NonEmptyStr | None = None
+    team: Team | None = None
 
 
 class Admission(msgspec.Struct, frozen=True):
-    encounter_id: NonEmptyStr
-    facility: NonEmptyStr
+    encounter_id: Id
+    facility: Facility
     setting: EncounterSetting
     psychiatric: bool
 
 
 class Discharge(msgspec.Struct, frozen=True):
-    encounter_id: NonEmptyStr
-    facility: NonEmptyStr
+    encounter_id: Id
+    facility: Facility
     setting: EncounterSetting
     psychiatric: bool
     disposition: Disposition
-    team: NonEmptyStr | None = None
+    team: Team | None = None
 
 
 class Cancel(msgspec.Struct, frozen=True):
-    cancels: NonEmptyStr
-    reason: str | None = None
+    cancels: Id
+    reason: Reason | None = None
 
 
 EventData = ReferralReceived | ReferralClosed | Contact | Crisis | Admission | Discharge | Cancel

@@ -1,8 +1,10 @@
 """``pathwatch validate FILE``: check a file of events, HL7 v2 messages or FHIR resources.
 
-Every record goes through the same path as live input (adapter, then
-:class:`schemas.decode.Decoder`); each rejected record is printed with its line (or message)
-number and its reason, then a summary. Output never holds a raw subject: reasons are
+A file is split into records the one way ``publish`` also uses (:func:`read_input`: JSON
+lines, HL7 v2 messages, a FHIR document or one per NDJSON line; a UTF-8 byte order mark at the
+start is stripped, with a note), and every record goes through the same path as live input
+(adapter, then :class:`schemas.decode.Decoder`); each dead letter is printed with its line (or
+message) number and its reason, then a summary. Output never holds a raw subject: reasons are
 redacted and accepted events are only counted.
 """
 
@@ -23,6 +25,7 @@ from schemas.deadletter import DeadLetter, Origin
 from schemas.decode import Decoder
 from schemas.fhir import FHIRAdapter
 from schemas.hl7 import HL7Adapter, split_messages
+from schemas.model import Event
 
 if TYPE_CHECKING:
     from pathwatch.config import Settings
@@ -31,11 +34,87 @@ FORMATS: Final = ("auto", "events", "hl7", "fhir")
 _HL7_STARTS: Final = (b"\x0b", b"MSH", b"FHS", b"BHS")
 
 
+BOM: Final = b"\xef\xbb\xbf"
+"""The UTF-8 byte order mark. At the start of a file it is stripped (with a note); at the start
+of a message the decoder ignores it (RFC 8259 allows a parser to)."""
+DETECT_BYTES: Final = 65536
+
+
 @dataclass(frozen=True, slots=True)
-class _Record:
+class Record:
+    """One input record of a file: one JSON line, HL7 v2 message, FHIR document or NDJSON line."""
+
     label: str
     origin: Origin
     raw: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class InputFile:
+    """A file split into the records ``publish`` sends and ``validate`` checks (one each)."""
+
+    kind: str
+    records: list[Record]
+    notes: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """What the live path makes of one record: its accepted events and its dead letters
+    (both empty: nothing to publish)."""
+
+    record: Record
+    events: list[Event]
+    dead_letters: list[DeadLetter]
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedInput:
+    kind: str
+    records: list[Checked]
+    notes: list[str]
+
+
+def read_input(path: str, data: bytes, fmt: str = "auto") -> InputFile:
+    """Split ``data`` (the contents of ``path``; ``-`` for standard input) into records, the one
+    way ``validate`` and ``publish`` both read files.
+
+    ``fmt`` is ``auto`` (by extension and the first 64 KiB), ``events`` (one record per
+    non-blank line), ``hl7`` (one per message) or ``fhir`` (the whole document, or one per
+    non-blank line of NDJSON). A UTF-8 byte order mark at the start of the file is stripped and
+    noted. Raises ``ValueError`` for an unknown ``fmt``."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
+    notes = []
+    if data.startswith(BOM):
+        data = data[len(BOM) :]
+        notes.append("a UTF-8 byte order mark at the start of the file was ignored")
+    kind = detect_format(path, data[:DETECT_BYTES]) if fmt == "auto" else fmt
+    return InputFile(kind, list(_records(path, data, kind)), notes)
+
+
+def check_input(path: str, data: bytes, settings: Settings, fmt: str = "auto") -> CheckedInput:
+    """Every record of the file through the live path (adapter, then :class:`Decoder`), without
+    stopping at the first bad line of a record. Raises ``ValueError`` for an unknown ``fmt``."""
+    read = read_input(path, data, fmt)
+    decoder = Decoder.from_settings(settings, live=False)
+    options = AdapterOptions.from_settings(settings)
+    hl7, fhir = HL7Adapter(options), FHIRAdapter(options)
+    out = []
+    for record in read.records:
+        if read.kind == "hl7" and len(record.raw) <= decoder.max_bytes:
+            lines: list[bytes] | DeadLetter = hl7.convert(record.raw, record.origin)
+        elif read.kind == "fhir" and len(record.raw) <= decoder.max_bytes:
+            lines = fhir.convert(record.raw, record.origin)
+        else:
+            lines = [record.raw]  # an oversized message is reported by the decoder as such
+        if isinstance(lines, DeadLetter):
+            out.append(Checked(record, [], [lines]))
+            continue
+        results = [decoder.decode(line, record.origin) for line in lines]
+        events = [r for r in results if isinstance(r, Event)]
+        out.append(Checked(record, events, [r for r in results if isinstance(r, DeadLetter)]))
+    return CheckedInput(read.kind, out, read.notes)
 
 
 def detect_format(path: str, head: bytes) -> str:
@@ -60,8 +139,10 @@ def run_validate(path: str, settings: Settings, console: Console, fmt: str = "au
     """Validate ``path`` (``-`` for standard input) and print per-record errors and a summary.
 
     ``fmt`` is ``auto`` (by extension and content), ``events`` (JSON lines), ``hl7`` or
-    ``fhir`` (one resource or Bundle per file, or NDJSON). Returns 0 when every record is
-    valid, 1 when any is invalid, 2 when the file cannot be read or ``fmt`` is unknown.
+    ``fhir`` (one resource or Bundle per file, or NDJSON). Records are read as ``publish``
+    sends them (:func:`read_input`) and checked as a worker handles them
+    (:func:`check_input`). Returns 0 when every record is valid, 1 when any is invalid, 2 when
+    the file cannot be read or ``fmt`` is unknown.
     """
     if fmt not in FORMATS:
         console.print(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}", markup=False, highlight=False)
@@ -71,35 +152,28 @@ def run_validate(path: str, settings: Settings, console: Console, fmt: str = "au
     except OSError as exc:
         console.print(f"cannot read {path}: {exc.strerror or exc}", markup=False, highlight=False)
         return 2
-    kind = detect_format(path, data[:65536]) if fmt == "auto" else fmt
-    decoder = Decoder(settings.pseudonym_key_bytes(live=False), settings.max_message_bytes)
-    options = AdapterOptions.from_settings(settings)
-    hl7, fhir = HL7Adapter(options), FHIRAdapter(options)
+    checked = check_input(path, data, settings, fmt)
+    for note in checked.notes:
+        console.print(f"note: {note}", markup=False, highlight=False)
     counts: Counter[str] = Counter()
     reasons: Counter[str] = Counter()
-    for record in _records(path, data, kind):
+    for result in checked.records:
         counts["records"] += 1
-        if len(record.raw) > decoder.max_bytes:
-            lines: list[bytes] | DeadLetter = [record.raw]  # the decoder reports it as oversized
-        elif kind == "hl7":
-            lines = hl7.convert(record.raw, record.origin)
-        elif kind == "fhir":
-            lines = fhir.convert(record.raw, record.origin)
-        else:
-            lines = [record.raw]
-        if not isinstance(lines, DeadLetter) and not lines:
+        if not result.events and not result.dead_letters:
             counts["ignored"] += 1
             continue
-        problem = lines if isinstance(lines, DeadLetter) else _first_dead_letter(decoder, lines, record.origin)
-        if problem is None:
+        counts["events"] += len(result.events)
+        if not result.dead_letters:
             counts["valid"] += 1
-            counts["events"] += len(lines) if isinstance(lines, list) else 0
             continue
         counts["invalid"] += 1
-        reasons[problem.kind.value] += 1
-        console.print(f"{record.label}: {problem.kind.value}: {problem.reason}", markup=False, highlight=False)
+        for problem in result.dead_letters:
+            reasons[problem.kind.value] += 1
+            console.print(
+                f"{result.record.label}: {problem.kind.value}: {problem.reason}", markup=False, highlight=False
+            )
     summary = (
-        f"{path}: {counts['records']} {kind} record(s): {counts['valid']} valid "
+        f"{path}: {counts['records']} {checked.kind} record(s): {counts['valid']} valid "
         f"({counts['events']} event(s)), {counts['invalid']} invalid, {counts['ignored']} with nothing to publish"
     )
     if reasons:
@@ -108,26 +182,18 @@ def run_validate(path: str, settings: Settings, console: Console, fmt: str = "au
     return 1 if counts["invalid"] else 0
 
 
-def _first_dead_letter(decoder: Decoder, lines: list[bytes], origin: Origin) -> DeadLetter | None:
-    for line in lines:
-        result = decoder.decode(line, origin)
-        if isinstance(result, DeadLetter):
-            return result
-    return None
-
-
-def _records(path: str, data: bytes, kind: str) -> Iterator[_Record]:
+def _records(path: str, data: bytes, kind: str) -> Iterator[Record]:
     name = "-" if path == "-" else path
     if kind == "hl7":
         for number, (line, message) in enumerate(split_messages(data), start=1):
-            yield _Record(f"message {number} (line {line})", Origin(file=name, line=line), message)
+            yield Record(f"message {number} (line {line})", Origin(file=name, line=line), message)
         return
     if kind == "fhir" and not _is_ndjson(data):
-        yield _Record(name, Origin(file=name), data)
+        yield Record(name, Origin(file=name), data)
         return
     for number, text in enumerate(data.split(b"\n"), start=1):
         if text.strip():
-            yield _Record(f"line {number}", Origin(file=name, line=number), text.rstrip(b"\r"))
+            yield Record(f"line {number}", Origin(file=name, line=number), text.rstrip(b"\r"))
 
 
 def _is_ndjson(data: bytes) -> bool:

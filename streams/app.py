@@ -142,7 +142,7 @@ def build_app(
     runtime = Runtime(
         settings=settings,
         config=CoreConfig.from_settings(settings),
-        decoder=Decoder(key, settings.max_message_bytes),
+        decoder=Decoder(key, settings.max_message_bytes, settings.teams),
         hl7=HL7Adapter(options, count_subject),
         fhir=FHIRAdapter(options, count_subject),
         metrics=bundle,

@@ -20,9 +20,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from pathwatch.config import Settings
-from schemas.hl7 import split_messages
 from schemas.pseudonym import Pseudonymiser
-from schemas.validate import detect_format
+from schemas.validate import read_input
 from streams.topics import ensure_topics
 
 
@@ -34,23 +33,19 @@ _subject = msgspec.json.Decoder(_Subject)
 
 
 def records(path: Path, fmt: str, pseudonymiser: Pseudonymiser) -> tuple[str, list[tuple[bytes | None, bytes]]]:
-    """(topic kind, [(key, value)]) for the file."""
-    data = path.read_bytes()
-    if fmt == "auto":
-        fmt = detect_format(str(path), data[:8192])
-    if fmt == "hl7":
-        return "hl7", [(None, message) for _, message in split_messages(data)]
-    if fmt == "fhir":
-        return "fhir", [(None, data)]
+    """(topic kind, [(key, value)]) for the file, split as ``pathwatch validate`` splits it
+    (:func:`schemas.validate.read_input`: FHIR NDJSON one message per line, a leading UTF-8
+    byte order mark stripped)."""
+    read = read_input(str(path), path.read_bytes(), fmt)
+    if read.kind != "events":
+        return read.kind, [(None, record.raw) for record in read.records]
     out: list[tuple[bytes | None, bytes]] = []
-    for line in data.splitlines():
-        if not line.strip():
-            continue
+    for record in read.records:
         try:
-            key: bytes | None = pseudonymiser.pseudonym(_subject.decode(line).subject).encode()
+            key: bytes | None = pseudonymiser.pseudonym(_subject.decode(record.raw).subject).encode()
         except (msgspec.DecodeError, msgspec.ValidationError):
             key = None
-        out.append((key, line))
+        out.append((key, record.raw))
     return "events", out
 
 

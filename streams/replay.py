@@ -223,7 +223,7 @@ def run_replay(
             "[yellow]warning:[/] PATHWATCH_PSEUDONYM_KEY is not set; using the fixed development key "
             "(pseudonyms are not protected)"
         )
-    decoder = Decoder(settings.pseudonym_key_bytes(live=False), settings.max_message_bytes)
+    decoder = Decoder.from_settings(settings, live=False)
     engine = Engine(CoreConfig.from_settings(settings), system_rules)
     seen = ReplayInput()
     try:

@@ -33,6 +33,7 @@ AS_REPLAY = {
     "missed_prevented_by_readmission": True,
     "cancelled_index_fired_until_cancel": True,
     "waiting_resumes_at_cancel": True,
+    "id_key": KEY,  # ties in time break on the pseudonymised id, as in the replay
 }
 
 

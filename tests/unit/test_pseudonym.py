@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hmac
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -13,6 +15,13 @@ def test_rfc_4231_test_case_2() -> None:
     # RFC 4231 section 4.3: HMAC-SHA-256(key "Jefe", "what do ya want for nothing?")
     # = 5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843
     assert Pseudonymiser(b"Jefe").pseudonym("what do ya want for nothing?") == "5bdcc146bf60754e6a042426089575c7"
+
+
+@given(st.binary(min_size=1, max_size=200), st.text(max_size=300))
+def test_equals_the_standard_library_hmac(key: bytes, subject: str) -> None:
+    # keys longer than the 64-byte block are hashed first (RFC 2104)
+    expected = hmac.digest(key, subject.encode("utf-8", "surrogatepass"), "sha256").hex()[:32]
+    assert Pseudonymiser(key).pseudonym(subject) == expected
 
 
 def test_deterministic_and_keyed() -> None:
