@@ -138,6 +138,7 @@ CASES = [
         HIGHER,
         [((), COM)] * 7,
     ),
+    ("7 points exactly on the mean: no shift", [12.0] * 7, HIGHER, [((), COM)] * 7),
     ("7 above the mean, lower is better: concern", [13.0] * 7, LOWER, [((Rule.SHIFT,), CON)] * 7),
     (
         # 14 (the last baseline point) then 6 falls: the last baseline point is part of the trend
