@@ -109,6 +109,9 @@ class ChartSettings:
             raise ValueError("baseline_points must be at least 2 (a moving range needs a pair)")
 
 
+DEFAULT_SETTINGS = ChartSettings()
+
+
 @dataclass(frozen=True, slots=True)
 class WeeklyValue:
     """One weekly point: ``week`` is the local Monday; ``value`` is numerator / denominator."""
@@ -327,7 +330,7 @@ def chart(
     points: Sequence[WeeklyValue],
     direction: Direction,
     rebase: Sequence[date] = (),
-    settings: ChartSettings = ChartSettings(),
+    settings: ChartSettings = DEFAULT_SETTINGS,
     target: float | None = None,
 ) -> Chart:
     """The MDC chart of one weekly series (points in time order, each denominator > 0).
@@ -358,6 +361,7 @@ __all__ = [
     "Chart",
     "ChartPoint",
     "ChartSettings",
+    "DEFAULT_SETTINGS",
     "GroupLimits",
     "PointType",
     "Rule",
