@@ -10,8 +10,10 @@ either an event or a counted dead letter.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
@@ -19,9 +21,14 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 from pathwatch.config import Settings
 from schemas.deadletter import DeadLetter
 from schemas.decode import Decoder
+from schemas.model import ALL_TEAMS
 from streams.core import CoreConfig
 from streams.engine import Engine, SystemRules
 from streams.report import dumps_report, render_summary
+from streams.windows import TeamWindows
+
+# (windows, watermark, teams) -> the report's "spc" entries
+Charts = Callable[[TeamWindows, datetime, list[str]], list[dict[str, Any]]]
 
 PROGRESS_MIN_BYTES = 8 * 1024 * 1024
 _PROGRESS_EVERY = 4096
@@ -63,10 +70,13 @@ def run_replay(
     settings: Settings,
     console: Console,
     system_rules: SystemRules | None = None,
+    charts: Charts | None = None,
 ) -> int:
     """Replay ``events`` (a path or ``-``), write the JSON report to ``report_path`` if given,
-    print a summary. Returns the exit status: 0 done, 2 when the input cannot be read or the
-    report cannot be written."""
+    print a summary. With ``charts`` (``alerts.rules.SystemAlertRules.charts``) the report
+    gains ``"spc"``: the Making Data Count chart of every team and rate measure at the end of
+    input. Returns the exit status: 0 done, 2 when the input cannot be read or the report
+    cannot be written."""
     if settings.pseudonym_key is None:
         console.print(
             "[yellow]warning:[/] PATHWATCH_PSEUDONYM_KEY is not set; using the fixed development key "
@@ -95,6 +105,10 @@ def run_replay(
         return 2
     engine.finish()
     report = engine.report()
+    if charts is not None:
+        teams = sorted({row["team"] for row in report["measures"]} - {ALL_TEAMS})
+        watermark = engine.watermark
+        report["spc"] = [] if watermark is None else charts(engine.windows, watermark, teams)
     if report_path is not None:
         try:
             report_path.write_bytes(dumps_report(report))
