@@ -45,6 +45,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
+from typing import NamedTuple
 
 from alerts.spc import Direction
 
@@ -112,9 +113,9 @@ class ChartSettings:
 DEFAULT_SETTINGS = ChartSettings()
 
 
-@dataclass(frozen=True, slots=True)
-class WeeklyValue:
-    """One weekly point: ``week`` is the local Monday; ``value`` is numerator / denominator."""
+class WeeklyValue(NamedTuple):
+    """One weekly point: ``week`` is the local Monday; ``value`` is numerator / denominator.
+    (A named tuple: SpecialCause builds one per week of every series at each day boundary.)"""
 
     week: date
     numerator: int
@@ -231,19 +232,9 @@ def _sides(values: Sequence[float], mean: float) -> list[int]:
     return [compare(v, mean) for v in values]
 
 
-def _beyond(v: float, limits: GroupLimits) -> bool:
-    up, lo = limits.upper, limits.lower
-    if up is None or lo is None:
-        return False
-    return (v > up and not same(v, up)) or (v < lo and not same(v, lo))
-
-
-def _near(v: float, limits: GroupLimits) -> bool:
-    """Strictly beyond a two-thirds line and not beyond a process limit."""
-    up, lo = limits.upper_two_thirds, limits.lower_two_thirds
-    if up is None or lo is None or _beyond(v, limits):
-        return False
-    return (v > up and not same(v, up)) or (v < lo and not same(v, lo))
+def _outside(v: float, low: float, high: float) -> bool:
+    """Strictly above ``high`` or strictly below ``low`` (up to rounding)."""
+    return (v > high and not same(v, high)) or (v < low and not same(v, low))
 
 
 def group_rules(values: Sequence[float], limits: GroupLimits) -> list[tuple[Rule, ...]]:
@@ -251,16 +242,22 @@ def group_rules(values: Sequence[float], limits: GroupLimits) -> list[tuple[Rule
     n = len(values)
     flags: list[set[Rule]] = [set() for _ in range(n)]
     side = _sides(values, limits.mean)
-    for i, v in enumerate(values):
-        if _beyond(v, limits):
+    up, lo, up23, lo23 = limits.upper, limits.lower, limits.upper_two_thirds, limits.lower_two_thirds
+    if up is not None and lo is not None and up23 is not None and lo23 is not None:
+        beyond = [_outside(v, lo, up) for v in values]
+        near = [not b and _outside(v, lo23, up23) for v, b in zip(values, beyond, strict=True)]
+    else:
+        beyond = near = [False] * n
+    for i in range(n):
+        if beyond[i]:
             flags[i].add(Rule.BEYOND_LIMIT)
+    steps = [compare(b, a) for a, b in zip(values, values[1:], strict=False)]
     for end in range(TREND_LENGTH - 1, n):
         start = end - TREND_LENGTH + 1
-        steps = [compare(values[k + 1], values[k]) for k in range(start, end)]
-        if all(s == 1 for s in steps) or all(s == -1 for s in steps):
+        first = steps[start]
+        if first != 0 and all(steps[k] == first for k in range(start, end)):
             for k in range(start, end + 1):
                 flags[k].add(Rule.TREND)
-    near = [_near(v, limits) for v in values]
     for start in range(n - 2):
         window = range(start, start + 3)
         if sum(near[k] for k in window) >= 2 and abs(sum(side[k] for k in window)) == 3:
@@ -273,7 +270,7 @@ def group_rules(values: Sequence[float], limits: GroupLimits) -> list[tuple[Rule
         if run[0] != 0 and all(s == run[0] for s in run):
             for k in range(start, end + 1):
                 flags[k].add(Rule.SHIFT)
-    return [tuple(r for r in Rule if r in f) for f in flags]
+    return [tuple(r for r in Rule if r in f) if f else () for f in flags]
 
 
 def _improving(direction: Direction) -> int:
@@ -356,6 +353,37 @@ def chart(
     return Chart(tuple(out), direction, target, variation, assurance)
 
 
+def latest_point(
+    points: Sequence[WeeklyValue],
+    direction: Direction,
+    rebase: Sequence[date] = (),
+    settings: ChartSettings = DEFAULT_SETTINGS,
+) -> ChartPoint | None:
+    """The last point of :func:`chart` (None for an empty series), computed from the latest
+    group's baseline and its last points only: a pattern that contains the last point ends
+    there and spans at most 7 points. SpecialCause calls this at every day boundary for every
+    series, where drawing whole charts would dominate a replay.
+    """
+    if not points:
+        return None
+    last = points[-1]
+    # the latest group starts at the first week on or after the latest rebase point that has
+    # a week on or after it; earlier rebase points each start one group before it
+    starts = sorted({r for r in rebase if points[0].week < r <= last.week})
+    first = 0
+    group = 0
+    for r in starts:
+        i = next(k for k, p in enumerate(points) if p.week >= r)
+        group += i > first
+        first = i
+    size = len(points) - first
+    n = size if settings.baseline_points is None else min(size, settings.baseline_points)
+    limits = group_limits([p.value for p in points[first : first + n]], settings)
+    tail = [p.value for p in points[max(first, len(points) - max(RUN_LENGTH, TREND_LENGTH)) :]]
+    rules = group_rules(tail, limits)[-1]
+    return ChartPoint(last, group, limits, point_type(last.value, rules, limits.mean, direction), rules)
+
+
 __all__ = [
     "Assurance",
     "Chart",
@@ -372,6 +400,7 @@ __all__ = [
     "group_limits",
     "group_rules",
     "group_starts",
+    "latest_point",
     "point_type",
     "variation_icon",
 ]

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, Protocol
 
-from alerts.mdc import Chart, ChartSettings, PointType, WeeklyValue, chart
+from alerts.mdc import Chart, ChartSettings, PointType, WeeklyValue, chart, latest_point, variation_icon
 from alerts.model import Alert
 from alerts.spc import Direction
 from schemas.model import ALL_TEAMS
@@ -255,35 +255,27 @@ def special_cause_finding(
     improvement.
     """
     direction = RATE_MEASURES[measure]
-    config = AlertRulesConfig(
-        rate_targets={},
-        baseline_points=baseline_points,
-        spc_min_weekly_denominator=min_weekly_denominator,
-        spc_screen_outliers=screen_outliers,
-    )
-    c = measure_chart(measure, points, config, rebase)
-    if not c.points:
+    usable = judged_points(points, min_weekly_denominator)
+    settings = ChartSettings(baseline_points=baseline_points, screen_outliers=screen_outliers)
+    last = latest_point(usable, direction, () if rebase is None else (rebase,), settings)
+    if last is None:
         return None
-    last = c.points[-1]
     limits = last.limits
     lower, upper = limits.lower, limits.upper
     if last.type is not PointType.CONCERN or limits.trial or lower is None or upper is None:
         return None
-    group = [p for p in c.points if p.group == last.group]
+    group = [p for p in usable if rebase is None or p.week >= rebase]
     rule = last.rules[0]
-    icon = c.variation.value if c.variation is not None else ""
+    icon = variation_icon(last.type, direction).value
     lower_or_upper = "lower" if direction is Direction.HIGHER_IS_BETTER else "upper"
     limit_value = lower if direction is Direction.HIGHER_IS_BETTER else upper
-    shown = ", ".join(
-        f"{p.point.week.isoformat()} {_pct(p.point.value)} ({p.point.numerator}/{p.point.denominator})"
-        for p in group[-_SHOWN_WEEKS:]
-    )
+    shown = ", ".join(f"{p.week.isoformat()} {_pct(p.value)} ({p.numerator}/{p.denominator})" for p in group[-_SHOWN_WEEKS:])
     rules_text = "; ".join(r.description for r in last.rules)
     summary = f"Special-cause concern in {measure} for team {team}: {rule.description} (variation {icon})"
     description = (
         f"Weekly {measure} for team {team}, week starting {last.point.week.isoformat()}: "
         f"{_pct(last.point.value)} ({last.point.numerator}/{last.point.denominator}). Rules: {rules_text}. "
-        f"Variation icon {icon}. Baseline {baseline_points} weeks from {group[0].point.week.isoformat()}: "
+        f"Variation icon {icon}. Baseline {baseline_points} weeks from {group[0].week.isoformat()}: "
         f"mean {_pct(limits.mean)}, process limits {_pct(lower)} to {_pct(upper)} "
         f"({lower_or_upper} limit {_pct(limit_value)}). Last weeks: {shown}."
     )

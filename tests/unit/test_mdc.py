@@ -11,6 +11,8 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from alerts.mdc import (
     Assurance,
@@ -25,6 +27,7 @@ from alerts.mdc import (
     group_limits,
     group_rules,
     group_starts,
+    latest_point,
     variation_icon,
 )
 from alerts.spc import Direction
@@ -320,3 +323,26 @@ def test_bad_input_is_refused_with_a_clear_error() -> None:
         chart([WeeklyValue(MONDAY, 0, 0)], HIGHER)
     with pytest.raises(ValueError, match="baseline_points"):
         ChartSettings(baseline_points=1)
+
+
+# -- the latest point alone, as SpecialCause judges it --------------------------------------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    values=st.lists(st.integers(min_value=0, max_value=12), min_size=1, max_size=40),
+    rebase=st.lists(st.integers(min_value=0, max_value=45), max_size=3),
+    baseline=st.sampled_from([None, 2, 5, 12]),
+    screen=st.booleans(),
+    direction=st.sampled_from(list(Direction)),
+)
+def test_latest_point_is_the_charts_last_point(
+    values: list[int], rebase: list[int], baseline: int | None, screen: bool, direction: Direction
+) -> None:
+    points = [WeeklyValue(week(i), v, 12) for i, v in enumerate(values)]
+    rebase_weeks = [week(r) for r in rebase]
+    chart_settings = ChartSettings(baseline_points=baseline, screen_outliers=screen)
+    assert latest_point(points, direction, rebase_weeks, chart_settings) == chart(
+        points, direction, rebase_weeks, chart_settings
+    ).points[-1]
+    assert latest_point([], direction) is None

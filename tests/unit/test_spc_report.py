@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import random
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -34,7 +35,7 @@ class Windows:
         self.series = series
 
     def rates(self, now: datetime, trailing_days: int, /) -> Sequence[Row]:
-        return []
+        return [Row(team, measure, 0, 0) for team, measure in sorted(self.series)]
 
     def weekly_series(self, team: str, measure: str, watermark: datetime, /) -> Sequence[Point]:
         return self.series.get((team, measure), [])
@@ -126,3 +127,33 @@ def test_the_summary_shows_every_measure_and_icon_in_80_columns() -> None:
         assert f" {label} " in text
     assert text.count("con L/F*") == 7 * len(RATE_MEASURES)
     assert "2534/3463" in text
+
+
+def test_special_cause_fires_exactly_where_the_charts_latest_point_is_a_concern() -> None:
+    rng = random.Random(5)
+    series: dict[tuple[str, str], list[Point]] = {}
+    for team in ("north", "south", "east"):
+        for measure in RATE_MEASURES:
+            p = rng.uniform(0.2, 0.8)
+            drift = rng.choice([0.0, 0.0, -0.3, 0.3])
+            pairs = []
+            for week in range(30):
+                n = rng.randint(8, 40)
+                q = min(1.0, max(0.0, p + (drift if week >= 22 else 0.0)))
+                pairs.append((sum(rng.random() < q for _ in range(n)), n))
+            series[(team, measure)] = weeks(pairs)
+    windows = Windows(series)
+    rebase = {("south", "followup_7d"): MONDAY + timedelta(weeks=20)}
+    config = AlertRulesConfig(rate_targets={}, spc_min_weekly_denominator=10, rebase=rebase)
+    rules = SystemAlertRules(config)
+    fired = {(a.labels["team"], a.labels["measure"]) for a in rules.evaluate(windows, WATERMARK) if a.name == "SpecialCause"}
+    charts = rules.charts(windows, WATERMARK, ["north", "south", "east"])
+    concern = {
+        (e["team"], e["measure"])
+        for e in charts
+        if e["points"] and e["points"][-1]["type"] == "special_cause_concern" and not e["points"][-1]["trial"]
+    }
+    assert fired == concern
+    assert fired  # the drifts make some
+    icons = {(e["team"], e["measure"]): e["variation"] for e in charts}
+    assert all(icons[key] in ("concern_low", "concern_high") for key in fired)
