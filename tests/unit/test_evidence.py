@@ -3,6 +3,7 @@ hand-made and seeded synthetic series."""
 
 from __future__ import annotations
 
+import json
 import random
 from datetime import UTC, date, datetime, timedelta
 
@@ -175,3 +176,16 @@ def test_evidence_for_change_takes_each_measure_and_the_expected_direction() -> 
             directions,
             lambda t: t.date(),
         )
+
+
+def test_evidence_as_a_report_entry() -> None:
+    ev = change_evidence(weekly(CYCLE * 4 + [38, 38, 27, 30, 26, 29, 27, 30]), week(16), HIGHER)
+    entry = json.loads(json.dumps(ev.as_dict()))
+    assert entry["grade"] == "signal"
+    assert entry["first_week"] == "2026-04-27"
+    assert (entry["first_signal"], entry["weeks_to_signal"], entry["signal_rules"]) == ("2026-04-27", 1, ["beyond_limit"])
+    assert entry["before"] == {"numerator": 448, "denominator": 640}
+    assert entry["after"] == {"numerator": 245, "denominator": 320}
+    assert entry["previous"]["trial"] is False
+    assert round(entry["previous"]["mean"], 4) == 0.7
+    assert len(entry["interval"]) == 2

@@ -28,6 +28,7 @@ from alerts.mdc import (
     group_rules,
     group_starts,
     latest_point,
+    same,
     variation_icon,
 )
 from alerts.spc import Direction
@@ -346,3 +347,15 @@ def test_latest_point_is_the_charts_last_point(
         points, direction, rebase_weeks, chart_settings
     ).points[-1]
     assert latest_point([], direction) is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(values=st.lists(st.integers(min_value=0, max_value=12), min_size=1, max_size=30))
+def test_the_direction_only_swaps_improvement_and_concern(values: list[int]) -> None:
+    points = [WeeklyValue(week(i), v, 12) for i, v in enumerate(values)]
+    higher, lower = chart(points, HIGHER), chart(points, LOWER)
+    swap = {IMP: CON, CON: IMP, COM: COM}
+    for h, lo in zip(higher.points, lower.points, strict=True):
+        assert (h.rules, h.limits) == (lo.rules, lo.limits)
+        if not same(h.point.value, h.limits.mean):  # a flagged point on the mean is a concern either way
+            assert lo.type is swap[h.type]
