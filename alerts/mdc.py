@@ -218,7 +218,7 @@ def group_limits(values: Sequence[float], settings: ChartSettings) -> GroupLimit
     amr = sum(ranges) / len(ranges)
     if settings.screen_outliers:
         kept = [r for r in ranges if r < SCREEN_FACTOR * amr and not same(r, SCREEN_FACTOR * amr)]
-        # every range at or above 3.267 x their mean cannot happen (the mean is below the largest)
+        # nothing kept only when every range is 0 (a constant group): its mean moving range is 0
         amr = sum(kept) / len(kept) if kept else amr
     return GroupLimits(mean, amr, trial)
 
