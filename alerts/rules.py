@@ -9,7 +9,12 @@ can return *transitions* only: a firing alert when a finding appears, the same a
 
 Identity of a system alert: ``alertname``, ``team``, ``measure``, ``severity``. The SPC rule
 that fired is an annotation, not a label, so the alert does not flap between identities when
-a different rule carries the signal from one week to the next.
+a different rule carries the signal from one week to the next. RateOffTarget is a
+``warning``; SpecialCause is ``info``, a prompt to look (the MDC rules alarm on noise now and
+then, see docs/spc.md).
+
+:meth:`SystemAlertRules.charts` draws the Making Data Count chart of every team and rate
+measure (the report's ``"spc"``) with the same rules, settings and weeks as SpecialCause.
 """
 
 from __future__ import annotations
@@ -20,12 +25,15 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, Protocol
 
+from alerts.mdc import Chart, ChartSettings, PointType, WeeklyValue, chart, latest_point, variation_icon
 from alerts.model import Alert
-from alerts.spc import Direction, SpcRule, evaluate
+from alerts.spc import Direction
+from schemas.model import ALL_TEAMS
 
 RATE_OFF_TARGET = "RateOffTarget"
 SPECIAL_CAUSE = "SpecialCause"
 SYSTEM_SEVERITY = "warning"
+SEVERITY: Mapping[str, str] = {RATE_OFF_TARGET: SYSTEM_SEVERITY, SPECIAL_CAUSE: "info"}
 
 RATE_MEASURES: Mapping[str, Direction] = {
     "followup_72h": Direction.HIGHER_IS_BETTER,
@@ -82,6 +90,8 @@ class AlertRulesConfig:
 
     ``rebase`` maps (team, measure) to the first week of the current process: SPC limits are
     computed from the ``baseline_points`` weekly points starting at or after that date.
+    ``spc_screen_outliers`` drops moving ranges at or above 3.267 x their mean before the
+    limits are set (NHSRplotthedots; the MDC Excel tool does not screen).
     """
 
     rate_targets: Mapping[str, float]
@@ -92,6 +102,11 @@ class AlertRulesConfig:
     rebase: Mapping[tuple[str, str], date] = field(default_factory=dict)
     spc_min_weekly_denominator: int = 0
     spc_confirm_weeks: int = 1
+    spc_screen_outliers: bool = True
+
+    @property
+    def chart_settings(self) -> ChartSettings:
+        return ChartSettings(baseline_points=self.baseline_points, screen_outliers=self.spc_screen_outliers)
 
     @classmethod
     def from_settings(cls, settings: Any, rebase: Mapping[str, str | date] | None = None) -> AlertRulesConfig:
@@ -112,6 +127,7 @@ class AlertRulesConfig:
             rebase=parse_rebase(rebase),
             spc_min_weekly_denominator=getattr(settings, "spc_min_weekly_denominator", 0),
             spc_confirm_weeks=getattr(settings, "spc_confirm_weeks", 1),
+            spc_screen_outliers=getattr(settings, "spc_screen_outliers", True),
         )
 
 
@@ -143,7 +159,7 @@ class Finding:
 
 
 def system_labels(alertname: str, team: str, measure: str) -> dict[str, str]:
-    return {"alertname": alertname, "team": team, "measure": measure, "severity": SYSTEM_SEVERITY}
+    return {"alertname": alertname, "team": team, "measure": measure, "severity": SEVERITY.get(alertname, SYSTEM_SEVERITY)}
 
 
 def _pct(x: float) -> str:
@@ -192,6 +208,32 @@ def _annotations(summary: str, description: str, runbook_url: str, **extra: str)
     return annotations
 
 
+def judged_points(points: Sequence[WeeklyPointLike], min_weekly_denominator: int = 0) -> list[WeeklyValue]:
+    """The weeks SPC judges: those with at least ``min_weekly_denominator`` index events (and
+    at least one). A weekly rate of a handful of cases is mostly noise (one case moves it by
+    10 to 25 points), and XmR limits on such weeks raise alarms most weeks, so smaller weeks
+    are left out of the chart altogether (limits, patterns and the latest point)."""
+    smallest = max(1, min_weekly_denominator)
+    return [WeeklyValue(p.week_start, p.numerator, p.denominator) for p in points if p.denominator >= smallest]
+
+
+def measure_chart(
+    measure: str,
+    points: Sequence[WeeklyPointLike],
+    config: AlertRulesConfig,
+    rebase: date | None = None,
+) -> Chart:
+    """The MDC chart of one team's weekly series of ``measure`` (judged weeks only), with
+    ``rebase`` as a group start and the measure's rate target, if any, for the assurance icon."""
+    return chart(
+        judged_points(points, config.spc_min_weekly_denominator),
+        RATE_MEASURES[measure],
+        rebase=() if rebase is None else (rebase,),
+        settings=config.chart_settings,
+        target=config.rate_targets.get(measure),
+    )
+
+
 def special_cause_finding(
     team: str,
     measure: str,
@@ -200,49 +242,64 @@ def special_cause_finding(
     rebase: date | None = None,
     runbook_url: str = "",
     min_weekly_denominator: int = 0,
+    screen_outliers: bool = True,
 ) -> Finding | None:
-    """SpecialCause when the latest weekly point is part of a worse-direction SPC pattern.
+    """SpecialCause when the latest judged weekly point is ``special_cause_concern`` on the
+    measure's MDC chart (:mod:`alerts.mdc`, the report's ``"spc"``).
 
-    ``points`` are final weeks in time order. Only weeks with at least
-    ``min_weekly_denominator`` index events (and at least one) are judged: a weekly rate of a
-    handful of cases is mostly noise (one case moves it by 10 to 25 points), and XmR limits
-    on such weeks raise alarms most weeks. Smaller weeks are left out of the baseline and the
-    patterns: the latest judged week decides (a small week neither raises nor resolves an
-    alert, which would only make it flap). Points before ``rebase`` are ignored. Returns None
-    with fewer than ``baseline_points`` judged points, or when the latest judged point is
-    common-cause variation.
+    ``points`` are final weeks in time order; only weeks with at least
+    ``min_weekly_denominator`` index events are judged (:func:`judged_points`): a small week
+    neither raises nor resolves an alert. ``rebase`` starts a new group. Returns None while
+    the latest group's limits are trial limits (fewer than ``baseline_points`` judged points
+    since the rebase or the start), or when the latest judged point is common cause or an
+    improvement.
     """
     direction = RATE_MEASURES[measure]
-    smallest = max(1, min_weekly_denominator)
-    usable = [p for p in points if p.denominator >= smallest and (rebase is None or p.week_start >= rebase)]
-    values = [p.numerator / p.denominator for p in usable]
-    result = evaluate(values, direction, baseline_points)
-    if not result.signal or result.limits is None:
+    usable = judged_points(points, min_weekly_denominator)
+    settings = ChartSettings(baseline_points=baseline_points, screen_outliers=screen_outliers)
+    last = latest_point(usable, direction, () if rebase is None else (rebase,), settings)
+    if last is None:
         return None
-    limits = result.limits
-    rule = result.rules[0]
-    latest = usable[-1]
+    limits = last.limits
+    lower, upper = limits.lower, limits.upper
+    if last.type is not PointType.CONCERN or limits.trial or lower is None or upper is None:
+        return None
+    group = [p for p in usable if rebase is None or p.week >= rebase]
+    rule = last.rules[0]
+    icon = variation_icon(last.type, direction).value
     lower_or_upper = "lower" if direction is Direction.HIGHER_IS_BETTER else "upper"
-    limit_value = limits.lower if direction is Direction.HIGHER_IS_BETTER else limits.upper
-    shown = ", ".join(
-        f"{p.week_start.isoformat()} {_pct(v)} ({p.numerator}/{p.denominator})"
-        for p, v in zip(usable[-_SHOWN_WEEKS:], values[-_SHOWN_WEEKS:], strict=True)
-    )
-    rules_text = "; ".join(r.description for r in result.rules)
-    summary = f"Special-cause variation in {measure} for team {team}: {rule.description} ({lower_or_upper} side)"
+    limit_value = lower if direction is Direction.HIGHER_IS_BETTER else upper
+    shown = ", ".join(f"{p.week.isoformat()} {_pct(p.value)} ({p.numerator}/{p.denominator})" for p in group[-_SHOWN_WEEKS:])
+    rules_text = "; ".join(r.description for r in last.rules)
+    summary = f"Special-cause concern in {measure} for team {team}: {rule.description} (variation {icon})"
     description = (
-        f"Weekly {measure} for team {team}, week starting {latest.week_start.isoformat()}: "
-        f"{_pct(values[-1])} ({latest.numerator}/{latest.denominator}). Rules: {rules_text}. "
-        f"Baseline {baseline_points} weeks from {usable[0].week_start.isoformat()}: mean {_pct(limits.mean)}, "
-        f"process limits {_pct(limits.lower)} to {_pct(limits.upper)} "
+        f"Weekly {measure} for team {team}, week starting {last.point.week.isoformat()}: "
+        f"{_pct(last.point.value)} ({last.point.numerator}/{last.point.denominator}). Rules: {rules_text}. "
+        f"Variation icon {icon}. Baseline {baseline_points} weeks from {group[0].week.isoformat()}: "
+        f"mean {_pct(limits.mean)}, process limits {_pct(lower)} to {_pct(upper)} "
         f"({lower_or_upper} limit {_pct(limit_value)}). Last weeks: {shown}."
     )
     return Finding(
         SPECIAL_CAUSE,
         team,
         measure,
-        _annotations(summary, description, runbook_url, rule=",".join(r.value for r in result.rules)),
+        _annotations(
+            summary, description, runbook_url, rule=",".join(r.value for r in last.rules), variation=icon
+        ),
     )
+
+
+def chart_entry(team: str, measure: str, c: Chart) -> dict[str, Any]:
+    """The report's ``"spc"`` entry of one chart (docs/spc.md)."""
+    return {
+        "team": team,
+        "measure": measure,
+        "direction": c.direction.value,
+        "target": c.target,
+        "variation": None if c.variation is None else c.variation.value,
+        "assurance": None if c.assurance is None else c.assurance.value,
+        "points": [p.as_dict() for p in c.points],
+    }
 
 
 def system_findings(
@@ -279,6 +336,7 @@ def system_findings(
                 config.rebase.get((team, measure)),
                 config.runbook_url,
                 config.spc_min_weekly_denominator,
+                config.spc_screen_outliers,
             )
 
         finding = judge(points)
@@ -343,6 +401,18 @@ def transitions(
     return state, out
 
 
+def lookback_covered(
+    measure: str, points: Sequence[WeeklyPointLike], first_week: date | None
+) -> list[WeeklyPointLike]:
+    """``points`` without the weeks of a look-back measure (:data:`LOOKBACK_DAYS`) that start
+    before its look-back is covered by data beginning in ``first_week``."""
+    lookback = LOOKBACK_DAYS.get(measure, 0)
+    if not lookback or first_week is None:
+        return list(points)
+    covered = first_week + timedelta(days=lookback)
+    return [p for p in points if p.week_start >= covered]
+
+
 @dataclass(frozen=True, slots=True)
 class JudgedPoint:
     """A weekly point as it stood when the week was first judged (became final)."""
@@ -380,10 +450,7 @@ class SystemAlertRules:
         judged = self._judged.setdefault(key, {})
         if points and (self._first_week is None or points[0].week_start < self._first_week):
             self._first_week = points[0].week_start
-        lookback = LOOKBACK_DAYS.get(key[1], 0)
-        if lookback and self._first_week is not None:
-            covered = self._first_week + timedelta(days=lookback)
-            points = [p for p in points if p.week_start >= covered]
+        points = lookback_covered(key[1], points, self._first_week)
         out = []
         for p in points:
             first = judged.get(p.week_start)
@@ -408,6 +475,27 @@ class SystemAlertRules:
         found = system_findings(rows, series, self.config)
         self._firing, out = transitions(self._firing, found, watermark, teams)
         return out
+
+    def charts(self, windows: WindowsView, watermark: datetime, teams: Iterable[str]) -> list[dict[str, Any]]:
+        """The report's ``"spc"``: the MDC chart of ``*`` and each of ``teams`` (sorted) for
+        every rate measure, from the final weeks at ``watermark``.
+
+        Same settings, judged weeks and look-back as SpecialCause, except that the weeks are
+        as they stand now (SpecialCause judges each week as it stood when first judged).
+        """
+        keys = [(team, m) for team in [ALL_TEAMS, *sorted(set(teams) - {ALL_TEAMS})] for m in RATE_MEASURES]
+        series = {key: windows.weekly_series(key[0], key[1], watermark) for key in keys}
+        first = min((points[0].week_start for points in series.values() if points), default=None)
+        return [
+            chart_entry(
+                team,
+                measure,
+                measure_chart(
+                    measure, lookback_covered(measure, points, first), self.config, self.config.rebase.get((team, measure))
+                ),
+            )
+            for (team, measure), points in series.items()
+        ]
 
     def firing(self) -> list[Alert]:
         """The system alerts firing now."""
@@ -451,7 +539,9 @@ __all__ = [
     "Firing",
     "JudgedPoint",
     "LOOKBACK_DAYS",
-    "SpcRule",
+    "chart_entry",
+    "judged_points",
+    "measure_chart",
     "SystemAlertRules",
     "parse_rebase",
     "rate_finding",

@@ -132,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from streams.replay import run_replay
 
             rules = SystemAlertRules(AlertRulesConfig.from_settings(settings))
-            return run_replay(args.events, args.report, settings, console, system_rules=rules)
+            return run_replay(args.events, args.report, settings, console, system_rules=rules, charts=rules.charts)
         if args.command == "simulate":
             return _simulate(args, settings, console)
         if args.command == "validate":

@@ -90,6 +90,7 @@ class Settings(BaseSettings):
     spc_confirm_weeks: int = Field(1, ge=1)  # SpecialCause needs this many signalling weeks in a row
     spc_min_weekly_denominator: int = Field(10, ge=0)  # SPC judges only weeks with at least this many cases
     spc_rebase: dict[str, str] = Field(default_factory=dict)  # "team/measure" -> ISO date of the rebase
+    spc_screen_outliers: bool = True  # drop moving ranges >= 3.267 x their mean before setting limits
     alert_routes: dict[str, str] = Field(default_factory=dict)  # receiver name -> label matchers
     alert_clock: Literal["wall", "event"] = "wall"  # live care-gap alerts fire by the wall clock
     runbook_url: str = "https://github.com/pathwatch/pathwatch/blob/main/docs/runbook.md"

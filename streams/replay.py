@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 from zoneinfo import ZoneInfo
 
 import msgspec
@@ -39,10 +39,15 @@ from schemas import fhir, hl7
 from schemas.adapters import AdapterOptions
 from schemas.deadletter import DeadLetter, Origin
 from schemas.decode import Decoder
+from schemas.model import ALL_TEAMS
 from schemas.validate import detect_format
 from streams.core import CoreConfig
 from streams.engine import Engine, SystemRules
 from streams.report import dumps_report, render_summary
+from streams.windows import TeamWindows
+
+# (windows, watermark, teams) -> the report's "spc" entries
+Charts = Callable[[TeamWindows, datetime, list[str]], list[dict[str, Any]]]
 
 PROGRESS_MIN_BYTES = 8 * 1024 * 1024
 _PROGRESS_EVERY = 4096
@@ -211,12 +216,15 @@ def run_replay(
     settings: Settings,
     console: Console,
     system_rules: SystemRules | None = None,
+    charts: Charts | None = None,
 ) -> int:
     """Replay ``events`` (one path or ``-``, or several), write the JSON report to
     ``report_path`` if given, print a summary. One JSON-lines input is read as a stream in
     arrival order; anything else through :func:`replay_files`. The report's ``events`` gains
-    ``unlinked``: events built from HL7/FHIR whose subject is hospital-local. Returns the exit
-    status: 0 done, 2 when an input cannot be read or the report cannot be written."""
+    ``unlinked``: events built from HL7/FHIR whose subject is hospital-local. With ``charts``
+    (``alerts.rules.SystemAlertRules.charts``) the report gains ``"spc"``: the Making Data
+    Count chart of every team and rate measure at the end of input. Returns the exit status:
+    0 done, 2 when an input cannot be read or the report cannot be written."""
     names = [events] if isinstance(events, str) else list(events)
     if settings.pseudonym_key is None:
         console.print(
@@ -250,6 +258,10 @@ def run_replay(
     engine.finish()
     report = engine.report()
     report["events"]["unlinked"] = seen.unlinked
+    if charts is not None:
+        teams = sorted({row["team"] for row in report["measures"]} - {ALL_TEAMS})
+        watermark = engine.watermark
+        report["spc"] = [] if watermark is None else charts(engine.windows, watermark, teams)
     if report_path is not None:
         try:
             report_path.write_bytes(dumps_report(report))

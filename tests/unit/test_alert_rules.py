@@ -78,7 +78,7 @@ def test_special_cause_names_the_rule_and_shows_values() -> None:
     assert finding is not None
     assert finding.key == (SPECIAL_CAUSE, "north", "followup_7d")
     assert finding.annotations["rule"] == "beyond_limit"
-    assert "a point beyond the process limit" in finding.annotations["summary"]
+    assert "a point beyond a process limit" in finding.annotations["summary"]
     description = finding.annotations["description"]
     assert "week starting 2025-03-31: 10.0% (1/10)" in description
     assert "mean 70.0%, process limits 16.8% to 123.2%" in description
@@ -137,6 +137,59 @@ def test_rebase_date_restarts_the_baseline() -> None:
     assert special_cause_finding("north", "followup_7d", points) is not None  # judged by the old process
     rebase = MONDAY + timedelta(weeks=12)
     assert special_cause_finding("north", "followup_7d", points, rebase=rebase) is None
+
+
+def test_special_cause_is_info_and_names_the_variation_icon() -> None:
+    finding = special_cause_finding("north", "followup_7d", weeks(BASELINE + [(1, 10)]))
+    assert finding is not None
+    assert finding.annotations["variation"] == "concern_low"
+    assert "(variation concern_low)" in finding.annotations["summary"]
+    _, out = transitions({}, {finding.key: finding}, T0)
+    assert out[0].labels["severity"] == "info"
+    lower = special_cause_finding("north", "readmission_30d", weeks(BASELINE + [(10, 10)] * 7))
+    assert lower is not None
+    assert lower.annotations["variation"] == "concern_high"
+
+
+@pytest.mark.parametrize(
+    ("tail", "rule"),
+    [
+        ([(3, 10), (3, 10)], "two_of_three"),
+        # the third point on the other side of the mean: no 2 of 3 (NHSRplotthedots)
+        ([(3, 10), (9, 10), (3, 10)], None),
+        # the latest point back inside the two-thirds line is not part of the pattern
+        ([(3, 10), (3, 10), (6, 10)], None),
+        # a point beyond the limit does not count towards 2 of 3
+        ([(3, 10), (1, 10)], "beyond_limit"),
+    ],
+)
+def test_special_cause_two_of_three_as_making_data_count(tail: list[tuple[int, int]], rule: str | None) -> None:
+    finding = special_cause_finding("north", "followup_7d", weeks(BASELINE + tail))
+    assert (None if finding is None else finding.annotations["rule"]) == rule
+
+
+def test_special_cause_screens_outlying_moving_ranges() -> None:
+    # 70% and 75% of 20 a week with one week at 100%: its ranges (30 and 25 points) lift the
+    # mean moving range from 7 to 9.1 points; 30 is at least 3.267 x 9.1 and is dropped.
+    # Mean 74.6%; lower limit 56.0% screened, 50.4% not. 53% is beyond only the screened one.
+    pcts = [70, 75, 70, 75, 70, 100, 75, 70, 75, 70, 75, 70]
+    points = weeks([(p // 5, 20) for p in pcts] + [(53, 100)])
+    finding = special_cause_finding("north", "followup_7d", points)
+    assert finding is not None
+    assert finding.annotations["rule"] == "beyond_limit"
+    assert special_cause_finding("north", "followup_7d", points, screen_outliers=False) is None
+    config = AlertRulesConfig(rate_targets={}, spc_screen_outliers=False)
+    assert system_findings([], {("north", "followup_7d"): points}, config) == {}
+
+
+def test_a_worsening_trend_still_on_the_better_side_is_not_special_cause() -> None:
+    # NHSRplotthedots types a point by its side of the mean: a falling trend above the mean of
+    # a higher-is-better measure is not a concern until it crosses the mean
+    falling = [(100, 100), (95, 100), (90, 100), (85, 100), (80, 100), (75, 100), (72, 100)]
+    assert special_cause_finding("north", "followup_7d", weeks(BASELINE + falling)) is None
+    crossed = special_cause_finding("north", "followup_7d", weeks(BASELINE + falling + [(69, 100)]))
+    assert crossed is not None
+    assert crossed.annotations["rule"] == "trend"
 
 
 def test_system_findings_combine_both_rules() -> None:

@@ -1,4 +1,4 @@
-"""The false-alarm floor of the Making Data Count rules themselves (``alerts.spc``).
+"""The false-alarm floor of the Making Data Count rules themselves (``alerts.mdc``).
 
 On ideal data (independent normal points, the process never changes) with the limits known
 exactly (mean 0, mean moving range 1.128 sigma, so the limits sit at 3 sigma), the four rules
@@ -7,7 +7,8 @@ series judged for 40 weeks starts about 0.26 signalling episodes a year (a quart
 series-years raise one); a provider with 40 series (5 teams and ``*`` by 8 rate measures)
 should therefore expect about 10 SpecialCause instances in a year without any change, and a
 year with none is very unlikely. With limits estimated from a 12-point baseline the rate is
-higher. This test pins the rules' rate to that theory (it fails if a rule fires too often or
+higher. SpecialCause judges the latest point as the charts do: a signal is a latest point of
+type ``special_cause_concern``. This test pins the rules' rate to that theory (it fails if a rule fires too often or
 never), so figures measured on whole simulated providers can be read against it.
 
 Print the per-rule breakdown over many series-years:
@@ -20,22 +21,28 @@ import random
 import sys
 from collections import Counter
 
-from alerts.spc import Direction, Limits, SpcRule, latest_signals, xmr_limits
+from alerts.mdc import ChartSettings, GroupLimits, PointType, group_limits, group_rules, point_type
+from alerts.mdc import Rule as SpcRule
+from alerts.spc import Direction
 
 JUDGED_WEEKS = 40
 BASELINE = 12
-KNOWN = Limits(mean=0.0, mean_moving_range=1.128)  # d2 for n = 2: limits at 3 sigma
+KNOWN = GroupLimits(mean=0.0, mean_moving_range=1.128, trial=False)  # d2 for n = 2: limits at 3 sigma
+SETTINGS = ChartSettings(baseline_points=BASELINE)  # screened, as SpecialCause by default
 
 
-def episodes(values: list[float], limits: Limits, first: int) -> Counter[SpcRule]:
+def episodes(values: list[float], limits: GroupLimits, first: int) -> Counter[SpcRule]:
     """Signalling episodes from index ``first`` on (an alert instance each), by first rule."""
     found: Counter[SpcRule] = Counter()
     signalling = False
+    higher = Direction.HIGHER_IS_BETTER
     for i in range(first, len(values)):
-        rules = latest_signals(values[max(0, i - 6) : i + 1], limits, Direction.HIGHER_IS_BETTER)
-        if rules and not signalling:
+        window = values[max(0, i - 6) : i + 1]
+        rules = group_rules(window, limits)[-1]
+        concern = point_type(window[-1], rules, limits.mean, higher) is PointType.CONCERN
+        if concern and not signalling:
             found[rules[0]] += 1
-        signalling = bool(rules)
+        signalling = concern
     return found
 
 
@@ -45,7 +52,7 @@ def series_years(count: int, seed: int, known: bool) -> Counter[SpcRule | str]:
     total: Counter[SpcRule | str] = Counter()
     for _ in range(count):
         values = [rng.gauss(0.0, 1.0) for _ in range(BASELINE + JUDGED_WEEKS)]
-        limits = KNOWN if known else xmr_limits(values[:BASELINE])
+        limits = KNOWN if known else group_limits(values[:BASELINE], SETTINGS)
         found = episodes(values, limits, BASELINE)
         total.update(found)
         if not found:
