@@ -21,7 +21,7 @@ from schemas.deadletter import DeadLetter
 from schemas.decode import Decoder
 from streams.core import CoreConfig
 from streams.engine import Engine, SystemRules
-from streams.report import dumps_report, render_summary
+from streams.report import dumps_report, render_summary, replay_verdict
 
 PROGRESS_MIN_BYTES = 8 * 1024 * 1024
 _PROGRESS_EVERY = 4096
@@ -65,8 +65,9 @@ def run_replay(
     system_rules: SystemRules | None = None,
 ) -> int:
     """Replay ``events`` (a path or ``-``), write the JSON report to ``report_path`` if given,
-    print a summary. Returns the exit status: 0 done, 2 when the input cannot be read or the
-    report cannot be written."""
+    print a summary. Returns the exit status: 0 done, 1 when the input held no records or only
+    dead letters (with a hint), 2 when the input cannot be read or the report cannot be
+    written."""
     if settings.pseudonym_key is None:
         console.print(
             "[yellow]warning:[/] PATHWATCH_PSEUDONYM_KEY is not set; using the fixed development key "
@@ -104,4 +105,7 @@ def run_replay(
     render_summary(report, console, settings.small_cell)
     if report_path is not None:
         console.print(f"report written to {report_path}")
-    return 0
+    status, hint = replay_verdict(report, events)
+    if hint is not None:
+        console.print(f"[yellow]warning:[/] {hint}", soft_wrap=True)
+    return status
