@@ -19,6 +19,8 @@ def test_every_referenced_file_exists() -> None:
     for name, service in COMPOSE["services"].items():
         for volume in service.get("volumes", []):
             host = volume.split(":", 1)[0]
+            if host in COMPOSE.get("volumes", {}):
+                continue  # a named volume, not a file of the repository
             assert (ROOT / host).exists(), f"{name} mounts {host}, which is missing"
         build = service.get("build")
         if build:
@@ -63,7 +65,17 @@ def test_the_worker_leaves_delivery_to_the_deliver_service() -> None:
     assert job["dns_sd_configs"][0]["names"] == ["worker", "deliver"]
 
 
-def test_redis_has_no_persistence_like_the_stack() -> None:
+def test_redis_persists_with_aof_like_the_stack() -> None:
+    """Redis holds the notification log: a restart must not forget what was delivered
+    (issue 14, point 3). Both the local stack and compose append every write, fsync each second."""
     command = COMPOSE["services"]["redis"]["command"]
-    assert "--appendonly" in command
-    assert command[command.index("--appendonly") + 1] == "no"
+    assert command[command.index("--appendonly") + 1] == "yes"
+    assert command[command.index("--appendfsync") + 1] == "everysec"
+    assert any(v.split(":", 1)[1] == "/data" for v in COMPOSE["services"]["redis"].get("volumes", []))
+    assert "redis-data" in COMPOSE.get("volumes", {})
+    script = (ROOT / "scripts/stack").read_text()
+    start = script[script.index("start_redis() {") :]
+    start = start[: start.index("\n}\n")]
+    assert "--appendonly yes" in start
+    assert "--appendfsync everysec" in start
+    assert '--dir "$STACK_DIR/redis"' in start
