@@ -79,3 +79,21 @@ def test_redis_persists_with_aof_like_the_stack() -> None:
     assert "--appendonly yes" in start
     assert "--appendfsync everysec" in start
     assert '--dir "$STACK_DIR/redis"' in start
+
+
+def test_the_local_prometheus_mirrors_the_compose_one() -> None:
+    """scripts/stack runs Prometheus from prometheus-local.yml; compose from prometheus.yml:
+    same intervals, jobs, rules and an Alertmanager; only the addresses differ."""
+    compose = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
+    local = yaml.safe_load((ROOT / "deploy/prometheus/prometheus-local.yml").read_text())
+    assert local["global"] == compose["global"]
+    assert [j["job_name"] for j in local["scrape_configs"]] == [j["job_name"] for j in compose["scrape_configs"]]
+    assert [Path(r).name for r in local["rule_files"]] == [Path(r).name for r in compose["rule_files"]]
+    assert local["rule_files"] == ["@ROOT@/deploy/prometheus/rules/*.yml"]
+    assert local["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == ["127.0.0.1:@ALERTMANAGER_PORT@"]
+    job = next(j for j in local["scrape_configs"] if j["job_name"] == "pathwatch")
+    assert job["static_configs"][0]["targets"] == ["127.0.0.1:6066", "127.0.0.1:6067"]
+    assert "prometheus" in COMPOSE["services"]
+    script = (ROOT / "scripts/stack").read_text()
+    assert "deploy/prometheus/prometheus-local.yml" in script
+    assert "services=(kafka redis alertmanager prometheus)" in script
