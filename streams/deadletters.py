@@ -129,7 +129,11 @@ async def read_dead_letters(settings: Settings, timeout: float = 60.0) -> tuple[
     try:
         if topic not in await consumer.topics():
             return [], 0
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        # the consumer learns the topic's partitions once it reads one of them
+        first = TopicPartition(topic, 0)
+        consumer.assign([first])
+        await consumer.end_offsets([first])
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or {0})]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         ends = await consumer.end_offsets(tps)
