@@ -279,5 +279,5 @@ def run_live_report(
             )
     if report_path is not None:
         report_path.write_bytes(dumps_report(report))
-        console.print(f"report written to {report_path}")
+        console.print(f"report written to {report_path}", soft_wrap=True)
     return 0
