@@ -74,11 +74,13 @@ def records(
 async def publish(settings: Settings, path: str | Path, fmt: str, console: Console | None = None) -> int:
     """Publish every record of ``path`` (``-``: standard input); return the count.
 
-    The file is read before Kafka is contacted. Raises ``ValueError`` when the file cannot
+    The file is read before Kafka is contacted, and Kafka is not contacted for an empty one. Raises ``ValueError`` when the file cannot
     be read or Kafka cannot be reached, and the client's errors on other broker failures."""
     pseudonymiser = Pseudonymiser(settings.pseudonym_key_bytes(live=True))
     kind, items = records(path, fmt, pseudonymiser)
     topic = {"events": settings.topics.events, "hl7": settings.topics.hl7, "fhir": settings.topics.fhir}[kind]
+    if not items:
+        return 0
     check_kafka(settings)
     ensure_topics(settings)
     producer = AIOKafkaProducer(
@@ -127,7 +129,7 @@ def run_publish(file: str, settings: Settings, console: Console, fmt: str = "aut
     except (KafkaError, AdminKafkaError) as exc:
         raise ValueError(f"Kafka at {settings.kafka_bootstrap} failed: {exc}; {STACK_HINT}") from None
     if count == 0:
-        console.print(f"[yellow]nothing published:[/] {file} holds no records")
+        console.print(f"[yellow]nothing published:[/] {file} holds no records", soft_wrap=True)
         return 1
     console.print(f"[green]published {count:,} records[/green]")
     return 0

@@ -151,6 +151,15 @@ def test_publish_of_a_missing_file_is_one_line_before_any_broker(
     assert "PATHWATCH_KAFKA_BOOTSTRAP" not in line  # the file is read before Kafka is contacted
 
 
+def test_publish_of_an_empty_file_says_so_and_exits_1(
+    no_stack: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n\n")
+    assert main(["publish", str(empty)]) == 1
+    assert "holds no records" in capsys.readouterr().out
+
+
 def test_publish_dash_reads_standard_input(monkeypatch: pytest.MonkeyPatch) -> None:
     from schemas.pseudonym import Pseudonymiser
     from streams.publish import records
