@@ -130,3 +130,14 @@ def test_republish_returns_inputs_to_their_topic_keyed_like_publish() -> None:
     assert (result.cut, result.no_topic) == (1, 2)
     plan, result = republish_plan([event, from_file], SETTINGS, "fixed.events", pseudonyms)
     assert [(t, v) for t, _, v in plan] == [("fixed.events", EVENT), ("fixed.events", EVENT)]
+
+
+def test_the_dead_letter_topic_retention_is_a_setting() -> None:
+    from streams.topics import topic_specs
+
+    def retention(settings):  # type: ignore[no-untyped-def]
+        spec = next(s for s in topic_specs(settings) if s.name == settings.topics.dead_letters)
+        return int(spec.config["retention.ms"])
+
+    assert retention(load_settings()) == 30 * 24 * 3600 * 1000
+    assert retention(load_settings(dead_letter_retention="14d")) == 14 * 24 * 3600 * 1000
