@@ -83,7 +83,7 @@ class RepeatFilter(logging.Filter):
                 f"{text} ({seen.suppressed} similar messages suppressed in the last "
                 f"{now - seen.since:.0f} s)"
             )
-            record.args = None
+            record.args = ()  # not None: mode's formatter turns None into (None,) and fails
         return True
 
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import uuid
 
@@ -41,6 +42,22 @@ def test_an_outage_becomes_one_line_per_interval_with_a_count() -> None:
     assert f.filter(r)
     assert r.getMessage().endswith("(34999 similar messages suppressed in the last 39 s)")
     assert r.levelno == logging.ERROR
+
+
+def test_a_record_with_its_count_formats_through_fausts_formatter() -> None:
+    """faust's worker logs through mode's ExtensionFormatter, which turned ``args=None`` into
+    ``(None,)`` and printed "--- Logging error ---" instead of the line."""
+    from mode.utils.logging import ExtensionFormatter
+
+    clock = FakeClock()
+    f = RepeatFilter(30, clock)
+    f.filter(record("Marking the coordinator dead (node %s)for group %s.", 1, "pw"))
+    f.filter(record("Marking the coordinator dead (node %s)for group %s.", 1, "pw"))
+    clock.advance(31)
+    r = record("Marking the coordinator dead (node %s)for group %s.", 1, "pw")
+    assert f.filter(r)
+    text = ExtensionFormatter(io.StringIO(), fmt="%(message)s").format(r)
+    assert text == "Marking the coordinator dead (node 1)for group pw. (1 similar messages suppressed in the last 31 s)"
 
 
 def test_each_node_keeps_its_own_line() -> None:
