@@ -191,10 +191,11 @@ async def live_report(
     config = CoreConfig.from_settings(settings)
     n = settings.partitions
     await _wait_ingested(settings, timeout)
-    if until == END:
+    if isinstance(until, str):
+        if until != END:
+            raise ValueError(f"until {until!r} is neither a datetime nor {END!r}")
         _, metas = await _flush(settings, None, timeout)
         until = largest_event_time(metas)
-    assert until is None or isinstance(until, datetime)
     latest, metas = await _flush(settings, until, timeout)
     windows = TeamWindows(config)
     for value in latest.values():
