@@ -221,8 +221,10 @@ async def live_report(
     lateness = config.lateness_us
     watermark_us = max((max(m.max_us - lateness, m.until_us) for m in metas), default=None)
     watermark = None if watermark_us is None else from_us(watermark_us)
-    if until is not None and watermark is not None and watermark_us == to_us(until) + 1:
-        watermark = until.astimezone(UTC)
+    if watermark_us is not None and any(watermark_us == m.until_us for m in metas):
+        # a partition advanced by a flush holds until + 1 µs (until is inclusive): show the
+        # until given, in this report and in later ones without --until
+        watermark = from_us(watermark_us - 1)
     now = watermark if watermark is not None else from_us(0)
     return {
         "watermark": None if watermark is None else watermark.isoformat(),

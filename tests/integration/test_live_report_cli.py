@@ -44,4 +44,7 @@ def test_report_until_end_equals_the_replay_and_prints_its_summary(
     assert_equivalent(json.loads(out.read_text()), expected)
 
     assert main(["report", "--from-live", "--until", "2000-01-01T00:00:00+00:00"]) == 0
-    assert "which so changed nothing; --until end" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "which so changed nothing; --until end" in printed
+    # the partitions stay where --until end took them: the replay's watermark, not 1 µs past it
+    assert f"the live watermark {expected['watermark']} is already past" in printed
