@@ -8,6 +8,7 @@ nothing below reads the environment. Subcommands import their modules lazily so 
 from __future__ import annotations
 
 import argparse
+import socket
 import sys
 from collections.abc import Sequence
 from datetime import date, timedelta
@@ -16,8 +17,13 @@ from typing import Any
 
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 
-from pathwatch.config import Settings, load_settings
+from pathwatch.config import Settings, SettingsFileError, load_settings
+from pathwatch.quietlog import quiet_library_logs
+
+LOUD_LIBRARY_COMMANDS = frozenset({"worker", "deliver", "publish", "report", "deadletters"})
+"""Commands whose Kafka clients log every failed attempt during a broker outage."""
 
 DESCRIPTION = """\
 pathwatch watches community mental health care pathways: people lost between referral and
@@ -79,8 +85,31 @@ def _parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="read the live workers' state as a replay-style report")
     report.add_argument("--from-live", action="store_true", required=True)
     report.add_argument("--report", type=Path, help="write the report here (default: standard output)")
-    report.add_argument("--until", help="advance every partition to this event time first (RFC 3339)")
+    report.add_argument(
+        "--until",
+        help="advance every partition to this event time first (RFC 3339, inclusive), or 'end': to the "
+        "largest event time seen, as replay's end of input",
+    )
     report.add_argument("--timeout", type=float, default=60.0)
+
+    dead = sub.add_parser(
+        "deadletters", help="count dead letters by reason, show them, and re-publish chosen ones after a fix"
+    )
+    dead.add_argument("--show", type=int, default=0, metavar="N", help="print N dead letters (a preview, no values)")
+    dead.add_argument(
+        "--show-original", action="store_true",
+        help="with --show, print each original as received (may hold client identifiers)",
+    )
+    dead.add_argument("--kind", action="append", default=[], help="only this kind (repeatable), e.g. not_json")
+    dead.add_argument("--reason", action="append", default=[], help="only reasons containing this text (repeatable)")
+    dead.add_argument(
+        "--origin", action="append", default=[],
+        help="only from this topic, or origins starting so, e.g. pathwatch.hl7[2] (repeatable)",
+    )
+    dead.add_argument("--republish", action="store_true", help="send the chosen dead letters again")
+    dead.add_argument("--all", action="store_true", help="with --republish and no filter: every dead letter")
+    dead.add_argument("--to", metavar="TOPIC", help="re-publish to TOPIC instead of the topic each came from")
+    dead.add_argument("--timeout", type=float, default=60.0)
     return parser
 
 
@@ -117,49 +146,121 @@ def _simulate(args: argparse.Namespace, settings: Settings, console: Console) ->
     return 0
 
 
+def _error(command: str, message: str) -> None:
+    """One line on standard error (never wrapped: it names a setting or a command to run)."""
+    Console(stderr=True, highlight=False).print(
+        f"[red]pathwatch {command}:[/red] {escape(message)}", soft_wrap=True
+    )
+
+
+def settings_errors(exc: ValidationError, config: Path | None) -> list[str]:
+    """One line per invalid setting, naming its environment variable and TOML key."""
+    lines = []
+    for error in exc.errors():
+        loc = [str(part) for part in error["loc"]]
+        key = ".".join(loc)
+        if not loc:
+            lines.append(str(error["msg"]))
+            continue
+        env = "PATHWATCH_" + loc[0].upper()
+        if loc[0] == "topics" and len(loc) > 1:
+            env = "PATHWATCH_TOPICS__" + loc[1].upper()
+        if error["type"] == "extra_forbidden":
+            where = f" in {config}" if config is not None else ""
+            lines.append(f"{key}{where}: not a setting (every setting is listed in docs/configuration.md)")
+        else:
+            toml = f" or {key} in {config}" if config is not None else ""
+            lines.append(f"{key} ({env}{toml}): {error['msg']}")
+    return lines
+
+
+def web_port_taken(settings: Settings) -> str | None:
+    """Why the worker's web port cannot be used, or None when it is free.
+
+    Checked before faust starts, whose own failure is a 40-line traceback. Binds with
+    SO_REUSEADDR, as aiohttp does, so a port in TIME_WAIT is not taken for busy."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((settings.web_host, settings.web_port))
+        except OSError as exc:
+            return (
+                f"cannot serve /health and /metrics on {settings.web_host}:{settings.web_port} "
+                f"({exc.strerror or exc}; another worker or deliver?): set PATHWATCH_WEB_PORT to a free "
+                f"port, e.g. PATHWATCH_WEB_PORT={settings.web_port + 1}"
+            )
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     console = Console(stderr=args.command in ("simulate",))
     try:
         settings = load_settings(args.config)
-    except (ValidationError, ValueError, OSError) as exc:
-        Console(stderr=True).print(f"[red]pathwatch: bad settings[/red]\n{exc}")
+    except SettingsFileError as exc:
+        _error("--config", str(exc))
         return 2
+    except ValidationError as exc:
+        for line in settings_errors(exc, args.config):
+            _error("settings", line)
+        return 2
+    except (ValueError, OSError) as exc:
+        _error("settings", str(exc))
+        return 2
+    if args.command in LOUD_LIBRARY_COMMANDS:
+        quiet_library_logs()
 
     try:
-        if args.command == "replay":
-            from alerts.rules import AlertRulesConfig, SystemAlertRules
-            from streams.replay import run_replay
-
-            rules = SystemAlertRules(AlertRulesConfig.from_settings(settings))
-            return run_replay(args.events, args.report, settings, console, system_rules=rules, charts=rules.charts)
-        if args.command == "simulate":
-            return _simulate(args, settings, console)
-        if args.command == "validate":
-            from schemas.validate import run_validate
-
-            return run_validate(args.file, settings, console, fmt=args.format)
-        if args.command == "worker":
-            from streams.worker import run_worker
-
-            return run_worker(settings, list(args.faust_args))
-        if args.command == "deliver":
-            from streams.worker import run_deliver
-
-            return run_deliver(settings, list(args.faust_args))
-        if args.command == "publish":
-            from streams.publish import run_publish
-
-            return run_publish(args.file, settings, console, fmt=args.format)
-        if args.command == "report":
-            from streams.live_report import run_live_report
-
-            return run_live_report(settings, console, args.report, args.until, args.timeout)
+        return _dispatch(args, settings, console)
     except ValueError as exc:
-        Console(stderr=True).print(f"[red]pathwatch {args.command}:[/red] {exc}")
+        _error(args.command, str(exc))
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def _dispatch(args: argparse.Namespace, settings: Settings, console: Console) -> int:
+    if args.command == "replay":
+        from alerts.rules import AlertRulesConfig, SystemAlertRules
+        from streams.replay import run_replay
+
+        rules = SystemAlertRules(AlertRulesConfig.from_settings(settings))
+        return run_replay(args.events, args.report, settings, console, system_rules=rules, charts=rules.charts)
+    if args.command == "simulate":
+        return _simulate(args, settings, console)
+    if args.command == "validate":
+        from schemas.validate import run_validate
+
+        return run_validate(args.file, settings, console, fmt=args.format)
+    if args.command in ("worker", "deliver"):
+        if args.command == "worker":
+            settings.pseudonym_key_bytes(live=True)
+        taken = web_port_taken(settings)
+        if taken is not None:
+            raise ValueError(taken)
+        from streams.topics import check_kafka
+
+        check_kafka(settings)
+        from streams.worker import run_deliver, run_worker
+
+        run = run_worker if args.command == "worker" else run_deliver
+        return run(settings, list(args.faust_args))
+    if args.command == "publish":
+        from streams.publish import run_publish
+
+        return run_publish(args.file, settings, console, fmt=args.format)
+    if args.command == "report":
+        from streams.live_report import run_live_report
+
+        return run_live_report(settings, console, args.report, args.until, args.timeout)
+    if args.command == "deadletters":
+        from streams.deadletters import Selection, run_deadletters
+
+        selection = Selection(tuple(args.kind), tuple(args.reason), tuple(args.origin))
+        return run_deadletters(
+            settings, console, show=args.show, show_original=args.show_original, selection=selection,
+            republish=args.republish, republish_all=args.all, to=args.to, timeout=args.timeout,
+        )
     return 2
 
 

@@ -9,6 +9,7 @@ the environment (``PATHWATCH_RATE_TARGETS='{"followup_7d": 0.75}'``).
 from __future__ import annotations
 
 import re
+import tomllib
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
@@ -119,6 +120,9 @@ class Settings(BaseSettings):
     redis_url: str = "redis://127.0.0.1:6379/0"
     topics: Topics = Field(default_factory=Topics)
     partitions: int = Field(8, ge=1)
+    # retention of the dead-letter topic, set when the topic is created; it holds the original
+    # bytes of rejected input, raw client identifiers included (docs/configuration.md)
+    dead_letter_retention: Duration = timedelta(days=30)
     replication_factor: int = Field(1, ge=1)
     app_id: str = "pathwatch"
     # where alert transitions are delivered (Alertmanager, webhooks, the alerts topic): "worker"
@@ -203,8 +207,39 @@ class Settings(BaseSettings):
         return self.model_dump(mode="json")
 
 
+class SettingsFileError(ValueError):
+    """The ``--config`` file is missing, unreadable or not TOML; the message names the file
+    (and the line of a syntax error)."""
+
+
+def check_toml_file(path: Path) -> None:
+    """Raise :class:`SettingsFileError` unless ``path`` is a readable TOML file.
+
+    pydantic-settings reads a missing TOML file as empty and reports a syntax error without
+    the file's name, so the file is checked before it is handed over."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise SettingsFileError(f"{path}: no such file (given with --config)") from None
+    except IsADirectoryError:
+        raise SettingsFileError(f"{path}: is a directory, not a TOML file (given with --config)") from None
+    except OSError as exc:
+        raise SettingsFileError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise SettingsFileError(f"{path}: not UTF-8 text (byte {exc.start}); TOML files are UTF-8") from None
+    try:
+        tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsFileError(f"{path}: TOML syntax error: {exc}") from None
+
+
 def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
-    """Read settings once (the composition root calls this; nothing else reads the environment)."""
+    """Read settings once (the composition root calls this; nothing else reads the environment).
+
+    Raises :class:`SettingsFileError` when ``config`` is given but missing or not TOML, and
+    pydantic's ``ValidationError`` when a value is invalid or a TOML key is not a setting."""
+    if config is not None:
+        check_toml_file(config)
 
     class _Loaded(Settings):
         toml_file: ClassVar[Path | None] = config

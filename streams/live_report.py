@@ -32,6 +32,7 @@ from pathwatch.config import Settings
 from schemas.model import ALL_TEAMS
 from streams.calendar import from_us, to_us
 from streams.core import CoreConfig, Observation
+from streams.deadletters import dead_letter_count, read_dead_letters
 from streams.delivery import alert_from_bytes
 from streams.live import (
     TICK_KEY,
@@ -42,7 +43,8 @@ from streams.live import (
     flush_ack_key,
     position_key,
 )
-from streams.report import dumps_report
+from streams.report import dumps_report, render_summary
+from streams.topics import check_kafka
 from streams.windows import TeamWindows
 
 
@@ -125,12 +127,18 @@ async def _wait_ingested(settings: Settings, timeout: float) -> None:
             await asyncio.sleep(0.5)
 
 
-async def live_report(settings: Settings, until: datetime | None, timeout: float = 120.0) -> dict[str, Any]:
-    """Flush the workers and build the report (see the module docstring). Raises
-    ``TimeoutError`` when the workers do not answer the flush in ``timeout`` seconds."""
-    config = CoreConfig.from_settings(settings)
+END = "end"
+"""``--until end``: advance to the largest event time the workers have seen (the replay's end
+of input), so the live report of a finished file equals the replay of it."""
+
+
+async def _flush(
+    settings: Settings, until: datetime | None, timeout: float
+) -> tuple[dict[bytes, bytes | None], list[PartitionMeta]]:
+    """Send every ``clients`` partition a flush tick (advancing to ``until`` if given) and read
+    the stage-2 changelog until every partition recorded it: (latest value per key, the
+    stage-1 partitions' metadata as of the flush)."""
     n = settings.partitions
-    await _wait_ingested(settings, timeout)
     flush = uuid.uuid4().hex
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
     await producer.start()
@@ -161,6 +169,34 @@ async def live_report(settings: Settings, until: datetime | None, timeout: float
         if key.startswith(b"\x00"):
             continue
         latest[key] = value
+    return latest, metas
+
+
+def largest_event_time(metas: list[PartitionMeta]) -> datetime | None:
+    """The largest event time any stage-1 partition has seen, or None before any event."""
+    never = PartitionMeta().max_us  # a partition that has seen no event
+    seen = [m.max_us for m in metas if m.max_us != never]
+    return from_us(max(seen)) if seen else None
+
+
+async def live_report(
+    settings: Settings, until: datetime | str | None, timeout: float = 120.0
+) -> dict[str, Any]:
+    """Flush the workers and build the report (see the module docstring).
+
+    ``until``: an event time every partition is advanced to first (inclusive), :data:`END`
+    for the largest event time seen (one flush more), or None (each partition as its
+    watermark stands). Raises ``TimeoutError`` when the workers do not answer a flush in
+    ``timeout`` seconds."""
+    config = CoreConfig.from_settings(settings)
+    n = settings.partitions
+    await _wait_ingested(settings, timeout)
+    if isinstance(until, str):
+        if until != END:
+            raise ValueError(f"until {until!r} is neither a datetime nor {END!r}")
+        _, metas = await _flush(settings, None, timeout)
+        until = largest_event_time(metas)
+    latest, metas = await _flush(settings, until, timeout)
     windows = TeamWindows(config)
     for value in latest.values():
         if value is not None:
@@ -173,10 +209,9 @@ async def live_report(settings: Settings, until: datetime | None, timeout: float
         alert = alert_from_bytes(value)
         alerts[(alert.fingerprint, alert.starts_at)] = alert
     # Dead letters are sent at least once: a batch sent again after a crash sends its dead
-    # letters again, byte for byte (each names its input's origin, or the orphan cancel's
-    # source and id), so distinct records are the inputs dead-lettered.
-    dead = await _read_all(settings.kafka_bootstrap, settings.topics.dead_letters, 1, None, timeout)
-    dead_letters = len({value for _, _, value in dead})
+    # letters again, the same records, so distinct dead letters are the inputs dead-lettered.
+    dead, _ = await read_dead_letters(settings, timeout)
+    dead_letters = dead_letter_count(dead)
 
     teams = set(windows.teams())
     for meta in metas:
@@ -186,8 +221,10 @@ async def live_report(settings: Settings, until: datetime | None, timeout: float
     lateness = config.lateness_us
     watermark_us = max((max(m.max_us - lateness, m.until_us) for m in metas), default=None)
     watermark = None if watermark_us is None else from_us(watermark_us)
-    if until is not None and watermark is not None and watermark_us == to_us(until) + 1:
-        watermark = until.astimezone(UTC)
+    if watermark_us is not None and any(watermark_us == m.until_us for m in metas):
+        # a partition advanced by a flush holds until + 1 µs (until is inclusive): show the
+        # until given, in this report and in later ones without --until
+        watermark = from_us(watermark_us - 1)
     now = watermark if watermark is not None else from_us(0)
     return {
         "watermark": None if watermark is None else watermark.isoformat(),
@@ -212,17 +249,38 @@ async def live_report(settings: Settings, until: datetime | None, timeout: float
 def run_live_report(
     settings: Settings, console: Console, report_path: Path | None, until: str | None, timeout: float
 ) -> int:
-    """The CLI's ``report --from-live``: writes the report (or prints it) and returns 0."""
-    moment = None
-    if until:
-        moment = datetime.fromisoformat(until)
+    """The CLI's ``report --from-live``: prints the summary ``replay`` prints, and writes the
+    JSON report to ``report_path`` if given. ``until`` is RFC 3339 or ``end`` (the largest
+    event time seen). Returns 0; raises ``ValueError`` (exit 2) for a bad ``until`` or an
+    unreachable Kafka, ``TimeoutError`` when the workers do not answer."""
+    moment: datetime | str | None = None
+    if until == END:
+        moment = END
+    elif until:
+        try:
+            moment = datetime.fromisoformat(until)
+        except ValueError:
+            raise ValueError(f"--until {until!r} is neither an RFC 3339 time nor 'end'") from None
         if moment.tzinfo is None:
-            raise ValueError(f"--until {until!r} needs an offset (RFC 3339)")
-    report = asyncio.run(live_report(settings, moment, timeout))
-    data = dumps_report(report)
-    if report_path is None:
-        console.print(data.decode())
-    else:
-        report_path.write_bytes(data)
-        console.print(f"[green]live report[/green] -> {report_path}")
+            raise ValueError(f"--until {until!r} needs an offset (RFC 3339), e.g. {until}+00:00")
+    check_kafka(settings)
+    try:
+        report = asyncio.run(live_report(settings, moment, timeout))
+    except TimeoutError:
+        raise ValueError(
+            f"the workers did not answer within {timeout:g} s (--timeout): is a `pathwatch worker` running "
+            "against this Kafka (PATHWATCH_KAFKA_BOOTSTRAP)?"
+        ) from None
+    render_summary(report, console, settings.small_cell)
+    if isinstance(moment, datetime) and report["watermark"] is not None:
+        watermark = datetime.fromisoformat(report["watermark"])
+        if watermark > moment:
+            console.print(
+                f"[yellow]note:[/] the live watermark {report['watermark']} is already past --until {until}, "
+                "which so changed nothing; --until end advances to the largest event time seen",
+                soft_wrap=True,
+            )
+    if report_path is not None:
+        report_path.write_bytes(dumps_report(report))
+        console.print(f"report written to {report_path}", soft_wrap=True)
     return 0

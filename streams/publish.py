@@ -5,24 +5,28 @@ the Kafka key is the client identifier after pseudonymisation), so the key needs
 pseudonymisation key like a live worker. A line that cannot be read is still published
 (unkeyed): the workers dead-letter it with the reason, which is the point of publishing
 bad input. HL7 v2 files are split into messages for the ``hl7`` topic; FHIR files go whole
-(one resource or bundle per message) to the ``fhir`` topic.
+(one resource or bundle per message) to the ``fhir`` topic. ``-`` reads standard input, as
+``replay`` and ``validate`` do (the format is then told from the content alone).
 """
 
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from kafka.errors import KafkaError as AdminKafkaError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from pathwatch.config import Settings
 from schemas.pseudonym import Pseudonymiser
 from schemas.validate import read_input
-from streams.topics import ensure_topics
+from streams.topics import STACK_HINT, check_kafka, ensure_topics
 
 
 class _Subject(msgspec.Struct):
@@ -32,11 +36,24 @@ class _Subject(msgspec.Struct):
 _subject = msgspec.json.Decoder(_Subject)
 
 
-def records(path: Path, fmt: str, pseudonymiser: Pseudonymiser) -> tuple[str, list[tuple[bytes | None, bytes]]]:
-    """(topic kind, [(key, value)]) for the file, split as ``pathwatch validate`` splits it
-    (:func:`schemas.validate.read_input`: FHIR NDJSON one message per line, a leading UTF-8
-    byte order mark stripped)."""
-    read = read_input(str(path), path.read_bytes(), fmt)
+def read_bytes(path: str | Path) -> bytes:
+    """The bytes of ``path``, or of standard input for ``-``. Raises ``ValueError`` naming the
+    file when it cannot be read."""
+    if str(path) == "-":
+        return sys.stdin.buffer.read()
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def records(
+    path: str | Path, fmt: str, pseudonymiser: Pseudonymiser
+) -> tuple[str, list[tuple[bytes | None, bytes]]]:
+    """(topic kind, [(key, value)]) for the file (``-``: standard input), split as
+    ``pathwatch validate`` splits it (:func:`schemas.validate.read_input`: FHIR NDJSON one
+    message per line, a leading UTF-8 byte order mark stripped)."""
+    read = read_input("-" if str(path) == "-" else str(path), read_bytes(path), fmt)
     if read.kind != "events":
         return read.kind, [(None, record.raw) for record in read.records]
     out: list[tuple[bytes | None, bytes]] = []
@@ -49,11 +66,17 @@ def records(path: Path, fmt: str, pseudonymiser: Pseudonymiser) -> tuple[str, li
     return "events", out
 
 
-async def publish(settings: Settings, path: Path, fmt: str, console: Console | None = None) -> int:
-    """Publish every record of ``path``; return the count. Raises on broker errors."""
+async def publish(settings: Settings, path: str | Path, fmt: str, console: Console | None = None) -> int:
+    """Publish every record of ``path`` (``-``: standard input); return the count.
+
+    The file is read before Kafka is contacted, and Kafka is not contacted for an empty one. Raises ``ValueError`` when the file cannot
+    be read or Kafka cannot be reached, and the client's errors on other broker failures."""
     pseudonymiser = Pseudonymiser(settings.pseudonym_key_bytes(live=True))
     kind, items = records(path, fmt, pseudonymiser)
     topic = {"events": settings.topics.events, "hl7": settings.topics.hl7, "fhir": settings.topics.fhir}[kind]
+    if not items:
+        return 0
+    check_kafka(settings)
     ensure_topics(settings)
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True, linger_ms=5
@@ -93,7 +116,15 @@ async def send_records(
 
 
 def run_publish(file: str, settings: Settings, console: Console, fmt: str = "auto") -> int:
-    """The CLI's ``publish``: exit status 0 when everything was acknowledged by the broker."""
-    count = asyncio.run(publish(settings, Path(file), fmt, console))
+    """The CLI's ``publish``: exit status 0 when everything was acknowledged by the broker.
+    Raises ``ValueError`` (the CLI prints it, exit 2) for an unreadable file, an unreachable
+    broker or a failed send."""
+    try:
+        count = asyncio.run(publish(settings, file, fmt, console))
+    except (KafkaError, AdminKafkaError) as exc:
+        raise ValueError(f"Kafka at {settings.kafka_bootstrap} failed: {exc}; {STACK_HINT}") from None
+    if count == 0:
+        console.print(f"[yellow]nothing published:[/] {file} holds no records", soft_wrap=True)
+        return 1
     console.print(f"[green]published {count:,} records[/green]")
     return 0

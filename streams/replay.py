@@ -43,7 +43,7 @@ from schemas.model import ALL_TEAMS
 from schemas.validate import detect_format
 from streams.core import CoreConfig
 from streams.engine import Engine, SystemRules
-from streams.report import dumps_report, render_summary
+from streams.report import dumps_report, render_summary, replay_verdict
 from streams.windows import TeamWindows
 
 # (windows, watermark, teams) -> the report's "spc" entries
@@ -224,7 +224,8 @@ def run_replay(
     ``unlinked``: events built from HL7/FHIR whose subject is hospital-local. With ``charts``
     (``alerts.rules.SystemAlertRules.charts``) the report gains ``"spc"``: the Making Data
     Count chart of every team and rate measure at the end of input. Returns the exit status:
-    0 done, 2 when an input cannot be read or the report cannot be written."""
+    0 done, 1 when the input held no records or only dead letters (with a hint), 2 when an
+    input cannot be read or the report cannot be written."""
     names = [events] if isinstance(events, str) else list(events)
     if settings.pseudonym_key is None:
         console.print(
@@ -274,7 +275,10 @@ def run_replay(
         console.print(line, markup=False, highlight=False)
     if report_path is not None:
         console.print(f"report written to {report_path}")
-    return 0
+    status, hint = replay_verdict(report, " ".join(names))
+    if hint is not None:
+        console.print(f"[yellow]warning:[/] {hint}", soft_wrap=True)
+    return status
 
 
 def _stdin_is_json_lines() -> bool:

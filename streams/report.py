@@ -132,3 +132,20 @@ def render_summary(report: Mapping[str, Any], console: Console, small_cell: int 
         f"events: {ev['accepted']} accepted, {ev['duplicates']} duplicates, "
         f"{ev['dead_letters']} dead letters, {ev['corrections']} corrections"
     )
+
+
+def replay_verdict(report: Mapping[str, Any], source: str) -> tuple[int, str | None]:
+    """The exit status of a replay and a hint when its input looks wrong.
+
+    1 with a hint when the input held no records, or when every record was a dead letter
+    (a CSV or other non-event file, or a format replay does not read); else 0 and None."""
+    ev = report["events"]
+    dead = ev["dead_letters"]
+    if ev["accepted"] or ev["duplicates"]:
+        return 0, None
+    if not dead:
+        return 1, f"no records in {source}: nothing to replay (an empty file?)"
+    return 1, (
+        f"{dead} of {dead} records were dead letters: is this the right file/format? "
+        f"(pathwatch validate {source} names each record's error)"
+    )

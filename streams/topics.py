@@ -8,6 +8,7 @@ with the tables that read them (same partition count), as faust requires.
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass
 
 from kafka.admin import KafkaAdminClient, NewTopic
@@ -35,8 +36,38 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(t.observations, n, {"retention.ms": week}),
         TopicSpec(t.transitions, n, {"retention.ms": week}),
         TopicSpec(t.alerts, n, {"retention.ms": week}),
-        TopicSpec(t.dead_letters, 1, {"retention.ms": str(30 * 24 * 3600 * 1000)}),
+        # original bytes of rejected input, raw client identifiers included (docs/configuration.md)
+        TopicSpec(t.dead_letters, 1, {"retention.ms": str(int(settings.dead_letter_retention.total_seconds() * 1000))}),
     ]
+
+
+STACK_HINT = 'for the local stack run: set -a; eval "$(scripts/stack env)"; set +a'
+
+
+class KafkaUnreachable(ValueError):
+    """No bootstrap server of ``kafka_bootstrap`` accepts a connection; the message names the
+    setting and the command that sets it for the local stack."""
+
+
+def check_kafka(settings: Settings, timeout: float = 3.0) -> None:
+    """Raise :class:`KafkaUnreachable` within about ``timeout`` seconds per server unless one
+    bootstrap server accepts a TCP connection.
+
+    The Kafka clients retry an unreachable broker for 30 s or more and then fail with a
+    traceback; this check gives a new user one line instead. It does not prove the server
+    is Kafka."""
+    reasons = []
+    for server in settings.kafka_bootstrap.split(","):
+        host, _, port = server.strip().rpartition(":")
+        try:
+            with socket.create_connection((host.strip("[]") or "localhost", int(port)), timeout=timeout):
+                return
+        except (OSError, ValueError) as exc:
+            reasons.append(f"{server.strip()}: {getattr(exc, 'strerror', None) or exc}")
+    raise KafkaUnreachable(
+        f"cannot reach Kafka at {settings.kafka_bootstrap} ({'; '.join(reasons)}): set PATHWATCH_KAFKA_BOOTSTRAP; "
+        + STACK_HINT
+    )
 
 
 def ensure_topics(settings: Settings) -> list[str]:

@@ -19,6 +19,8 @@ def test_every_referenced_file_exists() -> None:
     for name, service in COMPOSE["services"].items():
         for volume in service.get("volumes", []):
             host = volume.split(":", 1)[0]
+            if host in COMPOSE.get("volumes", {}):
+                continue  # a named volume, not a file of the repository
             assert (ROOT / host).exists(), f"{name} mounts {host}, which is missing"
         build = service.get("build")
         if build:
@@ -63,7 +65,35 @@ def test_the_worker_leaves_delivery_to_the_deliver_service() -> None:
     assert job["dns_sd_configs"][0]["names"] == ["worker", "deliver"]
 
 
-def test_redis_has_no_persistence_like_the_stack() -> None:
+def test_redis_persists_with_aof_like_the_stack() -> None:
+    """Redis holds the notification log: a restart must not forget what was delivered
+    (issue 14, point 3). Both the local stack and compose append every write, fsync each second."""
     command = COMPOSE["services"]["redis"]["command"]
-    assert "--appendonly" in command
-    assert command[command.index("--appendonly") + 1] == "no"
+    assert command[command.index("--appendonly") + 1] == "yes"
+    assert command[command.index("--appendfsync") + 1] == "everysec"
+    assert any(v.split(":", 1)[1] == "/data" for v in COMPOSE["services"]["redis"].get("volumes", []))
+    assert "redis-data" in COMPOSE.get("volumes", {})
+    script = (ROOT / "scripts/stack").read_text()
+    start = script[script.index("start_redis() {") :]
+    start = start[: start.index("\n}\n")]
+    assert "--appendonly yes" in start
+    assert "--appendfsync everysec" in start
+    assert '--dir "$STACK_DIR/redis"' in start
+
+
+def test_the_local_prometheus_mirrors_the_compose_one() -> None:
+    """scripts/stack runs Prometheus from prometheus-local.yml; compose from prometheus.yml:
+    same intervals, jobs, rules and an Alertmanager; only the addresses differ."""
+    compose = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
+    local = yaml.safe_load((ROOT / "deploy/prometheus/prometheus-local.yml").read_text())
+    assert local["global"] == compose["global"]
+    assert [j["job_name"] for j in local["scrape_configs"]] == [j["job_name"] for j in compose["scrape_configs"]]
+    assert [Path(r).name for r in local["rule_files"]] == [Path(r).name for r in compose["rule_files"]]
+    assert local["rule_files"] == ["@ROOT@/deploy/prometheus/rules/*.yml"]
+    assert local["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == ["127.0.0.1:@ALERTMANAGER_PORT@"]
+    job = next(j for j in local["scrape_configs"] if j["job_name"] == "pathwatch")
+    assert job["static_configs"][0]["targets"] == ["127.0.0.1:6066", "127.0.0.1:6067"]
+    assert "prometheus" in COMPOSE["services"]
+    script = (ROOT / "scripts/stack").read_text()
+    assert "deploy/prometheus/prometheus-local.yml" in script
+    assert "services=(kafka redis alertmanager prometheus)" in script
