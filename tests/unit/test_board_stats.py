@@ -46,7 +46,8 @@ def test_funnel_with_overdispersion_matches_the_hand_computation() -> None:
     assert funnel.target == pytest.approx(0.25)
     assert funnel.phi == pytest.approx(4.889984, abs=1e-6)
     assert funnel.tau2 == pytest.approx(0.0137999, abs=1e-7)
-    assert funnel.adjusted and funnel.fallback is None
+    assert funnel.adjusted
+    assert funnel.fallback is None
     p = funnel.points[0]
     assert p.z == pytest.approx(-4.036964, abs=1e-6)
     assert p.limits["95"] == pytest.approx((0.0728868, 0.4884327), abs=1e-7)
@@ -69,7 +70,8 @@ def test_funnel_without_overdispersion_falls_back_to_unadjusted_limits() -> None
     assert funnel.phi == pytest.approx(0.013072, abs=1e-6)
     assert funnel.tau2 == 0.0
     assert not funnel.adjusted
-    assert funnel.fallback is not None and "phi" in funnel.fallback
+    assert funnel.fallback is not None
+    assert "phi" in funnel.fallback
     assert funnel.points[0].limits["95"] == pytest.approx((0.1704599, 0.3391131), abs=1e-7)
     assert funnel.points[0].limits["99.8"] == pytest.approx((0.1301508, 0.3935336), abs=1e-7)
 
@@ -80,7 +82,8 @@ def test_funnel_outliers_are_strictly_outside_and_zero_numerators_are_points() -
     units = [*_units(25, 25, 25, 25, 25, 25, 25, 25, 25), FunnelUnit("zero", 0, 100), FunnelUnit("empty", 0, 0)]
     funnel = proportion_funnel(units, trim=0.1)
     zero = next(p for p in funnel.points if p.name == "zero")
-    assert zero.rate == 0.0 and math.isfinite(zero.z)
+    assert zero.rate == 0.0
+    assert math.isfinite(zero.z)
     assert funnel.excluded == ["empty"]
     # one low team among nine identical ones: winsorising clamps it, phi stays small
     assert zero.outlier == "low"
@@ -144,7 +147,8 @@ def test_observed_expected_uses_the_providers_own_rates_by_stratum() -> None:
 
 def test_observed_expected_with_no_events_has_a_finite_upper_bound() -> None:
     north, south = observed_expected([Cell("north", "x", 0, 10), Cell("south", "x", 5, 10)])
-    assert north.ratio == 0.0 and north.lower == 0.0
+    assert north.ratio == 0.0
+    assert north.lower == 0.0
     assert north.upper == pytest.approx(3.6888795 / 2.5, abs=1e-6)
 
 
