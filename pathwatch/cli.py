@@ -34,6 +34,8 @@ def _parser() -> argparse.ArgumentParser:
     replay = sub.add_parser("replay", help="run the core in-process over a file of events and report")
     replay.add_argument("events", help="JSON lines in arrival order (a path, or - for standard input)")
     replay.add_argument("--report", type=Path, help="write the machine-readable report here")
+    replay.add_argument("--html", type=Path, help="write the board report (one self-contained HTML file) here")
+    replay.add_argument("--pdf", type=Path, help="print the board report to this PDF (needs --html and chromium)")
 
     simulate = sub.add_parser("simulate", help="generate a realistic, seeded event stream (JSON lines)")
     simulate.add_argument("--out", default="-", help="output path, or - for standard output")
@@ -127,7 +129,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             from streams.replay import run_replay
 
             rules = SystemAlertRules(AlertRulesConfig.from_settings(settings))
-            return run_replay(args.events, args.report, settings, console, system_rules=rules)
+            return run_replay(
+                args.events, args.report, settings, console, system_rules=rules, html_path=args.html, pdf_path=args.pdf
+            )
         if args.command == "simulate":
             return _simulate(args, settings, console)
         if args.command == "validate":

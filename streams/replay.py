@@ -63,10 +63,19 @@ def run_replay(
     settings: Settings,
     console: Console,
     system_rules: SystemRules | None = None,
+    html_path: Path | None = None,
+    pdf_path: Path | None = None,
 ) -> int:
     """Replay ``events`` (a path or ``-``), write the JSON report to ``report_path`` if given,
-    print a summary. Returns the exit status: 0 done, 2 when the input cannot be read or the
-    report cannot be written."""
+    the board report to ``html_path`` (and its print to ``pdf_path``) if given, print a
+    summary. Returns the exit status: 0 done, 2 when the input cannot be read or a report
+    cannot be written. Raises ValueError for a bad cost table or ``pdf_path`` without
+    ``html_path``, before replaying."""
+    from board.run import Board  # the board's plotting libraries load only for a replay
+
+    if pdf_path is not None and html_path is None:
+        raise ValueError("--pdf prints the board report: give --html FILE too")
+    board = Board.from_settings(settings)
     if settings.pseudonym_key is None:
         console.print(
             "[yellow]warning:[/] PATHWATCH_PSEUDONYM_KEY is not set; using the fixed development key "
@@ -95,13 +104,22 @@ def run_replay(
         return 2
     engine.finish()
     report = engine.report()
+    report.update(board.sections(report))
     if report_path is not None:
         try:
             report_path.write_bytes(dumps_report(report))
         except OSError as exc:
             console.print(f"[red]error:[/] cannot write {report_path}: {exc.strerror or exc}")
             return 2
+    if html_path is not None:
+        try:
+            board.write(report, html_path, pdf_path, events)
+        except (OSError, RuntimeError) as exc:
+            console.print(f"[red]error:[/] cannot write the board report: {exc}")
+            return 2
     render_summary(report, console, settings.small_cell)
     if report_path is not None:
         console.print(f"report written to {report_path}")
+    if html_path is not None:
+        console.print(f"board report written to {html_path}" + (f" and {pdf_path}" if pdf_path else ""))
     return 0
