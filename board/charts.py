@@ -78,6 +78,7 @@ def spc_chart(
     target: float | None,
     changes: Sequence[tuple[str, str]],
     percent: bool = True,
+    subtitle: str = "",
 ) -> tuple[str, int]:
     """An MDC chart of one team's weekly series: points coloured by type, mean (solid) and
     process limits (dashed) per rebase group, the target (red, dotted), a vertical marker
@@ -86,7 +87,8 @@ def spc_chart(
     points drawn."""
     scale = 100.0 if percent else 1.0
     with matplotlib.rc_context(_STYLE):
-        fig, ax = plt.subplots(figsize=(7.0, 2.3))
+        fig, ax = plt.subplots(figsize=(7.0, 2.1))
+        ax.set_title(subtitle, loc="left", fontsize=9, fontweight="bold")
         shown = [p for p in points if p["week"] not in hidden_weeks and p.get("value") is not None]
         groups: dict[int, list[Mapping[str, Any]]] = {}
         for p in points:
@@ -99,9 +101,15 @@ def spc_chart(
                             linestyle=style, linewidth=1.0 if key == "mean" else 0.8)
         if target is not None:
             ax.axhline(target * scale, color=TARGET, linestyle=":", linewidth=1.0, label="target")
+        # the joining line breaks at a hidden week rather than bridging it as if nothing were there
+        line_x = [_day(p["week"]) for p in points]
+        line_y = [
+            float("nan") if p["week"] in hidden_weeks or p.get("value") is None else float(p["value"]) * scale
+            for p in points
+        ]
+        ax.plot(line_x, line_y, color=COMMON, linewidth=0.6, zorder=2)
         xs = [_day(p["week"]) for p in shown]
         ys = [float(p["value"]) * scale for p in shown]
-        ax.plot(xs, ys, color=COMMON, linewidth=0.6, zorder=2)
         dots = ax.scatter(xs, ys, c=[POINT_COLOURS.get(p.get("type", ""), COMMON) for p in shown], s=14, zorder=3)
         dots.set_gid(f"{chart_id}-points")
         for day, key in changes:
@@ -130,24 +138,30 @@ def funnel_chart(
     from board.stats import Z95, Z998
 
     with matplotlib.rc_context(_STYLE):
-        fig, ax = plt.subplots(figsize=(5.2, 3.0))
-        top = max([int(p["denominator"]) for p in points] + [10]) * 1.15
+        fig, ax = plt.subplots(figsize=(4.6, 3.0))
+        sizes = [int(p["denominator"]) for p in points]
+        top = max(sizes + [10]) * 1.15
         grid = [max(1.0, top * i / 200) for i in range(1, 201)]
         for z, style, label in ((Z95, "--", "95%"), (Z998, "-", "99.8%")):
             lows, highs = zip(*(limits(n, z) for n in grid), strict=True)
             ax.plot(grid, [v * 100 for v in lows], color=COMMON, linestyle=style, linewidth=0.8, label=label)
             ax.plot(grid, [v * 100 for v in highs], color=COMMON, linestyle=style, linewidth=0.8)
         ax.axhline(target * 100, color=LINE, linewidth=1.0, label="provider")
-        xs = [int(p["denominator"]) for p in points]
         ys = [float(p["rate"]) * 100 for p in points]
+        # the y range follows the teams and the 99.8% limits at half the smallest team, not the
+        # funnel's mouth near n = 0, where the limits span almost 0 to 100%
+        low, high = limits(max(1.0, min(sizes + [10]) / 2), Z998)
+        ax.set_ylim(max(0.0, min([low * 100, *ys]) - 3), min(100.0, max([high * 100, *ys]) + 3))
         colours = [CONCERN if p.get("outlier") else IMPROVEMENT for p in points]
-        dots = ax.scatter(xs, ys, c=colours, s=18, zorder=3)
+        dots = ax.scatter(sizes, ys, c=colours, s=18, zorder=3)
         dots.set_gid(f"{chart_id}-points")
-        for x, y, p in zip(xs, ys, points, strict=True):
-            ax.annotate(str(p["team"]), (x, y), xytext=(3, 3), textcoords="offset points", fontsize=7)
-        ax.set_xlabel("denominator")
+        order = sorted(range(len(points)), key=lambda i: (sizes[i], ys[i]))
+        for rank, i in enumerate(order):  # alternate labels above and below so neighbours do not overlap
+            ax.annotate(str(points[i]["team"]), (sizes[i], ys[i]), xytext=(3, 4 if rank % 2 == 0 else -9),
+                        textcoords="offset points", fontsize=7)
+        ax.set_xlabel("cases (denominator)")
         ax.set_ylabel("%")
         ax.set_xlim(0, top)
-        ax.legend(fontsize=6, frameon=False, loc="lower right")
+        ax.legend(fontsize=6, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=3)
         ax.grid(axis="y", color="#e5e5e5", linewidth=0.5)
         return _svg(fig, chart_id, title), len(points)

@@ -44,14 +44,17 @@ class Suppressed:
     measures: set[tuple[str, str]] = field(default_factory=set)  # (measure, team)
     weeks: set[tuple[str, str, str]] = field(default_factory=set)  # (measure, team, week)
     value_lines: set[str] = field(default_factory=set)
+    latest: set[tuple[str, str]] = field(default_factory=set)  # (measure, team): the matrix's value and n
 
     def describe(self) -> list[str]:
         lines = []
         if self.measures:
             cells = ", ".join(f"{label(m)} / {_team(t)}" for m, t in sorted(self.measures))
             lines.append(f"{len(self.measures)} measure cells: {cells}")
+        if self.latest:
+            lines.append(f"{len(self.latest)} latest-week values in the summary matrix")
         if self.weeks:
-            lines.append(f"{len(self.weeks)} weekly chart points")
+            lines.append(f"{len(self.weeks)} weekly chart points (small counts)")
         if self.value_lines:
             lines.append(f"value lines: {', '.join(sorted(self.value_lines))}")
         return lines
@@ -83,7 +86,21 @@ def _suppress_measures(rows: Sequence[Mapping[str, Any]], policy: SuppressionPol
     return hidden
 
 
+def _small_weeks(spc: Sequence[Mapping[str, Any]], policy: SuppressionPolicy) -> set[tuple[str, str, str]]:
+    """(measure, team, week) of every weekly point whose own counts are small: the charts do
+    not draw them. Charts show rates without counts, so the other teams' rates and the total
+    give no hidden point away and the charts need no complementary suppression."""
+    return {
+        (entry["measure"], entry["team"], p["week"])
+        for entry in spc
+        for p in entry.get("points", [])
+        if policy.cell_small(int(p["numerator"]), int(p["denominator"]))
+    }
+
+
 def _suppress_weeks(spc: Sequence[Mapping[str, Any]], policy: SuppressionPolicy) -> set[tuple[str, str, str]]:
+    """(measure, team, week) hidden where a week's counts are shown (the matrix's value and n):
+    small cells and their complements across the teams of the same week."""
     groups: dict[tuple[str, str], dict[str, tuple[int, int]]] = {}
     for entry in spc:
         for p in entry.get("points", []):
@@ -182,7 +199,8 @@ def _view(report: Mapping[str, Any], policy: SuppressionPolicy) -> dict[str, Any
     suppressed.measures = _suppress_measures(measures, policy)
     spc = list(report.get("spc") or [])
     changes = list(report.get("changes") or [])
-    suppressed.weeks = _suppress_weeks(spc, policy)
+    suppressed.weeks = _small_weeks(spc, policy)
+    counts_hidden = _suppress_weeks(spc, policy)
     change_keys = {c.get("change_id"): f"C{i}" for i, c in enumerate(
         sorted(changes, key=lambda c: (str(c.get("time")), str(c.get("change_id")))), start=1)}
 
@@ -215,7 +233,9 @@ def _view(report: Mapping[str, Any], policy: SuppressionPolicy) -> dict[str, Any
         points = list(entry.get("points", []))
         hidden_weeks = {w for (m, t, w) in suppressed.weeks if m == measure and t == team}
         last = points[-1] if points else None
-        last_hidden = last is None or last["week"] in hidden_weeks
+        last_hidden = last is None or (measure, team, last["week"]) in counts_hidden
+        if last is not None and last_hidden:
+            suppressed.latest.add((measure, team))
         own_changes = _changes_for(changes, team, measure)
         rebase = None
         if last is not None and int(last.get("group", 0)) > 0:
@@ -245,7 +265,7 @@ def _view(report: Mapping[str, Any], policy: SuppressionPolicy) -> dict[str, Any
         markers = [(str(c.get("time", ""))[:10], change_keys[c.get("change_id")]) for c in own_changes]
         svg, drawn = charts.spc_chart(
             chart_id, f"{label(measure)}, {_team(team)}: weekly values", points, hidden_weeks,
-            entry.get("target"), markers,
+            entry.get("target"), markers, subtitle=_team(team),
         )
         chart_groups.setdefault(measure, []).append(
             {"team": team, "svg": svg, "points": drawn, "id": chart_id, "hidden": len(hidden_weeks),
@@ -267,7 +287,7 @@ def _view(report: Mapping[str, Any], policy: SuppressionPolicy) -> dict[str, Any
         )
 
     funnel_views = []
-    for f in report.get("funnels") or []:
+    for f in sorted(report.get("funnels") or [], key=lambda f: _measure_key(f["measure"])):
         shown = [p for p in f["points"] if (f["measure"], p["team"]) not in suppressed.measures]
         hidden_teams = [p["team"] for p in f["points"] if (f["measure"], p["team"]) in suppressed.measures]
         chart_id = f"funnel-{f['measure']}".replace("_", "-")

@@ -90,9 +90,17 @@ def test_no_small_cell_appears_and_none_can_be_worked_out(
     # headline counts and the matrix's n
     for num, den in re.findall(r"(\d+) of (\d+);", page):
         assert not policy.cell_small(int(num), int(den))
+    matrix: dict[str, list[list[str]]] = {}
+    measure = ""
     for row in tables["mdc-matrix"][1:]:
+        measure = row[0] or measure
+        matrix.setdefault(measure, []).append(row)
         if "suppressed" not in row:
             assert not policy.small(int(row[4]))
+    for rows_of_measure in matrix.values():
+        total = next(r for r in rows_of_measure if r[1] == "all teams")
+        if "suppressed" not in total:
+            assert sum("suppressed" in r for r in rows_of_measure) != 1, rows_of_measure
     # case mix: every shown observed count passes
     for row in tables["seen_within_target"][1:]:
         if "suppressed" not in row:
