@@ -79,12 +79,15 @@ def spc_chart(
     changes: Sequence[tuple[str, str]],
     percent: bool = True,
     subtitle: str = "",
+    carried: tuple[str, Mapping[str, Any]] | None = None,
 ) -> tuple[str, int]:
     """An MDC chart of one team's weekly series: points coloured by type, mean (solid) and
     process limits (dashed) per rebase group, the target (red, dotted), a vertical marker
     per service change labelled with its key (``changes``: (ISO date, key)). Weeks in
-    ``hidden_weeks`` (suppressed cells) are not drawn. Returns the SVG and the number of
-    points drawn."""
+    ``hidden_weeks`` (suppressed cells) are not drawn. ``carried`` = (first week after a
+    change, the previous group's ``mean``/``upper``/``lower``) draws those limits forward
+    over the weeks from then on (blue, dotted). Returns the SVG and the number of points
+    drawn."""
     scale = 100.0 if percent else 1.0
     with matplotlib.rc_context(_STYLE):
         fig, ax = plt.subplots(figsize=(7.0, 2.1))
@@ -99,6 +102,13 @@ def spc_chart(
                 if all(p.get(key) is not None for p in members):
                     ax.step(xs, [float(p[key]) * scale for p in members], where="mid", color=LINE if key == "mean" else COMMON,
                             linestyle=style, linewidth=1.0 if key == "mean" else 0.8)
+        if carried is not None and points:
+            start, previous = carried
+            span = [_day(start), _day(points[-1]["week"])]
+            for key in ("mean", "upper", "lower"):
+                if previous.get(key) is not None:
+                    ax.plot(span, [float(previous[key]) * scale] * 2, color=IMPROVEMENT, linestyle=":",
+                            linewidth=1.2, label="previous limits carried forward" if key == "mean" else None)
         if target is not None:
             ax.axhline(target * scale, color=TARGET, linestyle=":", linewidth=1.0, label="target")
         # the joining line breaks at a hidden week rather than bridging it as if nothing were there

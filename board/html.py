@@ -10,6 +10,7 @@ SVG charts, icons), so it opens from an email attachment without a network.
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -272,13 +273,30 @@ def _view(report: Mapping[str, Any], policy: SuppressionPolicy) -> dict[str, Any
              "changes": [(change_keys[c.get("change_id")], c.get("description", "")) for c in own_changes]}
         )
 
+    series = {(e["measure"], e["team"]): e for e in spc}
     change_cards = []
     for c in sorted(changes, key=lambda c: (str(c.get("time")), str(c.get("change_id")))):
         evidence = c.get("evidence") or {}
+        key = change_keys[c.get("change_id")]
+        card_charts = []
+        for m, e in sorted(evidence.items(), key=lambda kv: _measure_key(kv[0])):
+            entry = series.get((m, str(c.get("team") or ALL_TEAMS)))
+            if entry is None or not e.get("previous") or not e.get("first_week"):
+                continue
+            chart_id = "change-" + re.sub(r"[^a-z0-9]+", "-", f"{c.get('change_id')}-{m}".lower()).strip("-")
+            hidden_weeks = {w for (mm, t, w) in suppressed.weeks if mm == m and t == entry["team"]}
+            svg, drawn = charts.spc_chart(
+                chart_id, f"{label(m)}, {_team(entry['team'])}: before and after {key}",
+                entry.get("points", []), hidden_weeks, entry.get("target"),
+                [(str(c.get("time", ""))[:10], key)], subtitle=f"{label(m)}, {_team(entry['team'])}",
+                carried=(str(e["first_week"]), e["previous"]),
+            )
+            card_charts.append({"measure": m, "team": entry["team"], "svg": svg, "points": drawn, "id": chart_id})
         change_cards.append(
             {
-                "key": change_keys[c.get("change_id")],
+                "key": key,
                 "change": c,
+                "charts": card_charts,
                 "evidence": [
                     {"measure": m, "grade_text": GRADE_TEXT.get(str(e.get("grade")), str(e.get("grade"))), **e}
                     for m, e in sorted(evidence.items(), key=lambda kv: _measure_key(kv[0]))

@@ -83,6 +83,10 @@ def test_the_report_loads_offline_without_errors_and_shows_every_chart(browser: 
         entry = next(e for e in report["spc"] if (e["measure"], e["team"]) == (f["measure"], f["team"]))
         expected = sum((f["measure"], f["team"], p["week"]) not in hidden for p in entry["points"])
         assert f["markers"] == expected > 0, f
+    # each change card draws its before/after chart, with every unsuppressed week
+    cards = [f for f in figures if f["chart"] == "change"]
+    assert [(f["measure"], f["team"]) for f in cards] == [("seen_within_target", "north")]
+    assert cards[0]["markers"] == next(f["markers"] for f in spc if (f["measure"], f["team"]) == ("seen_within_target", "north"))
     funnels = [f for f in figures if f["chart"] == "funnel"]
     assert {f["measure"] for f in funnels} == {f["measure"] for f in report["funnels"]}
     assert all(f["markers"] >= 2 for f in funnels)
