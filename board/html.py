@@ -121,6 +121,11 @@ def _pct(value: float | None, digits: int = 1) -> str:
     return "" if value is None else f"{value * 100:.{digits}f}%"
 
 
+def _points(value: float | None) -> str:
+    """A difference of two rates in percentage points, signed."""
+    return "" if value is None else f"{value * 100:+.1f} pts"
+
+
 def _num(value: float | None, digits: int = 2) -> str:
     return "" if value is None else f"{value:.{digits}f}"
 
@@ -149,6 +154,7 @@ def _environment() -> Environment:
     )
     env.filters["pct"] = _pct
     env.filters["num"] = _num
+    env.filters["points"] = _points
     env.filters["label"] = label
     env.filters["team"] = _team
     env.filters["money"] = _money
