@@ -15,6 +15,7 @@ import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -121,6 +122,17 @@ def _pct(value: float | None, digits: int = 1) -> str:
     return "" if value is None else f"{value * 100:.{digits}f}%"
 
 
+def _when(iso: str | None) -> str:
+    """An RFC 3339 instant as a reader writes it: 4 August 2025, 00:00 (UTC+00:00)."""
+    if not iso:
+        return "no events"
+    try:
+        moment = datetime.fromisoformat(iso)
+    except ValueError:
+        return iso
+    return f"{moment.day} {moment:%B %Y, %H:%M} ({moment:%Z})" if moment.tzinfo else iso
+
+
 def _points(value: float | None) -> str:
     """A difference of two rates in percentage points, signed."""
     return "" if value is None else f"{value * 100:+.1f} pts"
@@ -155,6 +167,7 @@ def _environment() -> Environment:
     env.filters["pct"] = _pct
     env.filters["num"] = _num
     env.filters["points"] = _points
+    env.filters["when"] = _when
     env.filters["label"] = label
     env.filters["team"] = _team
     env.filters["money"] = _money
@@ -353,7 +366,7 @@ def _view(report: Mapping[str, Any], policy: SuppressionPolicy) -> dict[str, Any
     if suppressed.value_lines:
         value["totals"] = []  # a total beside a hidden line would give it away
 
-    events = dict(report.get("events", {}))
+    events = {"accepted": 0, "duplicates": 0, "dead_letters": 0, "corrections": 0, **report.get("events", {})}
     waits = [w for w in report.get("waits", []) if w.get("team") == ALL_TEAMS]
     return {
         "watermark": report.get("watermark"),

@@ -154,3 +154,32 @@ def test_the_methods_section_carries_provenance(page: str) -> None:
     assert "ab" * 32 in page
     assert "9.9" in page
     assert "year.jsonl" in page
+
+
+def test_a_small_value_line_is_hidden_with_its_total() -> None:
+    value = {
+        "deadweight": 0.0, "note": None, "cost_table": "t",
+        "periods": {"basis": "halves", "change_id": None, "baseline": ["2025-01-06", "2025-01-13"],
+                    "comparison": ["2025-01-20", "2025-01-27"]},
+        "lines": [{
+            "measure": "readmission_30d", "item": "inpatient_admission",
+            "baseline": {"numerator": 9, "denominator": 60, "rate": 0.15},
+            "comparison": {"numerator": 3, "denominator": 60, "rate": 0.05},
+            "rate_difference": {"value": 0.1, "lower": 0.0, "upper": 0.2},
+            "expected": 9.0, "observed": 3, "avoided": {"low": 0.0, "central": 6.0, "high": 12.0},
+            "unit_cost": 1000.0, "currency": "USD", "price_year": 2025, "source": "s",
+            "value": {"low": 0.0, "central": 6000.0, "high": 12000.0}}],
+        "totals": [{"currency": "USD", "price_year": 2025, "low": 0.0, "central": 6000.0, "high": 12000.0}],
+    }
+    page = render_html({"watermark": None, "measures": [], "waits": [], "events": {}, "value": value}, policy=UNDER5)
+    ledger = _tables(page)["ledger"]
+    assert ledger[1][1] == "suppressed (small numbers)"
+    assert "6,000" not in page
+    assert len(ledger) == 2  # no total row
+
+
+def test_an_empty_report_renders() -> None:
+    page = render_html({"watermark": None, "measures": [], "waits": [], "alerts": [],
+                        "events": {"accepted": 0, "duplicates": 0, "dead_letters": 0, "corrections": 0}})
+    assert "no events" in page
+    assert "Nothing needed suppressing." in page
