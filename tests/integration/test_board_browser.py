@@ -106,7 +106,10 @@ def test_the_report_loads_offline_without_errors_and_shows_every_chart(browser: 
     browser.pdf(pdf)
     pages = _pages(pdf, tmp_path)
     assert len(pages) >= 3
-    assert all(_ink(p) > 0.01 for p in pages), [(p.name, _ink(p)) for p in pages]
+    # a blank page has no ink; a short last page may hold only a few lines, so the bar is low
+    # for every page and higher for the first, which holds the summary
+    assert all(_ink(p) > 0.001 for p in pages), [(p.name, _ink(p)) for p in pages]
+    assert _ink(pages[0]) > 0.02
     shutil.copy(pages[0], tmp_path / "screenshot-first-page.png")
     shutil.copy(pages[0], SCREENSHOT_FOR_THE_LEAD)
 
