@@ -8,6 +8,7 @@ HTML page and, if asked, prints the PDF.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,16 +42,25 @@ class Board:
         """The board's JSON sections for ``report`` (unsuppressed, like the rest of it)."""
         return board_sections(report, self.cost_table, self.deadweight)
 
-    def write(self, report: dict[str, Any], html_path: Path, pdf_path: Path | None, events: str) -> None:
+    def write(
+        self, report: dict[str, Any], html_path: Path, pdf_path: Path | None, events: str | Sequence[str]
+    ) -> None:
         """Write the page to ``html_path`` (and the PDF to ``pdf_path``). ``events`` is the input
-        path, or ``-`` for standard input (not hashed). Raises OSError or RuntimeError."""
-        source = None if events == "-" else Path(events)
+        path or paths (``-``: standard input, not hashed); each file's SHA-256 is printed in
+        the methods section. Raises OSError or RuntimeError."""
+        paths = [events] if isinstance(events, str) else list(events)
+        names = ["standard input" if p == "-" else Path(p).name for p in paths]
+        digests = [None if p == "-" else file_sha256(Path(p)) for p in paths]
+        if len(paths) == 1:
+            sha = digests[0]
+        else:
+            sha = "; ".join(f"{n}: {d or 'not hashed'}" for n, d in zip(names, digests, strict=True))
         page = render_html(
             report,
             provider=self.provider,
             policy=self.policy,
-            input_sha256=None if source is None else file_sha256(source),
-            input_name="standard input" if source is None else source.name,
+            input_sha256=sha,
+            input_name=", ".join(names),
         )
         html_path.parent.mkdir(parents=True, exist_ok=True)
         html_path.write_text(page, encoding="utf-8")

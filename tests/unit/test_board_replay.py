@@ -51,3 +51,16 @@ def test_pdf_needs_html(events_file: Path, tmp_path: Path) -> None:
     status = main(["replay", str(events_file), "--pdf", str(tmp_path / "r.pdf")])
     assert status == 2
     assert not (tmp_path / "r.pdf").exists()
+
+
+def test_several_input_files_are_each_hashed(events_file: Path, tmp_path: Path) -> None:
+    from board.run import Board
+
+    other = tmp_path / "other.jsonl"
+    other.write_text(LINES[0] + "\n")
+    html = tmp_path / "b.html"
+    Board.from_settings(load_settings()).write({"measures": [], "waits": [], "events": {}}, html, None,
+                                                [str(events_file), str(other)])
+    page = html.read_text()
+    for path in (events_file, other):
+        assert f"{path.name}: {hashlib.sha256(path.read_bytes()).hexdigest()}" in page
