@@ -45,6 +45,8 @@ def _parser() -> argparse.ArgumentParser:
         "several files are merged by the time each record was sent (docs/events.md)",
     )
     replay.add_argument("--report", type=Path, help="write the machine-readable report here")
+    replay.add_argument("--html", type=Path, help="write the board report (one self-contained HTML file) here")
+    replay.add_argument("--pdf", type=Path, help="print the board report to this PDF (needs --html and chromium)")
 
     simulate = sub.add_parser("simulate", help="generate a realistic, seeded event stream (JSON lines)")
     simulate.add_argument("--out", default="-", help="output path, or - for standard output")
@@ -225,7 +227,16 @@ def _dispatch(args: argparse.Namespace, settings: Settings, console: Console) ->
         from streams.replay import run_replay
 
         rules = SystemAlertRules(AlertRulesConfig.from_settings(settings))
-        return run_replay(args.events, args.report, settings, console, system_rules=rules, charts=rules.charts)
+        return run_replay(
+            args.events,
+            args.report,
+            settings,
+            console,
+            system_rules=rules,
+            charts=rules.charts,
+            html_path=args.html,
+            pdf_path=args.pdf,
+        )
     if args.command == "simulate":
         return _simulate(args, settings, console)
     if args.command == "validate":

@@ -104,6 +104,12 @@ class Settings(BaseSettings):
     pseudonym_key: SecretStr | None = None
     allow_dev_key: bool = False
     small_cell: int = Field(5, ge=0)
+    suppression: Literal["small_cell", "cms"] = "small_cell"  # board report: under small_cell, or CMS 1-10
+
+    # Board report (docs/board.md)
+    provider_name: str = "Provider"
+    cost_table: Path | None = None  # the provider's unit costs (TOML); no table, no value section
+    value_deadweight: float = Field(0.0, ge=0.0, lt=1.0)  # share of the avoided events that would have been avoided anyway
 
     # Input
     max_message_bytes: int = Field(1024 * 1024, ge=1024)

@@ -217,6 +217,8 @@ def run_replay(
     console: Console,
     system_rules: SystemRules | None = None,
     charts: Charts | None = None,
+    html_path: Path | None = None,
+    pdf_path: Path | None = None,
 ) -> int:
     """Replay ``events`` (one path or ``-``, or several), write the JSON report to
     ``report_path`` if given, print a summary. One JSON-lines input is read as a stream in
@@ -225,7 +227,14 @@ def run_replay(
     (``alerts.rules.SystemAlertRules.charts``) the report gains ``"spc"``: the Making Data
     Count chart of every team and rate measure at the end of input. Returns the exit status:
     0 done, 1 when the input held no records or only dead letters (with a hint), 2 when an
-    input cannot be read or the report cannot be written."""
+    input cannot be read or a report cannot be written. The board report goes to
+    ``html_path`` (and its print to ``pdf_path``) if given. Raises ValueError for a bad cost
+    table or ``pdf_path`` without ``html_path``, before replaying."""
+    from board.run import Board  # the board's plotting libraries load only for a replay
+
+    if pdf_path is not None and html_path is None:
+        raise ValueError("--pdf prints the board report: give --html FILE too")
+    board = Board.from_settings(settings)
     names = [events] if isinstance(events, str) else list(events)
     if settings.pseudonym_key is None:
         console.print(
@@ -263,11 +272,18 @@ def run_replay(
         teams = sorted({row["team"] for row in report["measures"]} - {ALL_TEAMS})
         watermark = engine.watermark
         report["spc"] = [] if watermark is None else charts(engine.windows, watermark, teams)
+    report.update(board.sections(report))
     if report_path is not None:
         try:
             report_path.write_bytes(dumps_report(report))
         except OSError as exc:
             console.print(f"[red]error:[/] cannot write {report_path}: {exc.strerror or exc}")
+            return 2
+    if html_path is not None:
+        try:
+            board.write(report, html_path, pdf_path, events)
+        except (OSError, RuntimeError) as exc:
+            console.print(f"[red]error:[/] cannot write the board report: {exc}")
             return 2
     render_summary(report, console, settings.small_cell)
     line = _summary_line(seen)
@@ -275,6 +291,8 @@ def run_replay(
         console.print(line, markup=False, highlight=False)
     if report_path is not None:
         console.print(f"report written to {report_path}")
+    if html_path is not None:
+        console.print(f"board report written to {html_path}" + (f" and {pdf_path}" if pdf_path else ""))
     status, hint = replay_verdict(report, " ".join(names))
     if hint is not None:
         console.print(f"[yellow]warning:[/] {hint}", soft_wrap=True)

@@ -1,0 +1,126 @@
+"""The board report in a real headless Chromium, network off: it loads cleanly, every chart
+carries its data points, the summary matrix is complete, and it prints to a non-blank PDF."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageStat
+
+from board.html import print_pdf, render_html
+from board.suppress import SuppressionPolicy
+from tests.fixtures.board_report import board_report
+from tests.integration.cdp import Browser, chromium_binary
+
+POLICY = SuppressionPolicy.named("small_cell", 5)
+SCREENSHOT_FOR_THE_LEAD = Path("/tmp/board-screenshot.png")
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[Browser]:
+    profile = tmp_path / "profile"
+    profile.mkdir()
+    session = Browser(profile)
+    try:
+        yield session
+    finally:
+        session.close()
+
+
+def _pages(pdf: Path, out: Path) -> list[Path]:
+    subprocess.run(["pdftoppm", "-png", "-r", "70", str(pdf), str(out / "page")], check=True)  # noqa: S603, S607
+    return sorted(out.glob("page-*.png"))
+
+
+def _ink(png: Path) -> float:
+    """Share of the page that is not white (0 for a blank page)."""
+    grey = Image.open(png).convert("L").point(lambda v: 255 if v < 245 else 0)
+    return ImageStat.Stat(grey).mean[0] / 255
+
+
+def test_the_report_loads_offline_without_errors_and_shows_every_chart(browser: Browser, tmp_path: Path) -> None:
+    report = board_report()
+    page = tmp_path / "report.html"
+    page.write_text(render_html(report, provider="Riverside", policy=POLICY, input_sha256="0" * 64), encoding="utf-8")
+
+    browser.call("Page.enable")
+    browser.call("Runtime.enable")
+    browser.call("Log.enable")
+    browser.call("Network.enable")
+    browser.call("Network.emulateNetworkConditions", offline=True, latency=0, downloadThroughput=-1, uploadThroughput=-1)
+    browser.call("Page.navigate", url=page.as_uri())
+    browser.wait_for("Page.loadEventFired")
+    title = browser.evaluate("document.title")
+    assert title == "Riverside: care pathways board report"
+
+    console_errors = [
+        e for e in browser.events
+        if (e.get("method") == "Runtime.consoleAPICalled" and e["params"]["type"] in ("error", "assert"))
+        or e.get("method") == "Runtime.exceptionThrown"
+        or (e.get("method") == "Log.entryAdded" and e["params"]["entry"]["level"] == "error")
+    ]
+    assert console_errors == []
+    failed = [e["params"] for e in browser.events if e.get("method") == "Network.loadingFailed"]
+    assert failed == []
+    requests = [e["params"]["request"]["url"] for e in browser.events if e.get("method") == "Network.requestWillBeSent"]
+    assert all(url.startswith(("file:", "data:")) for url in requests), requests
+
+    # every SPC chart of the report is on the page with one marker per unsuppressed week
+    figures = browser.evaluate(
+        """[...document.querySelectorAll('figure[data-chart]')].map(f => ({
+             chart: f.dataset.chart, measure: f.dataset.measure, team: f.dataset.team || null,
+             markers: f.querySelectorAll('svg g[id$="-points"] use').length}))"""
+    )
+    spc = [f for f in figures if f["chart"] == "spc"]
+    assert {(f["measure"], f["team"]) for f in spc} == {(e["measure"], e["team"]) for e in report["spc"]}
+    hidden = {(e["measure"], e["team"], p["week"]) for e in report["spc"] for p in e["points"]
+              if POLICY.cell_small(p["numerator"], p["denominator"])}
+    for f in spc:
+        entry = next(e for e in report["spc"] if (e["measure"], e["team"]) == (f["measure"], f["team"]))
+        expected = sum((f["measure"], f["team"], p["week"]) not in hidden for p in entry["points"])
+        assert f["markers"] == expected > 0, f
+    # each change card draws its before/after chart, with every unsuppressed week
+    cards = [f for f in figures if f["chart"] == "change"]
+    assert [(f["measure"], f["team"]) for f in cards] == [("seen_within_target", "north")]
+    assert cards[0]["markers"] == next(f["markers"] for f in spc if (f["measure"], f["team"]) == ("seen_within_target", "north"))
+    funnels = [f for f in figures if f["chart"] == "funnel"]
+    assert {f["measure"] for f in funnels} == {f["measure"] for f in report["funnels"]}
+    assert all(f["markers"] >= 2 for f in funnels)
+
+    # the summary matrix: a row per team and measure, each with its variation icon and a text alternative
+    rows = browser.evaluate(
+        """[...document.querySelectorAll('#mdc-matrix tbody tr')].map(r => ({
+             measure: r.dataset.measure, team: r.dataset.team, cells: r.cells.length,
+             variation: r.querySelector('td.icon-cell svg[data-icon]')?.getAttribute('aria-label') || null}))"""
+    )
+    assert {(r["measure"], r["team"]) for r in rows} == {(e["measure"], e["team"]) for e in report["spc"]}
+    assert all(r["variation"] for r in rows)
+    assert {r["cells"] for r in rows} <= {11, 12}  # 11 when value and n are one "suppressed" cell
+
+    # printed: A4 pages, none blank; the first page kept as the test's artefact
+    pdf = tmp_path / "report.pdf"
+    browser.pdf(pdf)
+    pages = _pages(pdf, tmp_path)
+    assert len(pages) >= 3
+    # a blank page has no ink; a short last page may hold only a few lines, so the bar is low
+    # for every page and higher for the first, which holds the summary
+    assert all(_ink(p) > 0.001 for p in pages), [(p.name, _ink(p)) for p in pages]
+    assert _ink(pages[0]) > 0.02
+    shutil.copy(pages[0], tmp_path / "screenshot-first-page.png")
+    shutil.copy(pages[0], SCREENSHOT_FOR_THE_LEAD)
+
+
+def test_print_pdf_prints_with_the_command_line_chromium(tmp_path: Path) -> None:
+    chromium_binary()
+    page = tmp_path / "report.html"
+    page.write_text(render_html(board_report(), policy=POLICY), encoding="utf-8")
+    pdf = tmp_path / "report.pdf"
+    print_pdf(page, pdf)
+    assert pdf.read_bytes().startswith(b"%PDF")
+    pages = _pages(pdf, tmp_path)
+    assert pages
+    assert _ink(pages[0]) > 0.01
