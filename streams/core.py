@@ -725,8 +725,9 @@ def derive_alerts(
             run_end = max(run_end, end_at)
         else:
             run_end = end_at
-            # a run started by a crisis past re-deriving: its later crises keep their own teams
-            run_team = None if frozen else last.team or _responsible(vis, last.t, memory)
+            # a run started by a crisis past re-deriving keeps the team of the instance it
+            # raised (as emitted); its later crises do not start instances of their own teams
+            run_team = _run_team(emitted, last.t) if frozen else last.team or _responsible(vis, last.t, memory)
             run_ctx = ctx
         if frozen:
             continue
@@ -738,6 +739,17 @@ def derive_alerts(
             _Episode("FrequentCrisis", team, "warning", last.t, end_at if end_at <= x else None, (last.day,), ctx)
         )
     return _merge(episodes, x)
+
+
+def _run_team(emitted: dict[str, EmittedAlert] | None, t: int) -> str | None:
+    """The team of the emitted FrequentCrisis instance in force at ``t`` (the latest to start
+    at or before it, if it had not ended before it); None when there is none."""
+    found: EmittedAlert | None = None
+    for e in (emitted or {}).values():
+        if e.name == "FrequentCrisis" and e.start <= t and (e.end is None or e.end >= t):
+            if found is None or e.start > found.start:
+                found = e
+    return None if found is None else found.team
 
 
 def _waiting(r: Rec, recs: list[Rec], target_pass: int, target_label: int, x: int) -> list[tuple[int, int | None]]:
