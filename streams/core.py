@@ -49,8 +49,11 @@ How outcomes are derived (decisions, DOMAIN.md sections 2 to 4)
   after the referral's local day (passes at the end of that day). "Open past the limit" means
   the watermark is after referral time + limit days.
 * Responsible team at t: the event's own team, else the team of the latest referral or
-  attended contact strictly before t and no older than ``team_memory_days``, else
-  ``unassigned``. The bound keeps state finite and the answer independent of pruning.
+  attended contact strictly before t (however long ago; no older than ``team_memory_days``
+  when that is set), else ``unassigned``. When history is pruned, the latest such assignment
+  among the pruned records is kept as one (time, team) pair (``ClientState.lt``/``lteam``),
+  so the answer does not depend on pruning and a client with nothing else left costs a few
+  bytes.
 * Cancels: a cancel whose target has not arrived is held; when the watermark passes the
   cancel's time (the target could no longer be on time) it becomes an ORPHAN_CANCEL dead
   letter. A duplicate (source, id) within the horizon changes nothing and yields a
@@ -109,6 +112,9 @@ READMISSION_DAYS: Final = 30
 REPEAT_CRISIS_DAYS: Final = 30
 FOLLOWUP_DUE_DAYS: Final = 2
 FOLLOWUP_MISSED_DAYS: Final = 7
+# history kept behind the longest window (was the team look-back's 90 days: kept as it was,
+# so that cancels and late events reach as far back as before)
+HISTORY_DAYS: Final = 90
 
 _INELIGIBLE_DISPOSITIONS: Final = frozenset({"died", "acute_transfer", "nonacute_transfer", "prison_or_court"})
 _FOLLOWUP_MODES: Final = frozenset({"face_to_face", "telephone", "video"})
@@ -146,13 +152,14 @@ class CoreConfig:
     frequent_crisis_k: int = 3
     frequent_crisis_days: int = 30
     readmitted_alert_days: int = 7
-    team_memory_days: int = 90
+    team_memory_days: int | None = None  # None: the responsible team has no age limit
     max_referral_age_days: int = 365
     calendar: Calendar = field(init=False, compare=False, repr=False)
     lateness_us: int = field(init=False, compare=False, repr=False)
     horizon_us: int = field(init=False, compare=False, repr=False)
     expiry_us: int = field(init=False, compare=False, repr=False)
     max_referral_age_us: int = field(init=False, compare=False, repr=False)
+    memory_us: int = field(init=False, compare=False, repr=False)
     targets: dict[tuple[str, int], int] = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -166,8 +173,12 @@ class CoreConfig:
         lateness = self.allowed_lateness // timedelta(microseconds=1)
         object.__setattr__(self, "lateness_us", lateness)
         # how far behind the watermark an event can still change an outcome: the longest
-        # look-back (team memory, crisis windows) plus the longest forward window
-        back = max(self.team_memory_days, REPEAT_CRISIS_DAYS, self.frequent_crisis_days)
+        # look-back (the crisis windows; the history kept for late cancels and revisions,
+        # ``HISTORY_DAYS``; the team look-up keeps its own pair, see ``ClientState.lt``) plus
+        # the longest forward window
+        back = max(HISTORY_DAYS, REPEAT_CRISIS_DAYS, self.frequent_crisis_days)
+        memory = (self.team_memory_days or 0) * US_PER_DAY
+        object.__setattr__(self, "memory_us", memory if memory else 1 << 62)
         target = (self.target_routine_business_days * 7) // 5 + 14  # business days + holidays
         forward = max(READMISSION_DAYS + 1, self.referral_open_limit_days + 1, target, self.readmitted_alert_days)
         object.__setattr__(self, "horizon_us", (back + forward + 2) * US_PER_DAY + lateness)
@@ -193,6 +204,7 @@ class CoreConfig:
             target_routine_business_days=settings.target_routine_business_days,
             frequent_crisis_k=k,
             frequent_crisis_days=d,
+            team_memory_days=settings.team_memory_days,
         )
 
     def final_lag_days(self, measure: str) -> int:
@@ -339,6 +351,10 @@ class ClientState(msgspec.Struct):
     # corrections emitted for this client (kept by the live driver, streams/live.py: counted
     # with the state, in one changelog record, so a crash cannot separate the two)
     corrections: int = 0
+    # the latest referral or attended contact among the pruned history: its time and team
+    # (the responsible-team look-up falls back on it; ``_NEVER``: none)
+    lt: int = _NEVER
+    lteam: str = ""
 
     def to_bytes(self) -> bytes:
         return _state_encoder.encode(self)
@@ -397,27 +413,35 @@ def _visible(recs: list[Rec], x: int) -> list[Rec]:
     return out
 
 
-def _responsible(vis: list[Rec], t: int, memory_us: int) -> str:
-    """Team of the latest referral or attended contact strictly before ``t`` within memory."""
+_NO_TEAM: Final[tuple[int, str]] = (_NEVER, "")
+
+
+def _responsible(vis: list[Rec], t: int, memory_us: int, last: tuple[int, str] = _NO_TEAM) -> str:
+    """Team of the latest referral or attended contact strictly before ``t`` within memory,
+    among the history held and ``last`` (the latest one of the pruned history, time and team)."""
     i = bisect.bisect_left(vis, t, key=lambda r: r.t) - 1
     floor = t - memory_us
+    lt = last[0]
     while i >= 0:
         r = vis[i]
-        if r.t < floor:
-            break
+        if r.t < floor or r.t < lt:
+            break  # (an event older than the pruned pair arrived late: the pair is later)
         if r.kind == K_REFERRAL or (r.kind == K_CONTACT and r.a == "attended"):
             return r.team
         i -= 1
+    if lt != _NEVER and floor <= lt < t:
+        return last[1]
     return UNASSIGNED
 
 
 def _context_start(r: Rec, config: CoreConfig) -> int:
     """The earliest event time the outcomes of index event ``r`` (observations and the alerts
-    it anchors) can depend on: the team look-up when it names no team, the crisis look-backs
-    for a crisis. A referral looks only forward."""
+    it anchors) can depend on: the crisis look-backs for a crisis. A referral looks only
+    forward; the team look-up does not reach into pruned history (its latest answer there is
+    kept, ``ClientState.lt``)."""
     if r.kind == K_REFERRAL:
         return r.t
-    back = 0 if r.team else config.team_memory_days * US_PER_DAY
+    back = 0
     if r.kind == K_CRISIS:
         back = max(back, REPEAT_CRISIS_DAYS * US_PER_DAY, config.frequent_crisis_days * US_PER_DAY)
     return r.t - back
@@ -487,14 +511,16 @@ def _key(measure: str, r: Rec) -> str:
 
 
 def derive_observations(
-    recs: list[Rec], x: int, config: CoreConfig, kept: int = _NEVER, frozen: set[str] | None = None
+    recs: list[Rec], x: int, config: CoreConfig, kept: int = _NEVER, frozen: set[str] | None = None,
+    last: tuple[int, str] = _NO_TEAM,
 ) -> dict[str, ObsValue]:
     """Every observation that exists as of instant ``x`` (final outcomes only), by key.
 
     Index events :func:`_frozen` by ``kept`` are skipped; their observation keys are added to
-    ``frozen`` when given (what was emitted for them stands)."""
+    ``frozen`` when given (what was emitted for them stands). ``last``: the pruned history's
+    latest team assignment (:func:`_responsible`)."""
     vis = _visible(recs, x)
-    memory = config.team_memory_days * US_PER_DAY
+    memory = config.memory_us
     out: dict[str, ObsValue] = {}
     for r in vis:
         kind = r.kind
@@ -503,17 +529,20 @@ def derive_observations(
                 if frozen is not None:
                     frozen.update(_key(m, r) for m in _MEASURES_OF[kind])
                 continue
-            _observations_of(r, vis, x, config, memory, out)
+            _observations_of(r, vis, x, config, memory, out, last)
     return out
 
 
-def _observations_of(r: Rec, vis: list[Rec], x: int, config: CoreConfig, memory: int, out: dict[str, ObsValue]) -> None:
+def _observations_of(
+    r: Rec, vis: list[Rec], x: int, config: CoreConfig, memory: int, out: dict[str, ObsValue],
+    last: tuple[int, str] = _NO_TEAM,
+) -> None:
     """The observations of one visible index event ``r`` as of ``x``, added to ``out``."""
     kind = r.kind
     if kind == K_DISCHARGE:
         cal = config.calendar
         d = r.day
-        team = r.team or _responsible(vis, r.t, memory)
+        team = r.team or _responsible(vis, r.t, memory, last)
         start = cal.end_of_day(d)
         for measure, b in FOLLOWUP_WINDOWS:
             close = cal.end_of_day(d + b)
@@ -564,7 +593,7 @@ def _observations_of(r: Rec, vis: list[Rec], x: int, config: CoreConfig, memory:
                 "first_contact_dna", team, r.t, ref.first.a == "did_not_attend", None
             )
     elif kind == K_CRISIS:
-        team = r.team or _responsible(vis, r.t, memory)
+        team = r.team or _responsible(vis, r.t, memory, last)
         floor = r.t - REPEAT_CRISIS_DAYS * US_PER_DAY
         repeat = any(c.kind == K_CRISIS and floor <= c.t < r.t for c in vis)
         out[_key("repeat_crisis_30d", r)] = ("repeat_crisis_30d", team, r.t, repeat, None)
@@ -623,7 +652,8 @@ def _texts(e: _Episode, config: CoreConfig) -> tuple[str, str]:
 
 
 def derive_alerts(
-    recs: list[Rec], x: int, config: CoreConfig, kept: int = _NEVER, emitted: dict[str, EmittedAlert] | None = None
+    recs: list[Rec], x: int, config: CoreConfig, kept: int = _NEVER, emitted: dict[str, EmittedAlert] | None = None,
+    assigned: tuple[int, str] = _NO_TEAM,
 ) -> dict[str, _Episode]:
     """Care-gap alert instances as of instant ``x`` (merged per identity), by instance key.
 
@@ -631,7 +661,7 @@ def derive_alerts(
     ``emitted`` instances whose context was pruned take part as they stand."""
     cal = config.calendar
     vis = _visible(recs, x)
-    memory = config.team_memory_days * US_PER_DAY
+    memory = config.memory_us
     episodes: list[_Episode] = []
     crises: list[Rec] = []
     pruned = kept != _NEVER
@@ -647,7 +677,7 @@ def derive_alerts(
             ctx = _context_start(r, config)
             expiry = r.t + config.expiry_us
             d = r.day
-            team = r.team or _responsible(vis, r.t, memory)
+            team = r.team or _responsible(vis, r.t, memory, assigned)
             start = cal.end_of_day(d)
             due = cal.end_of_day(d + FOLLOWUP_DUE_DAYS)
             if x >= due:
@@ -727,14 +757,14 @@ def derive_alerts(
             run_end = end_at
             # a run started by a crisis past re-deriving keeps the team of the instance it
             # raised (as emitted); its later crises do not start instances of their own teams
-            run_team = _run_team(emitted, last.t) if frozen else last.team or _responsible(vis, last.t, memory)
+            run_team = _run_team(emitted, last.t) if frozen else last.team or _responsible(vis, last.t, memory, assigned)
             run_ctx = ctx
         if frozen:
             continue
         if run_team is not None:
             team, ctx = run_team, min(run_ctx, ctx)
         else:
-            team = last.team or _responsible(vis, last.t, memory)
+            team = last.team or _responsible(vis, last.t, memory, assigned)
         episodes.append(
             _Episode("FrequentCrisis", team, "warning", last.t, end_at if end_at <= x else None, (last.day,), ctx)
         )
@@ -746,9 +776,13 @@ def _run_team(emitted: dict[str, EmittedAlert] | None, t: int) -> str | None:
     at or before it, if it had not ended before it); None when there is none."""
     found: EmittedAlert | None = None
     for e in (emitted or {}).values():
-        if e.name == "FrequentCrisis" and e.start <= t and (e.end is None or e.end >= t):
-            if found is None or e.start > found.start:
-                found = e
+        if (
+            e.name == "FrequentCrisis"
+            and e.start <= t
+            and (e.end is None or e.end >= t)
+            and (found is None or e.start > found.start)
+        ):
+            found = e
     return None if found is None else found.team
 
 
@@ -826,7 +860,7 @@ def _merge(episodes: list[_Episode], x: int) -> dict[str, _Episode]:
 def _emit_observations(state: ClientState, x: int, config: CoreConfig, outs: list[Output]) -> None:
     """Full re-derivation as of ``x``: emit every difference from what has been emitted."""
     frozen: set[str] = set()
-    derived = derive_observations(state.recs, x, config, state.kept, frozen)
+    derived = derive_observations(state.recs, x, config, state.kept, frozen, (state.lt, state.lteam))
     emitted = state.obs
     _upsert_observations(emitted, derived, outs)
     if len(emitted) != len(derived) or any(k not in derived for k in emitted):
@@ -862,14 +896,15 @@ def _emit_observations_of(
     order): the caller knows that no other index event's observations changed."""
     recs = state.recs
     vis = _visible(recs, x)
-    memory = config.team_memory_days * US_PER_DAY
+    memory = config.memory_us
+    last = (state.lt, state.lteam)
     derived: dict[str, ObsValue] = {}
     kept = state.kept
     if kept != _NEVER:
         index = [r for r in index if not _frozen(r, kept, config)]
     for r in index:
         if r.t < x and (r.ct == _NEVER or r.ct >= x):
-            _observations_of(r, vis, x, config, memory, derived)
+            _observations_of(r, vis, x, config, memory, derived, last)
     emitted = state.obs
     _upsert_observations(emitted, derived, outs)
     gone = None
@@ -943,7 +978,7 @@ def _affected_observations(
     if changes is None:
         changes = _changes(recs, p, x)
     cal = config.calendar
-    memory = config.team_memory_days * US_PER_DAY
+    memory = config.memory_us
     limit = config.referral_open_limit_days * US_PER_DAY
     out = []
     for r in recs:
@@ -994,7 +1029,7 @@ def _alerts_may_change(
     (``changes``: :func:`_changes` of the same arguments, if already known; not modified)."""
     changes = _changes(recs, p, x) if changes is None else list(changes)
     cal = config.calendar
-    memory = config.team_memory_days * US_PER_DAY
+    memory = config.memory_us
     readmit = config.readmitted_alert_days * US_PER_DAY
     crisis_span = config.frequent_crisis_days * US_PER_DAY
     max_age = config.max_referral_age_us
@@ -1110,7 +1145,7 @@ def _alert(state: ClientState, e: EmittedAlert) -> Alert:
 
 def _emit_alerts(state: ClientState, x: int, trigger: int, config: CoreConfig, outs: list[Output]) -> None:
     emitted = state.alerts
-    derived = derive_alerts(state.recs, x, config, state.kept, emitted)
+    derived = derive_alerts(state.recs, x, config, state.kept, emitted, (state.lt, state.lteam))
     for key, ep in derived.items():
         old = emitted.get(key)
         if old is not None and old.end == ep.end:
@@ -1272,6 +1307,7 @@ def _orphans_and_prune(state: ClientState, config: CoreConfig, outs: list[Output
         i = bisect.bisect_left(recs, cutoff, key=lambda r: r.t)
         if i:
             pruned = recs[:i]
+            _keep_assignment(state, pruned)
             state.recs = recs = recs[i:]
             state.kept = max(state.kept, cutoff)
             _forget_breakpoints(state, pruned, config)
@@ -1286,9 +1322,23 @@ def _orphans_and_prune(state: ClientState, config: CoreConfig, outs: list[Output
     if not recs:
         state.obs = {}
         state.alerts = _alerts_ending_after(state.alerts, state.aw - config.horizon_us)
-    if not recs and not state.obs and not state.alerts:
+        if state.lt != _NEVER and state.lt < w - config.memory_us - config.horizon_us:
+            state.lt, state.lteam = _NEVER, ""  # past the memory setting: no longer needed
+    if not recs and not state.obs and not state.alerts and state.lt == _NEVER:
         return None
     return state
+
+
+def _keep_assignment(state: ClientState, pruned: list[Rec]) -> None:
+    """Keep the latest referral or attended contact of ``pruned`` (leaving the history) as the
+    state's (time, team) pair for the responsible-team look-up. A cancelled one does not count
+    (its cancel is in the history, or arrived: a later cancel of it finds nothing)."""
+    for r in reversed(pruned):
+        if r.ct != _NEVER or r.t <= state.lt:
+            continue
+        if r.kind == K_REFERRAL or (r.kind == K_CONTACT and r.a == "attended"):
+            state.lt, state.lteam = r.t, r.team
+            return
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1429,6 +1479,8 @@ def _open_context(state: ClientState) -> int | None:
 
 def _compute_due(state: ClientState, later: list[int], config: CoreConfig) -> int | None:
     """The earliest future breakpoint, or the instant the oldest history can be pruned."""
+    if not state.recs and not state.alerts:
+        return None  # only a team pair is left: no breakpoint of the history gone matters
     best = min(later) if later else None
     if state.recs:
         opened = _open_context(state) if state.alerts else None
@@ -1468,7 +1520,7 @@ def open_followups(state: ClientState | None, at: datetime, config: CoreConfig) 
     x = to_us(at)
     cal = config.calendar
     vis = _visible(state.recs, x)
-    memory = config.team_memory_days * US_PER_DAY
+    memory = config.memory_us
     today = cal.day_of(x)
     out: list[tuple[str, int]] = []
     for r in vis:
@@ -1483,5 +1535,6 @@ def open_followups(state: ClientState | None, at: datetime, config: CoreConfig) 
             for c in vis
         )
         if not done:
-            out.append((r.team or _responsible(vis, r.t, memory), d + FOLLOWUP_MISSED_DAYS - today))
+            team = r.team or _responsible(vis, r.t, memory, (state.lt, state.lteam))
+            out.append((team, d + FOLLOWUP_MISSED_DAYS - today))
     return out
