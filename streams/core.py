@@ -66,6 +66,7 @@ How outcomes are derived (decisions, DOMAIN.md sections 2 to 4)
 from __future__ import annotations
 
 import bisect
+import zlib
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Final
@@ -285,7 +286,9 @@ class Rec(msgspec.Struct, array_like=True):
     """One event of a client's history, flattened. ``ct`` is the time of the cancel that
     cancelled it (or ``_NEVER``); for a cancel record, ``ref`` is its target id and ``flag``
     says whether the target has arrived. ``seq`` is the driver's input sequence number of the
-    event (see :func:`step`; -1 when the driver gives none)."""
+    event (see :func:`step`; -1 when the driver gives none). ``h`` is a checksum of the
+    event's type and data: with ``t`` it tells a re-issue of (src, id) (another version) from a
+    repeat; ``v`` is the version's number among those of its (src, id), in arrival order."""
 
     t: int
     src: str
@@ -298,6 +301,8 @@ class Rec(msgspec.Struct, array_like=True):
     flag: bool = False
     ct: int = _NEVER
     seq: int = -1
+    h: int = 0
+    v: int = 0
 
 
 class EmittedObs(msgspec.Struct, array_like=True):
@@ -377,6 +382,15 @@ def _sort_key(r: Rec) -> tuple[int, str, str]:
 
 
 def _record(event: Event, cal: Calendar) -> Rec:
+    rec = _flatten(event, cal)
+    rec.h = zlib.crc32(_content_encoder.encode((event.type, event.data)))
+    return rec
+
+
+_content_encoder = msgspec.msgpack.Encoder()
+
+
+def _flatten(event: Event, cal: Calendar) -> Rec:
     t = to_us(event.time)
     day = cal.day_of(t)
     d = event.data
@@ -899,6 +913,10 @@ def _emit_observations_of(
     memory = config.memory_us
     last = (state.lt, state.lteam)
     derived: dict[str, ObsValue] = {}
+    if any(r.v for r in recs):
+        # versions of one (src, id) share their observation keys: re-derive them together
+        keys = {(r.src, r.id) for r in index}
+        index = [r for r in recs if r.kind in _MEASURES_OF and (r.src, r.id) in keys]
     kept = state.kept
     if kept != _NEVER:
         index = [r for r in index if not _frozen(r, kept, config)]
@@ -1365,11 +1383,14 @@ def step(
     outs: list[Output] = []
     src, eid = event.source, event.id
     recs = state.recs
+    rec = _record(event, cal)
+    versions = 0
     for r in recs:
         if r.id == eid and r.src == src:
-            outs.append(Duplicate(src, eid))
-            return state, outs
-    rec = _record(event, cal)
+            if r.kind == K_CANCEL or rec.kind == K_CANCEL or (r.t == rec.t and r.kind == rec.kind and r.h == rec.h):
+                outs.append(Duplicate(src, eid))
+                return state, outs
+            versions += 1  # a re-issue (another version) of (src, id): see _settle_versions
     if seq >= 0:
         rec.seq = seq
         if seq % SEQ_INPUTS:
@@ -1377,22 +1398,17 @@ def step(
         else:
             state.seq = max(state.seq, seq)
     pend = state.pend
-    if rec.kind == K_CANCEL:
-        for r in recs:
-            if r.src == src and r.id == rec.ref and r.kind != K_CANCEL:
-                rec.flag = True
-                if r.ct == _NEVER or rec.t < r.ct:
-                    r.ct = rec.t
-                    pend = None  # the target's breakpoints changed
-                break
-    else:
-        for c in recs:
-            if c.kind == K_CANCEL and not c.flag and c.src == src and c.ref == eid:
-                c.flag = True
-                pend = None  # the held cancel's breakpoint went
-                if rec.ct == _NEVER or c.t < rec.ct:
-                    rec.ct = c.t
+    changed_at = rec.t
     bisect.insort(recs, rec, key=_sort_key)
+    target = rec.ref if rec.kind == K_CANCEL else eid
+    rec.v = versions
+    if versions or any(r.kind == K_CANCEL and r.src == src and r.ref == target for r in recs if r is not rec) or (
+        rec.kind == K_CANCEL and any(r.src == src and r.id == target and r.kind != K_CANCEL for r in recs)
+    ):
+        moved = _settle_versions(recs, src, target)
+        if moved is not None:
+            pend = None  # the breakpoints of the versions (and cancels) changed
+            changed_at = min(changed_at, moved)
     if pend is not None:
         # breakpoints are per record: the new one only adds its own
         lo = min(state.mw, state.aw)
@@ -1405,13 +1421,44 @@ def step(
                     pend.insert(i, b)
     state.pend = pend
     state.hold = _NEVER
-    changed_at = rec.t
     if changed_at < state.mw:
         _emit_observations(state, state.mw, config, outs)
     if changed_at < state.aw:
         _emit_alerts(state, state.aw, changed_at, config, outs)
     later = _advance(state, clock.watermark_us, clock.alert_us, config, outs)
     return _finish(state, later, config, outs), outs
+
+
+def _settle_versions(recs: list[Rec], src: str, eid: str) -> int | None:
+    """Decide which version of (``src``, ``eid``) stands, after a version or cancel of it came.
+
+    The versions (events of that key that differ, :attr:`Rec.v` in arrival order) and the
+    cancels naming it (in time order) pair off: the i-th cancel cancels the i-th version at the
+    cancel's time; the first version left without a cancel stands; later ones stay invisible
+    (``ct`` = their own time: they never stood) until a further cancel comes. A cancel beyond
+    the versions cancels nothing more (as a second cancel of one event always did). Sets each
+    cancel's ``flag`` (its target has arrived) and returns the earliest time from which the
+    visible history changed (None: it did not)."""
+    versions = sorted((r for r in recs if r.kind != K_CANCEL and r.id == eid and r.src == src), key=lambda r: r.v)
+    cancels = sorted((r for r in recs if r.kind == K_CANCEL and r.ref == eid and r.src == src), key=_sort_key)
+    moved: int | None = None
+    for i, r in enumerate(versions):
+        if i < len(cancels):
+            ct = cancels[i].t
+        elif i == len(cancels):
+            ct = _NEVER
+        else:
+            ct = r.t
+        if ct != r.ct:
+            old, r.ct = r.ct, ct
+            # visible before at instants in (t, old], now in (t, ct]: both differ from t on
+            earliest = r.t if old == _NEVER or ct == _NEVER else min(old, ct)
+            moved = earliest if moved is None else min(moved, earliest)
+    for c in cancels:
+        if c.flag != bool(versions):
+            c.flag = bool(versions)
+            moved = c.t if moved is None else min(moved, c.t)
+    return moved
 
 
 def alert_states(state: ClientState | None) -> list[Alert]:
