@@ -324,6 +324,10 @@ class EmittedAlert(msgspec.Struct, array_like=True):
     # the earliest event time the instance was derived from (its anchor's look-back); once the
     # history before it is pruned the instance is frozen (see ``ClientState.kept``)
     ctx: int = _NEVER
+    # an instance whose episode vanished while it fired (its index event cancelled, or a late
+    # event undid it): the instant it was cut off. It still takes part in merging as the
+    # episode [start, cut] it was, so an overlapping episode of the same labels continues it
+    cut: int = _NEVER
 
 
 class ClientState(msgspec.Struct):
@@ -679,9 +683,13 @@ def derive_alerts(
     episodes: list[_Episode] = []
     crises: list[Rec] = []
     pruned = kept != _NEVER
-    if pruned and emitted:
+    if emitted:
+        # instances whose context was pruned take part as they stand; cut-off ones as they were
         episodes.extend(
-            _Episode(e.name, e.team, e.severity, e.start, e.end, (), e.ctx, e) for e in emitted.values() if e.ctx < kept
+            _Episode(e.name, e.team, e.severity, e.start, e.end if frozen else e.cut, (), e.ctx, e)
+            for e in emitted.values()
+            for frozen in (pruned and e.ctx < kept,)
+            if frozen or e.cut != _NEVER
         )
     for r in vis:
         kind = r.kind
@@ -694,7 +702,9 @@ def derive_alerts(
             team = r.team or _responsible(vis, r.t, memory, assigned)
             start = cal.end_of_day(d)
             due = cal.end_of_day(d + FOLLOWUP_DUE_DAYS)
-            if x >= due:
+            # fires just after its deadline instant, so that what happens at that very instant
+            # is seen first: a follow-up or admission then ends it before it began (no alert)
+            if x > due:
                 blocked = False
                 end = None
                 for c in vis:
@@ -702,7 +712,7 @@ def derive_alerts(
                     is_adm = c.kind == K_ADMISSION and c.flag and c.t >= r.t
                     if not (is_fu or is_adm):
                         continue
-                    if c.t < due:
+                    if c.t <= due:
                         blocked = True
                     else:
                         end = c.t
@@ -735,14 +745,16 @@ def derive_alerts(
                     )
         elif kind == K_REFERRAL:
             target_pass, target_label = _target(r, config)
-            if x < target_pass:
-                continue
+            if x <= target_pass:
+                continue  # as FollowUpDue: a contact at the instant the target passes comes first
             severity = "critical" if r.a == "emergency" else "warning"
             urgency = _URGENCIES.index(r.a)
             expiry = r.t + config.max_referral_age_us
             for start, end_t in _waiting(r, recs, target_pass, target_label, x):
                 if x >= expiry and start >= expiry:
                     break
+                if end_t is not None and end_t <= max(start, target_pass):
+                    continue  # ended by the time it would fire: it never fires
                 episodes.append(
                     _Episode(
                         "ReferralWaiting", r.team, severity, start, _expire(end_t, expiry, x),
@@ -1074,7 +1086,7 @@ def _alerts_may_change(
             missed = cal.end_of_day(d + FOLLOWUP_MISSED_DAYS)
             # crossing a deadline starts an episode unless a follow-up (or admission) visible
             # at both instants came before it (a change of it is among ``changes``)
-            if (p < due <= x and not _followed_up(recs, r, start, due, p, x)) or (
+            if (p <= due < x and not _followed_up(recs, r, start, due + 1, p, x)) or (
                 p < missed <= x and not _followed_up(recs, r, start, missed, p, x)
             ):
                 return True
@@ -1082,10 +1094,10 @@ def _alerts_may_change(
             if p < r.t + max_age <= x:
                 return True  # its waiting alert expires
             target_pass = _target(r, config)[0]
-            if x < target_pass:
-                continue  # no episode before the target passes
+            if x <= target_pass:
+                continue  # no episode until just after the target passes
             settled = _settled_at(recs, r, p, x)
-            if p < target_pass and (settled is None or settled >= target_pass):
+            if p <= target_pass and (settled is None or settled >= target_pass):
                 return True
             if settled is not None:
                 # its episode ends at its earliest attended contact or closure: a change after
@@ -1163,7 +1175,19 @@ def _alert(state: ClientState, e: EmittedAlert) -> Alert:
 
 def _emit_alerts(state: ClientState, x: int, trigger: int, config: CoreConfig, outs: list[Output]) -> None:
     emitted = state.alerts
-    derived = derive_alerts(state.recs, x, config, state.kept, emitted, (state.lt, state.lteam))
+    last = (state.lt, state.lteam)
+    derived = derive_alerts(state.recs, x, config, state.kept, emitted, last)
+    # instances firing until now whose episodes (or some of them) vanished at ``trigger``: they
+    # fired until then. Cut them off there and derive again: as an episode [start, cut] each
+    # merges with what still overlaps it (one instance) or ends at the cut.
+    vanished = [
+        k for k, old in emitted.items()
+        if old.end is None and ((ep := derived.get(k)) is None or (ep.end is not None and ep.end < trigger))
+    ]
+    if vanished:
+        for k in vanished:
+            emitted[k].cut = max(emitted[k].start, trigger, emitted[k].cut)
+        derived = derive_alerts(state.recs, x, config, state.kept, emitted, last)
     for key, ep in derived.items():
         old = emitted.get(key)
         if old is not None and old.end == ep.end:
@@ -1172,7 +1196,8 @@ def _emit_alerts(state: ClientState, x: int, trigger: int, config: CoreConfig, o
             # a resolved instance stays resolved; a new firing episode would have a new start
             continue
         texts = (ep.frozen.summary, ep.frozen.description) if ep.frozen is not None else _texts(ep, config)
-        new = EmittedAlert(ep.name, ep.team, ep.severity, ep.start, ep.end, *texts, ctx=ep.ctx)
+        cut = old.cut if old is not None else _NEVER
+        new = EmittedAlert(ep.name, ep.team, ep.severity, ep.start, ep.end, *texts, ctx=ep.ctx, cut=cut)
         emitted[key] = new
         outs.append(_alert(state, new))
     for key, old in emitted.items():
@@ -1203,10 +1228,13 @@ def _rec_breakpoints(r: Rec, config: CoreConfig, out: list[int]) -> None:
     if kind == K_DISCHARGE and r.flag:
         cal = config.calendar
         d = r.day
-        out.extend((cal.end_of_day(d + 2), cal.end_of_day(d + 3), cal.end_of_day(d + 7), cal.end_of_day(d + 30)))
+        # FollowUpDue fires just after the end of d+2 (see derive_alerts)
+        out.extend((cal.end_of_day(d + 2) + 1, cal.end_of_day(d + 3), cal.end_of_day(d + 7), cal.end_of_day(d + 30)))
         out.append(r.t + config.expiry_us)
     elif kind == K_REFERRAL:
-        out.append(_target(r, config)[0])
+        target_pass = _target(r, config)[0]
+        out.append(target_pass)
+        out.append(target_pass + 1)  # ReferralWaiting fires just after it passes
         out.append(r.t + config.referral_open_limit_days * US_PER_DAY + 1)
         out.append(r.t + config.max_referral_age_us)
     elif kind == K_ADMISSION and r.flag:
