@@ -94,11 +94,21 @@ def test_pruning_changes_nothing_in_a_simulated_year(seed: int) -> None:
     lines = list(generate(SimulationOptions(clients=400, days=330, seed=seed)))
     pruned = _report(lines, CoreConfig(timezone="Europe/London"))
     kept = _report(lines, endless(CoreConfig(timezone="Europe/London")))
-    assert pruned["events"] == kept["events"]
-    assert pruned["measures"] == kept["measures"]
-    assert pruned["waits"] == kept["waits"]
-    assert pruned["alerts"] == kept["alerts"]
+    assert pruned == kept  # the whole report
     assert sum(row["denominator"] for row in pruned["measures"] if row["team"] == "*") > 500
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_pruning_changes_no_report_of_a_full_size_year(seed: int) -> None:
+    """``pathwatch simulate --seed N`` at its default size (6,000 clients, a year, about 118,000
+    events): the whole report (watermark, every measure and wait, the counters, every alert
+    instance) with pruning equals the one without. Seed 1 held the FrequentCrisis that pruning
+    raised (issue 15 item 4); ``benchmarks/pruning_sweep.py`` runs more seeds."""
+    lines = list(generate(SimulationOptions(seed=seed)))
+    assert len(lines) > 100_000
+    pruned = _report(lines, CoreConfig())
+    assert pruned == _report(lines, endless(CoreConfig()))
+    assert len(pruned["alerts"]) > 1000
 
 
 def test_no_client_is_left_due_in_the_past() -> None:
