@@ -34,11 +34,14 @@ How outcomes are derived (decisions, DOMAIN.md sections 2 to 4)
   Readmitted30d the admission); ``endsAt`` the resolving event's time, or the instant the
   condition ends (Readmitted30d 7 days after it fires, FrequentCrisis when the oldest crisis
   of the run leaves the D-day window). A fired alert whose condition vanishes because of a
-  late event or a cancel resolves at max(startsAt, that event's time). FollowUpDue fires only
-  when neither a follow-up nor an inpatient admission came by its deadline; FollowUpMissed
-  only when the discharge is in the followup_7d denominator and not in its numerator.
-  Overlapping episodes of one identity (alertname, team, client, severity) merge into one
-  instance. An unresolved FollowUpMissed stays firing; when its discharge leaves the horizon
+  late event or a cancel resolves at max(startsAt, that event's time); it is kept as the
+  episode it was (``EmittedAlert.cut``), so an overlapping episode of the same identity
+  continues it. FollowUpDue fires only when neither a follow-up nor an inpatient admission
+  came by its deadline; FollowUpMissed only when the discharge is in the followup_7d
+  denominator and not in its numerator (a readmission by the end of d+7 prevents it).
+  FollowUpDue and ReferralWaiting fire just after their deadline instant, so an event at
+  that instant that ends them comes first and no zero-length alert is raised. Overlapping
+  episodes of one identity (alertname, team, client, severity) merge into one instance. An unresolved FollowUpMissed stays firing; when its discharge leaves the horizon
   the core forgets it and emits nothing more for it.
 * A window [d+a, d+b] closes at the end of local day d+b. An admission excludes a discharge
   from a follow-up denominator when its time is at or after the discharge and on a local day
@@ -56,8 +59,10 @@ How outcomes are derived (decisions, DOMAIN.md sections 2 to 4)
   bytes.
 * Cancels: a cancel whose target has not arrived is held; when the watermark passes the
   cancel's time (the target could no longer be on time) it becomes an ORPHAN_CANCEL dead
-  letter. A duplicate (source, id) within the horizon changes nothing and yields a
-  :class:`Duplicate` output so drivers can count it.
+  letter. A repeat of an event identical to one held (same time, type and data) within the
+  horizon changes nothing and yields a :class:`Duplicate` output so drivers can count it;
+  one that differs is a re-issue (another version), which stands once a cancel is left for
+  each version before it (:func:`_settle_versions`, docs/events.md).
 * Bounded state: events older than the horizon (longest look-back + longest forward window +
   allowed lateness) are pruned, except that nothing after the earliest still-open referral
   is pruned (for at most ``max_referral_age_days``). A client with nothing left is ``None``.

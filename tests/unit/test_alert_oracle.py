@@ -2,7 +2,7 @@
 
 ``tests/fixtures/alert_oracle.py`` reads DOMAIN.md section 4, the README's Decisions and the
 runbook in one batch pass per client. The comparison uses readings decided where the texts are
-silent (issue 15 item 6, docs/alerts.md): a readmission before the end of d+7 prevents
+silent (issue 15 item 6, docs/core-decisions.md): a readmission before the end of d+7 prevents
 FollowUpMissed; an alert whose index event is cancelled after it fired ended at the cancel's
 time and merges with an overlapping instance of its labels; a zero-length alert (resolved at
 the instant it would fire) never fires. (FrequentCrisis keeps the team that started the run:
