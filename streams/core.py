@@ -71,6 +71,7 @@ How outcomes are derived (decisions, DOMAIN.md sections 2 to 4)
 from __future__ import annotations
 
 import bisect
+import sys
 import zlib
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -335,7 +336,7 @@ class EmittedAlert(msgspec.Struct, array_like=True):
     cut: int = _NEVER
 
 
-class ClientState(msgspec.Struct):
+class ClientState(msgspec.Struct, omit_defaults=True):
     """One client's stage-1 state. Serialise with :meth:`to_bytes` for a changelog table.
 
     Holds only the pseudonym ``client``, the de-duplicated history within the horizon (which
@@ -1388,7 +1389,7 @@ def _keep_assignment(state: ClientState, pruned: list[Rec]) -> None:
         if r.ct != _NEVER or r.t <= state.lt:
             continue
         if r.kind == K_REFERRAL or (r.kind == K_CONTACT and r.a == "attended"):
-            state.lt, state.lteam = r.t, r.team
+            state.lt, state.lteam = r.t, sys.intern(r.team)
             return
 
 
@@ -1492,6 +1493,13 @@ def _settle_versions(recs: list[Rec], src: str, eid: str) -> int | None:
             c.flag = bool(versions)
             moved = c.t if moved is None else min(moved, c.t)
     return moved
+
+
+def idle(state: ClientState) -> bool:
+    """Whether ``state`` holds nothing but its kept team assignment (and bookkeeping): no
+    history, no observations or alerts, nothing due. Drivers may store such a state in its
+    serialised form (:meth:`ClientState.to_bytes`, a few dozen bytes) until its next event."""
+    return not state.recs and not state.obs and not state.alerts and state.due is None
 
 
 def alert_states(state: ClientState | None) -> list[Alert]:

@@ -62,9 +62,12 @@ def test_clients_with_nothing_open_keep_only_their_last_team() -> None:
     e.feed(contact(ny("2026-01-06 09:00"), team="north"))
     assert "c1" in e.clients
     e.feed(tick(ny("2026-09-01 00:00")))
-    state = e.clients["c1"]  # pruned once older than the horizon, but for one (time, team) pair
+    assert "c1" not in e.clients  # pruned once older than the horizon, but for one (time, team) pair
+    state = e.state("c1")
+    assert state is not None
     assert (state.recs, state.obs, state.alerts, state.due) == ([], {}, {}, None)
     assert (state.lt, state.lteam) == (to_us(ny("2026-01-06 09:00")), "north")
+    assert len(state.to_bytes()) < 120  # held serialised until the client's next event
     assert e.report()["measures"]  # its observations stay counted
 
 
@@ -72,7 +75,7 @@ def test_clients_with_no_team_ever_cost_nothing() -> None:
     e = Engine(CONFIG)
     e.feed(crisis(ny("2026-01-05 09:00")))
     e.feed(tick(ny("2026-09-01 00:00")))
-    assert "c1" not in e.clients
+    assert e.state("c1") is None
 
 
 def test_corrections_counted_from_outputs() -> None:
