@@ -294,7 +294,9 @@ class Rec(msgspec.Struct, array_like=True):
     says whether the target has arrived. ``seq`` is the driver's input sequence number of the
     event (see :func:`step`; -1 when the driver gives none). ``h`` is a checksum of the
     event's type and data: with ``t`` it tells a re-issue of (src, id) (another version) from a
-    repeat; ``v`` is the version's number among those of its (src, id), in arrival order."""
+    repeat; ``v`` is the version's number among those of its (src, id), in arrival order;
+    ``vt`` (a re-issue's) the instant from which it stands: the time of the cancel that made
+    room for it (``_NEVER``: from its own time)."""
 
     t: int
     src: str
@@ -309,6 +311,7 @@ class Rec(msgspec.Struct, array_like=True):
     seq: int = -1
     h: int = 0
     v: int = 0
+    vt: int = _NEVER
 
 
 class EmittedObs(msgspec.Struct, array_like=True):
@@ -432,7 +435,7 @@ def _visible(recs: list[Rec], x: int) -> list[Rec]:
     for r in recs:
         if r.t >= x:
             break
-        if r.kind != K_CANCEL and (r.ct == _NEVER or r.ct >= x):
+        if r.kind != K_CANCEL and (r.ct == _NEVER or r.ct >= x) and r.vt < x:
             out.append(r)
     return out
 
@@ -831,9 +834,10 @@ def _waiting(r: Rec, recs: list[Rec], target_pass: int, target_label: int, x: in
         if c.t < r.t:
             continue
         if _ends_wait(r, c):
-            if c.ct != _NEVER and c.ct <= c.t:
+            stood = max(c.t, c.vt)  # a re-issue stands from the cancel that made room for it
+            if (c.ct != _NEVER and c.ct <= stood) or stood >= x:
                 continue  # cancelled by a cancel dated at or before it: it never stood
-            settled.append((c.t, c.ct if c.ct != _NEVER and c.ct < x else None))
+            settled.append((stood, c.ct if c.ct != _NEVER and c.ct < x else None))
     out: list[tuple[int, int | None]] = []
     start: int | None = target_pass
     label = target_label
@@ -939,7 +943,7 @@ def _emit_observations_of(
     if kept != _NEVER:
         index = [r for r in index if not _frozen(r, kept, config)]
     for r in index:
-        if r.t < x and (r.ct == _NEVER or r.ct >= x):
+        if r.t < x and (r.ct == _NEVER or r.ct >= x) and r.vt < x:
             _observations_of(r, vis, x, config, memory, derived, last)
     emitted = state.obs
     _upsert_observations(emitted, derived, outs)
@@ -979,7 +983,7 @@ def _changes(recs: list[Rec], p: int, x: int) -> list[Rec]:
         if r.kind != K_CANCEL:
             out.append(r)
     for r in recs:
-        if r.ct != _NEVER and p <= r.ct < x and r.t < p:
+        if (r.ct != _NEVER and p <= r.ct < x and r.t < p) or (p <= r.vt < x and r.t < p):
             out.append(r)
     return out
 
@@ -1132,7 +1136,7 @@ def _followed_up(recs: list[Rec], r: Rec, start: int, before: int, p: int, x: in
     for c in recs:
         if c.t >= end:
             return False
-        if c.ct != _NEVER and c.ct < x:
+        if (c.ct != _NEVER and c.ct < x) or c.vt >= end:
             continue
         kind = c.kind
         if (kind == K_CONTACT and c.flag and c.t >= start) or (kind == K_ADMISSION and c.flag and c.t >= r.t):
@@ -1154,7 +1158,7 @@ def _settling(recs: list[Rec], r: Rec, p: int, x: int) -> Rec | None:
     for c in recs[i:]:
         if c.t >= p:
             return None
-        if c.ct != _NEVER and c.ct < x:
+        if (c.ct != _NEVER and c.ct < x) or c.vt >= p:
             continue
         if _ends_wait(r, c):
             return c
@@ -1225,6 +1229,8 @@ def _rec_breakpoints(r: Rec, config: CoreConfig, out: list[int]) -> None:
     kind = r.kind
     if r.ct != _NEVER:
         out.append(r.ct + 1)
+    if r.vt != _NEVER:
+        out.append(r.vt + 1)
     # Becoming visible changes outputs only for these kinds: referrals, discharges and
     # other admissions act at their thresholds, cancels through their target's ``ct``.
     if kind in (K_CONTACT, K_CLOSED, K_CRISIS) or (kind == K_ADMISSION and r.flag):
@@ -1468,7 +1474,8 @@ def _settle_versions(recs: list[Rec], src: str, eid: str) -> int | None:
 
     The versions (events of that key that differ, :attr:`Rec.v` in arrival order) and the
     cancels naming it (in time order) pair off: the i-th cancel cancels the i-th version at the
-    cancel's time; the first version left without a cancel stands; later ones stay invisible
+    cancel's time; the first version left without a cancel stands (from the time of the cancel
+    that made room for it, ``Rec.vt``, so nothing final before that moves); later ones stay invisible
     (``ct`` = their own time: they never stood) until a further cancel comes. A cancel beyond
     the versions cancels nothing more (as a second cancel of one event always did). Sets each
     cancel's ``flag`` (its target has arrived) and returns the earliest time from which the
@@ -1483,16 +1490,45 @@ def _settle_versions(recs: list[Rec], src: str, eid: str) -> int | None:
             ct = _NEVER
         else:
             ct = r.t
-        if ct != r.ct:
-            old, r.ct = r.ct, ct
-            # visible before at instants in (t, old], now in (t, ct]: both differ from t on
-            earliest = r.t if old == _NEVER or ct == _NEVER else min(old, ct)
-            moved = earliest if moved is None else min(moved, earliest)
+        # version i stands from the cancel of version i - 1 (a cancel takes effect at its own
+        # time, so a re-issue changes nothing before it: no outcome already final moves)
+        vt = cancels[i - 1].t if 0 < i <= len(cancels) else _NEVER
+        if ct != r.ct or vt != r.vt:
+            earliest = _first_difference(_stands(r.t, r.vt, r.ct), _stands(r.t, vt, ct))
+            r.ct, r.vt = ct, vt
+            if earliest is not None:
+                moved = earliest if moved is None else min(moved, earliest)
     for c in cancels:
         if c.flag != bool(versions):
             c.flag = bool(versions)
             moved = c.t if moved is None else min(moved, c.t)
     return moved
+
+
+_END: Final = 1 << 62
+
+
+def _stands(t: int, vt: int, ct: int) -> tuple[int, int] | None:
+    """The instants (a, b] at which a record is visible (None: none)."""
+    a, b = max(t, vt), _END if ct == _NEVER else ct
+    return (a, b) if a < b else None
+
+
+def _first_difference(old: tuple[int, int] | None, new: tuple[int, int] | None) -> int | None:
+    """The latest ``t`` such that visibility as of every instant up to it is the same under
+    ``old`` and ``new`` (as ``step``'s ``changed_at``); None when they do not differ."""
+    if old == new:
+        return None
+    if old is None:
+        return new[0] if new is not None else None
+    if new is None:
+        return old[0]
+    found = []
+    if old[0] != new[0]:
+        found.append(min(old[0], new[0]))
+    if old[1] != new[1]:
+        found.append(min(old[1], new[1]))
+    return min(found)
 
 
 def idle(state: ClientState) -> bool:

@@ -2,10 +2,10 @@
 
 HL7 gives an admission and a discharge the ids ``<visit>:A01`` / ``<visit>:A03``, so A03 (the
 discharge), A13 (cancel: entered in error), A03 (the corrected discharge) names one id twice;
-canonical publishers may do the same. The rule (docs/events.md, "Re-issues"): the events of
+canonical publishers may do the same. The rule (docs/events.md, "Cancels, duplicates and re-issues"): the events of
 one (source, id) that differ (in time or data) are its versions, in the order they arrive; the
 i-th cancel of it (cancels in time order) cancels the i-th version at the cancel's time, and
-the first version no cancel is left for stands. A version beyond that stands only once a
+the first version no cancel is left for stands, from that cancel's time on. A version beyond that stands only once a
 further cancel comes; a repeat identical to a version is a duplicate. So the final report does
 not depend on where the cancels arrive (first, between, last), only on the order of the
 versions themselves, which their publisher sends in order on one key.
@@ -21,7 +21,18 @@ from hypothesis import strategies as st
 
 from schemas.model import Event
 from streams.core import CoreConfig
-from tests.fixtures.core.build import NY, Run, admission, cancel, contact, discharge, draw_history, ny, tick
+from tests.fixtures.core.build import (
+    NY,
+    Run,
+    admission,
+    cancel,
+    contact,
+    discharge,
+    draw_history,
+    ny,
+    referral,
+    tick,
+)
 
 CONFIG = CoreConfig(timezone=NY)
 START = ny("2026-03-01 00:00")
@@ -174,3 +185,18 @@ def test_where_cancels_arrive_does_not_change_what_stands(stream: list[tuple[Eve
     a, b = arrival(keep_versions(by_arrival)), arrival(keep_versions(in_time))
     ra, rb = Run([*a, tick(ny("2026-06-01 00:00"))], CONFIG).report(), Run([*b, tick(ny("2026-06-01 00:00"))], CONFIG).report()
     assert ra == rb
+
+
+def test_a_re_issue_unlocked_by_a_cancel_arriving_last_changes_nothing_already_final() -> None:
+    """Found by the property above: a re-issue (dated before the watermark) waiting for its
+    cancel stands from the cancel's time, not from its own, so a cancel arriving after the
+    watermark passed the re-issue's time moves nothing that was final before the cancel. (The
+    first version's seen_within_target, final before the cancel, is revised once when the
+    re-issue replaces it: one correction, whichever the order.)"""
+    v0 = referral(ny("2026-03-17 08:30"), team="south", urgency="emergency", referral_id="r2", id="e4")
+    v1 = referral(ny("2026-03-17 08:00"), team="south", urgency="emergency", referral_id="r2", id="e4")
+    undo = cancel(ny("2026-03-19 08:30"), v0, id="x6")
+    later = referral(ny("2026-03-20 13:00"), team="north", urgency="urgent", referral_id="r0", id="e3")
+    reports = [_report(order) for order in ([v0, v1, later, undo], [v0, v1, undo, later])]
+    assert reports[0] == reports[1]
+    assert reports[0]["events"]["corrections"] == 1
