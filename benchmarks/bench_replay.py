@@ -7,7 +7,8 @@ discharges, closures, a few cancels and duplicates; arrival order shuffled withi
 then reports events per second for: a bare ``json.loads`` loop; decode only
 (``schemas.decode.Decoder``); the full replay (decode + engine + finish); and the engine on
 pre-decoded events. Target: replay >= 0.3 x the bare loop (aim 0.5) and >= 100,000 events/s.
-It also reports peak traced memory per 100,000 clients with open state, and a floor: each
+It also reports peak traced memory per 100,000 clients with open state, the memory held per
+100,000 clients with no open state (pruned to their last team assignment), and a floor: each
 client's history kept sorted with no rule evaluated (the core's own record and insert, on
 pre-decoded events), a part of the per-event budget no evaluation scheme can avoid.
 """
@@ -21,6 +22,7 @@ import gc
 import json
 import pstats
 import random
+import sys
 import tempfile
 import time
 import tracemalloc
@@ -31,7 +33,7 @@ from typing import Any
 from schemas.deadletter import DeadLetter, Origin
 from schemas.decode import Decoder
 from schemas.model import Event
-from streams.core import CoreConfig, _record, _sort_key
+from streams.core import CoreConfig, _record, _sort_key, idle
 from streams.engine import Engine
 from streams.replay import replay_stream
 
@@ -182,6 +184,53 @@ def memory_per_100k(config: CoreConfig, decoder: Decoder, clients: int) -> tuple
     return peak / 2**20 * 100_000 / max(open_clients, 1), open_clients
 
 
+def memory_idle_per_100k(config: CoreConfig, decoder: Decoder, clients: int) -> tuple[float, float, int]:
+    """Stage 1's client states of clients with no open state: each was referred and seen (an
+    attended contact) long before the watermark, so its history was pruned and only its last
+    (time, team) assignment is kept for the responsible-team look-up; the engine holds such a
+    state serialised. Returns the traced MiB per 100,000 such clients of a dict of them as the
+    engine holds them (keys included; stage 2's windows are not counted), their mean
+    serialised size in bytes (also a live changelog record's value), and how many."""
+    rng = random.Random(4)
+    events: list[Event] = []
+    last = START
+    for c in range(clients):
+        t = START + timedelta(minutes=rng.randrange(2 * 1440))
+        team = rng.choice(TEAMS)
+        for n, (type_, data) in enumerate([
+            ("referral.received", {"referral_id": "R", "team": team, "urgency": "routine"}),
+            ("contact", {"contact_id": "K", "team": team, "status": "attended", "mode": "telephone"}),
+        ]):
+            raw = json.dumps({"specversion": "1.0", "id": f"{c}-{n}", "source": "s", "type": type_,
+                              "time": (t + timedelta(hours=n)).isoformat(), "subject": f"S{c}", "data": data}).encode()
+            r = decoder.decode(raw, Origin())
+            assert isinstance(r, Event)
+            events.append(r)
+            last = max(last, r.time)
+    events.sort(key=lambda e: e.time)
+    tick = json.dumps({"specversion": "1.0", "id": "tick", "source": "s", "type": "admission",
+                       "time": (last + timedelta(days=400)).isoformat(), "subject": "tick",
+                       "data": {"encounter_id": "E", "facility": "f", "setting": "observation",
+                                "psychiatric": False}}).encode()
+    late = decoder.decode(tick, Origin())
+    assert isinstance(late, Event)
+    engine = Engine(config)
+    for e in events:
+        engine.feed(e)
+    engine.feed(late)  # every client is swept and pruned to its team pair
+    stored = {k: v.to_bytes() for k, v in engine.clients.items() if idle(v)}
+    stored.update(engine._idle)  # what the engine holds for them (serialised states)
+    del engine, events
+    gc.collect()
+    tracemalloc.start()
+    held = {k: bytes(bytearray(v)) for k, v in stored.items()}  # a copy, counted (keys existed before)
+    size, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    n = len(held)
+    keys = sum(sys.getsizeof(k) for k in held)  # the pseudonyms (the table's keys)
+    return (size + keys) / 2**20 * 100_000 / max(n, 1), sum(map(len, stored.values())) / max(n, 1), n
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--clients", type=int, default=20_000)
@@ -218,6 +267,9 @@ def main() -> None:
     print(f"replay / bare json.loads: {rate['replay'] / rate['json.loads loop']:.2f} (target >= 0.3, aim 0.5)")
     mib, open_clients = memory_per_100k(config, decoder, args.memory_clients)
     print(f"peak traced memory: {mib:.0f} MiB per 100,000 clients with open state ({open_clients} measured)")
+    mib, size, idle = memory_idle_per_100k(config, decoder, args.memory_clients)
+    print(f"client states: {mib:.1f} MiB per 100,000 clients with no open state, {size:.0f} bytes serialised "
+          f"each ({idle} measured)")
 
 
 if __name__ == "__main__":

@@ -83,6 +83,7 @@ class Settings(BaseSettings):
     target_urgent_business_days: int = Field(1, ge=0)
     target_routine_business_days: int = Field(10, ge=0)
     frequent_crisis: str = "3-in-30"
+    team_memory_days: int | None = Field(None, ge=1)  # responsible-team look-back; None: no limit
 
     # Alerts (section 4)
     rate_targets: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_RATE_TARGETS))

@@ -34,11 +34,14 @@ How outcomes are derived (decisions, DOMAIN.md sections 2 to 4)
   Readmitted30d the admission); ``endsAt`` the resolving event's time, or the instant the
   condition ends (Readmitted30d 7 days after it fires, FrequentCrisis when the oldest crisis
   of the run leaves the D-day window). A fired alert whose condition vanishes because of a
-  late event or a cancel resolves at max(startsAt, that event's time). FollowUpDue fires only
-  when neither a follow-up nor an inpatient admission came by its deadline; FollowUpMissed
-  only when the discharge is in the followup_7d denominator and not in its numerator.
-  Overlapping episodes of one identity (alertname, team, client, severity) merge into one
-  instance. An unresolved FollowUpMissed stays firing; when its discharge leaves the horizon
+  late event or a cancel resolves at max(startsAt, that event's time); it is kept as the
+  episode it was (``EmittedAlert.cut``), so an overlapping episode of the same identity
+  continues it. FollowUpDue fires only when neither a follow-up nor an inpatient admission
+  came by its deadline; FollowUpMissed only when the discharge is in the followup_7d
+  denominator and not in its numerator (a readmission by the end of d+7 prevents it).
+  FollowUpDue and ReferralWaiting fire just after their deadline instant, so an event at
+  that instant that ends them comes first and no zero-length alert is raised. Overlapping
+  episodes of one identity (alertname, team, client, severity) merge into one instance. An unresolved FollowUpMissed stays firing; when its discharge leaves the horizon
   the core forgets it and emits nothing more for it.
 * A window [d+a, d+b] closes at the end of local day d+b. An admission excludes a discharge
   from a follow-up denominator when its time is at or after the discharge and on a local day
@@ -49,12 +52,17 @@ How outcomes are derived (decisions, DOMAIN.md sections 2 to 4)
   after the referral's local day (passes at the end of that day). "Open past the limit" means
   the watermark is after referral time + limit days.
 * Responsible team at t: the event's own team, else the team of the latest referral or
-  attended contact strictly before t and no older than ``team_memory_days``, else
-  ``unassigned``. The bound keeps state finite and the answer independent of pruning.
+  attended contact strictly before t (however long ago; no older than ``team_memory_days``
+  when that is set), else ``unassigned``. When history is pruned, the latest such assignment
+  among the pruned records is kept as one (time, team) pair (``ClientState.lt``/``lteam``),
+  so the answer does not depend on pruning and a client with nothing else left costs a few
+  bytes.
 * Cancels: a cancel whose target has not arrived is held; when the watermark passes the
   cancel's time (the target could no longer be on time) it becomes an ORPHAN_CANCEL dead
-  letter. A duplicate (source, id) within the horizon changes nothing and yields a
-  :class:`Duplicate` output so drivers can count it.
+  letter. A repeat of an event identical to one held (same time, type and data) within the
+  horizon changes nothing and yields a :class:`Duplicate` output so drivers can count it;
+  one that differs is a re-issue (another version), which stands once a cancel is left for
+  each version before it (:func:`_settle_versions`, docs/events.md).
 * Bounded state: events older than the horizon (longest look-back + longest forward window +
   allowed lateness) are pruned, except that nothing after the earliest still-open referral
   is pruned (for at most ``max_referral_age_days``). A client with nothing left is ``None``.
@@ -63,6 +71,8 @@ How outcomes are derived (decisions, DOMAIN.md sections 2 to 4)
 from __future__ import annotations
 
 import bisect
+import sys
+import zlib
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Final
@@ -109,6 +119,9 @@ READMISSION_DAYS: Final = 30
 REPEAT_CRISIS_DAYS: Final = 30
 FOLLOWUP_DUE_DAYS: Final = 2
 FOLLOWUP_MISSED_DAYS: Final = 7
+# history kept behind the longest window (was the team look-back's 90 days: kept as it was,
+# so that cancels and late events reach as far back as before)
+HISTORY_DAYS: Final = 90
 
 _INELIGIBLE_DISPOSITIONS: Final = frozenset({"died", "acute_transfer", "nonacute_transfer", "prison_or_court"})
 _FOLLOWUP_MODES: Final = frozenset({"face_to_face", "telephone", "video"})
@@ -146,13 +159,14 @@ class CoreConfig:
     frequent_crisis_k: int = 3
     frequent_crisis_days: int = 30
     readmitted_alert_days: int = 7
-    team_memory_days: int = 90
+    team_memory_days: int | None = None  # None: the responsible team has no age limit
     max_referral_age_days: int = 365
     calendar: Calendar = field(init=False, compare=False, repr=False)
     lateness_us: int = field(init=False, compare=False, repr=False)
     horizon_us: int = field(init=False, compare=False, repr=False)
     expiry_us: int = field(init=False, compare=False, repr=False)
     max_referral_age_us: int = field(init=False, compare=False, repr=False)
+    memory_us: int = field(init=False, compare=False, repr=False)
     targets: dict[tuple[str, int], int] = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -166,8 +180,12 @@ class CoreConfig:
         lateness = self.allowed_lateness // timedelta(microseconds=1)
         object.__setattr__(self, "lateness_us", lateness)
         # how far behind the watermark an event can still change an outcome: the longest
-        # look-back (team memory, crisis windows) plus the longest forward window
-        back = max(self.team_memory_days, REPEAT_CRISIS_DAYS, self.frequent_crisis_days)
+        # look-back (the crisis windows; the history kept for late cancels and revisions,
+        # ``HISTORY_DAYS``; the team look-up keeps its own pair, see ``ClientState.lt``) plus
+        # the longest forward window
+        back = max(HISTORY_DAYS, REPEAT_CRISIS_DAYS, self.frequent_crisis_days)
+        memory = (self.team_memory_days or 0) * US_PER_DAY
+        object.__setattr__(self, "memory_us", memory if memory else 1 << 62)
         target = (self.target_routine_business_days * 7) // 5 + 14  # business days + holidays
         forward = max(READMISSION_DAYS + 1, self.referral_open_limit_days + 1, target, self.readmitted_alert_days)
         object.__setattr__(self, "horizon_us", (back + forward + 2) * US_PER_DAY + lateness)
@@ -193,6 +211,7 @@ class CoreConfig:
             target_routine_business_days=settings.target_routine_business_days,
             frequent_crisis_k=k,
             frequent_crisis_days=d,
+            team_memory_days=settings.team_memory_days,
         )
 
     def final_lag_days(self, measure: str) -> int:
@@ -273,7 +292,11 @@ class Rec(msgspec.Struct, array_like=True):
     """One event of a client's history, flattened. ``ct`` is the time of the cancel that
     cancelled it (or ``_NEVER``); for a cancel record, ``ref`` is its target id and ``flag``
     says whether the target has arrived. ``seq`` is the driver's input sequence number of the
-    event (see :func:`step`; -1 when the driver gives none)."""
+    event (see :func:`step`; -1 when the driver gives none). ``h`` is a checksum of the
+    event's type and data: with ``t`` it tells a re-issue of (src, id) (another version) from a
+    repeat; ``v`` is the version's number among those of its (src, id), in arrival order;
+    ``vt`` (a re-issue's) the instant from which it stands: the time of the cancel that made
+    room for it (``_NEVER``: from its own time)."""
 
     t: int
     src: str
@@ -286,6 +309,9 @@ class Rec(msgspec.Struct, array_like=True):
     flag: bool = False
     ct: int = _NEVER
     seq: int = -1
+    h: int = 0
+    v: int = 0
+    vt: int = _NEVER
 
 
 class EmittedObs(msgspec.Struct, array_like=True):
@@ -307,9 +333,13 @@ class EmittedAlert(msgspec.Struct, array_like=True):
     # the earliest event time the instance was derived from (its anchor's look-back); once the
     # history before it is pruned the instance is frozen (see ``ClientState.kept``)
     ctx: int = _NEVER
+    # an instance whose episode vanished while it fired (its index event cancelled, or a late
+    # event undid it): the instant it was cut off. It still takes part in merging as the
+    # episode [start, cut] it was, so an overlapping episode of the same labels continues it
+    cut: int = _NEVER
 
 
-class ClientState(msgspec.Struct):
+class ClientState(msgspec.Struct, omit_defaults=True):
     """One client's stage-1 state. Serialise with :meth:`to_bytes` for a changelog table.
 
     Holds only the pseudonym ``client``, the de-duplicated history within the horizon (which
@@ -339,6 +369,10 @@ class ClientState(msgspec.Struct):
     # corrections emitted for this client (kept by the live driver, streams/live.py: counted
     # with the state, in one changelog record, so a crash cannot separate the two)
     corrections: int = 0
+    # the latest referral or attended contact among the pruned history: its time and team
+    # (the responsible-team look-up falls back on it; ``_NEVER``: none)
+    lt: int = _NEVER
+    lteam: str = ""
 
     def to_bytes(self) -> bytes:
         return _state_encoder.encode(self)
@@ -361,6 +395,15 @@ def _sort_key(r: Rec) -> tuple[int, str, str]:
 
 
 def _record(event: Event, cal: Calendar) -> Rec:
+    rec = _flatten(event, cal)
+    rec.h = zlib.crc32(_content_encoder.encode((event.type, event.data)))
+    return rec
+
+
+_content_encoder = msgspec.msgpack.Encoder()
+
+
+def _flatten(event: Event, cal: Calendar) -> Rec:
     t = to_us(event.time)
     day = cal.day_of(t)
     d = event.data
@@ -392,32 +435,40 @@ def _visible(recs: list[Rec], x: int) -> list[Rec]:
     for r in recs:
         if r.t >= x:
             break
-        if r.kind != K_CANCEL and (r.ct == _NEVER or r.ct >= x):
+        if r.kind != K_CANCEL and (r.ct == _NEVER or r.ct >= x) and r.vt < x:
             out.append(r)
     return out
 
 
-def _responsible(vis: list[Rec], t: int, memory_us: int) -> str:
-    """Team of the latest referral or attended contact strictly before ``t`` within memory."""
+_NO_TEAM: Final[tuple[int, str]] = (_NEVER, "")
+
+
+def _responsible(vis: list[Rec], t: int, memory_us: int, last: tuple[int, str] = _NO_TEAM) -> str:
+    """Team of the latest referral or attended contact strictly before ``t`` within memory,
+    among the history held and ``last`` (the latest one of the pruned history, time and team)."""
     i = bisect.bisect_left(vis, t, key=lambda r: r.t) - 1
     floor = t - memory_us
+    lt = last[0]
     while i >= 0:
         r = vis[i]
-        if r.t < floor:
-            break
+        if r.t < floor or r.t < lt:
+            break  # (an event older than the pruned pair arrived late: the pair is later)
         if r.kind == K_REFERRAL or (r.kind == K_CONTACT and r.a == "attended"):
             return r.team
         i -= 1
+    if lt != _NEVER and floor <= lt < t:
+        return last[1]
     return UNASSIGNED
 
 
 def _context_start(r: Rec, config: CoreConfig) -> int:
     """The earliest event time the outcomes of index event ``r`` (observations and the alerts
-    it anchors) can depend on: the team look-up when it names no team, the crisis look-backs
-    for a crisis. A referral looks only forward."""
+    it anchors) can depend on: the crisis look-backs for a crisis. A referral looks only
+    forward; the team look-up does not reach into pruned history (its latest answer there is
+    kept, ``ClientState.lt``)."""
     if r.kind == K_REFERRAL:
         return r.t
-    back = 0 if r.team else config.team_memory_days * US_PER_DAY
+    back = 0
     if r.kind == K_CRISIS:
         back = max(back, REPEAT_CRISIS_DAYS * US_PER_DAY, config.frequent_crisis_days * US_PER_DAY)
     return r.t - back
@@ -487,14 +538,16 @@ def _key(measure: str, r: Rec) -> str:
 
 
 def derive_observations(
-    recs: list[Rec], x: int, config: CoreConfig, kept: int = _NEVER, frozen: set[str] | None = None
+    recs: list[Rec], x: int, config: CoreConfig, kept: int = _NEVER, frozen: set[str] | None = None,
+    last: tuple[int, str] = _NO_TEAM,
 ) -> dict[str, ObsValue]:
     """Every observation that exists as of instant ``x`` (final outcomes only), by key.
 
     Index events :func:`_frozen` by ``kept`` are skipped; their observation keys are added to
-    ``frozen`` when given (what was emitted for them stands)."""
+    ``frozen`` when given (what was emitted for them stands). ``last``: the pruned history's
+    latest team assignment (:func:`_responsible`)."""
     vis = _visible(recs, x)
-    memory = config.team_memory_days * US_PER_DAY
+    memory = config.memory_us
     out: dict[str, ObsValue] = {}
     for r in vis:
         kind = r.kind
@@ -503,17 +556,20 @@ def derive_observations(
                 if frozen is not None:
                     frozen.update(_key(m, r) for m in _MEASURES_OF[kind])
                 continue
-            _observations_of(r, vis, x, config, memory, out)
+            _observations_of(r, vis, x, config, memory, out, last)
     return out
 
 
-def _observations_of(r: Rec, vis: list[Rec], x: int, config: CoreConfig, memory: int, out: dict[str, ObsValue]) -> None:
+def _observations_of(
+    r: Rec, vis: list[Rec], x: int, config: CoreConfig, memory: int, out: dict[str, ObsValue],
+    last: tuple[int, str] = _NO_TEAM,
+) -> None:
     """The observations of one visible index event ``r`` as of ``x``, added to ``out``."""
     kind = r.kind
     if kind == K_DISCHARGE:
         cal = config.calendar
         d = r.day
-        team = r.team or _responsible(vis, r.t, memory)
+        team = r.team or _responsible(vis, r.t, memory, last)
         start = cal.end_of_day(d)
         for measure, b in FOLLOWUP_WINDOWS:
             close = cal.end_of_day(d + b)
@@ -564,7 +620,7 @@ def _observations_of(r: Rec, vis: list[Rec], x: int, config: CoreConfig, memory:
                 "first_contact_dna", team, r.t, ref.first.a == "did_not_attend", None
             )
     elif kind == K_CRISIS:
-        team = r.team or _responsible(vis, r.t, memory)
+        team = r.team or _responsible(vis, r.t, memory, last)
         floor = r.t - REPEAT_CRISIS_DAYS * US_PER_DAY
         repeat = any(c.kind == K_CRISIS and floor <= c.t < r.t for c in vis)
         out[_key("repeat_crisis_30d", r)] = ("repeat_crisis_30d", team, r.t, repeat, None)
@@ -623,7 +679,8 @@ def _texts(e: _Episode, config: CoreConfig) -> tuple[str, str]:
 
 
 def derive_alerts(
-    recs: list[Rec], x: int, config: CoreConfig, kept: int = _NEVER, emitted: dict[str, EmittedAlert] | None = None
+    recs: list[Rec], x: int, config: CoreConfig, kept: int = _NEVER, emitted: dict[str, EmittedAlert] | None = None,
+    assigned: tuple[int, str] = _NO_TEAM,
 ) -> dict[str, _Episode]:
     """Care-gap alert instances as of instant ``x`` (merged per identity), by instance key.
 
@@ -631,13 +688,17 @@ def derive_alerts(
     ``emitted`` instances whose context was pruned take part as they stand."""
     cal = config.calendar
     vis = _visible(recs, x)
-    memory = config.team_memory_days * US_PER_DAY
+    memory = config.memory_us
     episodes: list[_Episode] = []
     crises: list[Rec] = []
     pruned = kept != _NEVER
-    if pruned and emitted:
+    if emitted:
+        # instances whose context was pruned take part as they stand; cut-off ones as they were
         episodes.extend(
-            _Episode(e.name, e.team, e.severity, e.start, e.end, (), e.ctx, e) for e in emitted.values() if e.ctx < kept
+            _Episode(e.name, e.team, e.severity, e.start, e.end if frozen else e.cut, (), e.ctx, e)
+            for e in emitted.values()
+            for frozen in (pruned and e.ctx < kept,)
+            if frozen or e.cut != _NEVER
         )
     for r in vis:
         kind = r.kind
@@ -647,10 +708,12 @@ def derive_alerts(
             ctx = _context_start(r, config)
             expiry = r.t + config.expiry_us
             d = r.day
-            team = r.team or _responsible(vis, r.t, memory)
+            team = r.team or _responsible(vis, r.t, memory, assigned)
             start = cal.end_of_day(d)
             due = cal.end_of_day(d + FOLLOWUP_DUE_DAYS)
-            if x >= due:
+            # fires just after its deadline instant, so that what happens at that very instant
+            # is seen first: a follow-up or admission then ends it before it began (no alert)
+            if x > due:
                 blocked = False
                 end = None
                 for c in vis:
@@ -658,7 +721,7 @@ def derive_alerts(
                     is_adm = c.kind == K_ADMISSION and c.flag and c.t >= r.t
                     if not (is_fu or is_adm):
                         continue
-                    if c.t < due:
+                    if c.t <= due:
                         blocked = True
                     else:
                         end = c.t
@@ -691,14 +754,16 @@ def derive_alerts(
                     )
         elif kind == K_REFERRAL:
             target_pass, target_label = _target(r, config)
-            if x < target_pass:
-                continue
+            if x <= target_pass:
+                continue  # as FollowUpDue: a contact at the instant the target passes comes first
             severity = "critical" if r.a == "emergency" else "warning"
             urgency = _URGENCIES.index(r.a)
             expiry = r.t + config.max_referral_age_us
             for start, end_t in _waiting(r, recs, target_pass, target_label, x):
                 if x >= expiry and start >= expiry:
                     break
+                if end_t is not None and end_t <= max(start, target_pass):
+                    continue  # ended by the time it would fire: it never fires
                 episodes.append(
                     _Episode(
                         "ReferralWaiting", r.team, severity, start, _expire(end_t, expiry, x),
@@ -725,19 +790,35 @@ def derive_alerts(
             run_end = max(run_end, end_at)
         else:
             run_end = end_at
-            # a run started by a crisis past re-deriving: its later crises keep their own teams
-            run_team = None if frozen else last.team or _responsible(vis, last.t, memory)
+            # a run started by a crisis past re-deriving keeps the team of the instance it
+            # raised (as emitted); its later crises do not start instances of their own teams
+            run_team = _run_team(emitted, last.t) if frozen else last.team or _responsible(vis, last.t, memory, assigned)
             run_ctx = ctx
         if frozen:
             continue
         if run_team is not None:
             team, ctx = run_team, min(run_ctx, ctx)
         else:
-            team = last.team or _responsible(vis, last.t, memory)
+            team = last.team or _responsible(vis, last.t, memory, assigned)
         episodes.append(
             _Episode("FrequentCrisis", team, "warning", last.t, end_at if end_at <= x else None, (last.day,), ctx)
         )
     return _merge(episodes, x)
+
+
+def _run_team(emitted: dict[str, EmittedAlert] | None, t: int) -> str | None:
+    """The team of the emitted FrequentCrisis instance in force at ``t`` (the latest to start
+    at or before it, if it had not ended before it); None when there is none."""
+    found: EmittedAlert | None = None
+    for e in (emitted or {}).values():
+        if (
+            e.name == "FrequentCrisis"
+            and e.start <= t
+            and (e.end is None or e.end >= t)
+            and (found is None or e.start > found.start)
+        ):
+            found = e
+    return None if found is None else found.team
 
 
 def _waiting(r: Rec, recs: list[Rec], target_pass: int, target_label: int, x: int) -> list[tuple[int, int | None]]:
@@ -753,9 +834,10 @@ def _waiting(r: Rec, recs: list[Rec], target_pass: int, target_label: int, x: in
         if c.t < r.t:
             continue
         if _ends_wait(r, c):
-            if c.ct != _NEVER and c.ct <= c.t:
+            stood = max(c.t, c.vt)  # a re-issue stands from the cancel that made room for it
+            if (c.ct != _NEVER and c.ct <= stood) or stood >= x:
                 continue  # cancelled by a cancel dated at or before it: it never stood
-            settled.append((c.t, c.ct if c.ct != _NEVER and c.ct < x else None))
+            settled.append((stood, c.ct if c.ct != _NEVER and c.ct < x else None))
     out: list[tuple[int, int | None]] = []
     start: int | None = target_pass
     label = target_label
@@ -814,7 +896,7 @@ def _merge(episodes: list[_Episode], x: int) -> dict[str, _Episode]:
 def _emit_observations(state: ClientState, x: int, config: CoreConfig, outs: list[Output]) -> None:
     """Full re-derivation as of ``x``: emit every difference from what has been emitted."""
     frozen: set[str] = set()
-    derived = derive_observations(state.recs, x, config, state.kept, frozen)
+    derived = derive_observations(state.recs, x, config, state.kept, frozen, (state.lt, state.lteam))
     emitted = state.obs
     _upsert_observations(emitted, derived, outs)
     if len(emitted) != len(derived) or any(k not in derived for k in emitted):
@@ -850,14 +932,19 @@ def _emit_observations_of(
     order): the caller knows that no other index event's observations changed."""
     recs = state.recs
     vis = _visible(recs, x)
-    memory = config.team_memory_days * US_PER_DAY
+    memory = config.memory_us
+    last = (state.lt, state.lteam)
     derived: dict[str, ObsValue] = {}
+    if any(r.v for r in recs):
+        # versions of one (src, id) share their observation keys: re-derive them together
+        keys = {(r.src, r.id) for r in index}
+        index = [r for r in recs if r.kind in _MEASURES_OF and (r.src, r.id) in keys]
     kept = state.kept
     if kept != _NEVER:
         index = [r for r in index if not _frozen(r, kept, config)]
     for r in index:
-        if r.t < x and (r.ct == _NEVER or r.ct >= x):
-            _observations_of(r, vis, x, config, memory, derived)
+        if r.t < x and (r.ct == _NEVER or r.ct >= x) and r.vt < x:
+            _observations_of(r, vis, x, config, memory, derived, last)
     emitted = state.obs
     _upsert_observations(emitted, derived, outs)
     gone = None
@@ -896,7 +983,7 @@ def _changes(recs: list[Rec], p: int, x: int) -> list[Rec]:
         if r.kind != K_CANCEL:
             out.append(r)
     for r in recs:
-        if r.ct != _NEVER and p <= r.ct < x and r.t < p:
+        if (r.ct != _NEVER and p <= r.ct < x and r.t < p) or (p <= r.vt < x and r.t < p):
             out.append(r)
     return out
 
@@ -931,7 +1018,7 @@ def _affected_observations(
     if changes is None:
         changes = _changes(recs, p, x)
     cal = config.calendar
-    memory = config.team_memory_days * US_PER_DAY
+    memory = config.memory_us
     limit = config.referral_open_limit_days * US_PER_DAY
     out = []
     for r in recs:
@@ -982,7 +1069,7 @@ def _alerts_may_change(
     (``changes``: :func:`_changes` of the same arguments, if already known; not modified)."""
     changes = _changes(recs, p, x) if changes is None else list(changes)
     cal = config.calendar
-    memory = config.team_memory_days * US_PER_DAY
+    memory = config.memory_us
     readmit = config.readmitted_alert_days * US_PER_DAY
     crisis_span = config.frequent_crisis_days * US_PER_DAY
     max_age = config.max_referral_age_us
@@ -1009,7 +1096,7 @@ def _alerts_may_change(
             missed = cal.end_of_day(d + FOLLOWUP_MISSED_DAYS)
             # crossing a deadline starts an episode unless a follow-up (or admission) visible
             # at both instants came before it (a change of it is among ``changes``)
-            if (p < due <= x and not _followed_up(recs, r, start, due, p, x)) or (
+            if (p <= due < x and not _followed_up(recs, r, start, due + 1, p, x)) or (
                 p < missed <= x and not _followed_up(recs, r, start, missed, p, x)
             ):
                 return True
@@ -1017,10 +1104,10 @@ def _alerts_may_change(
             if p < r.t + max_age <= x:
                 return True  # its waiting alert expires
             target_pass = _target(r, config)[0]
-            if x < target_pass:
-                continue  # no episode before the target passes
+            if x <= target_pass:
+                continue  # no episode until just after the target passes
             settled = _settled_at(recs, r, p, x)
-            if p < target_pass and (settled is None or settled >= target_pass):
+            if p <= target_pass and (settled is None or settled >= target_pass):
                 return True
             if settled is not None:
                 # its episode ends at its earliest attended contact or closure: a change after
@@ -1049,7 +1136,7 @@ def _followed_up(recs: list[Rec], r: Rec, start: int, before: int, p: int, x: in
     for c in recs:
         if c.t >= end:
             return False
-        if c.ct != _NEVER and c.ct < x:
+        if (c.ct != _NEVER and c.ct < x) or c.vt >= end:
             continue
         kind = c.kind
         if (kind == K_CONTACT and c.flag and c.t >= start) or (kind == K_ADMISSION and c.flag and c.t >= r.t):
@@ -1071,7 +1158,7 @@ def _settling(recs: list[Rec], r: Rec, p: int, x: int) -> Rec | None:
     for c in recs[i:]:
         if c.t >= p:
             return None
-        if c.ct != _NEVER and c.ct < x:
+        if (c.ct != _NEVER and c.ct < x) or c.vt >= p:
             continue
         if _ends_wait(r, c):
             return c
@@ -1098,7 +1185,19 @@ def _alert(state: ClientState, e: EmittedAlert) -> Alert:
 
 def _emit_alerts(state: ClientState, x: int, trigger: int, config: CoreConfig, outs: list[Output]) -> None:
     emitted = state.alerts
-    derived = derive_alerts(state.recs, x, config, state.kept, emitted)
+    last = (state.lt, state.lteam)
+    derived = derive_alerts(state.recs, x, config, state.kept, emitted, last)
+    # instances firing until now whose episodes (or some of them) vanished at ``trigger``: they
+    # fired until then. Cut them off there and derive again: as an episode [start, cut] each
+    # merges with what still overlaps it (one instance) or ends at the cut.
+    vanished = [
+        k for k, old in emitted.items()
+        if old.end is None and ((ep := derived.get(k)) is None or (ep.end is not None and ep.end < trigger))
+    ]
+    if vanished:
+        for k in vanished:
+            emitted[k].cut = max(emitted[k].start, trigger, emitted[k].cut)
+        derived = derive_alerts(state.recs, x, config, state.kept, emitted, last)
     for key, ep in derived.items():
         old = emitted.get(key)
         if old is not None and old.end == ep.end:
@@ -1107,7 +1206,8 @@ def _emit_alerts(state: ClientState, x: int, trigger: int, config: CoreConfig, o
             # a resolved instance stays resolved; a new firing episode would have a new start
             continue
         texts = (ep.frozen.summary, ep.frozen.description) if ep.frozen is not None else _texts(ep, config)
-        new = EmittedAlert(ep.name, ep.team, ep.severity, ep.start, ep.end, *texts, ctx=ep.ctx)
+        cut = old.cut if old is not None else _NEVER
+        new = EmittedAlert(ep.name, ep.team, ep.severity, ep.start, ep.end, *texts, ctx=ep.ctx, cut=cut)
         emitted[key] = new
         outs.append(_alert(state, new))
     for key, old in emitted.items():
@@ -1129,6 +1229,8 @@ def _rec_breakpoints(r: Rec, config: CoreConfig, out: list[int]) -> None:
     kind = r.kind
     if r.ct != _NEVER:
         out.append(r.ct + 1)
+    if r.vt != _NEVER:
+        out.append(r.vt + 1)
     # Becoming visible changes outputs only for these kinds: referrals, discharges and
     # other admissions act at their thresholds, cancels through their target's ``ct``.
     if kind in (K_CONTACT, K_CLOSED, K_CRISIS) or (kind == K_ADMISSION and r.flag):
@@ -1138,10 +1240,13 @@ def _rec_breakpoints(r: Rec, config: CoreConfig, out: list[int]) -> None:
     if kind == K_DISCHARGE and r.flag:
         cal = config.calendar
         d = r.day
-        out.extend((cal.end_of_day(d + 2), cal.end_of_day(d + 3), cal.end_of_day(d + 7), cal.end_of_day(d + 30)))
+        # FollowUpDue fires just after the end of d+2 (see derive_alerts)
+        out.extend((cal.end_of_day(d + 2) + 1, cal.end_of_day(d + 3), cal.end_of_day(d + 7), cal.end_of_day(d + 30)))
         out.append(r.t + config.expiry_us)
     elif kind == K_REFERRAL:
-        out.append(_target(r, config)[0])
+        target_pass = _target(r, config)[0]
+        out.append(target_pass)
+        out.append(target_pass + 1)  # ReferralWaiting fires just after it passes
         out.append(r.t + config.referral_open_limit_days * US_PER_DAY + 1)
         out.append(r.t + config.max_referral_age_us)
     elif kind == K_ADMISSION and r.flag:
@@ -1260,6 +1365,7 @@ def _orphans_and_prune(state: ClientState, config: CoreConfig, outs: list[Output
         i = bisect.bisect_left(recs, cutoff, key=lambda r: r.t)
         if i:
             pruned = recs[:i]
+            _keep_assignment(state, pruned)
             state.recs = recs = recs[i:]
             state.kept = max(state.kept, cutoff)
             _forget_breakpoints(state, pruned, config)
@@ -1274,9 +1380,23 @@ def _orphans_and_prune(state: ClientState, config: CoreConfig, outs: list[Output
     if not recs:
         state.obs = {}
         state.alerts = _alerts_ending_after(state.alerts, state.aw - config.horizon_us)
-    if not recs and not state.obs and not state.alerts:
+        if state.lt != _NEVER and state.lt < w - config.memory_us - config.horizon_us:
+            state.lt, state.lteam = _NEVER, ""  # past the memory setting: no longer needed
+    if not recs and not state.obs and not state.alerts and state.lt == _NEVER:
         return None
     return state
+
+
+def _keep_assignment(state: ClientState, pruned: list[Rec]) -> None:
+    """Keep the latest referral or attended contact of ``pruned`` (leaving the history) as the
+    state's (time, team) pair for the responsible-team look-up. A cancelled one does not count
+    (its cancel is in the history, or arrived: a later cancel of it finds nothing)."""
+    for r in reversed(pruned):
+        if r.ct != _NEVER or r.t <= state.lt:
+            continue
+        if r.kind == K_REFERRAL or (r.kind == K_CONTACT and r.a == "attended"):
+            state.lt, state.lteam = r.t, sys.intern(r.team)
+            return
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1303,11 +1423,14 @@ def step(
     outs: list[Output] = []
     src, eid = event.source, event.id
     recs = state.recs
+    rec = _record(event, cal)
+    versions = 0
     for r in recs:
         if r.id == eid and r.src == src:
-            outs.append(Duplicate(src, eid))
-            return state, outs
-    rec = _record(event, cal)
+            if r.kind == K_CANCEL or rec.kind == K_CANCEL or (r.t == rec.t and r.kind == rec.kind and r.h == rec.h):
+                outs.append(Duplicate(src, eid))
+                return state, outs
+            versions += 1  # a re-issue (another version) of (src, id): see _settle_versions
     if seq >= 0:
         rec.seq = seq
         if seq % SEQ_INPUTS:
@@ -1315,22 +1438,17 @@ def step(
         else:
             state.seq = max(state.seq, seq)
     pend = state.pend
-    if rec.kind == K_CANCEL:
-        for r in recs:
-            if r.src == src and r.id == rec.ref and r.kind != K_CANCEL:
-                rec.flag = True
-                if r.ct == _NEVER or rec.t < r.ct:
-                    r.ct = rec.t
-                    pend = None  # the target's breakpoints changed
-                break
-    else:
-        for c in recs:
-            if c.kind == K_CANCEL and not c.flag and c.src == src and c.ref == eid:
-                c.flag = True
-                pend = None  # the held cancel's breakpoint went
-                if rec.ct == _NEVER or c.t < rec.ct:
-                    rec.ct = c.t
+    changed_at = rec.t
     bisect.insort(recs, rec, key=_sort_key)
+    target = rec.ref if rec.kind == K_CANCEL else eid
+    rec.v = versions
+    if versions or any(r.kind == K_CANCEL and r.src == src and r.ref == target for r in recs if r is not rec) or (
+        rec.kind == K_CANCEL and any(r.src == src and r.id == target and r.kind != K_CANCEL for r in recs)
+    ):
+        moved = _settle_versions(recs, src, target)
+        if moved is not None:
+            pend = None  # the breakpoints of the versions (and cancels) changed
+            changed_at = min(changed_at, moved)
     if pend is not None:
         # breakpoints are per record: the new one only adds its own
         lo = min(state.mw, state.aw)
@@ -1343,13 +1461,81 @@ def step(
                     pend.insert(i, b)
     state.pend = pend
     state.hold = _NEVER
-    changed_at = rec.t
     if changed_at < state.mw:
         _emit_observations(state, state.mw, config, outs)
     if changed_at < state.aw:
         _emit_alerts(state, state.aw, changed_at, config, outs)
     later = _advance(state, clock.watermark_us, clock.alert_us, config, outs)
     return _finish(state, later, config, outs), outs
+
+
+def _settle_versions(recs: list[Rec], src: str, eid: str) -> int | None:
+    """Decide which version of (``src``, ``eid``) stands, after a version or cancel of it came.
+
+    The versions (events of that key that differ, :attr:`Rec.v` in arrival order) and the
+    cancels naming it (in time order) pair off: the i-th cancel cancels the i-th version at the
+    cancel's time; the first version left without a cancel stands (from the time of the cancel
+    that made room for it, ``Rec.vt``, so nothing final before that moves); later ones stay invisible
+    (``ct`` = their own time: they never stood) until a further cancel comes. A cancel beyond
+    the versions cancels nothing more (as a second cancel of one event always did). Sets each
+    cancel's ``flag`` (its target has arrived) and returns the earliest time from which the
+    visible history changed (None: it did not)."""
+    versions = sorted((r for r in recs if r.kind != K_CANCEL and r.id == eid and r.src == src), key=lambda r: r.v)
+    cancels = sorted((r for r in recs if r.kind == K_CANCEL and r.ref == eid and r.src == src), key=_sort_key)
+    moved: int | None = None
+    for i, r in enumerate(versions):
+        if i < len(cancels):
+            ct = cancels[i].t
+        elif i == len(cancels):
+            ct = _NEVER
+        else:
+            ct = r.t
+        # version i stands from the cancel of version i - 1 (a cancel takes effect at its own
+        # time, so a re-issue changes nothing before it: no outcome already final moves)
+        vt = cancels[i - 1].t if 0 < i <= len(cancels) else _NEVER
+        if ct != r.ct or vt != r.vt:
+            earliest = _first_difference(_stands(r.t, r.vt, r.ct), _stands(r.t, vt, ct))
+            r.ct, r.vt = ct, vt
+            if earliest is not None:
+                moved = earliest if moved is None else min(moved, earliest)
+    for c in cancels:
+        if c.flag != bool(versions):
+            c.flag = bool(versions)
+            moved = c.t if moved is None else min(moved, c.t)
+    return moved
+
+
+_END: Final = 1 << 62
+
+
+def _stands(t: int, vt: int, ct: int) -> tuple[int, int] | None:
+    """The instants (a, b] at which a record is visible (None: none)."""
+    a, b = max(t, vt), _END if ct == _NEVER else ct
+    return (a, b) if a < b else None
+
+
+def _first_difference(old: tuple[int, int] | None, new: tuple[int, int] | None) -> int | None:
+    """The latest ``t`` such that visibility as of every instant up to it is the same under
+    ``old`` and ``new`` (as ``step``'s ``changed_at``); None when they do not differ."""
+    if old == new:
+        return None
+    if old is None:
+        return new[0] if new is not None else None
+    if new is None:
+        return old[0]
+    found = []
+    if old[0] != new[0]:
+        found.append(min(old[0], new[0]))
+    if old[1] != new[1]:
+        found.append(min(old[1], new[1]))
+    return min(found)
+
+
+def idle(state: ClientState) -> bool:
+    """Whether ``state`` holds nothing but its kept team assignment (and bookkeeping): no
+    history, no observations or alerts, nothing due. Drivers may store such a state in its
+    serialised form (:meth:`ClientState.to_bytes`, a few dozen bytes) until its next event."""
+    return not state.recs and not state.obs and not state.alerts and state.due is None
 
 
 def alert_states(state: ClientState | None) -> list[Alert]:
@@ -1417,6 +1603,8 @@ def _open_context(state: ClientState) -> int | None:
 
 def _compute_due(state: ClientState, later: list[int], config: CoreConfig) -> int | None:
     """The earliest future breakpoint, or the instant the oldest history can be pruned."""
+    if not state.recs and not state.alerts:
+        return None  # only a team pair is left: no breakpoint of the history gone matters
     best = min(later) if later else None
     if state.recs:
         opened = _open_context(state) if state.alerts else None
@@ -1456,7 +1644,7 @@ def open_followups(state: ClientState | None, at: datetime, config: CoreConfig) 
     x = to_us(at)
     cal = config.calendar
     vis = _visible(state.recs, x)
-    memory = config.team_memory_days * US_PER_DAY
+    memory = config.memory_us
     today = cal.day_of(x)
     out: list[tuple[str, int]] = []
     for r in vis:
@@ -1471,5 +1659,6 @@ def open_followups(state: ClientState | None, at: datetime, config: CoreConfig) 
             for c in vis
         )
         if not done:
-            out.append((r.team or _responsible(vis, r.t, memory), d + FOLLOWUP_MISSED_DAYS - today))
+            team = r.team or _responsible(vis, r.t, memory, (state.lt, state.lteam))
+            out.append((team, d + FOLLOWUP_MISSED_DAYS - today))
     return out

@@ -30,7 +30,7 @@ from alerts.model import Alert
 from schemas.deadletter import DeadLetter
 from schemas.model import ALL_TEAMS, Event
 from streams.calendar import from_us, to_us
-from streams.core import ClientState, Clock, CoreConfig, Duplicate, Observation, Output, step, sweep
+from streams.core import ClientState, Clock, CoreConfig, Duplicate, Observation, Output, idle, step, sweep
 from streams.windows import TeamWindows
 
 _NEVER = -(1 << 62)
@@ -73,6 +73,8 @@ class Engine:
         self.counters = Counters()
         self.teams: set[str] = set()
         self.clients: dict[str, ClientState] = {}
+        # clients with nothing open but their last team assignment, serialised (streams.core.idle)
+        self._idle: dict[str, bytes] = {}
         self._alerts: dict[tuple[str, datetime], Alert] = {}
         self._max: dict[int, int] = {}
         self._heaps: dict[int, list[tuple[int, str]]] = {}
@@ -96,7 +98,7 @@ class Engine:
             self._clocks[partition] = clock
         self._note_teams(event)
         client = event.client
-        state = self.clients.get(client)
+        state = self.state(client)
         pushed = None if state is None else state.due
         state, outs = step(state, event, clock, self.config)
         self._store(client, state, partition, pushed)
@@ -143,10 +145,23 @@ class Engine:
         if team:
             self.teams.add(team)
 
+    def state(self, client: str) -> ClientState | None:
+        """The stage-1 state of ``client`` (None: nothing held)."""
+        state = self.clients.get(client)
+        if state is None:
+            raw = self._idle.pop(client, None)
+            if raw is not None:
+                state = self.clients[client] = ClientState.from_bytes(raw)
+        return state
+
     def _store(self, client: str, state: ClientState | None, partition: int, pushed: int | None) -> None:
         """Keep ``state``; ``pushed`` is the due already in the heap for this client."""
         if state is None:
             self.clients.pop(client, None)
+            return
+        if idle(state):
+            self.clients.pop(client, None)
+            self._idle[client] = state.to_bytes()
             return
         self.clients[client] = state
         if state.due is not None and state.due != pushed:

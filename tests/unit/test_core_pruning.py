@@ -25,7 +25,7 @@ from schemas.decode import Decoder
 from streams.calendar import from_us, to_us
 from streams.core import CoreConfig
 from streams.engine import Engine
-from tests.fixtures.core.build import NY, Run, contact, crisis, discharge, ny, replay_lines, tick
+from tests.fixtures.core.build import NY, Run, at, contact, crisis, discharge, ny, replay_lines, tick
 
 
 def endless(config: CoreConfig) -> CoreConfig:
@@ -94,11 +94,21 @@ def test_pruning_changes_nothing_in_a_simulated_year(seed: int) -> None:
     lines = list(generate(SimulationOptions(clients=400, days=330, seed=seed)))
     pruned = _report(lines, CoreConfig(timezone="Europe/London"))
     kept = _report(lines, endless(CoreConfig(timezone="Europe/London")))
-    assert pruned["events"] == kept["events"]
-    assert pruned["measures"] == kept["measures"]
-    assert pruned["waits"] == kept["waits"]
-    assert pruned["alerts"] == kept["alerts"]
+    assert pruned == kept  # the whole report
     assert sum(row["denominator"] for row in pruned["measures"] if row["team"] == "*") > 500
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_pruning_changes_no_report_of_a_full_size_year(seed: int) -> None:
+    """``pathwatch simulate --seed N`` at its default size (6,000 clients, a year, about 118,000
+    events): the whole report (watermark, every measure and wait, the counters, every alert
+    instance) with pruning equals the one without. Seed 1 held the FrequentCrisis that pruning
+    raised (issue 15 item 4); ``benchmarks/pruning_sweep.py`` runs more seeds."""
+    lines = list(generate(SimulationOptions(seed=seed)))
+    assert len(lines) > 100_000
+    pruned = _report(lines, CoreConfig())
+    assert pruned == _report(lines, endless(CoreConfig()))
+    assert len(pruned["alerts"]) > 1000
 
 
 def test_no_client_is_left_due_in_the_past() -> None:
@@ -118,3 +128,30 @@ def test_no_client_is_left_due_in_the_past() -> None:
             assert late == [], (n, len(late))
             checked += len(engine.clients)
     assert checked > 1000
+
+
+def test_a_frequent_crisis_run_keeps_its_team_after_its_first_crises_are_pruned() -> None:
+    """Issue 15 item 4 (client of ``pathwatch simulate --seed 1``): a run of crises that names
+    no team starts the FrequentCrisis (team unassigned); a later crisis of the run names east.
+    Once the look-back of the run's first crisis was pruned, the run was taken as started by a
+    crisis past re-deriving and the east crisis raised an east instance of its own."""
+    times = [
+        ("2025-01-14 20:04", "east"), ("2025-02-02 12:58", "east"), ("2025-02-09 09:21", "east"),
+        ("2025-03-07 23:43", "east"), ("2025-04-05 18:49", None), ("2025-04-09 03:58", None),
+        ("2025-04-18 04:37", None), ("2025-04-23 18:14", None), ("2025-04-24 01:38", "east"),
+        ("2025-05-14 01:47", None), ("2025-07-26 09:06", None),
+    ]
+    events = [crisis(at(t), team=team, id=f"x{i}") for i, (t, team) in enumerate(times)]
+    day = at("2025-01-15 00:00")
+    while day < at("2025-10-01 00:00"):  # the watermark moves a day at a time, as in a busy stream
+        events.append(tick(day))
+        day += timedelta(days=1)
+    events.sort(key=lambda e: e.time)
+
+    def instances(config: CoreConfig) -> list[tuple[str, object, object]]:
+        run = Run(events, config)
+        return sorted((a.labels["team"], a.starts_at, a.ends_at) for a in run.alerts("FrequentCrisis"))  # type: ignore[attr-defined]
+
+    pruned = instances(CoreConfig())
+    assert pruned == instances(endless(CoreConfig()))
+    assert ("east", at("2025-04-24 01:38"), at("2025-05-18 04:37")) not in pruned

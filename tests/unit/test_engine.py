@@ -6,10 +6,11 @@ from datetime import datetime
 
 from alerts.model import Alert
 from schemas.deadletter import DeadLetter, DeadLetterKind, Origin
+from streams.calendar import to_us
 from streams.core import RATE_MEASURES, CoreConfig, Observation
 from streams.engine import Engine
 from streams.windows import TeamWindows
-from tests.fixtures.core.build import contact, discharge, ny, referral, tick
+from tests.fixtures.core.build import contact, crisis, discharge, ny, referral, tick
 
 CONFIG = CoreConfig(timezone="America/New_York")
 
@@ -55,14 +56,26 @@ def test_system_rules_called_on_local_day_boundaries_and_at_finish() -> None:
     assert any(a["labels"]["alertname"] == "RateOffTarget" for a in e.report()["alerts"])
 
 
-def test_clients_with_nothing_open_cost_nothing() -> None:
+def test_clients_with_nothing_open_keep_only_their_last_team() -> None:
     e = Engine(CONFIG)
     e.feed(referral(ny("2026-01-05 09:00")))
-    e.feed(contact(ny("2026-01-06 09:00")))
+    e.feed(contact(ny("2026-01-06 09:00"), team="north"))
     assert "c1" in e.clients
     e.feed(tick(ny("2026-09-01 00:00")))
-    assert "c1" not in e.clients  # pruned once older than the horizon
+    assert "c1" not in e.clients  # pruned once older than the horizon, but for one (time, team) pair
+    state = e.state("c1")
+    assert state is not None
+    assert (state.recs, state.obs, state.alerts, state.due) == ([], {}, {}, None)
+    assert (state.lt, state.lteam) == (to_us(ny("2026-01-06 09:00")), "north")
+    assert len(state.to_bytes()) < 120  # held serialised until the client's next event
     assert e.report()["measures"]  # its observations stay counted
+
+
+def test_clients_with_no_team_ever_cost_nothing() -> None:
+    e = Engine(CONFIG)
+    e.feed(crisis(ny("2026-01-05 09:00")))
+    e.feed(tick(ny("2026-09-01 00:00")))
+    assert e.state("c1") is None
 
 
 def test_corrections_counted_from_outputs() -> None:
