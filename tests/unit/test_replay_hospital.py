@@ -180,7 +180,6 @@ READMIT = "\r\n".join([
 ])  # fmt: skip
 
 
-@pytest.mark.xfail(strict=True, reason="needs the core's re-issue rule")
 def test_a03_a13_a03_leaves_one_discharge_the_corrected_one(tmp_path: Path) -> None:
     report, _ = replay(tmp_path, {"visit.hl7": REDISCHARGE, "later.jsonl": LATER})
     assert report["events"]["duplicates"] == 0
@@ -189,7 +188,6 @@ def test_a03_a13_a03_leaves_one_discharge_the_corrected_one(tmp_path: Path) -> N
     assert [a["startsAt"] for a in due] == ["2026-03-10T00:00:00+00:00"]  # end of day d+2 of the corrected 03-07
 
 
-@pytest.mark.xfail(strict=True, reason="needs the core's re-issue rule")
 def test_a01_a11_a01_leaves_one_admission_the_corrected_one(tmp_path: Path) -> None:
     report, _ = replay(tmp_path, {"visit.hl7": READMIT, "later.jsonl": LATER})
     assert report["events"]["duplicates"] == 0
