@@ -359,7 +359,10 @@ class Stage1:
         self.alert_clock = alert_clock
         self.wall = wall
         self._meta_keys = [meta_key(p, partitions) for p in range(partitions)]
+        # per partition: (due, client) for the watermark and (adue, client) for the alert
+        # clock (see streams.core.next_due); entries whose client's due moved are skipped
         self._heaps: dict[int, list[tuple[int, str]]] = {}
+        self._aheaps: dict[int, list[tuple[int, str]]] = {}
         # per partition: care-gap alert instances firing -> (alertname, team); the sum of the
         # client states' corrections
         self._firing: dict[int, dict[_Instance, tuple[str, str]]] = {}
@@ -374,6 +377,7 @@ class Stage1:
     def forget(self) -> None:
         """Drop in-memory indexes (call on rebalance: they are rebuilt from the store)."""
         self._heaps.clear()
+        self._aheaps.clear()
         self._firing.clear()
         self._corrections.clear()
         self._open.clear()
@@ -401,6 +405,13 @@ class Stage1:
             heap = self._heaps[partition]
         return heap
 
+    def _aheap(self, partition: int) -> list[tuple[int, str]]:
+        heap = self._aheaps.get(partition)
+        if heap is None:
+            self._index(partition)
+            heap = self._aheaps[partition]
+        return heap
+
     def _firing_in(self, partition: int) -> dict[_Instance, tuple[str, str]]:
         firing = self._firing.get(partition)
         if firing is None:
@@ -420,6 +431,7 @@ class Stage1:
         :meth:`forget` (a batch not committed, a rebalance). Derived from the states, they
         hold nothing a crash could leave behind."""
         heap: list[tuple[int, str]] = []
+        aheap: list[tuple[int, str]] = []
         firing: dict[_Instance, tuple[str, str]] = {}
         corrections = 0
         for key, raw in self.store.items():
@@ -428,12 +440,16 @@ class Stage1:
             state = ClientState.from_bytes(raw)
             if state.due is not None:
                 heap.append((state.due, state.client))
+            if state.adue is not None:
+                aheap.append((state.adue, state.client))
             for e in state.alerts.values():
                 if e.end is None:
                     firing[(state.client, e.name, e.team, e.severity, e.start)] = (e.name, e.team)
             corrections += state.corrections
         heapq.heapify(heap)
+        heapq.heapify(aheap)
         self._heaps[partition] = heap
+        self._aheaps[partition] = aheap
         self._firing[partition] = firing
         self._corrections[partition] = corrections
 
@@ -465,6 +481,8 @@ class Stage1:
         result.pending[client.encode()] = None if state is None else state.to_bytes()
         if state is not None and state.due is not None:
             heapq.heappush(self._heap(partition, result), (state.due, client))
+        if state is not None and state.adue is not None:
+            heapq.heappush(self._aheap(partition), (state.adue, client))
 
     def _count(self, partition: int, meta: PartitionMeta, outs: list[Output]) -> None:
         for o in outs:
@@ -499,12 +517,21 @@ class Stage1:
 
     def _sweep(self, partition: int, meta: PartitionMeta, clock: Clock, result: Stage1Result) -> None:
         heap = self._heap(partition, result)
-        horizon = max(clock.watermark_us, clock.alert_us)
         due_clients: dict[str, ClientState] = {}
-        while heap and heap[0][0] <= horizon:
+        # the watermark decides observations and pruning, the alert clock (the wall clock,
+        # ahead of a backfill's watermark by days) only care-gap alerts: each has its own due
+        while heap and heap[0][0] <= clock.watermark_us:
             due, client = heapq.heappop(heap)
             state = self._load(client, result)
             if state is not None and state.due == due:
+                due_clients[client] = state
+        aheap = self._aheap(partition)
+        while aheap and aheap[0][0] <= clock.alert_us:
+            due, client = heapq.heappop(aheap)
+            if client in due_clients:
+                continue
+            state = self._load(client, result)
+            if state is not None and state.adue == due:
                 due_clients[client] = state
         # each due client is swept once per clock: a sweep evaluates everything up to the clock,
         # and a client due between the watermark and the wall clock would otherwise loop

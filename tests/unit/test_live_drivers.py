@@ -640,3 +640,78 @@ def test_partition_metadata_does_not_grow_with_open_alerts(config: CoreConfig) -
     pipeline.stage1.forget()  # a restart: counted again from the client states
     metas = {p: pipeline.stage1.meta(p) for p in range(PARTITIONS)}
     assert pipeline.stage1.open_alerts(metas)[("FollowUpDue", "north")] == 420
+
+
+def test_live_stages_give_the_replay_numbers_under_the_wall_clock(events: list[Event], config: CoreConfig) -> None:
+    """History replayed to a worker with the default clock (care-gap alerts by the wall clock,
+    days after the events): measures, waits and corrections still follow event time."""
+    engine, expected = _engine_report(events, config)
+    end = max(e.time for e in events)
+    wall = FakeWall(end + timedelta(days=40))
+    pipeline = Pipeline(config, alert_clock="wall", wall=wall)
+    for i in range(0, len(events), 200):
+        pipeline.feed(events[i : i + 200])
+        wall.advance(timedelta(seconds=5))
+        tick = encode_tick(Tick(to_us(wall())))
+        pipeline.run([pipeline.message(p, b"\x00tick", tick) for p in range(PARTITIONS)])
+    pipeline.flush(end)
+    assert engine.watermark is not None
+    assert sorted(pipeline.measures(engine.watermark)) == sorted(expected)
+    from streams.windows import TeamWindows
+
+    merged = TeamWindows.merged(pipeline.stage2.held().values(), config)
+    live_waits = sorted((w.team, w.count, w.p50, w.p90) for w in merged.waits(engine.watermark, None))
+    replay_waits = sorted((w.team, w.count, w.p50, w.p90) for w in engine.windows.waits(engine.watermark, None))
+    assert live_waits == replay_waits
+    metas = [pipeline.stage1.meta(p) for p in range(PARTITIONS)]
+    assert sum(m.accepted for m in metas) == engine.counters.accepted
+    assert sum(pipeline.stage1.corrections(p, metas[p]) for p in range(PARTITIONS)) == engine.counters.corrections
+
+
+class CountingStore(dict[bytes, bytes]):
+    """A table that counts its client-state writes (each one a changelog record live); the
+    partitions' metadata (``\\x00`` keys: the offsets read, one record per partition and tick)
+    is counted apart."""
+
+    writes = 0
+    meta_writes = 0
+
+    def _count(self, key: bytes) -> None:
+        if key.startswith(b"\x00"):
+            self.meta_writes += 1
+        else:
+            self.writes += 1
+
+    def __setitem__(self, key: bytes, value: bytes) -> None:
+        self._count(key)
+        super().__setitem__(key, value)
+
+    def pop(self, key: bytes, default: Any = None) -> Any:
+        self._count(key)
+        return super().pop(key, default)
+
+
+def test_an_idle_worker_writes_nothing(events: list[Event], config: CoreConfig) -> None:
+    """A default worker (wall clock) that has read its backlog, months after the events:
+    ticks that pass no client's due time write no client state and no metadata."""
+    end = max(e.time for e in events)
+    wall = FakeWall(end + timedelta(days=200))
+    pipeline = Pipeline(config, alert_clock="wall", wall=wall)
+    store = CountingStore()
+    pipeline.store1 = store
+    pipeline.stage1.store = store
+    pipeline.feed(events, batch=200)
+
+    def tick() -> None:
+        wall.advance(timedelta(seconds=5))
+        value = encode_tick(Tick(to_us(wall())))
+        pipeline.run([pipeline.message(p, b"\x00tick", value) for p in range(PARTITIONS)])
+
+    tick()  # the first tick after the backlog may still have work
+    before, meta_before = store.writes, store.meta_writes
+    for _ in range(60):
+        tick()
+    clients = sum(1 for k in store if not k.startswith(b"\x00"))
+    assert clients > 0
+    assert store.writes - before == 0
+    assert store.meta_writes - meta_before <= 60 * PARTITIONS
