@@ -47,7 +47,7 @@ import msgspec
 from aiokafka.partitioner import murmur2
 
 from alerts.model import Alert
-from schemas.deadletter import DeadLetter, Origin
+from schemas.deadletter import DeadLetter, DeadLetterKind, Origin
 from schemas.decode import Decoder
 from schemas.model import Event, decode_internal, encode_event
 from streams.calendar import from_us, to_us
@@ -72,6 +72,9 @@ FLUSH_KEY = b"\x00flush"
 FLUSH_ACK_PREFIX = b"\x00flushed:"
 _NEVER = -(1 << 62)
 _SEP = b"\x1f"
+RECORD_HEADROOM = 4096
+"""Bytes kept below a record limit for a record's key, headers and Kafka's framing."""
+_TEAM_LISTED_MAX = 256  # longer team names are not listed in the partition metadata (kept small)
 _Instance = tuple[str, str, str, str, int]  # a care-gap alert instance: client, alertname, team, severity, start
 
 
@@ -302,9 +305,31 @@ class Message:
     partition: int
     offset: int
     key: bytes | None
-    value: bytes
+    value: bytes | None  # None: a tombstone (stage 1 dead-letters it)
     origin: bytes | None = None
     direct: bool = False
+
+
+RecordOf = Callable[[Output], "tuple[bytes | None, bytes] | None"]
+"""The Kafka key and value an output is sent as (None: not sent); raises when it cannot be
+encoded. Stage 1 calls it on each output of an event to find one that would not fit."""
+
+
+def _count_corrections(before: int, state: ClientState | None, outs: list[Output]) -> None:
+    """The client's own count of corrections, in its new state (written with it)."""
+    if state is not None:
+        state.corrections = before + sum(1 for o in outs if isinstance(o, Observation) and o.correction)
+
+
+class OutputTooLarge(ValueError):
+    """A record derived from an input would exceed the record limit."""
+
+
+def processing_dead_letter(exc: BaseException, value: bytes | None, origin: Origin) -> DeadLetter:
+    """The dead letter of an input whose processing raised ``exc``: the exception's class and
+    message (``output_too_large`` for :class:`OutputTooLarge`), and the original bytes."""
+    kind = DeadLetterKind.OUTPUT_TOO_LARGE if isinstance(exc, OutputTooLarge) else DeadLetterKind.PROCESSING
+    return DeadLetter(kind, f"{type(exc).__name__}: {exc}", "", origin, value or b"")
 
 
 @dataclass(slots=True)
@@ -346,6 +371,9 @@ class Stage1:
         decoder: Decoder | None = None,
         direct_topic: str = "events",
         positions: Positions | None = None,
+        input_topic: str = "clients",
+        record_of: RecordOf | None = None,
+        max_record_bytes: int | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -356,6 +384,12 @@ class Stage1:
         self.decoder = decoder
         self.direct_topic = direct_topic
         self.positions = positions
+        # an input whose processing raises becomes a dead letter (see :meth:`process`); with
+        # ``max_record_bytes``, so does one whose derived records (``record_of``, the client
+        # state) would not fit
+        self.input_topic = input_topic
+        self.record_of = record_of
+        self.max_record_bytes = max_record_bytes
         self.alert_clock = alert_clock
         self.wall = wall
         self._meta_keys = [meta_key(p, partitions) for p in range(partitions)]
@@ -394,7 +428,10 @@ class Stage1:
         return PartitionMeta() if raw is None else decode_meta(raw)
 
     def _clock(self, meta: PartitionMeta) -> Clock:
-        watermark = max(meta.max_us - self._lateness, meta.until_us)
+        return self._clock_at(meta.max_us, meta.until_us)
+
+    def _clock_at(self, max_us: int, until_us: int) -> Clock:
+        watermark = max(max_us - self._lateness, until_us)
         alert = max(to_us(self.wall()), watermark) if self.alert_clock == "wall" else watermark
         return Clock(from_us(watermark), from_us(alert))
 
@@ -477,8 +514,10 @@ class Stage1:
         raw = result.pending[key] if key in result.pending else self.store.get(key)
         return None if raw is None else ClientState.from_bytes(raw)
 
-    def _keep(self, partition: int, client: str, state: ClientState | None, result: Stage1Result) -> None:
-        result.pending[client.encode()] = None if state is None else state.to_bytes()
+    def _keep(
+        self, partition: int, client: str, state: ClientState | None, result: Stage1Result, raw: bytes | None = None
+    ) -> None:
+        result.pending[client.encode()] = None if state is None else raw if raw is not None else state.to_bytes()
         if state is not None and state.due is not None:
             heapq.heappush(self._heap(partition, result), (state.due, client))
         if state is not None and state.adue is not None:
@@ -537,11 +576,47 @@ class Stage1:
         # and a client due between the watermark and the wall clock would otherwise loop
         for client, state in due_clients.items():
             before = state.corrections
-            swept, outs = sweep(state, clock, self.config)
+            try:
+                swept, outs = sweep(state, clock, self.config)
+                _count_corrections(before, swept, outs)
+                raw = self._check(swept, outs)
+            except Exception as exc:
+                # a fault of the core on this client's state: its state stays as it was (out
+                # of the heap until its next event) and the partition goes on; there is no
+                # input to dead-letter, so the dead letter names the partition only
+                result.rejected.append(processing_dead_letter(exc, b"", Origin(topic=self.input_topic, partition=partition)))
+                continue
             self._settle(partition, meta, before, swept, outs)
-            self._keep(partition, client, swept, result)
+            self._keep(partition, client, swept, result, raw)
             self._count(partition, meta, outs)
             result.outputs.extend(outs)
+
+    def _fits(self, event: bytes) -> None:
+        """Raise :class:`OutputTooLarge` for an event so large that a record derived from it
+        could exceed the record limit: such a record can carry one of the event's fields twice
+        (an observation has its team as key and in its value), and a later sweep that derives
+        it has no input left to dead-letter."""
+        limit = None if self.max_record_bytes is None else self.max_record_bytes - RECORD_HEADROOM
+        if limit is not None and 2 * len(event) > limit:
+            raise OutputTooLarge(f"an event of {len(event)} bytes: records derived from it could exceed the limit of {limit}")
+
+    def _check(self, state: ClientState | None, outs: list[Output]) -> bytes | None:
+        """Raise :class:`OutputTooLarge` when the client state or a record derived from
+        ``outs`` would not fit the record limit (or the encoder's error); returns the state's
+        bytes (None for no state)."""
+        raw = None if state is None else state.to_bytes()
+        limit = None if self.max_record_bytes is None else self.max_record_bytes - RECORD_HEADROOM
+        if limit is not None and raw is not None and len(raw) > limit:
+            raise OutputTooLarge(f"the client state would be {len(raw)} bytes (limit {limit})")
+        if self.record_of is not None:
+            for o in outs:
+                record = self.record_of(o)
+                if record is None or limit is None:
+                    continue
+                size = len(record[0] or b"") + len(record[1])
+                if size > limit:
+                    raise OutputTooLarge(f"a derived {type(o).__name__} record would be {size} bytes (limit {limit})")
+        return raw
 
     def process(self, messages: Iterable[Message]) -> tuple[Stage1Result, dict[int, PartitionMeta]]:
         """Run a batch through the core. Nothing is written to the store yet: send the outputs
@@ -567,32 +642,58 @@ class Stage1:
                 result.direct_partitions.add(p)
             if not self._admit(message, meta, result):
                 continue  # applied before a restart, or after a gap
-            if message.direct:
-                self._direct(p, meta, message, result)
-                continue
-            if message.key == TICK_KEY:
-                tick = _tick_decoder.decode(message.value)
-                if tick.until_us is not None:
-                    meta.until_us = max(meta.until_us, tick.until_us)
-                if tick.flush is not None:
-                    result.flushes.append((p, tick.flush))
-                if meta.max_us == _NEVER and meta.until_us == _NEVER:
-                    continue  # nothing seen yet on this partition: no clock to advance
-                clock = self._clock(meta)
-                self._sweep(p, meta, clock, result)
-                result.watermarks[p] = clock.watermark_us
-                continue
-            if message.origin is not None:
-                # Ingestion is at-least-once: after a crash it forwards again what it had
-                # forwarded. Per input partition, origins reach us in order, so one already
-                # seen is a redelivery (not a publisher's duplicate) and changes nothing.
-                source, offset, index = decode_origin(message.origin)
-                seen = meta.inputs.get(source)
-                if seen is not None and (offset, index) <= tuple(seen):
-                    continue
-                meta.inputs[source] = (offset, index)
-            self._apply(p, meta, decode_internal(message.value), input_seq(message.offset, 0), result)
+            try:
+                self._one(p, meta, message, result)
+            except Exception as exc:
+                # Failure isolation per record: the input is dead-lettered with the reason and
+                # the stage goes on (a fault that is not the record's, the broker's or the
+                # store's, raises from the driver's sends and commit instead, and is retried).
+                topic = self.direct_topic if message.direct else self.input_topic
+                origin = Origin(topic=topic, partition=p, offset=message.offset)
+                result.rejected.append(processing_dead_letter(exc, message.value, origin))
         return result, metas
+
+    def _one(self, p: int, meta: PartitionMeta, message: Message, result: Stage1Result) -> None:
+        """One admitted message. Raises only before it changed anything (``meta`` and
+        ``result`` are changed once the message's event went through the core and its
+        records were found to fit)."""
+        if message.value is None:
+            topic = self.direct_topic if message.direct else self.input_topic
+            origin = Origin(topic=topic, partition=p, offset=message.offset)
+            result.rejected.append(
+                DeadLetter(DeadLetterKind.NULL_VALUE, "the message has no value (a tombstone)", "", origin, b"")
+            )
+            return
+        if message.direct:
+            self._direct(p, meta, message, message.value, result)
+            return
+        if message.key != TICK_KEY:
+            self._fits(message.value)
+        if message.key == TICK_KEY:
+            tick = _tick_decoder.decode(message.value)
+            until_us = meta.until_us if tick.until_us is None else max(meta.until_us, tick.until_us)
+            clock = None if meta.max_us == _NEVER and until_us == _NEVER else self._clock_at(meta.max_us, until_us)
+            meta.until_us = until_us
+            if tick.flush is not None:
+                result.flushes.append((p, tick.flush))
+            if clock is None:
+                return  # nothing seen yet on this partition: no clock to advance
+            self._sweep(p, meta, clock, result)
+            result.watermarks[p] = clock.watermark_us
+            return
+        event = decode_internal(message.value)
+        if message.origin is not None:
+            # Ingestion is at-least-once: after a crash it forwards again what it had
+            # forwarded. Per input partition, origins reach us in order, so one already
+            # seen is a redelivery (not a publisher's duplicate) and changes nothing.
+            source, offset, index = decode_origin(message.origin)
+            seen = meta.inputs.get(source)
+            if seen is not None and (offset, index) <= tuple(seen):
+                return
+            self._apply(p, meta, event, input_seq(message.offset, 0), result)
+            meta.inputs[source] = (offset, index)
+            return
+        self._apply(p, meta, event, input_seq(message.offset, 0), result)
 
     def _admit(self, message: Message, meta: PartitionMeta, result: Stage1Result) -> bool:
         """Whether to apply ``message``, against the next offset of its input (``clients``, or
@@ -614,35 +715,51 @@ class Stage1:
             meta.applied = message.offset
         return True
 
-    def _direct(self, p: int, meta: PartitionMeta, message: Message, result: Stage1Result) -> None:
+    def _direct(self, p: int, meta: PartitionMeta, message: Message, value: bytes, result: Stage1Result) -> None:
         """A message of the events topic, read directly and admitted (see :meth:`process`)."""
         if self.decoder is None:
             raise ValueError("stage 1 got a message of the events topic but has no decoder")
-        decoded = self.decoder.decode(message.value, Origin(topic=self.direct_topic, partition=p, offset=message.offset))
+        decoded = self.decoder.decode(value, Origin(topic=self.direct_topic, partition=p, offset=message.offset))
         if isinstance(decoded, DeadLetter):
             result.rejected.append(decoded)
             return
+        self._fits(value)
         result.decoded.append((decoded.type, decoded.time))
         key = decoded.client.encode()
         if partition_for(key, self.partitions) != p:
             origin = encode_origin(self.direct_topic, p, message.offset, 0)
-            result.forwards.append((key, encode_event(decoded), origin))
+            value = encode_event(decoded)
+            limit = None if self.max_record_bytes is None else self.max_record_bytes - RECORD_HEADROOM
+            if limit is not None and len(key) + len(value) > limit:
+                raise OutputTooLarge(f"the event forwarded to its client's partition would be {len(value)} bytes")
+            result.forwards.append((key, value, origin))
             return
         self._apply(p, meta, decoded, input_seq(message.offset, 1), result)
 
     def _apply(self, p: int, meta: PartitionMeta, event: Event, seq: int, result: Stage1Result) -> None:
-        """One validated event of a client of partition ``p`` through the core."""
+        """One validated event of a client of partition ``p`` through the core. Raises (having
+        changed nothing) when the core raises or a record derived from the event would not
+        fit (:class:`OutputTooLarge`)."""
         t = to_us(event.time)
+        clock = self._clock_at(max(meta.max_us, t), meta.until_us)
+        state = self._load(event.client, result)
+        before = applied(state, seq)
+        outs: list[Output] = []
+        raw: bytes | None = None
+        count = 0
+        if before is None:
+            count = 0 if state is None else state.corrections
+            state, outs = step(state, event, clock, self.config, seq)
+            _count_corrections(count, state, outs)
+            raw = self._check(state, outs)
+        # from here on nothing raises: the event is taken
         if meta.max_us != _NEVER and t < max(meta.max_us - self._lateness, meta.until_us):
             result.late.append(event.type)
         advanced = t > meta.max_us
         meta.max_us = max(meta.max_us, t)
         team = getattr(event.data, "team", None)
-        if team and team not in meta.teams:
+        if team and len(team) <= _TEAM_LISTED_MAX and team not in meta.teams:
             meta.teams.append(team)
-        clock = self._clock(meta)
-        state = self._load(event.client, result)
-        before = applied(state, seq)
         if before is not None:
             # A crash between this batch's client-state writes and its metadata write:
             # the state already holds the event (its outputs were sent before the
@@ -651,10 +768,8 @@ class Stage1:
             duplicate = not before
             self._count(p, meta, list(alert_states(state)))
         else:
-            count = 0 if state is None else state.corrections
-            state, outs = step(state, event, clock, self.config, seq)
             self._settle(p, meta, count, state, outs)
-            self._keep(p, event.client, state, result)
+            self._keep(p, event.client, state, result, raw)
             duplicate = bool(outs) and isinstance(outs[0], Duplicate)
             self._count(p, meta, outs)
             result.outputs.extend(outs)
@@ -811,14 +926,22 @@ class Stage2:
             q = message.partition
             if not batch.take(self.topic, q, message.offset):
                 continue
-            if message.key == WATERMARK_KEY:
-                watermark_us = self.mark(q, message.value)
-                if watermark_us is not None:
-                    result.watermark_us = watermark_us
-            elif message.key == FLUSH_KEY:
-                self.flush(q, message.value)
-            else:
-                self.apply(message.value)
+            try:
+                if message.value is None:
+                    raise ValueError("the message has no value (a tombstone)")
+                if message.key == WATERMARK_KEY:
+                    watermark_us = self.mark(q, message.value)
+                    if watermark_us is not None:
+                        result.watermark_us = watermark_us
+                elif message.key == FLUSH_KEY:
+                    self.flush(q, message.value)
+                else:
+                    self.apply(message.value)
+            except Exception as exc:
+                # failure isolation per record, as in stage 1 (each of these decodes first,
+                # then changes the store; a fault in between leaves that one record applied)
+                origin = Origin(topic=self.topic, partition=q, offset=message.offset)
+                result.rejected.append(processing_dead_letter(exc, message.value, origin))
         batch.commit()
         result.rewinds = {q: offset for (_, q), offset in batch.rewinds.items()}
         result.gaps = {q: offset for (_, q), offset in batch.gaps.items()}
@@ -833,3 +956,4 @@ class Stage2Result:
     watermark_us: int | None = None
     rewinds: dict[int, int] = field(default_factory=dict)
     gaps: dict[int, int] = field(default_factory=dict)  # the offset that came instead
+    rejected: list[DeadLetter] = field(default_factory=list)  # records whose processing raised

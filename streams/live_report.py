@@ -29,6 +29,7 @@ from rich.console import Console
 
 from alerts.model import Alert
 from pathwatch.config import Settings
+from schemas.deadletter import HEADER
 from schemas.model import ALL_TEAMS
 from streams.calendar import from_us, to_us
 from streams.core import CoreConfig, Observation
@@ -47,9 +48,10 @@ from streams.windows import TeamWindows
 
 
 async def _read_all(
-    bootstrap: str, topic: str, partitions: int, stop: Any = None, timeout: float = 60.0
+    bootstrap: str, topic: str, partitions: int, stop: Any = None, timeout: float = 60.0, key_of: Any = None
 ) -> list[tuple[int, bytes | None, bytes | None]]:
-    """Every record of ``topic`` up to its end offsets (or until ``stop(records)`` is true)."""
+    """Every record of ``topic`` up to its end offsets (or until ``stop(records)`` is true),
+    as (partition, key, value); ``key_of(record)`` gives the key instead when set."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
     await consumer.start()
     try:
@@ -68,9 +70,15 @@ async def _read_all(
                     return records
                 batch = await consumer.getmany(timeout_ms=500)
                 for tp, messages in batch.items():
-                    records.extend((tp.partition, m.key, m.value) for m in messages)
+                    records.extend((tp.partition, m.key if key_of is None else key_of(m), m.value) for m in messages)
     finally:
         await consumer.stop()
+
+
+def _dead_letter_id(record: Any) -> bytes:
+    """What tells a dead letter (``DeadLetter.to_record``) from another beside its value."""
+    wanted = (HEADER + "kind", HEADER + "origin", HEADER + "reason")
+    return b"\x1f".join(bytes(v) for k, v in record.headers or () if k in wanted)
 
 
 def _ingest_lag(settings: Settings) -> int:
@@ -173,10 +181,10 @@ async def live_report(settings: Settings, until: datetime | None, timeout: float
         alert = alert_from_bytes(value)
         alerts[(alert.fingerprint, alert.starts_at)] = alert
     # Dead letters are sent at least once: a batch sent again after a crash sends its dead
-    # letters again, byte for byte (each names its input's origin, or the orphan cancel's
-    # source and id), so distinct records are the inputs dead-lettered.
-    dead = await _read_all(settings.kafka_bootstrap, settings.topics.dead_letters, 1, None, timeout)
-    dead_letters = len({value for _, _, value in dead})
+    # letters again, byte for byte (each names its input's origin in a header, or an orphan
+    # cancel's source and id in its value), so distinct records are the inputs dead-lettered.
+    dead = await _read_all(settings.kafka_bootstrap, settings.topics.dead_letters, 1, None, timeout, _dead_letter_id)
+    dead_letters = len({(key, value) for _, key, value in dead})
 
     teams = set(windows.teams())
     for meta in metas:

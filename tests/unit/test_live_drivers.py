@@ -715,3 +715,92 @@ def test_an_idle_worker_writes_nothing(events: list[Event], config: CoreConfig) 
     assert clients > 0
     assert store.writes - before == 0
     assert store.meta_writes - meta_before <= 60 * PARTITIONS
+
+
+def _line(time: str, team: str = "north", event_id: str = "r-1", subject: str = "client-1") -> bytes:
+    import json
+
+    return json.dumps(
+        {
+            "specversion": "1.0", "id": event_id, "source": "ehr/community", "type": "referral.received",
+            "time": time, "subject": subject,
+            "data": {"referral_id": event_id, "team": team, "urgency": "routine"},
+        }
+    ).encode()
+
+
+class _Exploding(Decoder):
+    """A decoder with a bug: it raises on one input (the decoder should not; stage 1 must
+    hold whatever it does)."""
+
+    def decode(self, raw: bytes, origin: Origin) -> Any:
+        if raw == b"boom":
+            raise RuntimeError("decoder bug")
+        return super().decode(raw, origin)
+
+
+def _record_of(o: Any) -> tuple[bytes | None, bytes] | None:
+    return (o.team.encode(), o.to_bytes()) if isinstance(o, Observation) else None
+
+
+def test_a_record_whose_processing_raises_is_a_dead_letter_and_the_stage_goes_on(config: CoreConfig) -> None:
+    store: dict[bytes, bytes] = {}
+    stage1 = Stage1(
+        config, store, 1, alert_clock="event", decoder=_Exploding(KEY, 1 << 20), direct_topic="events",
+        record_of=_record_of, max_record_bytes=1_000_000,
+    )
+    bad = [
+        None,  # a tombstone
+        b"boom",
+        _line("9999-12-31T23:59:59+00:00", event_id="far"),
+        _line("0001-01-01T00:00:00+00:00", event_id="early"),
+        _line("2026-03-02T10:00:00+00:00", team="x" * 800_000, event_id="huge"),
+    ]
+    good = [_line(f"2026-03-0{i}T10:00:00+00:00", event_id=f"ok-{i}", subject=f"c-{i}") for i in range(2, 7)]
+    messages = [Message(0, i, None, value, direct=True) for i, value in enumerate(bad + good)]
+    result, metas = stage1.process(messages)
+    stage1.commit(result, metas)
+    kinds = [(d.kind.value, d.origin.offset) for d in result.rejected]
+    assert kinds == [
+        ("null_value", 0), ("processing_error", 1), ("processing_error", 2), ("processing_error", 3),
+        ("output_too_large", 4),
+    ]
+    assert result.rejected[1].reason == "RuntimeError: decoder bug"
+    assert result.rejected[2].original == bad[2]  # the original bytes, for a fix and a re-publish
+    assert all("client-1" not in d.reason for d in result.rejected)
+    assert metas[0].accepted == len(good)
+    assert metas[0].applied_direct == len(messages) - 1
+    assert metas[0].max_us == to_us(datetime(2026, 3, 6, 10, tzinfo=UTC))  # the bad times moved no watermark
+    assert all(len(t) < 100 for t in metas[0].teams)
+
+
+def test_a_sweep_that_raises_is_a_dead_letter_and_the_partition_goes_on(
+    events: list[Event], config: CoreConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import streams.live
+
+    pipeline = Pipeline(config)
+    pipeline.feed(events[: len(events) // 2])
+    real = streams.live.sweep
+    victim = events[0].client
+
+    def sweep(state: Any, clock: Any, cfg: CoreConfig) -> Any:
+        if state is not None and state.client == victim:
+            raise ArithmeticError("core bug")
+        return real(state, clock, cfg)
+
+    monkeypatch.setattr(streams.live, "sweep", sweep)
+    end = max(e.time for e in events)
+    tick = encode_tick(Tick(to_us(end), to_us(end) + 1))
+    result, metas = pipeline.stage1.process([pipeline.message(p, b"\x00tick", tick) for p in range(PARTITIONS)])
+    assert [d.reason for d in result.rejected] == ["ArithmeticError: core bug"]
+    assert len(result.watermarks) == PARTITIONS  # every partition went on
+    assert any(isinstance(o, Observation) for o in result.outputs)
+
+
+def test_stage2_dead_letters_a_record_it_cannot_read(config: CoreConfig) -> None:
+    stage2 = Stage2(config, {}, PARTITIONS)
+    obs = Observation("seen_within_target", "k1", "north", datetime(2026, 3, 2, tzinfo=UTC), True)
+    result = stage2.process([Message(0, 0, b"north", b"not an observation"), Message(0, 1, b"north", obs.to_bytes())])
+    assert [d.kind.value for d in result.rejected] == ["processing_error"]
+    assert stage2.held()["north"] is not None
