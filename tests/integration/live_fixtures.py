@@ -8,8 +8,8 @@ import json
 import os
 import time
 import urllib.request
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -77,9 +77,14 @@ def live_stack(
     return LiveStack(env, tmp)
 
 
-def simulate(path: Path, clients: int, days: int, seed: int, bad_fraction: float = 0.0) -> Path:
+def simulate(
+    path: Path, clients: int, days: int, seed: int, bad_fraction: float = 0.0, start: date | None = None
+) -> Path:
     out = io.BytesIO()
-    write(SimulationOptions(clients=clients, days=days, seed=seed, bad_fraction=bad_fraction), out)
+    options = SimulationOptions(clients=clients, days=days, seed=seed, bad_fraction=bad_fraction)
+    if start is not None:
+        options = replace(options, start=start)
+    write(options, out)
     path.write_bytes(out.getvalue())
     return path
 
