@@ -65,6 +65,7 @@ from streams.live import (
     RECORD_HEADROOM,
     TICK_KEY,
     WATERMARK_KEY,
+    CatchUp,
     Message,
     OutputTooLarge,
     Positions,
@@ -83,6 +84,7 @@ from streams.windows import TeamWindows
 log = logging.getLogger("pathwatch.worker")
 
 _STAGE1_RETRIES = 5
+_STAGE1_SLICE = 250  # messages of a batch stage 1 runs before letting the event loop run
 
 
 class _ChangelogLost(RuntimeError):
@@ -327,7 +329,13 @@ def build_app(
             await ingest_batch(batch, runtime.fhir.convert)
 
     async def stage1_batch(driver: Stage1, messages: list[Message]) -> None:
-        result, metas = driver.process(messages)
+        # in slices, letting the event loop run in between (/metrics, heartbeats, timers): a
+        # batch of thousands of events held it for seconds
+        done = driver.process(messages[:_STAGE1_SLICE])
+        for i in range(_STAGE1_SLICE, len(messages), _STAGE1_SLICE):
+            await asyncio.sleep(0)
+            done = driver.process(messages[i : i + _STAGE1_SLICE], done)
+        result, metas = done
         now = wall()
         # sent with the producer directly: faust's topic.send costs several times more per record
         records: list[Record] = [dead_letter_record(dead) for dead in result.rejected]
@@ -572,6 +580,31 @@ def build_app(
                 # read again twice and nothing came: the offsets left hold no message (a
                 # publisher's transaction marker ends the partition); wait for new messages
                 log.info("%s/%d: offsets %d to %d hold no message", tp.topic, tp.partition, expected, end - 1)
+
+    catch_up = CatchUp()
+
+    @app.timer(interval=5.0, name="pathwatch-catch-up")
+    async def progress() -> None:
+        """A log line while stage 1 has a backlog (the metrics: ``consumer_lag_messages`` of
+        the events and clients topics, ``watermark_lag_seconds``). Read-only."""
+        assert runtime.stage1 is not None
+        consumer: Any = app.consumer
+        behind = 0
+        low: int | None = None
+        for tp in consumer.assignment():
+            if tp.topic not in (t.events, t.clients):
+                continue
+            highwater = consumer.highwater(tp)
+            expected = runtime.stage1.expected(tp.partition, direct=tp.topic == t.events)
+            if highwater is not None:
+                behind += max(0, highwater - (expected or 0))
+            if tp.topic == t.clients:
+                mark = runtime.stage1.watermark_us(tp.partition)
+                if mark is not None:
+                    low = mark if low is None else min(low, mark)
+        line = catch_up.observe(behind, time.monotonic(), None if low is None else from_us(low))
+        if line is not None:
+            log.info("stage 1 %s", line)
 
     add_pages(app, registry)
 

@@ -423,6 +423,13 @@ class Stage1:
         applied = meta.applied_direct if direct else meta.applied
         return None if applied < 0 else applied + 1
 
+    def watermark_us(self, partition: int) -> int | None:
+        """The partition's watermark as last committed (None: nothing seen yet)."""
+        meta = self.meta(partition)
+        if meta.max_us == _NEVER and meta.until_us == _NEVER:
+            return None
+        return max(meta.max_us - self._lateness, meta.until_us)
+
     def meta(self, partition: int) -> PartitionMeta:
         raw = self.store.get(self._meta_keys[partition])
         return PartitionMeta() if raw is None else decode_meta(raw)
@@ -618,7 +625,9 @@ class Stage1:
                     raise OutputTooLarge(f"a derived {type(o).__name__} record would be {size} bytes (limit {limit})")
         return raw
 
-    def process(self, messages: Iterable[Message]) -> tuple[Stage1Result, dict[int, PartitionMeta]]:
+    def process(
+        self, messages: Iterable[Message], into: tuple[Stage1Result, dict[int, PartitionMeta]] | None = None
+    ) -> tuple[Stage1Result, dict[int, PartitionMeta]]:
         """Run a batch through the core. Nothing is written to the store yet: send the outputs
         (and ``result.rejected`` and ``result.forwards``), wait for the broker, then call
         :meth:`commit` with the returned metadata. A partition whose offsets jump (see
@@ -628,9 +637,15 @@ class Stage1:
         Messages read from the events topic directly (``direct``) are decoded here. Canonical
         events are keyed by pseudonym, so each lands on the partition of its client's state
         and is applied at once; one on another partition (a publisher that keyed it otherwise)
-        goes to ``result.forwards`` and comes back through ``clients``, like HL7 and FHIR."""
-        result = Stage1Result()
-        metas: dict[int, PartitionMeta] = {}
+        goes to ``result.forwards`` and comes back through ``clients``, like HL7 and FHIR.
+
+        ``into``: the result and metadata of earlier slices of the same batch, continued (a
+        driver runs a large batch in slices and lets its event loop run in between).
+
+        A message whose processing raises (a fault of the decoder, the core or an encoder on
+        that record, or a derived record over ``max_record_bytes``) is not applied: it goes to
+        ``result.rejected`` as a dead letter, and the batch goes on."""
+        result, metas = into if into is not None else (Stage1Result(), {})
         for message in messages:
             p = message.partition
             if p in (result.direct_rewinds if message.direct else result.rewinds):
@@ -803,6 +818,33 @@ class Stage1:
             for p in result.direct_partitions:
                 if metas[p].applied_direct >= 0:
                     self.positions.advance(self.direct_topic, p, metas[p].applied_direct + 1)
+
+
+class CatchUp:
+    """When a worker says how its catch-up goes: fed the records its stages have still to
+    read (``behind``) every few seconds, :meth:`observe` returns a line to log at most once
+    per ``every`` seconds while behind (with the net rate at which the backlog shrinks), and
+    once when caught up; None otherwise."""
+
+    def __init__(self, every: float = 30.0) -> None:
+        self.every = every
+        self._said: tuple[float, int] | None = None  # (when, behind) of the last line while behind
+
+    def observe(self, behind: int, now: float, watermark: datetime | None = None) -> str | None:
+        if behind <= 0:
+            if self._said is None:
+                return None
+            self._said = None
+            return "caught up: no input records behind"
+        if self._said is not None and now - self._said[0] < self.every:
+            return None
+        line = f"catching up: {behind} input records behind"
+        if self._said is not None:
+            line += f" ({(self._said[1] - behind) / (now - self._said[0]):.0f} records/s net)"
+        if watermark is not None:
+            line += f"; event time reached {watermark.isoformat()}"
+        self._said = (now, behind)
+        return line
 
 
 class Stage2:

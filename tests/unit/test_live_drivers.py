@@ -804,3 +804,30 @@ def test_stage2_dead_letters_a_record_it_cannot_read(config: CoreConfig) -> None
     result = stage2.process([Message(0, 0, b"north", b"not an observation"), Message(0, 1, b"north", obs.to_bytes())])
     assert [d.kind.value for d in result.rejected] == ["processing_error"]
     assert stage2.held()["north"] is not None
+
+
+def test_a_batch_run_in_slices_gives_what_it_gives_whole(events: list[Event], config: CoreConfig) -> None:
+    whole, sliced = Pipeline(config), Pipeline(config)
+    messages = [whole.message(partition_for(e.client.encode(), PARTITIONS), e.client.encode(), encode_event(e))
+                for e in events[:600]]
+    a, metas_a = whole.stage1.process(messages)
+    done = sliced.stage1.process(messages[:100])
+    for i in range(100, len(messages), 100):
+        done = sliced.stage1.process(messages[i : i + 100], done)
+    b, metas_b = done
+    assert [o for o in a.outputs] == [o for o in b.outputs]
+    assert a.pending == b.pending
+    assert metas_a == metas_b
+
+
+def test_catch_up_is_logged_while_behind_and_once_when_caught_up() -> None:
+    from streams.live import CatchUp
+
+    progress = CatchUp(every=30)
+    assert progress.observe(0, 0.0) is None  # never behind: nothing to say
+    first = progress.observe(10_000, 0.0, datetime(2025, 6, 1, tzinfo=UTC))
+    assert first == "catching up: 10000 input records behind; event time reached 2025-06-01T00:00:00+00:00"
+    assert progress.observe(9_000, 5.0) is None  # at most one line per 30 s
+    assert progress.observe(4_000, 30.0) == "catching up: 4000 input records behind (200 records/s net)"
+    assert progress.observe(0, 35.0) == "caught up: no input records behind"
+    assert progress.observe(0, 70.0) is None
