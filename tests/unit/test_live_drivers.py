@@ -831,3 +831,10 @@ def test_catch_up_is_logged_while_behind_and_once_when_caught_up() -> None:
     assert progress.observe(4_000, 30.0) == "catching up: 4000 input records behind (200 records/s net)"
     assert progress.observe(0, 35.0) == "caught up: no input records behind"
     assert progress.observe(0, 70.0) is None
+
+
+def test_a_group_instance_id_gives_the_worker_static_membership() -> None:
+    from streams.faust_io import app_options
+
+    assert app_options(load_settings(group_instance_id="worker-0"))["consumer_group_instance_id"] == "worker-0"
+    assert app_options(load_settings())["consumer_group_instance_id"] is None  # dynamic by default
