@@ -739,17 +739,15 @@ class Stage1:
             result.rejected.append(decoded)
             return
         self._fits(value)
-        result.decoded.append((decoded.type, decoded.time))
         key = decoded.client.encode()
         if partition_for(key, self.partitions) != p:
             origin = encode_origin(self.direct_topic, p, message.offset, 0)
-            value = encode_event(decoded)
-            limit = None if self.max_record_bytes is None else self.max_record_bytes - RECORD_HEADROOM
-            if limit is not None and len(key) + len(value) > limit:
-                raise OutputTooLarge(f"the event forwarded to its client's partition would be {len(value)} bytes")
-            result.forwards.append((key, value, origin))
-            return
-        self._apply(p, meta, decoded, input_seq(message.offset, 1), result)
+            internal = encode_event(decoded)
+            self._fits(internal)
+            result.forwards.append((key, internal, origin))
+        else:
+            self._apply(p, meta, decoded, input_seq(message.offset, 1), result)
+        result.decoded.append((decoded.type, decoded.time))  # for the latency metric, once taken
 
     def _apply(self, p: int, meta: PartitionMeta, event: Event, seq: int, result: Stage1Result) -> None:
         """One validated event of a client of partition ``p`` through the core. Raises (having
