@@ -444,11 +444,13 @@ def pathwatch_worker(bootstrap: str, redis_url: str, items: Items, offsets: Offs
     if idle_seconds:
         changelog = f"{group}-client-state-changelog"
         time.sleep(10)  # the last batches' ticks and sweeps
-        before = sum(offsets.ends(changelog).values())
+        before = offsets.ends(changelog)
         time.sleep(idle_seconds)
-        written = sum(offsets.ends(changelog).values()) - before
-        notes.append(f"{alert_clock} clock, idle after the drain: {written} client-state changelog records in "
-                     f"{idle_seconds:.0f} s ({written * 60 / idle_seconds:.1f} per minute)")
+        after = offsets.ends(changelog)
+        states, metadata = idle_records(bootstrap, changelog, before, after)
+        notes.append(f"{alert_clock} clock, idle after the drain, {idle_seconds:.0f} s: {states} client-state records "
+                     f"({states * 60 / idle_seconds:.1f} per minute) and {metadata} partition-metadata records "
+                     f"({metadata * 60 / idle_seconds:.1f} per minute) in the client-state changelog")
     child.stop()
     n = len(items)
     note = f"{sum(clients_end.values())} clients msgs, {sum(obs_end.values())} observation msgs"
@@ -458,6 +460,31 @@ def pathwatch_worker(bootstrap: str, redis_url: str, items: Items, offsets: Offs
         Rate(f"{label}: stage 1 and ticks", n, stage1 - first, "first event -> clients committed"),
         Rate(f"{label}: through stage 2", n, stage2 - first, note),
     ], child.name, notes
+
+
+def idle_records(bootstrap: str, topic: str, start: dict[int, int], end: dict[int, int]) -> tuple[int, int]:
+    """(client-state records, partition-metadata records: keys starting with a NUL byte) of
+    ``topic`` between the offsets ``start`` and ``end``."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        tps = [KTopicPartition(topic, p) for p in start if end[p] > start[p]]
+        consumer.assign(tps)
+        for tp in tps:
+            consumer.seek(tp, start[tp.partition])
+        states = metadata = 0
+        deadline = time.monotonic() + 60
+        while any(consumer.position(tp) < end[tp.partition] for tp in tps) and time.monotonic() < deadline:
+            for tp, batch in consumer.poll(timeout_ms=1000).items():
+                for m in batch:
+                    if m.offset >= end[tp.partition]:
+                        continue
+                    if (m.key or b"").startswith(b"\x00"):
+                        metadata += 1
+                    else:
+                        states += 1
+        return states, metadata
+    finally:
+        consumer.close()
 
 
 def sigkill_recovery(bootstrap: str, redis_url: str, items: Items, offsets: Offsets, tmp: Path,
