@@ -325,11 +325,23 @@ class OutputTooLarge(ValueError):
     """A record derived from an input would exceed the record limit."""
 
 
+class _Subject(msgspec.Struct):
+    subject: object = None
+
+
 def processing_dead_letter(exc: BaseException, value: bytes | None, origin: Origin) -> DeadLetter:
     """The dead letter of an input whose processing raised ``exc``: the exception's class and
-    message (``output_too_large`` for :class:`OutputTooLarge`), and the original bytes."""
+    message (``output_too_large`` for :class:`OutputTooLarge`), and the original bytes. The
+    input's raw ``subject``, should the message quote it, is replaced by ``<subject>``."""
     kind = DeadLetterKind.OUTPUT_TOO_LARGE if isinstance(exc, OutputTooLarge) else DeadLetterKind.PROCESSING
-    return DeadLetter(kind, f"{type(exc).__name__}: {exc}", "", origin, value or b"")
+    reason = f"{type(exc).__name__}: {exc}"
+    try:
+        subject = msgspec.json.decode(value or b"", type=_Subject).subject
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        subject = None
+    if isinstance(subject, str) and subject:
+        reason = reason.replace(subject, "<subject>")
+    return DeadLetter(kind, reason, "", origin, value or b"")
 
 
 @dataclass(slots=True)

@@ -736,6 +736,8 @@ class _Exploding(Decoder):
     def decode(self, raw: bytes, origin: Origin) -> Any:
         if raw == b"boom":
             raise RuntimeError("decoder bug")
+        if b"MRN-77" in raw:
+            raise ValueError("cannot link MRN-77")  # a bug that quotes the raw identifier
         return super().decode(raw, origin)
 
 
@@ -768,6 +770,9 @@ def test_a_record_whose_processing_raises_is_a_dead_letter_and_the_stage_goes_on
     assert result.rejected[1].reason == "RuntimeError: decoder bug"
     assert result.rejected[2].original == bad[2]  # the original bytes, for a fix and a re-publish
     assert all("client-1" not in d.reason for d in result.rejected)
+    quoting, _ = stage1.process([Message(0, len(messages), None, _line("2026-03-07T10:00:00+00:00", subject="MRN-77"),
+                                         direct=True)])
+    assert [d.reason for d in quoting.rejected] == ["ValueError: cannot link <subject>"]
     assert metas[0].accepted == len(good)
     assert metas[0].applied_direct == len(messages) - 1
     assert metas[0].max_us == to_us(datetime(2026, 3, 6, 10, tzinfo=UTC))  # the bad times moved no watermark
