@@ -306,13 +306,17 @@ def build_app(
             try:
                 if raw is None:
                     raise ValueError("the message has no value (a tombstone)")
-                out = _ingest(raw, origin, convert, runtime.decoder, max_record, m, now, metrics, t.clients)
+                out, latencies = _ingest(raw, origin, convert, runtime.decoder, max_record, m, now, t.clients)
             except Exception as exc:
-                dead = processing_dead_letter(exc, raw, origin)
-                metrics.count_dead_letter(dead.kind)
-                out = [dead]
+                out, latencies = [processing_dead_letter(exc, raw, origin)], []
             for record in out:
-                records.append(dead_letter_record(record) if isinstance(record, DeadLetter) else record)
+                if isinstance(record, DeadLetter):
+                    metrics.count_dead_letter(record.kind)
+                    records.append(dead_letter_record(record))
+                else:
+                    records.append(record)
+            for event_type, seconds in latencies:
+                metrics.observe_processing_latency(event_type, seconds)
         await send_records(app.producer, records)
         taken.commit()
         for (topic, partition), offset in taken.rewinds.items():
@@ -649,30 +653,29 @@ def _ingest(
     max_record: int,
     m: Any,
     now: datetime,
-    metrics: Any,
     clients: str,
-) -> list[Record | DeadLetter]:
+) -> tuple[list[Record | DeadLetter], list[tuple[str, float]]]:
     """One HL7 v2 or FHIR message: its events as records for ``clients``, or its dead
-    letters. Raises ``OutputTooLarge`` when an event would not fit a record (or what
-    ``convert`` or ``decoder`` raise); the caller dead-letters the message then."""
+    letters, and each event's processing latency (type, seconds). Raises ``OutputTooLarge``
+    when an event would not fit a record (or what ``convert`` or ``decoder`` raise); the
+    caller dead-letters the message then."""
     lines = convert(raw, origin)
     if isinstance(lines, DeadLetter):
-        metrics.count_dead_letter(lines.kind)
-        return [lines]
+        return [lines], []
     out: list[Record | DeadLetter] = []
+    latencies: list[tuple[str, float]] = []
     limit = max_record - RECORD_HEADROOM
     for index, line in enumerate(lines):
         decoded = decoder.decode(line, origin)
         if isinstance(decoded, DeadLetter):
-            metrics.count_dead_letter(decoded.kind)
             out.append(decoded)
             continue
         key, value = decoded.client.encode(), encode_event(decoded)
         if 2 * (len(key) + len(value)) > limit:
             raise OutputTooLarge(f"an event of {len(value)} bytes: records derived from it could exceed the limit")
-        metrics.observe_processing_latency(decoded.type, max(0.0, (now - decoded.time).total_seconds()))
+        latencies.append((decoded.type, max(0.0, (now - decoded.time).total_seconds())))
         out.append((clients, key, value, None, [(ORIGIN_HEADER, encode_origin(m.topic, m.partition, m.offset, index))]))
-    return out
+    return out, latencies
 
 
 def _origin(headers: Any) -> bytes | None:
