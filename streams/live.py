@@ -409,6 +409,9 @@ class Stage1:
         # clock (see streams.core.next_due); entries whose client's due moved are skipped
         self._heaps: dict[int, list[tuple[int, str]]] = {}
         self._aheaps: dict[int, list[tuple[int, str]]] = {}
+        # per partition: the last offset of ``clients`` applied when only ticks were read since
+        # the metadata was last written (kept here, not written: see :meth:`commit`)
+        self._ticked: dict[int, int] = {}
         # per partition: care-gap alert instances firing -> (alertname, team); the sum of the
         # client states' corrections
         self._firing: dict[int, dict[_Instance, tuple[str, str]]] = {}
@@ -424,6 +427,7 @@ class Stage1:
         """Drop in-memory indexes (call on rebalance: they are rebuilt from the store)."""
         self._heaps.clear()
         self._aheaps.clear()
+        self._ticked.clear()
         self._firing.clear()
         self._corrections.clear()
         self._open.clear()
@@ -444,7 +448,11 @@ class Stage1:
 
     def meta(self, partition: int) -> PartitionMeta:
         raw = self.store.get(self._meta_keys[partition])
-        return PartitionMeta() if raw is None else decode_meta(raw)
+        meta = PartitionMeta() if raw is None else decode_meta(raw)
+        ticked = self._ticked.get(partition)
+        if ticked is not None and ticked > meta.applied:
+            meta.applied = ticked
+        return meta
 
     def _clock(self, meta: PartitionMeta) -> Clock:
         return self._clock_at(meta.max_us, meta.until_us)
@@ -816,14 +824,27 @@ class Stage1:
         return marks
 
     def commit(self, result: Stage1Result, metas: dict[int, PartitionMeta]) -> None:
-        """Write the batch's client states, then each partition's metadata (in that order)."""
+        """Write the batch's client states, then each partition's metadata (in that order).
+
+        A partition that read only ticks (its metadata changed in nothing but the offset
+        read) keeps that offset in memory and writes nothing, so an idle worker writes no
+        changelog record. After a restart or a rebalance the offsets after the stored one are
+        then a gap (:func:`admit`) and are read again: ticks only, which change nothing twice."""
         for key, raw in result.pending.items():
             if raw is None:
                 self.store.pop(key, None)
             else:
                 self.store[key] = raw
         for p, meta in metas.items():
-            self.store[self._meta_keys[p]] = _meta_encoder.encode(meta)
+            key = self._meta_keys[p]
+            stored = self.store.get(key)
+            if stored is not None:
+                before = decode_meta(stored)
+                if msgspec.structs.replace(meta, applied=before.applied) == before:
+                    self._ticked[p] = meta.applied
+                    continue
+            self._ticked.pop(p, None)
+            self.store[key] = _meta_encoder.encode(meta)
         if self.positions is not None:
             for p in result.direct_partitions:
                 if metas[p].applied_direct >= 0:
