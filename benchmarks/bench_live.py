@@ -381,12 +381,49 @@ def wait_first_event(child: Child, port: int) -> float:
     return wait_until("the worker's first event", first_event, 120, 0.05, child)
 
 
+class MetricsProbe:
+    """Times a GET of /metrics every 0.25 s in a thread: how long the worker's event loop
+    keeps others waiting (an 8.6 s answer was seen during a backfill before stage 1 ran its
+    batches in slices)."""
+
+    def __init__(self, port: int) -> None:
+        import threading
+
+        self.port = port
+        self.times: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.25):
+            start = time.perf_counter()
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=60) as r:  # noqa: S310
+                    r.read()
+            except OSError:
+                continue
+            self.times.append(time.perf_counter() - start)
+
+    def stop(self) -> str:
+        self._stop.set()
+        self._thread.join()
+        v = sorted(self.times)
+        return f"/metrics answered {len(v)} times: p50 {percentile(v, 50) * 1000:.0f} ms, " \
+               f"p99 {percentile(v, 99) * 1000:.0f} ms, max {v[-1] * 1000 if v else float('nan'):.0f} ms"
+
+
 def pathwatch_worker(bootstrap: str, redis_url: str, items: Items, offsets: Offsets, tmp: Path,
-                     children: list[Child], profile: Path | None) -> tuple[list[Rate], str]:
+                     children: list[Child], profile: Path | None, alert_clock: str = "event",
+                     idle_seconds: float = 0.0) -> tuple[list[Rate], str, list[str]]:
     """Pre-publish, start one worker, time first event -> the events topic committed (stage 1),
-    then every ``clients`` message present by then (ticks), then stage 2's input."""
+    then every ``clients`` message present by then (ticks), then stage 2's input. With
+    ``alert_clock="wall"`` (the default settings) on the simulated history, this is the
+    backfill case; ``idle_seconds``: then count the client-state changelog records written
+    while idle. Returns the rates, the worker's name and notes (the /metrics probe, idle
+    writes)."""
     unique = letters(10)
-    env, topics = worker_env(bootstrap, redis_url, unique, "event")
+    env, topics = worker_env(bootstrap, redis_url, unique, alert_clock)
     group = env["PATHWATCH_APP_ID"]
     offsets.create([topics[k] for k in ("events", "hl7", "fhir")])
     asyncio.run(produce(bootstrap, topics["events"], items))
@@ -394,22 +431,93 @@ def pathwatch_worker(bootstrap: str, redis_url: str, items: Items, offsets: Offs
     port = int(env["PATHWATCH_WEB_PORT"])
     child = start_worker(f"pathwatch-{unique}", env, tmp, children, profile)
     first = wait_first_event(child, port)
+    probe = MetricsProbe(port)
     ingested = wait_until("the events topic to be committed",
-                          lambda: offsets.caught_up(group, topics["events"], events_end), 600, 0.1, child)
+                          lambda: offsets.caught_up(group, topics["events"], events_end), 1800, 0.1, child)
     clients_end = offsets.ends(topics["clients"])
     stage1 = wait_until("stage 1 to commit everything",
                         lambda: offsets.caught_up(group, topics["clients"], clients_end), 600, 0.1, child)
     obs_end = offsets.ends(topics["observations"])
     stage2 = wait_until("stage 2 to commit everything",
                         lambda: offsets.caught_up(group, topics["observations"], obs_end), 600, 0.1, child)
+    notes = [f"{alert_clock} clock, during the drain: {probe.stop()}"]
+    if idle_seconds:
+        changelog = f"{group}-client-state-changelog"
+        time.sleep(10)  # the last batches' ticks and sweeps
+        before = offsets.ends(changelog)
+        time.sleep(idle_seconds)
+        after = offsets.ends(changelog)
+        states, metadata = idle_records(bootstrap, changelog, before, after)
+        notes.append(f"{alert_clock} clock, idle after the drain, {idle_seconds:.0f} s: {states} client-state records "
+                     f"({states * 60 / idle_seconds:.1f} per minute) and {metadata} partition-metadata records "
+                     f"({metadata * 60 / idle_seconds:.1f} per minute) in the client-state changelog")
     child.stop()
     n = len(items)
     note = f"{sum(clients_end.values())} clients msgs, {sum(obs_end.values())} observation msgs"
+    label = "pathwatch worker" if alert_clock == "event" else f"pathwatch worker, {alert_clock} clock (backfill)"
     return [
-        Rate("pathwatch worker: through stage 1", n, ingested - first, "first event -> events committed"),
-        Rate("pathwatch worker: stage 1 and ticks", n, stage1 - first, "first event -> clients committed"),
-        Rate("pathwatch worker: through stage 2", n, stage2 - first, note),
-    ], child.name
+        Rate(f"{label}: through stage 1", n, ingested - first, "first event -> events committed"),
+        Rate(f"{label}: stage 1 and ticks", n, stage1 - first, "first event -> clients committed"),
+        Rate(f"{label}: through stage 2", n, stage2 - first, note),
+    ], child.name, notes
+
+
+def idle_records(bootstrap: str, topic: str, start: dict[int, int], end: dict[int, int]) -> tuple[int, int]:
+    """(client-state records, partition-metadata records: keys starting with a NUL byte) of
+    ``topic`` between the offsets ``start`` and ``end``."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        tps = [KTopicPartition(topic, p) for p in start if end[p] > start[p]]
+        consumer.assign(tps)
+        for tp in tps:
+            consumer.seek(tp, start[tp.partition])
+        states = metadata = 0
+        deadline = time.monotonic() + 60
+        while any(consumer.position(tp) < end[tp.partition] for tp in tps) and time.monotonic() < deadline:
+            for tp, batch in consumer.poll(timeout_ms=1000).items():
+                for m in batch:
+                    if m.offset >= end[tp.partition]:
+                        continue
+                    if (m.key or b"").startswith(b"\x00"):
+                        metadata += 1
+                    else:
+                        states += 1
+        return states, metadata
+    finally:
+        consumer.close()
+
+
+def sigkill_recovery(bootstrap: str, redis_url: str, items: Items, offsets: Offsets, tmp: Path,
+                     children: list[Child], static: bool, after: float) -> list[str]:
+    """A worker killed with SIGKILL ``after`` seconds into draining ``items``, and a new one
+    started at once with the same settings (``static``: both with one
+    ``PATHWATCH_GROUP_INSTANCE_ID``): seconds from the restart to the events topic committed
+    (caught up), and the records left at the kill."""
+    unique = letters(10)
+    env, topics = worker_env(bootstrap, redis_url, unique, "event")
+    if static:
+        env["PATHWATCH_GROUP_INSTANCE_ID"] = f"bench-{unique}"
+    env["PATHWATCH_BROKER_SESSION_TIMEOUT"] = "60"  # the default: what a killed member costs
+    env["PATHWATCH_BROKER_REBALANCE_TIMEOUT"] = "60"
+    group = env["PATHWATCH_APP_ID"]
+    offsets.create([topics[k] for k in ("events", "hl7", "fhir")])
+    asyncio.run(produce(bootstrap, topics["events"], items))
+    events_end = offsets.ends(topics["events"])
+    port = int(env["PATHWATCH_WEB_PORT"])
+    first = start_worker(f"pathwatch-{unique}-a", env, tmp, children, None)
+    started = wait_first_event(first, port)
+    time.sleep(max(0.0, started + after - time.time()))
+    first.proc.kill()
+    first.proc.wait()
+    left = sum(events_end.values()) - sum(offsets.committed(group, topics["events"]).values())
+    restart = time.time()
+    second = start_worker(f"pathwatch-{unique}-b", env, tmp, children, None)
+    done = wait_until("the restarted worker to catch up",
+                      lambda: offsets.caught_up(group, topics["events"], events_end), 900, 0.1, second)
+    second.stop()
+    membership = "static membership (PATHWATCH_GROUP_INSTANCE_ID)" if static else "dynamic membership"
+    return [f"SIGKILL {after:.0f} s into {len(items):,} events, {membership}, session timeout 60 s: "
+            f"restart -> caught up {done - restart:.1f} s ({left:,} records left at the kill)"]
 
 
 def stage1_alone(bootstrap: str, redis_url: str, items: Items, offsets: Offsets, tmp: Path,
@@ -600,6 +708,13 @@ def main() -> int:
                         help="also time a worker's stage 1 on events ingested beforehand")
     parser.add_argument("--profile", type=Path, help="run the throughput worker under cProfile, stats to this file")
     parser.add_argument("--profile-latency", type=Path, help="run the latency worker under cProfile, stats to this file")
+    parser.add_argument("--backfill", action="store_true",
+                        help="also time a worker with the default settings (wall alert clock) on the same history")
+    parser.add_argument("--idle-seconds", type=float, default=60.0,
+                        help="backfill: then count client-state changelog records over this long idle")
+    parser.add_argument("--sigkill", action="store_true",
+                        help="time restart -> caught up after a SIGKILL mid-stream, dynamic then static membership")
+    parser.add_argument("--sigkill-after", type=float, default=3.0, help="seconds into the drain to kill the worker")
     parser.add_argument("--skip", choices=["throughput", "latency"], action="append", default=[])
     parser.add_argument("--keep-topics", action="store_true")
     parser.add_argument("--commit-interval", type=float, default=COMMIT_INTERVAL,
@@ -616,6 +731,7 @@ def main() -> int:
     children: list[Child] = []
     offsets = Offsets(bootstrap)
     rates: list[Rate] = []
+    notes: list[str] = []
     lat: list[Latency] = []
     achieved = 0.0
     started = time.monotonic()
@@ -643,9 +759,23 @@ def main() -> int:
                     asyncio.run(produce(bootstrap, take_topic, items))
                     rates += list(bare_faust(bootstrap, take_topic, f"baretake-{marker}", len(items), offsets, tmp,
                                              children, args.bare_take))
-                worker_rates, _ = pathwatch_worker(bootstrap, redis_url, items, offsets, tmp, children, args.profile)
+                worker_rates, _, worker_notes = pathwatch_worker(bootstrap, redis_url, items, offsets, tmp, children,
+                                                                 args.profile)
                 rates += worker_rates
+                notes += worker_notes
                 print(f"  {worker_rates[1].name}: {worker_rates[1].per_second:,.0f} events/s", flush=True)
+                if args.backfill:
+                    worker_rates, _, worker_notes = pathwatch_worker(
+                        bootstrap, redis_url, items, offsets, tmp, children, None, "wall", args.idle_seconds)
+                    rates += worker_rates
+                    notes += worker_notes
+                    print(f"  {worker_rates[0].name}: {worker_rates[0].per_second:,.0f} events/s", flush=True)
+            if args.sigkill:
+                items = items if "throughput" not in args.skip else simulated_items(args.events, args.seed, tmp)
+                for static in (False, True):
+                    notes += sigkill_recovery(bootstrap, redis_url, items, offsets, tmp, children, static,
+                                              args.sigkill_after)
+                    print(f"  {notes[-1]}", flush=True)
                 if args.stage1_alone:
                     rates.append(stage1_alone(bootstrap, redis_url, items, offsets, tmp, children))
                     print(f"  {rates[-1].name}: {rates[-1].per_second:,.0f} events/s", flush=True)
@@ -688,6 +818,13 @@ def main() -> int:
         alone = by_name.get("pathwatch worker: stage 1 alone (pre-ingested)")
         if alone is not None:
             print(f"  stage 1 alone / bare faust agent:    {alone.per_second / bare.per_second:.2f} x")
+        backfill = by_name.get("pathwatch worker, wall clock (backfill): through stage 1")
+        if backfill is not None:
+            print(f"  backfill (wall clock) / worker (event clock): {backfill.per_second / worker.per_second:.2f} x")
+    if notes:
+        print()
+    for note in notes:
+        print(f"  {note}")
     if lat:
         print()
         probes = "every event" if args.probe_every == 1 else f"every {args.probe_every}th event, contacts between"

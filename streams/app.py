@@ -43,7 +43,7 @@ from schemas.deadletter import DeadLetter, Origin
 from schemas.decode import Decoder
 from schemas.fhir import FHIRAdapter
 from schemas.hl7 import HL7Adapter
-from schemas.model import ALL_TEAMS, Event, encode_event
+from schemas.model import ALL_TEAMS, encode_event
 from streams.calendar import from_us, to_us
 from streams.core import ClientState, CoreConfig, Observation, open_followups
 from streams.delivery import add_consumer_lag, add_delivery, add_pages, alert_to_bytes
@@ -62,9 +62,12 @@ from streams.faust_io import batches as intake_batches
 from streams.live import (
     FLUSH_KEY,
     ORIGIN_HEADER,
+    RECORD_HEADROOM,
     TICK_KEY,
     WATERMARK_KEY,
+    CatchUp,
     Message,
+    OutputTooLarge,
     Positions,
     Stage1,
     Stage2,
@@ -73,6 +76,7 @@ from streams.live import (
     encode_origin,
     encode_tick,
     encode_watermark,
+    processing_dead_letter,
     table_partition,
 )
 from streams.windows import TeamWindows
@@ -80,6 +84,7 @@ from streams.windows import TeamWindows
 log = logging.getLogger("pathwatch.worker")
 
 _STAGE1_RETRIES = 5
+_STAGE1_SLICE = 250  # messages of a batch stage 1 runs before letting the event loop run
 
 
 class _ChangelogLost(RuntimeError):
@@ -169,7 +174,6 @@ def build_app(
     clients_topic = app.topic(t.clients, partitions=n, **RAW)
     obs_topic = app.topic(t.observations, partitions=n, **RAW)
     transitions_topic = app.topic(t.transitions, partitions=n, **RAW)
-    dlq_topic = app.topic(t.dead_letters, partitions=1, **RAW)
 
     # bytes key and value types make faust use the raw codec both for writes and for recovery
     def keyed_table(name: str) -> KeyedTable:
@@ -182,6 +186,9 @@ def build_app(
     obs_table = keyed_table("team-observations")
     positions_table = keyed_table("input-positions")
     positions = Positions(positions_table, n)
+    # the largest record the producer sends (aiokafka refuses a larger one): dead letters are
+    # cut to it, and an input whose derived records would exceed it is dead-lettered
+    max_record = int(app.conf.producer_max_request_size)
     runtime.stage1 = Stage1(
         runtime.config,
         client_store,
@@ -191,6 +198,9 @@ def build_app(
         decoder=runtime.decoder,
         direct_topic=t.events,
         positions=positions,
+        input_topic=t.clients,
+        record_of=_record_of,
+        max_record_bytes=max_record,
     )
     runtime.stage2 = Stage2(runtime.config, obs_table, n, t.observations)
     # how long stage 1 and 2 wait to fill a batch: larger batches write each touched client
@@ -278,38 +288,38 @@ def build_app(
     metrics: Any = SafeMetrics(runtime.metrics)
     metrics.count_rerouted(t.events, 0)  # the series exists from the start (an alert rule reads it)
 
-    async def forward(result: Event | DeadLetter, pending: list[Any], origin: bytes) -> None:
-        if isinstance(result, DeadLetter):
-            metrics.count_dead_letter(result.kind)
-            pending.append(await dlq_topic.send(value=result.to_json()))
-        else:
-            latency = (wall() - result.time).total_seconds()
-            metrics.observe_processing_latency(result.type, max(0.0, latency))
-            pending.append(
-                await clients_topic.send(
-                    key=result.client.encode(), value=encode_event(result), headers={ORIGIN_HEADER: origin}
-                )
-            )
+    def dead_letter_record(dead: DeadLetter) -> Record:
+        value, headers = dead.to_record(max_record)
+        return (t.dead_letters, None, value, None, headers)
 
     async def ingest_batch(batch: Any, convert: Callable[[bytes, Origin], list[bytes] | DeadLetter]) -> None:
         """HL7 v2 and FHIR messages: converted, decoded and forwarded to ``clients`` (canonical
-        events are read by stage 1 itself)."""
-        pending: list[Any] = []
+        events are read by stage 1 itself). A message whose conversion raises, or whose events
+        would not fit a record, is dead-lettered whole (none of its events is forwarded)."""
+        records: list[Record] = []
         taken = positions.batch()
+        now = wall()
         for ev in batch:
             m = ev.message
             if not taken.take(m.topic, m.partition, m.offset):
                 continue  # forwarded before (stage 1 would also know it by its origin), or after a gap
             origin = Origin(topic=m.topic, partition=m.partition, offset=m.offset)
-            raw = ev.value if isinstance(ev.value, bytes) else b""
-            lines = convert(raw, origin)
-            if isinstance(lines, DeadLetter):
-                await forward(lines, pending, b"")
-                continue
-            for index, line in enumerate(lines):
-                here = encode_origin(m.topic, m.partition, m.offset, index)
-                await forward(runtime.decoder.decode(line, origin), pending, here)
-        await asyncio.gather(*pending)
+            raw = ev.value if isinstance(ev.value, bytes) else None
+            try:
+                if raw is None:
+                    raise ValueError("the message has no value (a tombstone)")
+                out, latencies = _ingest(raw, origin, convert, runtime.decoder, max_record, m, now, t.clients)
+            except Exception as exc:
+                out, latencies = [processing_dead_letter(exc, raw, origin)], []
+            for record in out:
+                if isinstance(record, DeadLetter):
+                    metrics.count_dead_letter(record.kind)
+                    records.append(dead_letter_record(record))
+                else:
+                    records.append(record)
+            for event_type, seconds in latencies:
+                metrics.observe_processing_latency(event_type, seconds)
+        await send_records(app.producer, records)
         taken.commit()
         for (topic, partition), offset in taken.rewinds.items():
             await rewind(topic, partition, offset, taken.gaps[(topic, partition)])
@@ -325,19 +335,26 @@ def build_app(
             await ingest_batch(batch, runtime.fhir.convert)
 
     async def stage1_batch(driver: Stage1, messages: list[Message]) -> None:
-        result, metas = driver.process(messages)
+        # in slices, letting the event loop run in between (/metrics, heartbeats, timers): a
+        # batch of thousands of events held it for seconds
+        done = driver.process(messages[:_STAGE1_SLICE])
+        for i in range(_STAGE1_SLICE, len(messages), _STAGE1_SLICE):
+            await asyncio.sleep(0)
+            done = driver.process(messages[i : i + _STAGE1_SLICE], done)
+        result, metas = done
         now = wall()
         # sent with the producer directly: faust's topic.send costs several times more per record
-        records: list[Record] = [(t.dead_letters, None, dead.to_json(), None, None) for dead in result.rejected]
+        records: list[Record] = [dead_letter_record(dead) for dead in result.rejected]
         for key, value, origin in result.forwards:
             records.append((t.clients, key, value, None, [(ORIGIN_HEADER, origin)]))
         for o in result.outputs:
-            if isinstance(o, Observation):
-                records.append((t.observations, o.team.encode(), o.to_bytes(), None, None))
-            elif isinstance(o, Alert):
-                records.append((t.transitions, o.fingerprint.encode(), alert_to_bytes(o), None, None))
-            elif isinstance(o, DeadLetter):
-                records.append((t.dead_letters, None, o.to_json(), None, None))
+            if isinstance(o, DeadLetter):
+                records.append(dead_letter_record(o))
+                continue
+            record = _record_of(o)
+            if record is not None:
+                topic = t.observations if isinstance(o, Observation) else t.transitions
+                records.append((topic, record[0], record[1], None, None))
         for p, watermark_us in result.watermarks.items():
             mark = encode_watermark(StageWatermark(p, watermark_us))
             records.extend((t.observations, WATERMARK_KEY, mark, q, None) for q in range(n))
@@ -451,6 +468,10 @@ def build_app(
         driver = runtime.stage2
         async for batch in stream.take_events(1000, within=batch_wait):
             result = driver.process(Message(e.message.partition, e.message.offset, e.key, e.value) for e in batch)
+            if result.rejected:
+                await send_records(app.producer, [dead_letter_record(dead) for dead in result.rejected])
+                for dead in result.rejected:
+                    metrics.count_dead_letter(dead.kind)
             if result.watermark_us is not None:
                 await on_stage2_watermark(result.watermark_us)
             for q, offset in result.rewinds.items():
@@ -566,6 +587,31 @@ def build_app(
                 # publisher's transaction marker ends the partition); wait for new messages
                 log.info("%s/%d: offsets %d to %d hold no message", tp.topic, tp.partition, expected, end - 1)
 
+    catch_up = CatchUp()
+
+    @app.timer(interval=5.0, name="pathwatch-catch-up")
+    async def progress() -> None:
+        """A log line while stage 1 has a backlog (the metrics: ``consumer_lag_messages`` of
+        the events and clients topics, ``watermark_lag_seconds``). Read-only."""
+        assert runtime.stage1 is not None
+        consumer: Any = app.consumer
+        behind = 0
+        low: int | None = None
+        for tp in consumer.assignment():
+            if tp.topic not in (t.events, t.clients):
+                continue
+            highwater = consumer.highwater(tp)
+            expected = runtime.stage1.expected(tp.partition, direct=tp.topic == t.events)
+            if highwater is not None:
+                behind += max(0, highwater - (expected or 0))
+            if tp.topic == t.clients:
+                mark = runtime.stage1.watermark_us(tp.partition)
+                if mark is not None:
+                    low = mark if low is None else min(low, mark)
+        line = catch_up.observe(behind, time.monotonic(), None if low is None else from_us(low))
+        if line is not None:
+            log.info("stage 1 %s", line)
+
     add_pages(app, registry)
 
     async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
@@ -589,6 +635,49 @@ def build_app(
             metrics.revoke_partitions(t.clients, parts)
 
     return app, runtime
+
+
+def _record_of(o: Any) -> tuple[bytes | None, bytes] | None:
+    """The Kafka key and value stage 1 sends an output as (None: not sent; dead letters
+    are sent with :meth:`DeadLetter.to_record`)."""
+    if isinstance(o, Observation):
+        return o.team.encode(), o.to_bytes()
+    if isinstance(o, Alert):
+        return o.fingerprint.encode(), alert_to_bytes(o)
+    return None
+
+
+def _ingest(
+    raw: bytes,
+    origin: Origin,
+    convert: Callable[[bytes, Origin], list[bytes] | DeadLetter],
+    decoder: Decoder,
+    max_record: int,
+    m: Any,
+    now: datetime,
+    clients: str,
+) -> tuple[list[Record | DeadLetter], list[tuple[str, float]]]:
+    """One HL7 v2 or FHIR message: its events as records for ``clients``, or its dead
+    letters, and each event's processing latency (type, seconds). Raises ``OutputTooLarge``
+    when an event would not fit a record (or what ``convert`` or ``decoder`` raise); the
+    caller dead-letters the message then."""
+    lines = convert(raw, origin)
+    if isinstance(lines, DeadLetter):
+        return [lines], []
+    out: list[Record | DeadLetter] = []
+    latencies: list[tuple[str, float]] = []
+    limit = max_record - RECORD_HEADROOM
+    for index, line in enumerate(lines):
+        decoded = decoder.decode(line, origin)
+        if isinstance(decoded, DeadLetter):
+            out.append(decoded)
+            continue
+        key, value = decoded.client.encode(), encode_event(decoded)
+        if 2 * (len(key) + len(value)) > limit:
+            raise OutputTooLarge(f"an event of {len(value)} bytes: records derived from it could exceed the limit")
+        latencies.append((decoded.type, max(0.0, (now - decoded.time).total_seconds())))
+        out.append((clients, key, value, None, [(ORIGIN_HEADER, encode_origin(m.topic, m.partition, m.offset, index))]))
+    return out, latencies
 
 
 def _origin(headers: Any) -> bytes | None:

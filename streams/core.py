@@ -353,7 +353,10 @@ class ClientState(msgspec.Struct, omit_defaults=True):
     alerts: dict[str, EmittedAlert] = msgspec.field(default_factory=dict)
     mw: int = _NEVER
     aw: int = _NEVER
+    # when a sweep could next change something: ``due`` once the watermark (or, in replay, the
+    # one clock) reaches it, ``adue`` once the alert clock does (see :func:`next_due`)
     due: int | None = None
+    adue: int | None = None
     hold: int = _NEVER
     full: int = 0
     # the breakpoints after min(mw, aw), sorted and unique, as of the last evaluation; None:
@@ -1569,9 +1572,14 @@ def applied(state: ClientState | None, seq: int) -> bool | None:
 
 
 def _finish(state: ClientState, later: list[int], config: CoreConfig, outs: list[Output]) -> ClientState | None:
+    # the breakpoints after min(mw, aw): under a wall clock ahead of the watermark, those
+    # between the two are still to be evaluated for the watermark (observations), and ``later``
+    # (after both clocks) would skip them
+    pending = state.pend if state.pend is not None else later
     kept = _orphans_and_prune(state, config, outs)
     if kept is not None:
-        kept.due = _compute_due(kept, later, config)
+        kept.due = _compute_due(kept, pending, config)
+        kept.adue = _compute_due(kept, pending[bisect.bisect_right(pending, kept.aw):], config, alerts_only=True)
     return kept
 
 
@@ -1601,11 +1609,14 @@ def _open_context(state: ClientState) -> int | None:
     return found
 
 
-def _compute_due(state: ClientState, later: list[int], config: CoreConfig) -> int | None:
-    """The earliest future breakpoint, or the instant the oldest history can be pruned."""
+def _compute_due(state: ClientState, later: list[int], config: CoreConfig, alerts_only: bool = False) -> int | None:
+    """The earliest future breakpoint, or the instant the oldest history can be pruned
+    (``alerts_only``: only what the alert clock decides; history is pruned by the watermark)."""
     if not state.recs and not state.alerts:
         return None  # only a team pair is left: no breakpoint of the history gone matters
     best = min(later) if later else None
+    if state.recs and alerts_only:
+        return best
     if state.recs:
         opened = _open_context(state) if state.alerts else None
         if opened is not None and opened <= state.recs[0].t:
@@ -1627,8 +1638,10 @@ def next_due(state: ClientState | None) -> datetime | None:
     """The earliest instant at which sweeping this client could produce output or free state
     (computed by the last :func:`step` / :func:`sweep`).
 
-    Drivers sweep a client once ``max(watermark, alert_clock)`` reaches it. None: nothing due
-    (no state, or nothing left that time alone can change).
+    Drivers sweep a client once the watermark reaches it, or once the alert clock reaches
+    ``state.adue`` (what only the alert clock decides; with one clock, as in replay, ``due``
+    alone will do: it is never later than ``adue``). None: nothing due (no state, or nothing
+    left that time alone can change).
     """
     return None if state is None or state.due is None else from_us(state.due)
 

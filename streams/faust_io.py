@@ -66,6 +66,7 @@ def app_options(settings: Settings) -> dict[str, Any]:
         "broker_session_timeout": settings.broker_session_timeout,
         "broker_heartbeat_interval": settings.broker_heartbeat_interval,
         "broker_rebalance_timeout": settings.broker_rebalance_timeout,
+        "consumer_group_instance_id": settings.group_instance_id,
     }
 
 

@@ -47,7 +47,7 @@ import msgspec
 from aiokafka.partitioner import murmur2
 
 from alerts.model import Alert
-from schemas.deadletter import DeadLetter, Origin
+from schemas.deadletter import DeadLetter, DeadLetterKind, Origin
 from schemas.decode import Decoder
 from schemas.model import Event, decode_internal, encode_event
 from streams.calendar import from_us, to_us
@@ -72,6 +72,9 @@ FLUSH_KEY = b"\x00flush"
 FLUSH_ACK_PREFIX = b"\x00flushed:"
 _NEVER = -(1 << 62)
 _SEP = b"\x1f"
+RECORD_HEADROOM = 4096
+"""Bytes kept below a record limit for a record's key, headers and Kafka's framing."""
+_TEAM_LISTED_MAX = 256  # longer team names are not listed in the partition metadata (kept small)
 _Instance = tuple[str, str, str, str, int]  # a care-gap alert instance: client, alertname, team, severity, start
 
 
@@ -302,9 +305,43 @@ class Message:
     partition: int
     offset: int
     key: bytes | None
-    value: bytes
+    value: bytes | None  # None: a tombstone (stage 1 dead-letters it)
     origin: bytes | None = None
     direct: bool = False
+
+
+RecordOf = Callable[[Output], "tuple[bytes | None, bytes] | None"]
+"""The Kafka key and value an output is sent as (None: not sent); raises when it cannot be
+encoded. Stage 1 calls it on each output of an event to find one that would not fit."""
+
+
+def _count_corrections(before: int, state: ClientState | None, outs: list[Output]) -> None:
+    """The client's own count of corrections, in its new state (written with it)."""
+    if state is not None:
+        state.corrections = before + sum(1 for o in outs if isinstance(o, Observation) and o.correction)
+
+
+class OutputTooLarge(ValueError):
+    """A record derived from an input would exceed the record limit."""
+
+
+class _Subject(msgspec.Struct):
+    subject: object = None
+
+
+def processing_dead_letter(exc: BaseException, value: bytes | None, origin: Origin) -> DeadLetter:
+    """The dead letter of an input whose processing raised ``exc``: the exception's class and
+    message (``output_too_large`` for :class:`OutputTooLarge`), and the original bytes. The
+    input's raw ``subject``, should the message quote it, is replaced by ``<subject>``."""
+    kind = DeadLetterKind.OUTPUT_TOO_LARGE if isinstance(exc, OutputTooLarge) else DeadLetterKind.PROCESSING
+    reason = f"{type(exc).__name__}: {exc}"
+    try:
+        subject = msgspec.json.decode(value or b"", type=_Subject).subject
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        subject = None
+    if isinstance(subject, str) and subject:
+        reason = reason.replace(subject, "<subject>")
+    return DeadLetter(kind, reason, "", origin, value or b"")
 
 
 @dataclass(slots=True)
@@ -346,6 +383,9 @@ class Stage1:
         decoder: Decoder | None = None,
         direct_topic: str = "events",
         positions: Positions | None = None,
+        input_topic: str = "clients",
+        record_of: RecordOf | None = None,
+        max_record_bytes: int | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -356,10 +396,22 @@ class Stage1:
         self.decoder = decoder
         self.direct_topic = direct_topic
         self.positions = positions
+        # an input whose processing raises becomes a dead letter (see :meth:`process`); with
+        # ``max_record_bytes``, so does one whose derived records (``record_of``, the client
+        # state) would not fit
+        self.input_topic = input_topic
+        self.record_of = record_of
+        self.max_record_bytes = max_record_bytes
         self.alert_clock = alert_clock
         self.wall = wall
         self._meta_keys = [meta_key(p, partitions) for p in range(partitions)]
+        # per partition: (due, client) for the watermark and (adue, client) for the alert
+        # clock (see streams.core.next_due); entries whose client's due moved are skipped
         self._heaps: dict[int, list[tuple[int, str]]] = {}
+        self._aheaps: dict[int, list[tuple[int, str]]] = {}
+        # per partition: the last offset of ``clients`` applied when only ticks were read since
+        # the metadata was last written (kept here, not written: see :meth:`commit`)
+        self._ticked: dict[int, int] = {}
         # per partition: care-gap alert instances firing -> (alertname, team); the sum of the
         # client states' corrections
         self._firing: dict[int, dict[_Instance, tuple[str, str]]] = {}
@@ -374,6 +426,8 @@ class Stage1:
     def forget(self) -> None:
         """Drop in-memory indexes (call on rebalance: they are rebuilt from the store)."""
         self._heaps.clear()
+        self._aheaps.clear()
+        self._ticked.clear()
         self._firing.clear()
         self._corrections.clear()
         self._open.clear()
@@ -385,12 +439,26 @@ class Stage1:
         applied = meta.applied_direct if direct else meta.applied
         return None if applied < 0 else applied + 1
 
+    def watermark_us(self, partition: int) -> int | None:
+        """The partition's watermark as last committed (None: nothing seen yet)."""
+        meta = self.meta(partition)
+        if meta.max_us == _NEVER and meta.until_us == _NEVER:
+            return None
+        return max(meta.max_us - self._lateness, meta.until_us)
+
     def meta(self, partition: int) -> PartitionMeta:
         raw = self.store.get(self._meta_keys[partition])
-        return PartitionMeta() if raw is None else decode_meta(raw)
+        meta = PartitionMeta() if raw is None else decode_meta(raw)
+        ticked = self._ticked.get(partition)
+        if ticked is not None and ticked > meta.applied:
+            meta.applied = ticked
+        return meta
 
     def _clock(self, meta: PartitionMeta) -> Clock:
-        watermark = max(meta.max_us - self._lateness, meta.until_us)
+        return self._clock_at(meta.max_us, meta.until_us)
+
+    def _clock_at(self, max_us: int, until_us: int) -> Clock:
+        watermark = max(max_us - self._lateness, until_us)
         alert = max(to_us(self.wall()), watermark) if self.alert_clock == "wall" else watermark
         return Clock(from_us(watermark), from_us(alert))
 
@@ -399,6 +467,13 @@ class Stage1:
         if heap is None:
             self._index(partition)
             heap = self._heaps[partition]
+        return heap
+
+    def _aheap(self, partition: int) -> list[tuple[int, str]]:
+        heap = self._aheaps.get(partition)
+        if heap is None:
+            self._index(partition)
+            heap = self._aheaps[partition]
         return heap
 
     def _firing_in(self, partition: int) -> dict[_Instance, tuple[str, str]]:
@@ -420,6 +495,7 @@ class Stage1:
         :meth:`forget` (a batch not committed, a rebalance). Derived from the states, they
         hold nothing a crash could leave behind."""
         heap: list[tuple[int, str]] = []
+        aheap: list[tuple[int, str]] = []
         firing: dict[_Instance, tuple[str, str]] = {}
         corrections = 0
         for key, raw in self.store.items():
@@ -428,12 +504,16 @@ class Stage1:
             state = ClientState.from_bytes(raw)
             if state.due is not None:
                 heap.append((state.due, state.client))
+            if state.adue is not None:
+                aheap.append((state.adue, state.client))
             for e in state.alerts.values():
                 if e.end is None:
                     firing[(state.client, e.name, e.team, e.severity, e.start)] = (e.name, e.team)
             corrections += state.corrections
         heapq.heapify(heap)
+        heapq.heapify(aheap)
         self._heaps[partition] = heap
+        self._aheaps[partition] = aheap
         self._firing[partition] = firing
         self._corrections[partition] = corrections
 
@@ -461,10 +541,14 @@ class Stage1:
         raw = result.pending[key] if key in result.pending else self.store.get(key)
         return None if raw is None else ClientState.from_bytes(raw)
 
-    def _keep(self, partition: int, client: str, state: ClientState | None, result: Stage1Result) -> None:
-        result.pending[client.encode()] = None if state is None else state.to_bytes()
+    def _keep(
+        self, partition: int, client: str, state: ClientState | None, result: Stage1Result, raw: bytes | None = None
+    ) -> None:
+        result.pending[client.encode()] = None if state is None else raw if raw is not None else state.to_bytes()
         if state is not None and state.due is not None:
             heapq.heappush(self._heap(partition, result), (state.due, client))
+        if state is not None and state.adue is not None:
+            heapq.heappush(self._aheap(partition), (state.adue, client))
 
     def _count(self, partition: int, meta: PartitionMeta, outs: list[Output]) -> None:
         for o in outs:
@@ -499,24 +583,71 @@ class Stage1:
 
     def _sweep(self, partition: int, meta: PartitionMeta, clock: Clock, result: Stage1Result) -> None:
         heap = self._heap(partition, result)
-        horizon = max(clock.watermark_us, clock.alert_us)
         due_clients: dict[str, ClientState] = {}
-        while heap and heap[0][0] <= horizon:
+        # the watermark decides observations and pruning, the alert clock (the wall clock,
+        # ahead of a backfill's watermark by days) only care-gap alerts: each has its own due
+        while heap and heap[0][0] <= clock.watermark_us:
             due, client = heapq.heappop(heap)
             state = self._load(client, result)
             if state is not None and state.due == due:
+                due_clients[client] = state
+        aheap = self._aheap(partition)
+        while aheap and aheap[0][0] <= clock.alert_us:
+            due, client = heapq.heappop(aheap)
+            if client in due_clients:
+                continue
+            state = self._load(client, result)
+            if state is not None and state.adue == due:
                 due_clients[client] = state
         # each due client is swept once per clock: a sweep evaluates everything up to the clock,
         # and a client due between the watermark and the wall clock would otherwise loop
         for client, state in due_clients.items():
             before = state.corrections
-            swept, outs = sweep(state, clock, self.config)
+            try:
+                swept, outs = sweep(state, clock, self.config)
+                _count_corrections(before, swept, outs)
+                raw = self._check(swept, outs)
+            except Exception as exc:
+                # a fault of the core on this client's state: its state stays as it was (out
+                # of the heap until its next event) and the partition goes on; there is no
+                # input to dead-letter, so the dead letter names the partition only
+                result.rejected.append(processing_dead_letter(exc, b"", Origin(topic=self.input_topic, partition=partition)))
+                continue
             self._settle(partition, meta, before, swept, outs)
-            self._keep(partition, client, swept, result)
+            self._keep(partition, client, swept, result, raw)
             self._count(partition, meta, outs)
             result.outputs.extend(outs)
 
-    def process(self, messages: Iterable[Message]) -> tuple[Stage1Result, dict[int, PartitionMeta]]:
+    def _fits(self, event: bytes) -> None:
+        """Raise :class:`OutputTooLarge` for an event so large that a record derived from it
+        could exceed the record limit: such a record can carry one of the event's fields twice
+        (an observation has its team as key and in its value), and a later sweep that derives
+        it has no input left to dead-letter."""
+        limit = None if self.max_record_bytes is None else self.max_record_bytes - RECORD_HEADROOM
+        if limit is not None and 2 * len(event) > limit:
+            raise OutputTooLarge(f"an event of {len(event)} bytes: records derived from it could exceed the limit of {limit}")
+
+    def _check(self, state: ClientState | None, outs: list[Output]) -> bytes | None:
+        """Raise :class:`OutputTooLarge` when the client state or a record derived from
+        ``outs`` would not fit the record limit (or the encoder's error); returns the state's
+        bytes (None for no state)."""
+        raw = None if state is None else state.to_bytes()
+        limit = None if self.max_record_bytes is None else self.max_record_bytes - RECORD_HEADROOM
+        if limit is not None and raw is not None and len(raw) > limit:
+            raise OutputTooLarge(f"the client state would be {len(raw)} bytes (limit {limit})")
+        if self.record_of is not None:
+            for o in outs:
+                record = self.record_of(o)
+                if record is None or limit is None:
+                    continue
+                size = len(record[0] or b"") + len(record[1])
+                if size > limit:
+                    raise OutputTooLarge(f"a derived {type(o).__name__} record would be {size} bytes (limit {limit})")
+        return raw
+
+    def process(
+        self, messages: Iterable[Message], into: tuple[Stage1Result, dict[int, PartitionMeta]] | None = None
+    ) -> tuple[Stage1Result, dict[int, PartitionMeta]]:
         """Run a batch through the core. Nothing is written to the store yet: send the outputs
         (and ``result.rejected`` and ``result.forwards``), wait for the broker, then call
         :meth:`commit` with the returned metadata. A partition whose offsets jump (see
@@ -526,9 +657,15 @@ class Stage1:
         Messages read from the events topic directly (``direct``) are decoded here. Canonical
         events are keyed by pseudonym, so each lands on the partition of its client's state
         and is applied at once; one on another partition (a publisher that keyed it otherwise)
-        goes to ``result.forwards`` and comes back through ``clients``, like HL7 and FHIR."""
-        result = Stage1Result()
-        metas: dict[int, PartitionMeta] = {}
+        goes to ``result.forwards`` and comes back through ``clients``, like HL7 and FHIR.
+
+        ``into``: the result and metadata of earlier slices of the same batch, continued (a
+        driver runs a large batch in slices and lets its event loop run in between).
+
+        A message whose processing raises (a fault of the decoder, the core or an encoder on
+        that record, or a derived record over ``max_record_bytes``) is not applied: it goes to
+        ``result.rejected`` as a dead letter, and the batch goes on."""
+        result, metas = into if into is not None else (Stage1Result(), {})
         for message in messages:
             p = message.partition
             if p in (result.direct_rewinds if message.direct else result.rewinds):
@@ -540,32 +677,58 @@ class Stage1:
                 result.direct_partitions.add(p)
             if not self._admit(message, meta, result):
                 continue  # applied before a restart, or after a gap
-            if message.direct:
-                self._direct(p, meta, message, result)
-                continue
-            if message.key == TICK_KEY:
-                tick = _tick_decoder.decode(message.value)
-                if tick.until_us is not None:
-                    meta.until_us = max(meta.until_us, tick.until_us)
-                if tick.flush is not None:
-                    result.flushes.append((p, tick.flush))
-                if meta.max_us == _NEVER and meta.until_us == _NEVER:
-                    continue  # nothing seen yet on this partition: no clock to advance
-                clock = self._clock(meta)
-                self._sweep(p, meta, clock, result)
-                result.watermarks[p] = clock.watermark_us
-                continue
-            if message.origin is not None:
-                # Ingestion is at-least-once: after a crash it forwards again what it had
-                # forwarded. Per input partition, origins reach us in order, so one already
-                # seen is a redelivery (not a publisher's duplicate) and changes nothing.
-                source, offset, index = decode_origin(message.origin)
-                seen = meta.inputs.get(source)
-                if seen is not None and (offset, index) <= tuple(seen):
-                    continue
-                meta.inputs[source] = (offset, index)
-            self._apply(p, meta, decode_internal(message.value), input_seq(message.offset, 0), result)
+            try:
+                self._one(p, meta, message, result)
+            except Exception as exc:
+                # Failure isolation per record: the input is dead-lettered with the reason and
+                # the stage goes on (a fault that is not the record's, the broker's or the
+                # store's, raises from the driver's sends and commit instead, and is retried).
+                topic = self.direct_topic if message.direct else self.input_topic
+                origin = Origin(topic=topic, partition=p, offset=message.offset)
+                result.rejected.append(processing_dead_letter(exc, message.value, origin))
         return result, metas
+
+    def _one(self, p: int, meta: PartitionMeta, message: Message, result: Stage1Result) -> None:
+        """One admitted message. Raises only before it changed anything (``meta`` and
+        ``result`` are changed once the message's event went through the core and its
+        records were found to fit)."""
+        if message.value is None:
+            topic = self.direct_topic if message.direct else self.input_topic
+            origin = Origin(topic=topic, partition=p, offset=message.offset)
+            result.rejected.append(
+                DeadLetter(DeadLetterKind.NULL_VALUE, "the message has no value (a tombstone)", "", origin, b"")
+            )
+            return
+        if message.direct:
+            self._direct(p, meta, message, message.value, result)
+            return
+        if message.key != TICK_KEY:
+            self._fits(message.value)
+        if message.key == TICK_KEY:
+            tick = _tick_decoder.decode(message.value)
+            until_us = meta.until_us if tick.until_us is None else max(meta.until_us, tick.until_us)
+            clock = None if meta.max_us == _NEVER and until_us == _NEVER else self._clock_at(meta.max_us, until_us)
+            meta.until_us = until_us
+            if tick.flush is not None:
+                result.flushes.append((p, tick.flush))
+            if clock is None:
+                return  # nothing seen yet on this partition: no clock to advance
+            self._sweep(p, meta, clock, result)
+            result.watermarks[p] = clock.watermark_us
+            return
+        event = decode_internal(message.value)
+        if message.origin is not None:
+            # Ingestion is at-least-once: after a crash it forwards again what it had
+            # forwarded. Per input partition, origins reach us in order, so one already
+            # seen is a redelivery (not a publisher's duplicate) and changes nothing.
+            source, offset, index = decode_origin(message.origin)
+            seen = meta.inputs.get(source)
+            if seen is not None and (offset, index) <= tuple(seen):
+                return
+            self._apply(p, meta, event, input_seq(message.offset, 0), result)
+            meta.inputs[source] = (offset, index)
+            return
+        self._apply(p, meta, event, input_seq(message.offset, 0), result)
 
     def _admit(self, message: Message, meta: PartitionMeta, result: Stage1Result) -> bool:
         """Whether to apply ``message``, against the next offset of its input (``clients``, or
@@ -587,35 +750,49 @@ class Stage1:
             meta.applied = message.offset
         return True
 
-    def _direct(self, p: int, meta: PartitionMeta, message: Message, result: Stage1Result) -> None:
+    def _direct(self, p: int, meta: PartitionMeta, message: Message, value: bytes, result: Stage1Result) -> None:
         """A message of the events topic, read directly and admitted (see :meth:`process`)."""
         if self.decoder is None:
             raise ValueError("stage 1 got a message of the events topic but has no decoder")
-        decoded = self.decoder.decode(message.value, Origin(topic=self.direct_topic, partition=p, offset=message.offset))
+        decoded = self.decoder.decode(value, Origin(topic=self.direct_topic, partition=p, offset=message.offset))
         if isinstance(decoded, DeadLetter):
             result.rejected.append(decoded)
             return
-        result.decoded.append((decoded.type, decoded.time))
+        self._fits(value)
         key = decoded.client.encode()
         if partition_for(key, self.partitions) != p:
             origin = encode_origin(self.direct_topic, p, message.offset, 0)
-            result.forwards.append((key, encode_event(decoded), origin))
-            return
-        self._apply(p, meta, decoded, input_seq(message.offset, 1), result)
+            internal = encode_event(decoded)
+            self._fits(internal)
+            result.forwards.append((key, internal, origin))
+        else:
+            self._apply(p, meta, decoded, input_seq(message.offset, 1), result)
+        result.decoded.append((decoded.type, decoded.time))  # for the latency metric, once taken
 
     def _apply(self, p: int, meta: PartitionMeta, event: Event, seq: int, result: Stage1Result) -> None:
-        """One validated event of a client of partition ``p`` through the core."""
+        """One validated event of a client of partition ``p`` through the core. Raises (having
+        changed nothing) when the core raises or a record derived from the event would not
+        fit (:class:`OutputTooLarge`)."""
         t = to_us(event.time)
+        clock = self._clock_at(max(meta.max_us, t), meta.until_us)
+        state = self._load(event.client, result)
+        before = applied(state, seq)
+        outs: list[Output] = []
+        raw: bytes | None = None
+        count = 0
+        if before is None:
+            count = 0 if state is None else state.corrections
+            state, outs = step(state, event, clock, self.config, seq)
+            _count_corrections(count, state, outs)
+            raw = self._check(state, outs)
+        # from here on nothing raises: the event is taken
         if meta.max_us != _NEVER and t < max(meta.max_us - self._lateness, meta.until_us):
             result.late.append(event.type)
         advanced = t > meta.max_us
         meta.max_us = max(meta.max_us, t)
         team = getattr(event.data, "team", None)
-        if team and team not in meta.teams:
+        if team and len(team) <= _TEAM_LISTED_MAX and team not in meta.teams:
             meta.teams.append(team)
-        clock = self._clock(meta)
-        state = self._load(event.client, result)
-        before = applied(state, seq)
         if before is not None:
             # A crash between this batch's client-state writes and its metadata write:
             # the state already holds the event (its outputs were sent before the
@@ -624,10 +801,8 @@ class Stage1:
             duplicate = not before
             self._count(p, meta, list(alert_states(state)))
         else:
-            count = 0 if state is None else state.corrections
-            state, outs = step(state, event, clock, self.config, seq)
             self._settle(p, meta, count, state, outs)
-            self._keep(p, event.client, state, result)
+            self._keep(p, event.client, state, result, raw)
             duplicate = bool(outs) and isinstance(outs[0], Duplicate)
             self._count(p, meta, outs)
             result.outputs.extend(outs)
@@ -649,18 +824,58 @@ class Stage1:
         return marks
 
     def commit(self, result: Stage1Result, metas: dict[int, PartitionMeta]) -> None:
-        """Write the batch's client states, then each partition's metadata (in that order)."""
+        """Write the batch's client states, then each partition's metadata (in that order).
+
+        A partition that read only ticks (its metadata changed in nothing but the offset
+        read) keeps that offset in memory and writes nothing, so an idle worker writes no
+        changelog record. After a restart or a rebalance the offsets after the stored one are
+        then a gap (:func:`admit`) and are read again: ticks only, which change nothing twice."""
         for key, raw in result.pending.items():
             if raw is None:
                 self.store.pop(key, None)
             else:
                 self.store[key] = raw
         for p, meta in metas.items():
-            self.store[self._meta_keys[p]] = _meta_encoder.encode(meta)
+            key = self._meta_keys[p]
+            stored = self.store.get(key)
+            if stored is not None:
+                before = decode_meta(stored)
+                if msgspec.structs.replace(meta, applied=before.applied) == before:
+                    self._ticked[p] = meta.applied
+                    continue
+            self._ticked.pop(p, None)
+            self.store[key] = _meta_encoder.encode(meta)
         if self.positions is not None:
             for p in result.direct_partitions:
                 if metas[p].applied_direct >= 0:
                     self.positions.advance(self.direct_topic, p, metas[p].applied_direct + 1)
+
+
+class CatchUp:
+    """When a worker says how its catch-up goes: fed the records its stages have still to
+    read (``behind``) every few seconds, :meth:`observe` returns a line to log at most once
+    per ``every`` seconds while behind (with the net rate at which the backlog shrinks), and
+    once when caught up; None otherwise."""
+
+    def __init__(self, every: float = 30.0) -> None:
+        self.every = every
+        self._said: tuple[float, int] | None = None  # (when, behind) of the last line while behind
+
+    def observe(self, behind: int, now: float, watermark: datetime | None = None) -> str | None:
+        if behind <= 0:
+            if self._said is None:
+                return None
+            self._said = None
+            return "caught up: no input records behind"
+        if self._said is not None and now - self._said[0] < self.every:
+            return None
+        line = f"catching up: {behind} input records behind"
+        if self._said is not None:
+            line += f" ({(self._said[1] - behind) / (now - self._said[0]):.0f} records/s net)"
+        if watermark is not None:
+            line += f"; event time reached {watermark.isoformat()}"
+        self._said = (now, behind)
+        return line
 
 
 class Stage2:
@@ -784,14 +999,22 @@ class Stage2:
             q = message.partition
             if not batch.take(self.topic, q, message.offset):
                 continue
-            if message.key == WATERMARK_KEY:
-                watermark_us = self.mark(q, message.value)
-                if watermark_us is not None:
-                    result.watermark_us = watermark_us
-            elif message.key == FLUSH_KEY:
-                self.flush(q, message.value)
-            else:
-                self.apply(message.value)
+            try:
+                if message.value is None:
+                    raise ValueError("the message has no value (a tombstone)")
+                if message.key == WATERMARK_KEY:
+                    watermark_us = self.mark(q, message.value)
+                    if watermark_us is not None:
+                        result.watermark_us = watermark_us
+                elif message.key == FLUSH_KEY:
+                    self.flush(q, message.value)
+                else:
+                    self.apply(message.value)
+            except Exception as exc:
+                # failure isolation per record, as in stage 1 (each of these decodes first,
+                # then changes the store; a fault in between leaves that one record applied)
+                origin = Origin(topic=self.topic, partition=q, offset=message.offset)
+                result.rejected.append(processing_dead_letter(exc, message.value, origin))
         batch.commit()
         result.rewinds = {q: offset for (_, q), offset in batch.rewinds.items()}
         result.gaps = {q: offset for (_, q), offset in batch.gaps.items()}
@@ -806,3 +1029,4 @@ class Stage2Result:
     watermark_us: int | None = None
     rewinds: dict[int, int] = field(default_factory=dict)
     gaps: dict[int, int] = field(default_factory=dict)  # the offset that came instead
+    rejected: list[DeadLetter] = field(default_factory=list)  # records whose processing raised

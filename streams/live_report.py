@@ -51,7 +51,8 @@ from streams.windows import TeamWindows
 async def _read_all(
     bootstrap: str, topic: str, partitions: int, stop: Any = None, timeout: float = 60.0
 ) -> list[tuple[int, bytes | None, bytes | None]]:
-    """Every record of ``topic`` up to its end offsets (or until ``stop(records)`` is true)."""
+    """Every record of ``topic`` up to its end offsets (or until ``stop(records)`` is true),
+    as (partition, key, value)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
     await consumer.start()
     try:

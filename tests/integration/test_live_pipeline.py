@@ -8,23 +8,24 @@ stack's Kafka, publishes a simulated stream, reads the live state with the flush
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import re
 import signal
 import time
 import urllib.error
 import urllib.request
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from kafka import KafkaConsumer
+from kafka import KafkaConsumer, TopicPartition
 
+from schemas.deadletter import DeadLetter
 from streams.publish import publish
 from tests.integration.live_fixtures import (
     LiveStack,
     assert_equivalent,
+    assert_same_measures,
     assert_same_outcomes,
     care_gap,
     live_stack,
@@ -36,15 +37,25 @@ from tests.integration.live_fixtures import (
 from tests.integration.support import Process
 
 
-def _dead_letters(stack: LiveStack) -> list[dict[str, object]]:
+def _dead_letters(stack: LiveStack) -> list[DeadLetter]:
+    """Every record of the dead-letter topic (read up to its end offset)."""
     consumer = KafkaConsumer(
-        stack.env["PATHWATCH_TOPICS__DEAD_LETTERS"],
         bootstrap_servers=stack.env["PATHWATCH_KAFKA_BOOTSTRAP"],
         auto_offset_reset="earliest",
-        consumer_timeout_ms=3000,
+        fetch_max_bytes=8 << 20,
+        max_partition_fetch_bytes=8 << 20,
     )
     try:
-        return [json.loads(m.value) for m in consumer]
+        tp = TopicPartition(stack.env["PATHWATCH_TOPICS__DEAD_LETTERS"], 0)
+        consumer.assign([tp])
+        consumer.seek_to_beginning(tp)
+        end = consumer.end_offsets([tp])[tp]
+        records = []
+        deadline = time.monotonic() + 60
+        while consumer.position(tp) < end and time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=1000).values():
+                records.extend(DeadLetter.from_record(m.value, m.headers) for m in batch)
+        return records
     finally:
         consumer.close()
 
@@ -71,8 +82,8 @@ def test_live_equals_replay_and_bad_input_is_dead_lettered(
     dead = _dead_letters(stack)
     assert len(dead) == expected["events"]["dead_letters"]
     for record in dead:
-        assert record["reason"]
-        assert base64.b64decode(str(record["original_base64"]))
+        assert record.reason
+        assert record.original or record.kind == "orphan_cancel"
     metrics = scrape(worker)
     assert re.search(r'pathwatch_dead_letters_total\{reason="[a-z_]+"\} [1-9]', metrics)
     base = f"http://127.0.0.1:{worker.web_port}"  # type: ignore[attr-defined]
@@ -83,6 +94,85 @@ def test_live_equals_replay_and_bad_input_is_dead_lettered(
             urllib.request.urlopen(f"{base}/table/{table}/", timeout=5)  # noqa: S310 - loopback
         assert refused.value.code == 404
     assert "MRN-" not in metrics  # no raw client identifier in any label
+
+
+def test_live_equals_replay_under_the_default_clock_on_historical_data(
+    kafka_bootstrap: str, redis_url: str, unique: str, tmp_path: Path, processes: list[Process]
+) -> None:
+    """The default settings (care-gap alerts by the wall clock) on events up to a few days in
+    the past: measures, waits and counters follow event time, as in the replay."""
+    start = datetime.now(UTC).date() - timedelta(days=123)
+    events = simulate(tmp_path / "events.jsonl", clients=1200, days=120, seed=7, bad_fraction=0.002, start=start)
+    stack = live_stack(kafka_bootstrap, redis_url, unique, tmp_path, alert_clock="wall")
+    expected = replay_report(events, stack.settings)
+    assert datetime.fromisoformat(expected["watermark"]) < datetime.now(UTC) - timedelta(days=2)
+
+    worker = stack.worker("worker")
+    processes.append(worker)
+    wait_ready(worker)
+    stack.publish(events)
+    live = stack.report(datetime.fromisoformat(expected["watermark"]))
+    assert_same_measures(live, expected)
+    assert any(m["denominator"] > 0 for m in live["measures"])
+
+
+def _bad_records() -> list[tuple[str, bytes | None]]:
+    """What once stopped every partition of a worker (issue 14, point 1), with its expected
+    dead-letter kind."""
+
+    def referral(time: str, team: str = "north", subject: str = "MRN-bad") -> bytes:
+        return json.dumps(
+            {
+                "specversion": "1.0", "id": f"bad-{time[:4]}-{len(team)}", "source": "ehr/community",
+                "type": "referral.received", "time": time, "subject": subject,
+                "data": {"referral_id": "R-bad", "team": team, "urgency": "routine"},
+            }
+        ).encode()
+
+    return [
+        ("null_value", None),
+        ("not_json", b"\x00not json " * 90_000),  # 900 KB, which the broker accepts
+        ("output_too_large", referral("2025-03-02T10:00:00+00:00", team="x" * 800_000)),
+        ("processing_error", referral("0001-01-01T00:00:00+00:00", subject="MRN-early")),
+        ("processing_error", referral("9999-12-31T23:59:59+00:00", subject="MRN-late")),
+    ]
+
+
+def test_bad_records_never_stop_a_live_worker(
+    kafka_bootstrap: str, redis_url: str, unique: str, tmp_path: Path, processes: list[Process]
+) -> None:
+    """A tombstone, a 900 KB non-JSON message, an event whose derived records would not fit,
+    and events at the ends of time, before any good event: each is a dead letter (within the
+    record limit), the worker stays up, and the events after them are processed."""
+    from kafka import KafkaProducer
+
+    events = simulate(tmp_path / "events.jsonl", clients=300, days=60, seed=3)
+    stack = live_stack(kafka_bootstrap, redis_url, unique, tmp_path, partitions=2)
+    expected = replay_report(events, stack.settings)
+    worker = stack.worker("worker")
+    processes.append(worker)
+    wait_ready(worker)
+    bad = _bad_records()
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, max_request_size=1_048_000)
+    try:
+        for i, (_, value) in enumerate(bad):
+            producer.send(stack.env["PATHWATCH_TOPICS__EVENTS"], key=b"bad-%d" % i, value=value)
+        producer.flush()
+    finally:
+        producer.close()
+    stack.publish(events)
+    live = stack.report(datetime.fromisoformat(expected["watermark"]))
+
+    assert worker.proc is not None
+    assert worker.proc.poll() is None, "a worker must never crash on bad input"
+    dead = _dead_letters(stack)
+    assert sorted(d.kind.value for d in dead) == sorted(kind for kind, _ in bad), [(d.kind, d.reason[:200]) for d in dead]
+    assert all(d.reason for d in dead)
+    for d in dead:
+        assert len(d.original) < 1_000_000  # cut to the record limit where it had to be
+    assert live["events"]["dead_letters"] == len(bad)
+    expected["events"]["dead_letters"] += len(bad)
+    assert_same_measures(live, expected)
 
 
 def test_worker_killed_mid_stream_recovers_without_loss_or_double_counting(
@@ -180,7 +270,7 @@ def test_hospital_feeds_in_hl7_and_fhir_are_ingested_live(
     assert live["events"]["accepted"] == 2 + 3  # A01 + A03, and the bundle's three events
     assert live["events"]["dead_letters"] == 1
     dead = _dead_letters(stack)
-    assert dead[0]["kind"] == "hl7"
+    assert dead[0].kind == "hl7"
     assert "MRN-000123" not in json.dumps(live)
     # No linking identifier is configured: every event the adapters built is unlinked, by source
     # (the A01 and A03, the Bundle's two cancels at St Mary's, its admission at Riverside).

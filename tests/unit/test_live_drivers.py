@@ -640,3 +640,220 @@ def test_partition_metadata_does_not_grow_with_open_alerts(config: CoreConfig) -
     pipeline.stage1.forget()  # a restart: counted again from the client states
     metas = {p: pipeline.stage1.meta(p) for p in range(PARTITIONS)}
     assert pipeline.stage1.open_alerts(metas)[("FollowUpDue", "north")] == 420
+
+
+def test_live_stages_give_the_replay_numbers_under_the_wall_clock(events: list[Event], config: CoreConfig) -> None:
+    """History replayed to a worker with the default clock (care-gap alerts by the wall clock,
+    days after the events): measures, waits and corrections still follow event time."""
+    engine, expected = _engine_report(events, config)
+    end = max(e.time for e in events)
+    wall = FakeWall(end + timedelta(days=40))
+    pipeline = Pipeline(config, alert_clock="wall", wall=wall)
+    for i in range(0, len(events), 200):
+        pipeline.feed(events[i : i + 200])
+        wall.advance(timedelta(seconds=5))
+        tick = encode_tick(Tick(to_us(wall())))
+        pipeline.run([pipeline.message(p, b"\x00tick", tick) for p in range(PARTITIONS)])
+    pipeline.flush(end)
+    assert engine.watermark is not None
+    assert sorted(pipeline.measures(engine.watermark)) == sorted(expected)
+    from streams.windows import TeamWindows
+
+    merged = TeamWindows.merged(pipeline.stage2.held().values(), config)
+    live_waits = sorted((w.team, w.count, w.p50, w.p90) for w in merged.waits(engine.watermark, None))
+    replay_waits = sorted((w.team, w.count, w.p50, w.p90) for w in engine.windows.waits(engine.watermark, None))
+    assert live_waits == replay_waits
+    metas = [pipeline.stage1.meta(p) for p in range(PARTITIONS)]
+    assert sum(m.accepted for m in metas) == engine.counters.accepted
+    assert sum(pipeline.stage1.corrections(p, metas[p]) for p in range(PARTITIONS)) == engine.counters.corrections
+
+
+class CountingStore(dict[bytes, bytes]):
+    """A table that counts its client-state writes (each one a changelog record live); the
+    partitions' metadata (``\\x00`` keys: the offsets read, one record per partition and tick)
+    is counted apart."""
+
+    writes = 0
+    meta_writes = 0
+
+    def _count(self, key: bytes) -> None:
+        if key.startswith(b"\x00"):
+            self.meta_writes += 1
+        else:
+            self.writes += 1
+
+    def __setitem__(self, key: bytes, value: bytes) -> None:
+        self._count(key)
+        super().__setitem__(key, value)
+
+    def pop(self, key: bytes, default: Any = None) -> Any:
+        self._count(key)
+        return super().pop(key, default)
+
+
+def test_an_idle_worker_writes_nothing(events: list[Event], config: CoreConfig) -> None:
+    """A default worker (wall clock) that has read its backlog, months after the events:
+    ticks that pass no client's due time write no client state and no metadata."""
+    end = max(e.time for e in events)
+    wall = FakeWall(end + timedelta(days=200))
+    pipeline = Pipeline(config, alert_clock="wall", wall=wall)
+    store = CountingStore()
+    pipeline.store1 = store
+    pipeline.stage1.store = store
+    pipeline.feed(events, batch=200)
+
+    def tick() -> None:
+        wall.advance(timedelta(seconds=5))
+        value = encode_tick(Tick(to_us(wall())))
+        pipeline.run([pipeline.message(p, b"\x00tick", value) for p in range(PARTITIONS)])
+
+    tick()  # the first tick after the backlog may still have work
+    before, meta_before = store.writes, store.meta_writes
+    for _ in range(60):
+        tick()
+    clients = sum(1 for k in store if not k.startswith(b"\x00"))
+    assert clients > 0
+    assert store.writes - before == 0
+    assert store.meta_writes - meta_before == 0
+    # a restart: the ticks read since the metadata was written are a gap, read again
+    restarted = Stage1(config, store, PARTITIONS, alert_clock="wall", wall=wall)
+    p = 0
+    stored = restarted.meta(p).applied
+    assert stored < pipeline.offsets[p] - 1
+    value = encode_tick(Tick(to_us(wall())))
+    result, _ = restarted.process([Message(p, pipeline.offsets[p], b"\x00tick", value)])
+    assert result.rewinds == {p: stored + 1}
+    again = [Message(p, offset, b"\x00tick", value) for offset in range(stored + 1, pipeline.offsets[p] + 1)]
+    result, metas = restarted.process(again)
+    assert result.rewinds == {}
+    assert result.outputs == []
+    restarted.commit(result, metas)
+    assert restarted.expected(p) == pipeline.offsets[p] + 1
+
+
+def _line(time: str, team: str = "north", event_id: str = "r-1", subject: str = "client-1") -> bytes:
+    import json
+
+    return json.dumps(
+        {
+            "specversion": "1.0", "id": event_id, "source": "ehr/community", "type": "referral.received",
+            "time": time, "subject": subject,
+            "data": {"referral_id": event_id, "team": team, "urgency": "routine"},
+        }
+    ).encode()
+
+
+class _Exploding(Decoder):
+    """A decoder with a bug: it raises on one input (the decoder should not; stage 1 must
+    hold whatever it does)."""
+
+    def decode(self, raw: bytes, origin: Origin) -> Any:
+        if raw == b"boom":
+            raise RuntimeError("decoder bug")
+        if b"MRN-77" in raw:
+            raise ValueError("cannot link MRN-77")  # a bug that quotes the raw identifier
+        return super().decode(raw, origin)
+
+
+def _record_of(o: Any) -> tuple[bytes | None, bytes] | None:
+    return (o.team.encode(), o.to_bytes()) if isinstance(o, Observation) else None
+
+
+def test_a_record_whose_processing_raises_is_a_dead_letter_and_the_stage_goes_on(config: CoreConfig) -> None:
+    store: dict[bytes, bytes] = {}
+    stage1 = Stage1(
+        config, store, 1, alert_clock="event", decoder=_Exploding(KEY, 1 << 20), direct_topic="events",
+        record_of=_record_of, max_record_bytes=1_000_000,
+    )
+    bad = [
+        None,  # a tombstone
+        b"boom",
+        _line("9999-12-31T23:59:59+00:00", event_id="far"),
+        _line("0001-01-01T00:00:00+00:00", event_id="early"),
+        _line("2026-03-02T10:00:00+00:00", team="x" * 800_000, event_id="huge"),
+    ]
+    good = [_line(f"2026-03-0{i}T10:00:00+00:00", event_id=f"ok-{i}", subject=f"c-{i}") for i in range(2, 7)]
+    messages = [Message(0, i, None, value, direct=True) for i, value in enumerate(bad + good)]
+    result, metas = stage1.process(messages)
+    stage1.commit(result, metas)
+    kinds = [(d.kind.value, d.origin.offset) for d in result.rejected]
+    assert kinds == [
+        ("null_value", 0), ("processing_error", 1), ("processing_error", 2), ("processing_error", 3),
+        ("output_too_large", 4),
+    ]
+    assert result.rejected[1].reason == "RuntimeError: decoder bug"
+    assert result.rejected[2].original == bad[2]  # the original bytes, for a fix and a re-publish
+    assert all("client-1" not in d.reason for d in result.rejected)
+    quoting, _ = stage1.process([Message(0, len(messages), None, _line("2026-03-07T10:00:00+00:00", subject="MRN-77"),
+                                         direct=True)])
+    assert [d.reason for d in quoting.rejected] == ["ValueError: cannot link <subject>"]
+    assert metas[0].accepted == len(good)
+    assert metas[0].applied_direct == len(messages) - 1
+    assert metas[0].max_us == to_us(datetime(2026, 3, 6, 10, tzinfo=UTC))  # the bad times moved no watermark
+    assert all(len(t) < 100 for t in metas[0].teams)
+
+
+def test_a_sweep_that_raises_is_a_dead_letter_and_the_partition_goes_on(
+    events: list[Event], config: CoreConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import streams.live
+
+    pipeline = Pipeline(config)
+    pipeline.feed(events[: len(events) // 2])
+    real = streams.live.sweep
+    victim = events[0].client
+
+    def sweep(state: Any, clock: Any, cfg: CoreConfig) -> Any:
+        if state is not None and state.client == victim:
+            raise ArithmeticError("core bug")
+        return real(state, clock, cfg)
+
+    monkeypatch.setattr(streams.live, "sweep", sweep)
+    end = max(e.time for e in events)
+    tick = encode_tick(Tick(to_us(end), to_us(end) + 1))
+    result, metas = pipeline.stage1.process([pipeline.message(p, b"\x00tick", tick) for p in range(PARTITIONS)])
+    assert [d.reason for d in result.rejected] == ["ArithmeticError: core bug"]
+    assert len(result.watermarks) == PARTITIONS  # every partition went on
+    assert any(isinstance(o, Observation) for o in result.outputs)
+
+
+def test_stage2_dead_letters_a_record_it_cannot_read(config: CoreConfig) -> None:
+    stage2 = Stage2(config, {}, PARTITIONS)
+    obs = Observation("seen_within_target", "k1", "north", datetime(2026, 3, 2, tzinfo=UTC), True)
+    result = stage2.process([Message(0, 0, b"north", b"not an observation"), Message(0, 1, b"north", obs.to_bytes())])
+    assert [d.kind.value for d in result.rejected] == ["processing_error"]
+    assert stage2.held()["north"] is not None
+
+
+def test_a_batch_run_in_slices_gives_what_it_gives_whole(events: list[Event], config: CoreConfig) -> None:
+    whole, sliced = Pipeline(config), Pipeline(config)
+    messages = [whole.message(partition_for(e.client.encode(), PARTITIONS), e.client.encode(), encode_event(e))
+                for e in events[:600]]
+    a, metas_a = whole.stage1.process(messages)
+    done = sliced.stage1.process(messages[:100])
+    for i in range(100, len(messages), 100):
+        done = sliced.stage1.process(messages[i : i + 100], done)
+    b, metas_b = done
+    assert [o for o in a.outputs] == [o for o in b.outputs]
+    assert a.pending == b.pending
+    assert metas_a == metas_b
+
+
+def test_catch_up_is_logged_while_behind_and_once_when_caught_up() -> None:
+    from streams.live import CatchUp
+
+    progress = CatchUp(every=30)
+    assert progress.observe(0, 0.0) is None  # never behind: nothing to say
+    first = progress.observe(10_000, 0.0, datetime(2025, 6, 1, tzinfo=UTC))
+    assert first == "catching up: 10000 input records behind; event time reached 2025-06-01T00:00:00+00:00"
+    assert progress.observe(9_000, 5.0) is None  # at most one line per 30 s
+    assert progress.observe(4_000, 30.0) == "catching up: 4000 input records behind (200 records/s net)"
+    assert progress.observe(0, 35.0) == "caught up: no input records behind"
+    assert progress.observe(0, 70.0) is None
+
+
+def test_a_group_instance_id_gives_the_worker_static_membership() -> None:
+    from streams.faust_io import app_options
+
+    assert app_options(load_settings(group_instance_id="worker-0"))["consumer_group_instance_id"] == "worker-0"
+    assert app_options(load_settings())["consumer_group_instance_id"] is None  # dynamic by default
