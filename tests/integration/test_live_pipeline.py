@@ -129,12 +129,18 @@ def _bad_records() -> list[tuple[str, bytes | None]]:
             }
         ).encode()
 
+    def padded(line: bytes, size: int) -> bytes:  # an unknown field: valid, but too big to derive from
+        obj = json.loads(line)
+        obj["padding"] = "x" * size
+        return json.dumps(obj).encode()
+
     return [
         ("null_value", None),
         ("not_json", b"\x00not json " * 90_000),  # 900 KB, which the broker accepts
-        ("output_too_large", referral("2025-03-02T10:00:00+00:00", team="x" * 800_000)),
-        ("processing_error", referral("0001-01-01T00:00:00+00:00", subject="MRN-early")),
-        ("processing_error", referral("9999-12-31T23:59:59+00:00", subject="MRN-late")),
+        ("schema", referral("2025-03-02T10:00:00+00:00", team="x" * 800_000)),  # a team is at most 40
+        ("output_too_large", padded(referral("2025-03-02T11:00:00+00:00", subject="MRN-padded"), 800_000)),
+        ("schema", referral("0001-01-01T00:00:00+00:00", subject="MRN-early")),  # outside the time window
+        ("schema", referral("9999-12-31T23:59:59+00:00", subject="MRN-late")),
     ]
 
 
