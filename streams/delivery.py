@@ -126,6 +126,14 @@ def add_delivery(
             await dispatcher.dispatch([], wall())
             count_deliveries()
 
+    @app.timer(interval=5.0, name="pathwatch-delivery-stalled")
+    async def delivery_stalled() -> None:
+        """How long each receiver has owed alert states without delivering any; read without
+        the dispatcher's lock, so a delivery that hangs still shows."""
+        dispatcher = delivery.get("dispatcher")
+        if dispatcher is not None:
+            metrics.set_delivery_stalled(dispatcher.stalled_seconds(wall()))
+
 
 def add_consumer_lag(app: faust.App, topics: set[str], metrics: Any) -> None:
     """Every 5 s, the consumer lag of the assigned partitions of ``topics`` (a gauge)."""
