@@ -16,7 +16,9 @@ Flow of :meth:`Dispatcher.dispatch`, per receiver ("lane"):
    interval, and resolved ones for the policy's retention.
 
 Nothing is sent without consulting the log, so a Redis outage delays delivery but does not
-duplicate it. A log that comes back empty (Redis lost its data) makes the dispatcher send what
+duplicate it, except to receivers that re-send (Alertmanager): they de-duplicate by
+themselves, so during an outage they get new states and re-sends from what this process
+knows, and the log is written when it is back. A log that comes back empty (Redis lost its data) makes the dispatcher send what
 it cannot rule out: resolved states are sent (:data:`alerts.nflog.NotifyReason.RESOLVED_UNKNOWN`),
 and Alertmanager keeps getting the firing alerts this process knows of, each with an
 ``endsAt`` a few re-send intervals ahead, so an alert nobody re-sends resolves by itself.
@@ -303,6 +305,9 @@ class Dispatcher:
                 self._enqueue(lane, alert, now)
 
     async def _drain(self, lane: _Lane, now: datetime) -> None:
+        if lane.unrecorded and not lane.queue:  # nothing to deliver: still hand the log what it missed
+            with contextlib.suppress(*STORAGE_ERRORS):
+                await self._write_unrecorded(lane)
         while lane.queue:
             batch = self._take_batch(lane)
             lane.in_flight = len(batch)
@@ -359,9 +364,16 @@ class Dispatcher:
             entries = await self._log.get_many(name, [a.fingerprint for a in batch])
         except STORAGE_ERRORS as exc:
             self.stats.add(name, "storage_error")
-            log.warning("notification log unavailable for receiver %s (%s): will retry", name, type(exc).__name__)
             await self._release(name, claimed)
-            return batch
+            if not lane.repeats:
+                log.warning("notification log unavailable for receiver %s (%s): will retry", name, type(exc).__name__)
+                return batch
+            # A re-sending receiver (Alertmanager) de-duplicates by itself: a needless send is
+            # harmless, a missing re-send ends the alert there. Send from what this process
+            # knows; the log is written when it is back (lane.unrecorded).
+            log.warning("notification log unavailable for receiver %s (%s): sending without it",
+                        name, type(exc).__name__)
+            claimed, entries = [], {}
 
         entries.update(lane.unrecorded)
         decisions = [(a, needs_update(entries.get(a.fingerprint), a, now, lane.spec.policy)) for a in batch]

@@ -293,6 +293,26 @@ async def test_log_outage_delays_but_never_duplicates_or_loses() -> None:
     assert d.pending() == 0
 
 
+async def test_alertmanager_keeps_getting_its_alerts_while_the_log_is_down() -> None:
+    # Alertmanager de-duplicates by itself: without the log, a re-send is harmless and a
+    # missing one ends the alert there (endsAt a few re-send intervals ahead)
+    log = FlakyLog()
+    am = FakeNotifier("alertmanager")
+    d = dispatcher(am, log, policy=ResendPolicy(repeat_interval=M, resolved_retention=15 * M))
+    await d.dispatch([alert("p-1")], T0)
+    log.down = True
+    await d.dispatch([alert("p-2")], T0 + 30 * S)  # new while down: sent
+    await d.dispatch([], T0 + 70 * S)  # p-1's re-send, from what this process knows
+    await d.dispatch([alert("p-2", end=T0 + 80 * S)], T0 + 80 * S)  # resolved while down: sent
+    assert am.delivered == [("p-1", "firing"), ("p-2", "firing"), ("p-1", "firing"), ("p-2", "resolved")]
+    assert d.pending() == 0
+    log.down = False
+    await d.dispatch([], T0 + 100 * S)  # the log takes what was sent meanwhile
+    assert set(await log.get_many("alertmanager", [alert("p-1").fingerprint, alert("p-2").fingerprint])) == {
+        alert("p-1").fingerprint, alert("p-2").fingerprint}
+    assert len(am.delivered) == 4
+
+
 async def test_sent_but_unrecorded_is_remembered_until_the_log_takes_it() -> None:
     log = FlakyLog()
     hook = FakeNotifier("webhook")
