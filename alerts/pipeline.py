@@ -24,7 +24,7 @@ and Alertmanager keeps getting the firing alerts this process knows of, each wit
 ``endsAt`` a few re-send intervals ahead, so an alert nobody re-sends resolves by itself.
 
 Claims carry this process's token, and the dispatcher beats for it in the log on every call
-(at most every third of ``RetryPolicy.owner_timeout``). The claims of a process that died
+(at most every quarter of ``RetryPolicy.owner_timeout``, and on a timer of the caller's). The claims of a process that died
 (SIGKILL) are taken over once its last beat is ``owner_timeout`` old, so delivery resumes
 within that time after a kill, whoever delivers next (its own restart or another process).
 A send that does not answer within ``RetryPolicy.send_timeout`` counts as a retryable
@@ -224,7 +224,7 @@ class Dispatcher:
 
     async def dispatch(self, alerts: Sequence[Alert], now: datetime) -> None:
         """Route, buffer and try to deliver ``alerts`` (transitions, oldest first) at ``now``."""
-        await self._beat(now)
+        await self.heartbeat(now)
         for alert in alerts:
             for name in receivers_for(alert, self._routes):
                 lane = self._lanes[name]
@@ -236,7 +236,7 @@ class Dispatcher:
     async def flush(self, now: datetime | None = None) -> int:
         """Try every buffered alert now, ignoring backoff; return how many remain buffered."""
         now = now or self._clock()
-        await self._beat(now)
+        await self.heartbeat(now)
         await self._run(now, force=True)
         return self.pending()
 
@@ -260,10 +260,13 @@ class Dispatcher:
                     lane.active[fp] = entry.alert
                 lane.last_sent[fp] = max(entry.sent_at, lane.last_sent.get(fp, entry.sent_at))
 
-    async def _beat(self, now: datetime) -> None:
-        """Tell the log this process is alive (its claims stand), a few times per time-out."""
+    async def heartbeat(self, now: datetime) -> None:
+        """Tell the log this process is alive, so its claims stand for ``owner_timeout``.
+        Called by every :meth:`dispatch` and :meth:`flush`; call it also on a timer of its
+        own (every few seconds, well inside ``owner_timeout``) so the beat does not depend on
+        the dispatch rate. Writes at most every quarter time-out; never raises."""
         timeout = self._retry.owner_timeout
-        if self._beaten_at is not None and self._beaten_at <= now < self._beaten_at + timeout / 3:
+        if self._beaten_at is not None and self._beaten_at <= now < self._beaten_at + timeout / 4:
             return
         try:
             await self._log.heartbeat(self._token, now, timeout)

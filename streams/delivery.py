@@ -126,13 +126,16 @@ def add_delivery(
             await dispatcher.dispatch([], wall())
             count_deliveries()
 
-    @app.timer(interval=5.0, name="pathwatch-delivery-stalled")
-    async def delivery_stalled() -> None:
-        """How long each receiver has owed alert states without delivering any; read without
-        the dispatcher's lock, so a delivery that hangs still shows."""
+    @app.timer(interval=5.0, name="pathwatch-delivery-heartbeat")
+    async def delivery_heartbeat() -> None:
+        """The heartbeat that keeps this process's claims (every 5 s, whatever the tick
+        interval; the owner time-out is 15 s), and how long each receiver has owed alert
+        states without delivering any. Neither waits for a delivery in progress."""
         dispatcher = delivery.get("dispatcher")
         if dispatcher is not None:
-            metrics.set_delivery_stalled(dispatcher.stalled_seconds(wall()))
+            now = wall()
+            await dispatcher.heartbeat(now)
+            metrics.set_delivery_stalled(dispatcher.stalled_seconds(now))
 
 
 def add_consumer_lag(app: faust.App, topics: set[str], metrics: Any) -> None:
