@@ -355,7 +355,7 @@ class Dispatcher:
                 # heartbeat is owner_timeout old): hold them back a while and deliver the rest
                 # now. Failing the whole batch held every later alert of the lane back.
                 self.stats.add(name, "contended", len(contended))
-                if not lane.held:
+                if lane.held_until is None:  # once per episode, not at each retry
                     log.info("receiver %s: %d alert states held back while another delivery process "
                              "holds their claims", name, len(contended))
                 lane.held.extend(contended)
@@ -363,6 +363,8 @@ class Dispatcher:
                 batch = [a for a, ok in zip(batch, claims, strict=True) if ok]
                 if not batch:
                     return None
+            elif not lane.held:
+                lane.held_until = None
             claimed = [a.fingerprint for a in batch]
             entries = await self._log.get_many(name, [a.fingerprint for a in batch])
         except STORAGE_ERRORS as exc:

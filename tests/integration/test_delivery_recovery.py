@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from kafka import KafkaConsumer
+from kafka import KafkaConsumer, TopicPartition
 
 from schemas.pseudonym import Pseudonymiser
 from streams.publish import publish
@@ -72,6 +72,15 @@ class AlertsTopic:
         self._consumer.close()
 
 
+def _end_offsets(bootstrap: str, topic: str) -> int:
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        return sum(consumer.end_offsets(partitions).values())
+    finally:
+        consumer.close()
+
+
 class GatedWebhook:
     """A webhook receiver that records ReferralWaiting states, and that can be made to hold
     requests unanswered (``gate`` cleared) so a sender is caught mid-send. A request whose
@@ -117,9 +126,11 @@ async def gated_webhook() -> AsyncIterator[GatedWebhook]:
         await runner.cleanup()
 
 
-# from the SIGKILL to every owed state delivered: the restart (about 10 to 12 s here) and the
-# owner time-out (15 s) fit well inside; the claims' own 2 minutes (before) do not
-COMPLETE_WITHIN_SECONDS = 75
+# from the SIGKILL to every owed state delivered: usually 12 to 16 s (the restart, about 10 s,
+# and the owner time-out, 15 s, overlap), but a restarted worker under load has taken over
+# 60 s to read one partition of the transitions topic again; the claims' own 2 minutes (the
+# previous code) stay outside the bound
+COMPLETE_WITHIN_SECONDS = 100
 
 
 @pytest.mark.parametrize("delivery", ["worker", "separate"])
@@ -167,10 +178,14 @@ async def test_a_process_killed_mid_delivery_delivers_everything_it_owed_after_r
         hook.gate.clear()
         await publish(stack.settings, phase_b, "events")
 
-        async def sending() -> Any:
-            return hook.waiting
+        transitions = stack.env["PATHWATCH_TOPICS__TRANSITIONS"]
 
-        await eventually(sending, timeout=120, interval=0.01)
+        async def all_transitions_out_and_sending() -> Any:
+            # every transition is on its topic (stage 1's own recovery after a kill is not
+            # what this test times), and a send to the webhook is held right now
+            return hook.waiting and _end_offsets(kafka_bootstrap, transitions) >= len(expected)
+
+        await eventually(all_transitions_out_and_sending, timeout=120, interval=0.01)
         deliverer.kill()
         killed = time.monotonic()
         at_kill = len(hook.seen)
@@ -190,7 +205,14 @@ async def test_a_process_killed_mid_delivery_delivers_everything_it_owed_after_r
         async def complete() -> Any:
             return hook.seen >= expected and topic.poll() >= expected
 
-        await eventually(complete, timeout=max(1.0, COMPLETE_WITHIN_SECONDS - resumed_after), interval=0.05)
+        try:
+            await eventually(complete, timeout=max(1.0, COMPLETE_WITHIN_SECONDS - resumed_after), interval=0.05)
+        except BaseException:
+            for name, got in (("webhook", hook.seen), ("alerts topic", topic.poll())):
+                missing = sorted(status for _, status in expected - got)
+                print(f"\n{name}: missing {len(missing)} ({missing.count('firing')} firing), "
+                      f"e.g. {sorted(expected - got)[:3]}")
+            raise
         complete_after = time.monotonic() - killed
         print(f"\n{delivery}: SIGKILL to webhook delivery resumed: {resumed_after:.1f} s; to complete: "
               f"{complete_after:.1f} s ({at_kill} of {len(expected)} states at the webhook at the kill)")
