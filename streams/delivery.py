@@ -203,7 +203,9 @@ async def _dispatcher(settings: Settings) -> Any:
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True)
     await producer.start()
     session = aiohttp.ClientSession()
-    client = aredis.from_url(settings.redis_url)
+    # a Redis call that never answers would hold delivery (and its lock) for good: time it out
+    # into a storage error, which is retried and logged
+    client = aredis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5)
     dispatcher = build_dispatcher(settings, client, producer, session, settings.alert_routes or None)
     original_close = dispatcher.close
 

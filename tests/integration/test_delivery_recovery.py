@@ -27,7 +27,7 @@ from kafka import KafkaConsumer, TopicPartition
 from schemas.pseudonym import Pseudonymiser
 from streams.publish import publish
 from tests.integration.alert_fixtures import eventually
-from tests.integration.live_fixtures import PSEUDONYM_KEY, LiveStack, live_stack, wait_ready
+from tests.integration.live_fixtures import PSEUDONYM_KEY, live_stack, scrape, wait_ready
 from tests.integration.support import Process, free_port
 
 
@@ -48,28 +48,25 @@ def _contact(subject: str, when: datetime) -> bytes:
                   {"contact_id": f"C-{subject}", "team": "north", "status": "attended", "mode": "telephone"})
 
 
-class AlertsTopic:
-    """Reads the alerts topic from the start, keeping (client, status) of ReferralWaiting states."""
-
-    def __init__(self, stack: LiveStack, bootstrap: str) -> None:
-        self._consumer = KafkaConsumer(stack.env["PATHWATCH_TOPICS__ALERTS"], bootstrap_servers=bootstrap,
-                                       auto_offset_reset="earliest")
-        self.seen: set[tuple[str, str]] = set()
-        self.records = 0
-
-    def poll(self) -> set[tuple[str, str]]:
-        """What has arrived so far: one fetch, not a read until the topic goes quiet (that
-        waited for delivery to finish, and the kill came too late to find anything owed)."""
-        for messages in self._consumer.poll(timeout_ms=100).values():
-            for message in messages:
-                state = json.loads(message.value)
-                self.records += 1
-                if state["labels"]["alertname"] == "ReferralWaiting":
-                    self.seen.add((state["labels"]["client"], state["status"]))
-        return self.seen
-
-    def close(self) -> None:
-        self._consumer.close()
+def _alerts_on_topic(bootstrap: str, topic: str) -> set[tuple[str, str]]:
+    """(client, status) of every ReferralWaiting state on ``topic``, read to its end now by a
+    new consumer (one kept polling across the test was seen to miss a partition's records)."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    seen: set[tuple[str, str]] = set()
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning()
+        ends = consumer.end_offsets(partitions)
+        while any(consumer.position(tp) < end for tp, end in ends.items()):
+            for messages in consumer.poll(timeout_ms=500).values():
+                for message in messages:
+                    state = json.loads(message.value)
+                    if state["labels"]["alertname"] == "ReferralWaiting":
+                        seen.add((state["labels"]["client"], state["status"]))
+    finally:
+        consumer.close()
+    return seen
 
 
 def _end_offsets(bootstrap: str, topic: str) -> int:
@@ -126,11 +123,10 @@ async def gated_webhook() -> AsyncIterator[GatedWebhook]:
         await runner.cleanup()
 
 
-# from the SIGKILL to every owed state delivered: usually 12 to 16 s (the restart, about 10 s,
-# and the owner time-out, 15 s, overlap), but a restarted worker under load has taken over
-# 60 s to read one partition of the transitions topic again; the claims' own 2 minutes (the
-# previous code) stay outside the bound
-COMPLETE_WITHIN_SECONDS = 100
+# from the SIGKILL to every owed state delivered: 13 to 16 s in these runs (the restart, about
+# 10 s, and the owner time-out, 15 s, overlap); the claims' own 2 minutes (the previous code)
+# are well outside the bound
+COMPLETE_WITHIN_SECONDS = 75
 
 
 @pytest.mark.parametrize("delivery", ["worker", "separate"])
@@ -142,7 +138,7 @@ async def test_a_process_killed_mid_delivery_delivers_everything_it_owed_after_r
     stack = live_stack(kafka_bootstrap, redis_url, unique, tmp_path)
     stack.env.update(PATHWATCH_ALERT_CLOCK="wall", PATHWATCH_DELIVERY=delivery, PATHWATCH_WEBHOOK_URL=hook.url)
     command = "worker" if delivery == "worker" else "deliver"
-    stack.env.pop("PATHWATCH_ALERTMANAGER_URL", None)
+    stack.env["PATHWATCH_ALERTMANAGER_URL"] = ""  # (the stack's environment names one)
     pseudonym = Pseudonymiser(PSEUDONYM_KEY.encode()).pseudonym
     referred = datetime.now(UTC).replace(microsecond=0) - timedelta(days=1)
     n = 300
@@ -156,67 +152,74 @@ async def test_a_process_killed_mid_delivery_delivers_everything_it_owed_after_r
                                  for s, t in zip(first, second, strict=True)))
     expected = {(pseudonym(s), "firing") for s in first + second} | {(pseudonym(s), "resolved") for s in first}
 
-    topic = AlertsTopic(stack, kafka_bootstrap)
+    worker = stack.worker("worker")
+    processes.append(worker)
+    deliverer = worker
+    if delivery == "separate":
+        deliverer = stack.worker("deliver-1", "deliver")
+        processes.append(deliverer)
+        await asyncio.to_thread(wait_ready, deliverer)
+    await asyncio.to_thread(wait_ready, worker)
+    alerts = stack.env["PATHWATCH_TOPICS__ALERTS"]
+    await publish(stack.settings, phase_a, "events")
+
+    async def all_first_fired() -> Any:
+        return len(hook.seen) >= n
+
+    await eventually(all_first_fired, timeout=120, interval=0.1)
+
+    # the webhook stops answering: the deliverer is caught holding the claims of the
+    # states it is sending, and killed there
+    hook.gate.clear()
+    await publish(stack.settings, phase_b, "events")
+
+    transitions = stack.env["PATHWATCH_TOPICS__TRANSITIONS"]
+
+    async def all_transitions_out_and_sending() -> Any:
+        # every transition is on its topic (stage 1's own recovery after a kill is not
+        # what this test times), and a send to the webhook is held right now
+        return hook.waiting and _end_offsets(kafka_bootstrap, transitions) >= len(expected)
+
+    await eventually(all_transitions_out_and_sending, timeout=120, interval=0.01)
+    deliverer.kill()
+    killed = time.monotonic()
+    at_kill = len(hook.seen)
+    assert at_kill < len(expected)
+
+    restarted = stack.worker(f"{command}-2", command)
+    processes.append(restarted)
+    await asyncio.to_thread(wait_ready, restarted)
+    hook.gate.set()  # the killed sender's request is long gone: not recorded
+
+    async def resumed() -> Any:
+        return len(hook.seen) > at_kill
+
+    await eventually(resumed, timeout=COMPLETE_WITHIN_SECONDS, interval=0.05)
+    resumed_after = time.monotonic() - killed
+
+    async def complete() -> Any:
+        return hook.seen >= expected
+
     try:
-        worker = stack.worker("worker")
-        processes.append(worker)
-        deliverer = worker
-        if delivery == "separate":
-            deliverer = stack.worker("deliver-1", "deliver")
-            processes.append(deliverer)
-            await asyncio.to_thread(wait_ready, deliverer)
-        await asyncio.to_thread(wait_ready, worker)
-        await publish(stack.settings, phase_a, "events")
+        await eventually(complete, timeout=max(1.0, COMPLETE_WITHIN_SECONDS - resumed_after), interval=0.05)
+    except BaseException:
+        on_topic = await asyncio.to_thread(_alerts_on_topic, kafka_bootstrap, alerts)
+        for name, got in (("webhook", hook.seen), ("alerts topic", on_topic)):
+            missing = sorted(status for _, status in expected - got)
+            print(f"\n{name}: missing {len(missing)} ({missing.count('firing')} firing), "
+                  f"e.g. {sorted(expected - got)[:3]}")
+        try:  # what the restarted process says of its delivery
+            print("\n".join(line for line in scrape(restarted).splitlines()
+                            if line.startswith(("pathwatch_alert_deliver", "pathwatch_consumer_lag"))))
+        except OSError as exc:
+            print(f"restarted process's /metrics did not answer: {exc}")
+        raise
+    complete_after = time.monotonic() - killed
+    print(f"\n{delivery}: SIGKILL to webhook delivery resumed: {resumed_after:.1f} s; to complete: "
+          f"{complete_after:.1f} s ({at_kill} of {len(expected)} states at the webhook at the kill)")
+    assert hook.seen == expected
 
-        async def all_first_fired() -> Any:
-            return len(hook.seen) >= n and len(topic.poll()) >= n
+    async def on_topic() -> Any:  # the webhook was last in each batch: the topic has them
+        return await asyncio.to_thread(_alerts_on_topic, kafka_bootstrap, alerts) == expected
 
-        await eventually(all_first_fired, timeout=120, interval=0.1)
-
-        # the webhook stops answering: the deliverer is caught holding the claims of the
-        # states it is sending, and killed there
-        hook.gate.clear()
-        await publish(stack.settings, phase_b, "events")
-
-        transitions = stack.env["PATHWATCH_TOPICS__TRANSITIONS"]
-
-        async def all_transitions_out_and_sending() -> Any:
-            # every transition is on its topic (stage 1's own recovery after a kill is not
-            # what this test times), and a send to the webhook is held right now
-            return hook.waiting and _end_offsets(kafka_bootstrap, transitions) >= len(expected)
-
-        await eventually(all_transitions_out_and_sending, timeout=120, interval=0.01)
-        deliverer.kill()
-        killed = time.monotonic()
-        at_kill = len(hook.seen)
-        assert at_kill < len(expected)
-
-        restarted = stack.worker(f"{command}-2", command)
-        processes.append(restarted)
-        await asyncio.to_thread(wait_ready, restarted)
-        hook.gate.set()  # the killed sender's request is long gone: not recorded
-
-        async def resumed() -> Any:
-            return len(hook.seen) > at_kill
-
-        await eventually(resumed, timeout=COMPLETE_WITHIN_SECONDS, interval=0.05)
-        resumed_after = time.monotonic() - killed
-
-        async def complete() -> Any:
-            return hook.seen >= expected and topic.poll() >= expected
-
-        try:
-            await eventually(complete, timeout=max(1.0, COMPLETE_WITHIN_SECONDS - resumed_after), interval=0.05)
-        except BaseException:
-            for name, got in (("webhook", hook.seen), ("alerts topic", topic.poll())):
-                missing = sorted(status for _, status in expected - got)
-                print(f"\n{name}: missing {len(missing)} ({missing.count('firing')} firing), "
-                      f"e.g. {sorted(expected - got)[:3]}")
-            raise
-        complete_after = time.monotonic() - killed
-        print(f"\n{delivery}: SIGKILL to webhook delivery resumed: {resumed_after:.1f} s; to complete: "
-              f"{complete_after:.1f} s ({at_kill} of {len(expected)} states at the webhook at the kill)")
-        assert hook.seen == expected
-        assert topic.seen == expected
-    finally:
-        topic.close()
+    await eventually(on_topic, timeout=30, interval=1)
