@@ -13,6 +13,16 @@ pseudonym, never a raw identifier).
 Re-fires: an alert that fires again after it resolved must carry a ``starts_at`` later than
 the episode the receiver already knows; a firing or resolved state of an *older* episode is
 ``STALE`` (a replay after a restart re-emits old transitions, and they must not be resent).
+
+When in doubt, send: a resolved state the log has no record of firing is sent
+(``RESOLVED_UNKNOWN``). The log may have been lost (Redis restarted empty) after the receiver
+was told the alert fired, and a resolve the receiver never needed is harmless, where a
+missing one leaves a stale alert active.
+
+Claims and owners: a delivery claim names its owner's token; owners say they are alive with
+:meth:`NotificationLog.heartbeat`. A claim whose owner has not beaten within its time-out (a
+process killed with SIGKILL) is taken over by the next claimer, so delivery resumes within
+that time-out, not the claim's own, longer, lifetime.
 """
 
 from __future__ import annotations
@@ -36,7 +46,7 @@ class NotifyReason(StrEnum):
     RESOLVED_NOT_SENT = "resolved, receiver does not take resolved alerts"
     ALREADY_SENT = "already sent"
     STALE = "older than what the receiver was told"
-    NEVER_FIRED = "resolved, receiver was never told it fired"
+    RESOLVED_UNKNOWN = "resolved, not in the log: sent in case the receiver was told it fired"
 
     @property
     def send(self) -> bool:
@@ -49,7 +59,9 @@ class NotifyReason(StrEnum):
         return self in _SEND or self is NotifyReason.RESOLVED_NOT_SENT
 
 
-_SEND = frozenset({NotifyReason.NEW_FIRING, NotifyReason.RESOLVED, NotifyReason.REPEAT})
+_SEND = frozenset(
+    {NotifyReason.NEW_FIRING, NotifyReason.RESOLVED, NotifyReason.REPEAT, NotifyReason.RESOLVED_UNKNOWN}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +123,9 @@ def needs_update(entry: LogEntry | None, alert: Alert, now: datetime, policy: Re
     """
     firing = alert.status is Status.FIRING
     if entry is None:
-        return NotifyReason.NEW_FIRING if firing else NotifyReason.NEVER_FIRED
+        if firing:
+            return NotifyReason.NEW_FIRING
+        return NotifyReason.RESOLVED_UNKNOWN if policy.send_resolved else NotifyReason.RESOLVED_NOT_SENT
 
     known = entry.alert
     if alert.starts_at < known.starts_at:
@@ -129,8 +143,8 @@ def needs_update(entry: LogEntry | None, alert: Alert, now: datetime, policy: Re
     # The alert is resolved.
     if known_firing:
         return NotifyReason.RESOLVED if policy.send_resolved else NotifyReason.RESOLVED_NOT_SENT
-    if newer_episode:
-        return NotifyReason.NEVER_FIRED
+    if newer_episode:  # its firing is not in the log either: the log may have lost it
+        return NotifyReason.RESOLVED_UNKNOWN if policy.send_resolved else NotifyReason.RESOLVED_NOT_SENT
     assert known.ends_at is not None
     if (
         policy.send_resolved
@@ -161,16 +175,25 @@ class NotificationLog(Protocol):
         """Every live entry of ``receiver`` (used to resume re-sends after a restart)."""
         ...
 
-    async def claim(self, receiver: str, fingerprint: str, token: str, ttl: timedelta) -> bool:
+    async def heartbeat(self, token: str, now: datetime, timeout: timedelta) -> None:
+        """Say that the owner of ``token`` is alive at ``now``: its claims stand for
+        ``timeout``; after that, unless it beats again, any claimer takes them over. (A shared
+        log may measure the time-out by its own clock rather than ``now``.)"""
+        ...
+
+    async def claim(self, receiver: str, fingerprint: str, token: str, ttl: timedelta, now: datetime) -> bool:
         """Take the right to deliver this alert to ``receiver`` for ``ttl``; False if another
-        worker holds it. A claim held by ``token`` already counts as taken by it."""
+        owner holds it and is alive at ``now`` (see :meth:`heartbeat`). A claim held by
+        ``token`` already counts as taken by it; a claim whose owner is not alive is taken over."""
         ...
 
     async def release(self, receiver: str, fingerprint: str, token: str) -> None:
         """Give a claim back (no-op unless held by ``token``)."""
         ...
 
-    async def claim_many(self, receiver: str, fingerprints: Sequence[str], token: str, ttl: timedelta) -> list[bool]:
+    async def claim_many(
+        self, receiver: str, fingerprints: Sequence[str], token: str, ttl: timedelta, now: datetime
+    ) -> list[bool]:
         """:meth:`claim` for each of ``fingerprints`` at once (one round trip): whether each
         was taken. On an error none is known to be taken; those that were time out."""
         ...
@@ -181,11 +204,13 @@ class NotificationLog(Protocol):
 
 
 class MemoryNotificationLog:
-    """In-process log for tests and replay. Entries do not expire; claims do not time out."""
+    """In-process log for tests and replay. Entries do not expire; claims end only by
+    release or when their owner is no longer alive (a missed :meth:`heartbeat`)."""
 
     def __init__(self) -> None:
         self._entries: dict[tuple[str, str], bytes] = {}
         self._claims: dict[tuple[str, str], str] = {}
+        self._alive_until: dict[str, datetime] = {}
 
     async def get_many(self, receiver: str, fingerprints: Iterable[str]) -> dict[str, LogEntry]:
         found = {}
@@ -202,16 +227,26 @@ class MemoryNotificationLog:
     async def entries(self, receiver: str) -> list[LogEntry]:
         return [LogEntry.from_json(raw) for (r, _), raw in sorted(self._entries.items()) if r == receiver]
 
-    async def claim(self, receiver: str, fingerprint: str, token: str, ttl: timedelta) -> bool:
-        holder = self._claims.setdefault((receiver, fingerprint), token)
-        return holder == token
+    async def heartbeat(self, token: str, now: datetime, timeout: timedelta) -> None:
+        self._alive_until[token] = now + timeout
+
+    async def claim(self, receiver: str, fingerprint: str, token: str, ttl: timedelta, now: datetime) -> bool:
+        holder = self._claims.get((receiver, fingerprint))
+        if holder is not None and holder != token:
+            alive_until = self._alive_until.get(holder)
+            if alive_until is not None and now <= alive_until:
+                return False
+        self._claims[(receiver, fingerprint)] = token
+        return True
 
     async def release(self, receiver: str, fingerprint: str, token: str) -> None:
         if self._claims.get((receiver, fingerprint)) == token:
             del self._claims[(receiver, fingerprint)]
 
-    async def claim_many(self, receiver: str, fingerprints: Sequence[str], token: str, ttl: timedelta) -> list[bool]:
-        return [await self.claim(receiver, fp, token, ttl) for fp in fingerprints]
+    async def claim_many(
+        self, receiver: str, fingerprints: Sequence[str], token: str, ttl: timedelta, now: datetime
+    ) -> list[bool]:
+        return [await self.claim(receiver, fp, token, ttl, now) for fp in fingerprints]
 
     async def release_many(self, receiver: str, fingerprints: Sequence[str], token: str) -> None:
         for fp in fingerprints:
@@ -221,12 +256,14 @@ class MemoryNotificationLog:
 # One command for a whole delivery batch (a pipeline of one command per alert cost the client
 # more than the rest of delivery; bench_live.py --separate-delivery). A single claim or
 # release is a batch of one.
+# ARGV: token, claim ttl (ms), the owner-key prefix. A holder is alive while its owner key
+# exists (it expires by Redis's clock, so the hosts' clock skew plays no part).
 _CLAIM_MANY = """
 local taken = {}
 for i, key in ipairs(KEYS) do
   local v = redis.call('get', key)
   if v == ARGV[1] then redis.call('pexpire', key, ARGV[2]) taken[i] = 1
-  elseif v then taken[i] = 0
+  elseif v and redis.call('exists', ARGV[3] .. v) == 1 then taken[i] = 0
   else redis.call('set', key, ARGV[1], 'PX', ARGV[2]) taken[i] = 1 end
 end
 return taken
@@ -247,7 +284,9 @@ return 0
 class RedisNotificationLog:
     """The shared log in Redis: ``{prefix}:e:{receiver}:{fingerprint}`` holds an entry as JSON
     and expires ``retention`` after its last write; ``{prefix}:c:{receiver}:{fingerprint}``
-    is a delivery claim with its own time-out.
+    is a delivery claim (its owner's token) with its own time-out; ``{prefix}:o:{token}``
+    exists while that owner counts as alive. Time-outs run on Redis's clock: ``now`` is not
+    used, so the clocks of the hosts need not agree.
 
     Redis errors (``redis.exceptions.ConnectionError`` and friends) propagate to the caller.
     """
@@ -284,17 +323,23 @@ class RedisNotificationLog:
         raws = await self._redis.mget(keys)
         return [LogEntry.from_json(raw) for raw in raws if raw is not None]
 
-    async def claim(self, receiver: str, fingerprint: str, token: str, ttl: timedelta) -> bool:
-        return (await self.claim_many(receiver, [fingerprint], token, ttl))[0]
+    async def heartbeat(self, token: str, now: datetime, timeout: timedelta) -> None:
+        await self._redis.set(f"{self._prefix}:o:{token}", b"1", px=max(1, int(timeout.total_seconds() * 1000)))
+
+    async def claim(self, receiver: str, fingerprint: str, token: str, ttl: timedelta, now: datetime) -> bool:
+        return (await self.claim_many(receiver, [fingerprint], token, ttl, now))[0]
 
     async def release(self, receiver: str, fingerprint: str, token: str) -> None:
         await self.release_many(receiver, [fingerprint], token)
 
-    async def claim_many(self, receiver: str, fingerprints: Sequence[str], token: str, ttl: timedelta) -> list[bool]:
+    async def claim_many(
+        self, receiver: str, fingerprints: Sequence[str], token: str, ttl: timedelta, now: datetime
+    ) -> list[bool]:
         if not fingerprints:
             return []
         keys = [self._key("c", receiver, fp) for fp in fingerprints]
-        taken = await self._claim_many(keys=keys, args=[token, int(ttl.total_seconds() * 1000)])
+        args = [token, int(ttl.total_seconds() * 1000), f"{self._prefix}:o:"]
+        taken = await self._claim_many(keys=keys, args=args)
         return [bool(t) for t in taken]
 
     async def release_many(self, receiver: str, fingerprints: Sequence[str], token: str) -> None:

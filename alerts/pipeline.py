@@ -16,7 +16,21 @@ Flow of :meth:`Dispatcher.dispatch`, per receiver ("lane"):
    interval, and resolved ones for the policy's retention.
 
 Nothing is sent without consulting the log, so a Redis outage delays delivery but does not
-duplicate it. When a send succeeded and the log write then failed, the entry is kept in memory
+duplicate it, except to receivers that re-send (Alertmanager): they de-duplicate by
+themselves, so during an outage they get new states and re-sends from what this process
+knows, and the log is written when it is back. A log that comes back empty (Redis lost its data) makes the dispatcher send what
+it cannot rule out: resolved states are sent (:data:`alerts.nflog.NotifyReason.RESOLVED_UNKNOWN`),
+and Alertmanager keeps getting the firing alerts this process knows of, each with an
+``endsAt`` a few re-send intervals ahead, so an alert nobody re-sends resolves by itself.
+
+Claims carry this process's token, and the dispatcher beats for it in the log on every call
+(at most every quarter of ``RetryPolicy.owner_timeout``, and on a timer of the caller's). The claims of a process that died
+(SIGKILL) are taken over once its last beat is ``owner_timeout`` old, so delivery resumes
+within that time after a kill, whoever delivers next (its own restart or another process).
+A send that does not answer within ``RetryPolicy.send_timeout`` counts as a retryable
+failure, so a hung receiver or producer cannot hold a lane (and every lane after it) for good.
+:meth:`Dispatcher.stalled_seconds` says how long each receiver has owed alert states without
+delivering any (the ``pathwatch_alert_delivery_stalled_seconds`` gauge). When a send succeeded and the log write then failed, the entry is kept in memory
 (and the claim is left to time out) until the log takes it. One window stays at-least-once:
 a worker that dies between a successful send and the log write resends after restart.
 
@@ -64,6 +78,9 @@ log = logging.getLogger(__name__)
 
 STORAGE_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
 ALERTMANAGER_RESOLVED_RETENTION = timedelta(minutes=15)
+# a firing alert posted to Alertmanager ends this many re-send intervals later unless re-sent
+# (Prometheus uses 4): a few missed re-sends do not end it, a process that lost track does
+ALERTMANAGER_VALIDITY_RESENDS = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +101,9 @@ class RetryPolicy:
     """Backoff after a failed attempt: ``initial × factor^(n-1)``, at most ``maximum``.
 
     ``buffer_size`` bounds each receiver's buffer; ``claim_ttl`` bounds how long a claim
-    outlives a worker that died holding it.
+    lives in the log at most; ``owner_timeout``: how long after its last heartbeat a
+    process's claims are taken over by others (the bound on resuming after a kill);
+    ``send_timeout``: a send not answered by then is a retryable failure.
     """
 
     initial: timedelta = timedelta(seconds=1)
@@ -92,6 +111,8 @@ class RetryPolicy:
     maximum: timedelta = timedelta(minutes=5)
     buffer_size: int = 10_000
     claim_ttl: timedelta = timedelta(minutes=2)
+    owner_timeout: timedelta = timedelta(seconds=15)
+    send_timeout: timedelta = timedelta(seconds=30)
 
     def delay(self, attempts: int) -> timedelta:
         seconds = self.initial.total_seconds() * self.factor ** max(attempts - 1, 0)
@@ -126,6 +147,12 @@ class _Lane:
     held_until: datetime | None = None
     active: dict[str, Alert] = field(default_factory=dict)
     last_sent: dict[str, datetime] = field(default_factory=dict)
+    # the batch being delivered now, and since when the lane owes states without delivering
+    in_flight: int = 0
+    owing_since: datetime | None = None
+
+    def owed(self) -> int:
+        return len(self.queue) + len(self.held) + self.in_flight
 
     @property
     def name(self) -> str:
@@ -174,6 +201,7 @@ class Dispatcher:
         self._retry = retry
         self._token = worker_id or uuid.uuid4().hex
         self._lock = asyncio.Lock()
+        self._beaten_at: datetime | None = None
         self.stats = DispatchStats()
 
     @property
@@ -183,21 +211,33 @@ class Dispatcher:
     def pending(self, receiver: str | None = None) -> int:
         """Alert states buffered (for one receiver, or all)."""
         lanes = self._lanes.values() if receiver is None else [self._lanes[receiver]]
-        return sum(len(lane.queue) + len(lane.held) for lane in lanes)
+        return sum(lane.owed() for lane in lanes)
+
+    def stalled_seconds(self, now: datetime) -> dict[str, float]:
+        """Per receiver: seconds since it last delivered while owing alert states (0 when it
+        owes none). Reads no lock, so it answers while a delivery hangs."""
+        stalled = {}
+        for name, lane in self._lanes.items():
+            since = lane.owing_since if lane.owed() else None
+            stalled[name] = max(0.0, (now - since).total_seconds()) if since is not None else 0.0
+        return stalled
 
     async def dispatch(self, alerts: Sequence[Alert], now: datetime) -> None:
         """Route, buffer and try to deliver ``alerts`` (transitions, oldest first) at ``now``."""
+        await self.heartbeat(now)
         for alert in alerts:
             for name in receivers_for(alert, self._routes):
                 lane = self._lanes[name]
-                self._enqueue(lane, alert)
+                self._enqueue(lane, alert, now)
                 if lane.repeats and _newer(alert, lane.active.get(alert.fingerprint)):
                     lane.active[alert.fingerprint] = alert
         await self._run(now, force=False)
 
     async def flush(self, now: datetime | None = None) -> int:
         """Try every buffered alert now, ignoring backoff; return how many remain buffered."""
-        await self._run(now or self._clock(), force=True)
+        now = now or self._clock()
+        await self.heartbeat(now)
+        await self._run(now, force=True)
         return self.pending()
 
     async def close(self) -> None:
@@ -220,7 +260,23 @@ class Dispatcher:
                     lane.active[fp] = entry.alert
                 lane.last_sent[fp] = max(entry.sent_at, lane.last_sent.get(fp, entry.sent_at))
 
-    def _enqueue(self, lane: _Lane, alert: Alert) -> None:
+    async def heartbeat(self, now: datetime) -> None:
+        """Tell the log this process is alive, so its claims stand for ``owner_timeout``.
+        Called by every :meth:`dispatch` and :meth:`flush`; call it also on a timer of its
+        own (every few seconds, well inside ``owner_timeout``) so the beat does not depend on
+        the dispatch rate. Writes at most every quarter time-out; never raises."""
+        timeout = self._retry.owner_timeout
+        if self._beaten_at is not None and self._beaten_at <= now < self._beaten_at + timeout / 4:
+            return
+        try:
+            await self._log.heartbeat(self._token, now, timeout)
+        except STORAGE_ERRORS:
+            return  # the claims need the log too: they wait for it anyway
+        self._beaten_at = now
+
+    def _enqueue(self, lane: _Lane, alert: Alert, now: datetime) -> None:
+        if not lane.owed():
+            lane.owing_since = now
         if len(lane.queue) >= self._retry.buffer_size:
             lane.queue.popleft()
             self.stats.add(lane.name, "dropped_full")
@@ -249,11 +305,19 @@ class Dispatcher:
                 continue
             last = lane.last_sent.get(fp)
             if fp not in queued and last is not None and now - last >= policy.repeat_interval:
-                self._enqueue(lane, alert)
+                self._enqueue(lane, alert, now)
 
     async def _drain(self, lane: _Lane, now: datetime) -> None:
+        if lane.unrecorded and not lane.queue:  # nothing to deliver: still hand the log what it missed
+            with contextlib.suppress(*STORAGE_ERRORS):
+                await self._write_unrecorded(lane)
         while lane.queue:
-            retry = await self._deliver(lane, self._take_batch(lane), now)
+            batch = self._take_batch(lane)
+            lane.in_flight = len(batch)
+            try:
+                retry = await self._deliver(lane, batch, now)
+            finally:
+                lane.in_flight = 0
             if retry is not None:
                 lane.queue.extendleft(reversed(retry))
                 lane.attempts += 1
@@ -283,27 +347,38 @@ class Dispatcher:
             await self._write_unrecorded(lane)
             # claims go out together (one round trip, not one per alert)
             claims = await self._log.claim_many(
-                name, [a.fingerprint for a in batch], self._token, self._retry.claim_ttl
+                name, [a.fingerprint for a in batch], self._token, self._retry.claim_ttl, now
             )
             contended = [a for a, ok in zip(batch, claims, strict=True) if not ok]
             if contended:
-                # Another worker holds these (a live one delivers them; a dead one's claims
-                # time out): hold them back a while and deliver the rest now. Failing the
-                # whole batch held every later alert of the lane back until the claims of a
-                # worker killed mid-delivery timed out (claim_ttl).
+                # Another live process holds these (a dead one's are taken over once its
+                # heartbeat is owner_timeout old): hold them back a while and deliver the rest
+                # now. Failing the whole batch held every later alert of the lane back.
                 self.stats.add(name, "contended", len(contended))
+                if lane.held_until is None:  # once per episode, not at each retry
+                    log.info("receiver %s: %d alert states held back while another delivery process "
+                             "holds their claims", name, len(contended))
                 lane.held.extend(contended)
                 lane.held_until = now + self._retry.initial
                 batch = [a for a, ok in zip(batch, claims, strict=True) if ok]
                 if not batch:
                     return None
+            elif not lane.held:
+                lane.held_until = None
             claimed = [a.fingerprint for a in batch]
             entries = await self._log.get_many(name, [a.fingerprint for a in batch])
         except STORAGE_ERRORS as exc:
             self.stats.add(name, "storage_error")
-            log.warning("notification log unavailable for receiver %s (%s): will retry", name, type(exc).__name__)
             await self._release(name, claimed)
-            return batch
+            if not lane.repeats:
+                log.warning("notification log unavailable for receiver %s (%s): will retry", name, type(exc).__name__)
+                return batch
+            # A re-sending receiver (Alertmanager) de-duplicates by itself: a needless send is
+            # harmless, a missing re-send ends the alert there. Send from what this process
+            # knows; the log is written when it is back (lane.unrecorded).
+            log.warning("notification log unavailable for receiver %s (%s): sending without it",
+                        name, type(exc).__name__)
+            claimed, entries = [], {}
 
         entries.update(lane.unrecorded)
         decisions = [(a, needs_update(entries.get(a.fingerprint), a, now, lane.spec.policy)) for a in batch]
@@ -311,7 +386,7 @@ class Dispatcher:
             if reason is NotifyReason.ALREADY_SENT and alert.fingerprint in entries:
                 lane.last_sent[alert.fingerprint] = entries[alert.fingerprint].sent_at
         to_send = [a for a, r in decisions if r.send]
-        result = await lane.spec.notifier.send(to_send) if to_send else SendResult.success()
+        result = await self._send(lane, to_send) if to_send else SendResult.success()
         if not result.ok:
             await self._release(name, claimed)
             if result.retryable:
@@ -320,11 +395,13 @@ class Dispatcher:
                 return batch
             self.stats.add(name, "failed", len(to_send))
             log.error("receiver %s rejected %d alert states, dropped: %s", name, len(to_send), result.detail)
+            lane.owing_since = now
             return None
 
         self.stats.add(name, "sent", sum(1 for _, r in decisions if r in (NotifyReason.NEW_FIRING, NotifyReason.RESOLVED)))
         self.stats.add(name, "repeated", sum(1 for _, r in decisions if r is NotifyReason.REPEAT))
         self.stats.add(name, "skipped", sum(1 for _, r in decisions if not r.send))
+        lane.owing_since = now
         records = [LogEntry(a, now) for a, r in decisions if r.record]
         for entry in records:
             lane.last_sent[entry.alert.fingerprint] = now
@@ -338,6 +415,13 @@ class Dispatcher:
             return None
         await self._release(name, claimed)
         return None
+
+    async def _send(self, lane: _Lane, alerts: list[Alert]) -> SendResult:
+        timeout = self._retry.send_timeout.total_seconds()
+        try:
+            return await asyncio.wait_for(lane.spec.notifier.send(alerts), timeout)
+        except TimeoutError:
+            return SendResult.retry(f"no answer within {timeout:g} s")
 
     async def _write_unrecorded(self, lane: _Lane) -> None:
         if not lane.unrecorded:
@@ -380,7 +464,8 @@ def build_dispatcher(
 
     Receivers, by name: ``kafka`` (when ``kafka_producer`` is given; topic
     ``settings.topics.alerts``), ``alertmanager`` (when ``settings.alertmanager_url``; re-sends
-    firing alerts every ``settings.alertmanager_resend`` and resolved ones for 15 minutes),
+    firing alerts every ``settings.alertmanager_resend``, each valid for 4 of those, and
+    resolved ones for 15 minutes),
     ``webhook`` (when ``settings.webhook_url``, bearer ``settings.webhook_token``), and each of
     ``webhooks``. ``routes`` (or ``settings.alert_routes`` if present) maps receiver names to
     label matchers; without routes every receiver gets every alert. The log is Redis when
@@ -397,7 +482,10 @@ def build_dispatcher(
         assert http_session is not None
         specs.append(
             ReceiverSpec(
-                AlertmanagerReceiver(http_session, settings.alertmanager_url),
+                AlertmanagerReceiver(
+                    http_session, settings.alertmanager_url,
+                    firing_validity=ALERTMANAGER_VALIDITY_RESENDS * settings.alertmanager_resend, clock=clock,
+                ),
                 ResendPolicy(settings.alertmanager_resend, ALERTMANAGER_RESOLVED_RETENTION),
             )
         )

@@ -5,19 +5,22 @@ written once for every receiver (STYLE.md 4). A failure is retryable when trying
 may succeed: a 5xx or 429 answer, a connection error or a time-out. Any other non-2xx answer
 (the receiver rejected what we sent) is not.
 
-Wire shapes follow Alertmanager: ``POST /api/v2/alerts`` takes postable alerts (no
-``endsAt`` while firing, so Alertmanager times the alert out after its ``resolve_timeout``
-unless re-sent, which is why the Alertmanager receiver's policy re-sends firing alerts); the
-webhook receiver posts Alertmanager's webhook payload, version 4.
+Wire shapes follow Alertmanager: ``POST /api/v2/alerts`` takes postable alerts. A firing alert
+is posted with ``endsAt`` = now + ``firing_validity`` when one is set (as Prometheus posts
+``now`` + 4 re-send intervals), otherwise without ``endsAt`` (Alertmanager then ends it after
+its own ``resolve_timeout``); either way it stays active only while re-sent, which is why the
+Alertmanager receiver's policy re-sends firing alerts, and an alert whose resolution never
+comes does not stay active for good. The webhook receiver posts Alertmanager's webhook
+payload, version 4.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import aiohttp
@@ -107,12 +110,16 @@ class AlertmanagerReceiver:
         name: str = "alertmanager",
         generator_url: str = "",
         timeout: float = 10.0,
+        firing_validity: timedelta | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.name = name
         self._session = session
         self._url = base_url.rstrip("/") + "/api/v2/alerts"
         self._generator_url = generator_url
         self._timeout = timeout
+        self._firing_validity = firing_validity
+        self._clock = clock
 
     def payload(self, alerts: Sequence[Alert]) -> list[dict[str, Any]]:
         out = []
@@ -124,6 +131,8 @@ class AlertmanagerReceiver:
             }
             if alert.ends_at is not None:
                 item["endsAt"] = rfc3339(alert.ends_at)
+            elif self._firing_validity is not None:
+                item["endsAt"] = rfc3339(self._clock() + self._firing_validity)
             if self._generator_url:
                 item["generatorURL"] = self._generator_url
             out.append(item)

@@ -326,6 +326,11 @@ class Metrics:
             "Alert notifications attempted, by receiver and outcome.",
             ("receiver", "outcome"),
         )
+        self.alert_delivery_stalled = gauge(
+            "alert_delivery_stalled_seconds",
+            "Seconds since a receiver last delivered while it owes alert states (0: owes none).",
+            ("receiver",),
+        )
         self.watermarks = _WatermarkCollector(clock)
         registry.register(self.watermarks)
 
@@ -456,6 +461,10 @@ class Metrics:
     def count_delivery(self, receiver: str, outcome: str, n: int = 1) -> None:
         """``n`` notification attempts; ``outcome`` one of :data:`DELIVERY_OUTCOMES` by convention."""
         self.alert_deliveries.labels(receiver, outcome).inc(n)
+
+    def set_delivery_stalled(self, seconds: Mapping[str, float]) -> None:
+        """Replace the stalled time of each receiver (``Dispatcher.stalled_seconds``)."""
+        self._replace(self.alert_delivery_stalled, {(receiver,): value for receiver, value in seconds.items()})
 
     def observe_processing_latency(self, event_type: str, seconds: float) -> None:
         """Event time to processed; negative values (clock skew) are recorded as 0."""

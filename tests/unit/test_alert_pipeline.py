@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -63,9 +64,13 @@ class FlakyLog(MemoryNotificationLog):
         self._check(write=True)
         await super().record(receiver, entries)
 
-    async def claim(self, receiver: str, fingerprint: str, token: str, ttl: timedelta) -> bool:
+    async def heartbeat(self, token: str, now: datetime, timeout: timedelta) -> None:
+        self._check(write=True)
+        await super().heartbeat(token, now, timeout)
+
+    async def claim(self, receiver: str, fingerprint: str, token: str, ttl: timedelta, now: datetime) -> bool:
         self._check()
-        return await super().claim(receiver, fingerprint, token, ttl)
+        return await super().claim(receiver, fingerprint, token, ttl, now)
 
     async def release(self, receiver: str, fingerprint: str, token: str) -> None:
         self._check(write=True)
@@ -125,7 +130,8 @@ async def test_a_claimed_alert_waits_for_the_other_worker() -> None:
     log = MemoryNotificationLog()
     hook = FakeNotifier("webhook")
     busy = alert("p-1")
-    assert await log.claim("webhook", busy.fingerprint, "other-worker", M)
+    await log.heartbeat("other-worker", T0, M)  # alive
+    assert await log.claim("webhook", busy.fingerprint, "other-worker", M, T0)
     d = dispatcher(hook, log, worker_id="me")
     await d.dispatch([busy], T0)
     assert hook.delivered == []
@@ -136,12 +142,13 @@ async def test_a_claimed_alert_waits_for_the_other_worker() -> None:
 
 
 async def test_alerts_another_worker_holds_do_not_hold_back_the_rest() -> None:
-    # a worker killed mid-delivery leaves its claims until they time out (claim_ttl): the
+    # a worker killed mid-delivery leaves its claims until its heartbeat times out: the
     # alerts they cover wait, every other alert of the receiver goes at once
     log = MemoryNotificationLog()
     hook = FakeNotifier("webhook")
     stuck = alert("p-1")
-    assert await log.claim("webhook", stuck.fingerprint, "killed-worker", 2 * M)
+    await log.heartbeat("killed-worker", T0, DEFAULT_RETRY.owner_timeout)
+    assert await log.claim("webhook", stuck.fingerprint, "killed-worker", 2 * M, T0)
     d = dispatcher(hook, log, worker_id="me")
     await d.dispatch([stuck, alert("p-2"), alert("p-3")], T0)
     await d.dispatch([alert("p-4")], T0 + S / 2)
@@ -151,10 +158,75 @@ async def test_alerts_another_worker_holds_do_not_hold_back_the_rest() -> None:
     await d.dispatch([alert("p-1", end=T0 + S)], T0 + S)  # its resolution: held too
     assert hook.delivered[3:] == []
     assert d.pending() == 2
-    await log.release("webhook", stuck.fingerprint, "killed-worker")  # the claim timed out
+    await log.release("webhook", stuck.fingerprint, "killed-worker")  # the claim was given back
     await d.dispatch([], T0 + 3 * S)
     assert hook.delivered[3:] == [("p-1", "firing"), ("p-1", "resolved")]  # in order
     assert d.pending() == 0
+
+
+async def test_the_claims_of_a_killed_worker_are_taken_over_after_its_heartbeat_times_out() -> None:
+    # issue 14 point 2: a SIGKILL left claims that held delivery back until they timed out
+    log = MemoryNotificationLog()
+    hook = FakeNotifier("webhook")
+    killed = dispatcher(FakeNotifier("webhook", [SendResult.retry("the process dies here")]), log, worker_id="killed")
+    await killed.dispatch([alert("p-1")], T0)  # claimed, beaten, never delivered: then SIGKILL
+    assert await log.claim("webhook", alert("p-1").fingerprint, "killed", M, T0)  # still its claim
+    restarted = dispatcher(hook, log, worker_id="restarted")
+    await restarted.dispatch([alert("p-1"), alert("p-1", end=T0 + 5 * S)], T0 + 5 * S)
+    assert hook.delivered == []
+    assert restarted.stalled_seconds(T0 + 10 * S) == {"webhook": 5.0}
+    timeout = DEFAULT_RETRY.owner_timeout
+    await restarted.dispatch([], T0 + timeout)  # the killed worker's last beat is just in time
+    assert hook.delivered == []
+    await restarted.dispatch([], T0 + timeout + S)
+    assert hook.delivered == [("p-1", "firing"), ("p-1", "resolved")]
+    assert restarted.pending() == 0
+    assert restarted.stalled_seconds(T0 + timeout + 2 * S) == {"webhook": 0.0}
+
+
+async def test_a_live_worker_keeps_its_claims_by_beating() -> None:
+    log = MemoryNotificationLog()
+    busy = alert("p-1")
+    other = dispatcher(FakeNotifier("webhook"), log, worker_id="other")
+    assert await log.claim("webhook", busy.fingerprint, "other", M, T0)
+    hook = FakeNotifier("webhook")
+    me = dispatcher(hook, log, worker_id="me")
+    timeout = DEFAULT_RETRY.owner_timeout
+    for step in range(1, 8):  # the other worker beats on each of its own calls
+        now = T0 + step * timeout / 2
+        await other.dispatch([], now)
+        await me.dispatch([busy] if step == 1 else [], now)
+    assert hook.delivered == []
+
+
+async def test_a_send_that_never_answers_is_retried_not_waited_for() -> None:
+    class Hung(FakeNotifier):
+        async def send(self, alerts: Sequence[Alert]) -> SendResult:
+            if not self.attempts:
+                self.attempts += 1
+                await asyncio.Event().wait()  # a producer or HTTP peer that never answers
+            return await super().send(alerts)
+
+    hook = Hung("webhook")
+    d = dispatcher(hook, retry=RetryPolicy(send_timeout=timedelta(milliseconds=10)))
+    await d.dispatch([alert("p-1")], T0)
+    assert d.stats.get("webhook", "retry") == 1
+    assert d.pending() == 1
+    assert d.stalled_seconds(T0 + 3 * S) == {"webhook": 3.0}
+    await d.dispatch([], T0 + 2 * S)
+    assert hook.delivered == [("p-1", "firing")]
+
+
+async def test_a_lost_log_does_not_lose_resolves() -> None:
+    # Redis restarted empty after the firing was delivered: the resolve is still sent
+    hook = FakeNotifier("webhook")
+    first = dispatcher(hook, MemoryNotificationLog())
+    await first.dispatch([alert("p-1")], T0)
+    after_loss = dispatcher(hook, MemoryNotificationLog())
+    await after_loss.dispatch([alert("p-1", end=T0 + M)], T0 + M)
+    assert hook.delivered == [("p-1", "firing"), ("p-1", "resolved")]
+    await after_loss.dispatch([alert("p-1", end=T0 + M)], T0 + 2 * M)  # once
+    assert len(hook.delivered) == 2
 
 
 async def test_retryable_failure_backs_off_exponentially_then_delivers() -> None:
@@ -221,6 +293,26 @@ async def test_log_outage_delays_but_never_duplicates_or_loses() -> None:
     assert d.pending() == 0
 
 
+async def test_alertmanager_keeps_getting_its_alerts_while_the_log_is_down() -> None:
+    # Alertmanager de-duplicates by itself: without the log, a re-send is harmless and a
+    # missing one ends the alert there (endsAt a few re-send intervals ahead)
+    log = FlakyLog()
+    am = FakeNotifier("alertmanager")
+    d = dispatcher(am, log, policy=ResendPolicy(repeat_interval=M, resolved_retention=15 * M))
+    await d.dispatch([alert("p-1")], T0)
+    log.down = True
+    await d.dispatch([alert("p-2")], T0 + 30 * S)  # new while down: sent
+    await d.dispatch([], T0 + 70 * S)  # p-1's re-send, from what this process knows
+    await d.dispatch([alert("p-2", end=T0 + 80 * S)], T0 + 80 * S)  # resolved while down: sent
+    assert am.delivered == [("p-1", "firing"), ("p-2", "firing"), ("p-1", "firing"), ("p-2", "resolved")]
+    assert d.pending() == 0
+    log.down = False
+    await d.dispatch([], T0 + 100 * S)  # the log takes what was sent meanwhile
+    assert set(await log.get_many("alertmanager", [alert("p-1").fingerprint, alert("p-2").fingerprint])) == {
+        alert("p-1").fingerprint, alert("p-2").fingerprint}
+    assert len(am.delivered) == 4
+
+
 async def test_sent_but_unrecorded_is_remembered_until_the_log_takes_it() -> None:
     log = FlakyLog()
     hook = FakeNotifier("webhook")
@@ -234,7 +326,7 @@ async def test_sent_but_unrecorded_is_remembered_until_the_log_takes_it() -> Non
     assert hook.delivered == [("p-1", "firing")]
     assert (await log.get_many("webhook", [alert("p-1").fingerprint]))[alert("p-1").fingerprint].sent_at == T0
     # the claim kept during the outage is released once the log has the entry
-    assert await log.claim("webhook", alert("p-1").fingerprint, "another", M)
+    assert await log.claim("webhook", alert("p-1").fingerprint, "another", M, T0 + M)
 
 
 async def test_alertmanager_policy_resends_firing_and_resolved_for_a_while() -> None:

@@ -26,6 +26,7 @@ REQUIRED_ALERTS = {
     "PathwatchConsumerLagGrowing",
     "PathwatchDeadLettersSpiking",
     "PathwatchWatermarkStalled",
+    "PathwatchDeliveryStalled",
 }
 
 

@@ -51,6 +51,29 @@ def test_alertmanager_payload_omits_ends_at_while_firing() -> None:
     assert resolved["endsAt"] == "2025-03-01T14:30:00Z"
 
 
+def test_alertmanager_payload_gives_firing_alerts_an_end_a_few_resends_ahead() -> None:
+    # as Prometheus does: an alert this process stops re-sending (it lost track of it) ends
+    # by itself, whatever Alertmanager's resolve_timeout
+    now = T0 + timedelta(hours=1)
+    receiver = AlertmanagerReceiver(None, "http://am:9093/", firing_validity=timedelta(minutes=4),  # type: ignore[arg-type]
+                                    clock=lambda: now)
+    firing, resolved = receiver.payload([CARE, DONE])
+    assert firing["endsAt"] == "2025-03-01T10:34:00Z"
+    assert resolved["endsAt"] == "2025-03-01T14:30:00Z"  # a resolved alert keeps its own end
+
+
+def test_dispatcher_posts_to_alertmanager_with_four_resend_intervals_of_validity() -> None:
+    from alerts.pipeline import build_dispatcher
+    from pathwatch.config import Settings
+
+    now = T0 + timedelta(hours=1)
+    settings = Settings(alertmanager_url="http://am:9093", alertmanager_resend=timedelta(minutes=2))
+    dispatcher = build_dispatcher(settings, None, None, object(), clock=lambda: now)  # type: ignore[arg-type]
+    receiver = dispatcher._lanes["alertmanager"].spec.notifier
+    assert isinstance(receiver, AlertmanagerReceiver)
+    assert receiver.payload([CARE])[0]["endsAt"] == "2025-03-01T10:38:00Z"
+
+
 def test_webhook_payload_is_alertmanager_version_4() -> None:
     receiver = WebhookReceiver(None, "http://hook", name="north-webhook", token=SecretStr("t"))  # type: ignore[arg-type]
     body = receiver.payload([CARE, DONE])
