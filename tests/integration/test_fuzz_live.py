@@ -70,16 +70,7 @@ def dead_letter_kinds(stack: LiveStack) -> Counter[str]:
     return kinds
 
 
-ISSUE_SIZES = pytest.param(
-    1 << 20,
-    900_000,
-    marks=pytest.mark.xfail(
-        strict=True,
-        reason="stage 1 writes a dead letter of a 900 KB input base64-encoded (1.2 MB), over the broker's "
-        "limit, and stops; the stage1 engineer moves it to DeadLetter.to_record (issue 14)",
-    ),
-    id="issue-sizes-900kb",
-)
+ISSUE_SIZES = pytest.param(1 << 20, 900_000, id="issue-sizes-900kb")  # the sizes issue 14 reported
 
 
 @pytest.mark.parametrize(
