@@ -6,6 +6,7 @@ import asyncio
 import io
 import json
 import os
+import re
 import time
 import urllib.request
 from dataclasses import dataclass, replace
@@ -159,3 +160,14 @@ def scrape(proc: Process) -> str:
     url = f"http://127.0.0.1:{proc.web_port}/metrics"  # type: ignore[attr-defined]
     with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - loopback only
         return response.read().decode()
+
+
+def wait_flowing(proc: Process, events: int, timeout: float = 60) -> None:
+    """Wait (at most ``timeout`` seconds) until a worker has accepted at least ``events``
+    events of one type and source: the stream is flowing through stage 1."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for value in re.findall(r"pathwatch_events_total\{[^}]*\} (\d+)", scrape(proc)):
+            if float(value) >= events:
+                return
+        time.sleep(0.2)

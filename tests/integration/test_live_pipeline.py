@@ -32,6 +32,7 @@ from tests.integration.live_fixtures import (
     replay_report,
     scrape,
     simulate,
+    wait_flowing,
     wait_ready,
 )
 from tests.integration.support import Process
@@ -192,11 +193,7 @@ def test_worker_killed_mid_stream_recovers_without_loss_or_double_counting(
     processes.append(first)
     wait_ready(first)
     stack.publish(events)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:  # wait until the stream is flowing through stage 1
-        if re.search(r"pathwatch_events_total\{[^}]*\} [1-9]\d{3}", scrape(first)):
-            break
-        time.sleep(0.2)
+    wait_flowing(first, 1000)
     first.kill(signal.SIGKILL)
 
     second = stack.worker("worker-2")

@@ -9,9 +9,7 @@ the replay's numbers.
 
 from __future__ import annotations
 
-import re
 import signal
-import time
 from datetime import datetime
 from pathlib import Path
 
@@ -21,8 +19,8 @@ from tests.integration.live_fixtures import (
     assert_same_outcomes,
     live_stack,
     replay_report,
-    scrape,
     simulate,
+    wait_flowing,
     wait_ready,
 )
 from tests.integration.support import Process
@@ -48,11 +46,7 @@ def test_a_worker_killed_before_its_first_commit_loses_nothing(
     processes.append(first)
     wait_ready(first)
     stack.publish(events)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:  # wait until the stream is flowing through stage 1
-        if re.search(r"pathwatch_events_total\{[^}]*\} [1-9]\d{2}", scrape(first)):
-            break
-        time.sleep(0.2)
+    wait_flowing(first, 100)
     first.kill(signal.SIGKILL)
     events_topic = stack.env["PATHWATCH_TOPICS__EVENTS"]
     assert _committed(kafka_bootstrap, stack.env["PATHWATCH_APP_ID"], events_topic, 4) == [None] * 4
