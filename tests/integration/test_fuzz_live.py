@@ -109,6 +109,13 @@ def test_two_thousand_fuzz_records_through_a_live_worker_add_up(
     # Accepted and duplicate split by arrival order where a cancel falls between an event and
     # its repeat (a re-issue stands, DOMAIN.md section 1), and the live worker receives the three
     # input topics in another interleaving than the replay's one sequence: compare their sum.
-    assert live["accepted"] + live["duplicates"] == expected.accepted + expected.duplicates, expected.summary()
-    assert decoded_dead == expected.dead_letters - expected.orphan_cancels, (kinds, expected.summary())
+    # The one known difference (docs/known-issues.md): a worker refuses a valid event whose
+    # derived records could exceed Kafka's record limit (output_too_large); replay has no such
+    # limit and accepts it.
+    too_large = kinds.get("output_too_large", 0)
+    assert live["accepted"] + live["duplicates"] + too_large == expected.accepted + expected.duplicates, (
+        kinds,
+        expected.summary(),
+    )
+    assert decoded_dead - too_large == expected.dead_letters - expected.orphan_cancels, (kinds, expected.summary())
     assert live["accepted"] + live["duplicates"] + decoded_dead + expected.nothing == expected.units
