@@ -67,6 +67,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="TEAM:MEASURE:RATE@WEEK",
         help="inject churn, e.g. north:followup_7d:0.45@20 (repeatable)",
     )
+    simulate.add_argument(
+        "--change",
+        action="append",
+        default=[],
+        metavar="TEAM:MEASURE:RATE@WEEK",
+        help="inject a change and record it as a service.change event, e.g. north:followup_7d:0.9@30; "
+        "RATE - records a change that moves nothing (repeatable)",
+    )
 
     validate = sub.add_parser("validate", help="check a file of events, HL7 v2 messages or FHIR bundles")
     validate.add_argument("file")
@@ -137,6 +145,8 @@ def _simulate(args: argparse.Namespace, settings: Settings, console: Console) ->
         changes["max_delay"] = delay
     if args.inject:
         changes["injections"] = tuple(simulate.parse_injection(text) for text in args.inject)
+    if args.change:
+        changes["changes"] = tuple(simulate.parse_change(text) for text in args.change)
     options = dataclasses.replace(options, **changes)
     if args.out == "-":
         count = simulate.write(options, sys.stdout.buffer)
@@ -223,7 +233,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace, settings: Settings, console: Console) -> int:
     if args.command == "replay":
+        from functools import partial
+
         from alerts.rules import AlertRulesConfig, SystemAlertRules
+        from streams.changes import judge_changes
         from streams.replay import run_replay
 
         rules = SystemAlertRules(AlertRulesConfig.from_settings(settings))
@@ -236,6 +249,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings, console: Console) ->
             charts=rules.charts,
             html_path=args.html,
             pdf_path=args.pdf,
+            changes=partial(judge_changes, rules.config),
         )
     if args.command == "simulate":
         return _simulate(args, settings, console)
