@@ -76,6 +76,17 @@ def _parser() -> argparse.ArgumentParser:
         "RATE - records a change that moves nothing (repeatable)",
     )
 
+    change = sub.add_parser("change", help="record a service change (for the charts and 'did it work?')")
+    change_sub = change.add_subparsers(dest="change_command", required=True, metavar="ACTION")
+    add = change_sub.add_parser("add", help="append one service.change event to a JSON-lines file (docs/spc.md)")
+    add.add_argument("--team", required=True, help="the team, or * for the whole provider")
+    add.add_argument("--measures", help="comma-separated rate measures (default: all)")
+    add.add_argument("--date", required=True, type=date.fromisoformat, help="local date it took effect (YYYY-MM-DD)")
+    add.add_argument("--description", required=True, help="what changed, plain text (no client data, ids or dates)")
+    add.add_argument("--expected-direction", choices=["higher", "lower"])
+    add.add_argument("--id", dest="change_id", help="the change's id (default: team, date and first words)")
+    add.add_argument("--out", type=Path, required=True, help="JSON-lines file to append to (- for standard output)")
+
     validate = sub.add_parser("validate", help="check a file of events, HL7 v2 messages or FHIR bundles")
     validate.add_argument("file")
     validate.add_argument("--format", default="auto", choices=["auto", "events", "hl7", "fhir"])
@@ -253,6 +264,10 @@ def _dispatch(args: argparse.Namespace, settings: Settings, console: Console) ->
         )
     if args.command == "simulate":
         return _simulate(args, settings, console)
+    if args.command == "change":
+        from streams.changes import run_change_add
+
+        return run_change_add(args, settings, console)
     if args.command == "validate":
         from schemas.validate import run_validate
 

@@ -17,15 +17,21 @@ Rules, chosen where the specification is silent:
 
 from __future__ import annotations
 
+import json
+import re
+import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from alerts.evidence import ServiceChange, evidence_for_change
 from alerts.mdc import WeeklyValue
 from alerts.rules import RATE_MEASURES, judged_points, lookback_covered
 from alerts.spc import Direction
+from schemas.deadletter import DeadLetter, Origin
+from schemas.decode import Decoder
 from schemas.model import Cancel, Event
 from schemas.model import ServiceChange as ServiceChangeData
 
@@ -175,8 +181,86 @@ def local_date_in(tz: Any) -> LocalDate:
 
 __all__ = [
     "ChangeRegister",
+    "change_event",
     "change_rebase",
     "judge_changes",
     "local_date_in",
     "merged_rebase",
+    "write_change",
 ]
+
+
+CHANGE_SOURCE = "pathwatch/change-add"
+"""The ``source`` of the events ``pathwatch change add`` writes."""
+
+
+def change_event(
+    team: str,
+    measures: Sequence[str] | None,
+    day: date,
+    description: str,
+    tz: Any,
+    expected_direction: str | None = None,
+    change_id: str | None = None,
+    event_id: str | None = None,
+) -> dict[str, Any]:
+    """A ``service.change`` CloudEvent (a JSON-compatible dict) taking effect at the local
+    midnight starting ``day`` in ``tz``. ``change_id`` defaults to the team, the date and the
+    first words of the description (``north-20260301-warm-hand-offs``); ``event_id`` to a
+    random UUID (a new event each time, so a corrected change replaces the earlier one by
+    its ``change_id``). Not validated here: see :func:`write_change`."""
+    import uuid
+
+    if change_id is None:
+        words = "-".join(re.findall(r"[a-z0-9]+", description.lower())[:4])
+        change_id = f"{'all' if team == '*' else team}-{day:%Y%m%d}" + (f"-{words}" if words else "")
+        change_id = change_id[:64].rstrip("-")
+    data: dict[str, Any] = {"change_id": change_id, "team": team, "description": description}
+    if measures:
+        data["measures"] = list(measures)
+    if expected_direction is not None:
+        data["expected_direction"] = expected_direction
+    return {
+        "specversion": "1.0",
+        "id": event_id or str(uuid.uuid4()),
+        "source": CHANGE_SOURCE,
+        "type": "service.change",
+        "time": datetime.combine(day, datetime.min.time(), tz).isoformat(),
+        "data": data,
+    }
+
+
+def write_change(event: Mapping[str, Any], decoder: Decoder, out: Path) -> None:
+    """Check ``event`` as a worker would (:class:`schemas.decode.Decoder`) and append it as one
+    JSON line to ``out`` (``-``: standard output). Raises ``ValueError`` with the dead letter's
+    reason when it is refused (nothing is written), ``OSError`` when ``out`` cannot be written."""
+    line = json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    result = decoder.decode(line, Origin(file="change add"))
+    if isinstance(result, DeadLetter):
+        raise ValueError(f"the change is refused: {result.reason}")
+    if str(out) == "-":
+        sys.stdout.buffer.write(line + b"\n")
+        sys.stdout.buffer.flush()
+        return
+    with out.open("ab") as stream:
+        stream.write(line + b"\n")
+
+
+def run_change_add(args: Any, settings: Any, console: Any) -> int:
+    """``pathwatch change add``: build, check and append one change (exit 0). Raises
+    ``ValueError`` (the CLI prints it, exit 2) when the change is refused or ``--out`` cannot
+    be written."""
+    from zoneinfo import ZoneInfo
+
+    measures = [m.strip() for m in args.measures.split(",") if m.strip()] if args.measures else None
+    event = change_event(
+        args.team, measures, args.date, args.description, ZoneInfo(settings.timezone),
+        args.expected_direction, args.change_id,
+    )
+    try:
+        write_change(event, Decoder.from_settings(settings, live=False), args.out)
+    except OSError as exc:
+        raise ValueError(f"cannot write {args.out}: {exc.strerror or exc}") from None
+    if str(args.out) != "-":
+        console.print(f"change {event['data']['change_id']} appended to {args.out}", markup=False, highlight=False)
+    return 0
