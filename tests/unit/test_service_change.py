@@ -286,3 +286,21 @@ def test_the_board_card_renders_for_the_recorded_change(improved: list[tuple[dic
     assert 'data-chart="change"' in card
     assert "Sustained" in card
     assert 'id="no-changes"' not in page
+
+
+def test_replay_of_events_and_a_file_of_changes_reports_them(tmp_path: Path) -> None:
+    events, changes, report = tmp_path / "year.jsonl", tmp_path / "changes.jsonl", tmp_path / "report.json"
+    options = simulate.SimulationOptions(clients=150, teams=("north",), days=120, seed=4)
+    events.write_bytes(b"".join(line + b"\n" for line in simulate.generate(options)))
+    add = ["change", "add", "--team", "north", "--measures", "seen_within_target", "--description", "same-day triage"]
+    assert main([*add, "--date", "2025-03-03", "--id", "kept", "--out", str(changes)]) == 0
+    assert main([*add, "--date", "2025-04-07", "--id", "withdrawn", "--out", str(changes)]) == 0
+    withdrawn = json.loads(changes.read_bytes().splitlines()[1])
+    changes.write_bytes(changes.read_bytes() + cancel(withdrawn["id"], source=withdrawn["source"]) + b"\n")
+    assert main(["replay", str(events), str(changes), "--report", str(report)]) == 0
+    written = json.loads(report.read_text())
+    [entry] = written["changes"]
+    assert (entry["change_id"], entry["team"], entry["measures"]) == ("kept", "north", ["seen_within_target"])
+    assert set(entry["evidence"]) == {"seen_within_target"}
+    assert entry["evidence"]["seen_within_target"]["first_week"] == "2025-03-03"
+    assert written["events"]["dead_letters"] == 0
