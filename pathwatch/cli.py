@@ -85,7 +85,10 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("--description", required=True, help="what changed, plain text (no client data, ids or dates)")
     add.add_argument("--expected-direction", choices=["higher", "lower"])
     add.add_argument("--id", dest="change_id", help="the change's id (default: team, date and first words)")
-    add.add_argument("--out", type=Path, required=True, help="JSON-lines file to append to (- for standard output)")
+    add.add_argument(
+        "--out", type=Path,
+        help="JSON-lines file to append to (- for standard output); without it, publish to the changes topic",
+    )
 
     validate = sub.add_parser("validate", help="check a file of events, HL7 v2 messages or FHIR bundles")
     validate.add_argument("file")

@@ -234,10 +234,7 @@ def write_change(event: Mapping[str, Any], decoder: Decoder, out: Path) -> None:
     """Check ``event`` as a worker would (:class:`schemas.decode.Decoder`) and append it as one
     JSON line to ``out`` (``-``: standard output). Raises ``ValueError`` with the dead letter's
     reason when it is refused (nothing is written), ``OSError`` when ``out`` cannot be written."""
-    line = json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-    result = decoder.decode(line, Origin(file="change add"))
-    if isinstance(result, DeadLetter):
-        raise ValueError(f"the change is refused: {result.reason}")
+    line = _checked(event, decoder)
     if str(out) == "-":
         sys.stdout.buffer.write(line + b"\n")
         sys.stdout.buffer.flush()
@@ -246,10 +243,19 @@ def write_change(event: Mapping[str, Any], decoder: Decoder, out: Path) -> None:
         stream.write(line + b"\n")
 
 
+def _checked(event: Mapping[str, Any], decoder: Decoder) -> bytes:
+    """``event`` as one JSON line, once the decoder accepts it; else ``ValueError``."""
+    line = json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    result = decoder.decode(line, Origin(file="change add"))
+    if isinstance(result, DeadLetter):
+        raise ValueError(f"the change is refused: {result.reason}")
+    return line
+
+
 def run_change_add(args: Any, settings: Any, console: Any) -> int:
-    """``pathwatch change add``: build, check and append one change (exit 0). Raises
-    ``ValueError`` (the CLI prints it, exit 2) when the change is refused or ``--out`` cannot
-    be written."""
+    """``pathwatch change add``: build and check one change, then append it to ``--out`` or,
+    without it, publish it to the changes topic (exit 0). Raises ``ValueError`` (the CLI
+    prints it, exit 2) when the change is refused, ``--out`` cannot be written or Kafka fails."""
     from zoneinfo import ZoneInfo
 
     measures = [m.strip() for m in args.measures.split(",") if m.strip()] if args.measures else None
@@ -257,10 +263,49 @@ def run_change_add(args: Any, settings: Any, console: Any) -> int:
         args.team, measures, args.date, args.description, ZoneInfo(settings.timezone),
         args.expected_direction, args.change_id,
     )
+    decoder = Decoder.from_settings(settings, live=False)
+    if args.out is None:
+        publish_change(event, decoder, settings)
+        console.print(
+            f"change {event['data']['change_id']} published to {settings.topics.changes}", markup=False, highlight=False
+        )
+        return 0
     try:
-        write_change(event, Decoder.from_settings(settings, live=False), args.out)
+        write_change(event, decoder, args.out)
     except OSError as exc:
         raise ValueError(f"cannot write {args.out}: {exc.strerror or exc}") from None
     if str(args.out) != "-":
         console.print(f"change {event['data']['change_id']} appended to {args.out}", markup=False, highlight=False)
     return 0
+
+
+def publish_change(event: Mapping[str, Any], decoder: Decoder, settings: Any) -> None:
+    """Check ``event`` as :func:`write_change` does and publish it to the changes topic
+    (``topics.changes``, created compacted if missing), keyed by its ``change_id``, waiting
+    for the broker's acknowledgement. Raises ``ValueError`` when the change is refused or Kafka
+    cannot be reached or fails."""
+    import asyncio
+
+    from aiokafka import AIOKafkaProducer
+    from aiokafka.errors import KafkaError
+
+    from streams.topics import STACK_HINT, check_kafka, ensure_topics
+
+    line = _checked(event, decoder)
+    check_kafka(settings)
+    ensure_topics(settings)
+
+    async def send() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True)
+        await producer.start()
+        try:
+            await producer.send_and_wait(
+                settings.topics.changes, value=line, key=str(event["data"]["change_id"]).encode()
+            )
+        finally:
+            await producer.stop()
+
+    try:
+        asyncio.run(send())
+    except KafkaError as exc:
+        raise ValueError(f"Kafka at {settings.kafka_bootstrap} failed: {exc}; {STACK_HINT}") from None
