@@ -221,14 +221,15 @@ def measure_chart(
     measure: str,
     points: Sequence[WeeklyPointLike],
     config: AlertRulesConfig,
-    rebase: date | None = None,
+    rebase: date | Sequence[date] | None = None,
 ) -> Chart:
     """The MDC chart of one team's weekly series of ``measure`` (judged weeks only), with
-    ``rebase`` as a group start and the measure's rate target, if any, for the assurance icon."""
+    ``rebase`` (one date or several) as group starts and the measure's rate target, if any,
+    for the assurance icon."""
     return chart(
         judged_points(points, config.spc_min_weekly_denominator),
         RATE_MEASURES[measure],
-        rebase=() if rebase is None else (rebase,),
+        rebase=() if rebase is None else (rebase,) if isinstance(rebase, date) else tuple(rebase),
         settings=config.chart_settings,
         target=config.rate_targets.get(measure),
     )
@@ -476,9 +477,16 @@ class SystemAlertRules:
         self._firing, out = transitions(self._firing, found, watermark, teams)
         return out
 
-    def charts(self, windows: WindowsView, watermark: datetime, teams: Iterable[str]) -> list[dict[str, Any]]:
+    def charts(
+        self,
+        windows: WindowsView,
+        watermark: datetime,
+        teams: Iterable[str],
+        rebase: Mapping[tuple[str, str], Sequence[date]] | None = None,
+    ) -> list[dict[str, Any]]:
         """The report's ``"spc"``: the MDC chart of ``*`` and each of ``teams`` (sorted) for
-        every rate measure, from the final weeks at ``watermark``.
+        every rate measure, from the final weeks at ``watermark``. Groups start at the
+        configured rebase points and at ``rebase`` (per (team, measure): the service changes).
 
         Same settings, judged weeks and look-back as SpecialCause, except that the weeks are
         as they stand now (SpecialCause judges each week as it stood when first judged).
@@ -491,11 +499,21 @@ class SystemAlertRules:
                 team,
                 measure,
                 measure_chart(
-                    measure, lookback_covered(measure, points, first), self.config, self.config.rebase.get((team, measure))
+                    measure,
+                    lookback_covered(measure, points, first),
+                    self.config,
+                    self._rebase_points(team, measure, rebase),
                 ),
             )
             for (team, measure), points in series.items()
         ]
+
+    def _rebase_points(
+        self, team: str, measure: str, extra: Mapping[tuple[str, str], Sequence[date]] | None
+    ) -> list[date]:
+        configured = self.config.rebase.get((team, measure))
+        points = set(() if extra is None else extra.get((team, measure), ()))
+        return sorted(points if configured is None else points | {configured})
 
     def firing(self) -> list[Alert]:
         """The system alerts firing now."""

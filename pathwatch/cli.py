@@ -67,6 +67,28 @@ def _parser() -> argparse.ArgumentParser:
         metavar="TEAM:MEASURE:RATE@WEEK",
         help="inject churn, e.g. north:followup_7d:0.45@20 (repeatable)",
     )
+    simulate.add_argument(
+        "--change",
+        action="append",
+        default=[],
+        metavar="TEAM:MEASURE:RATE@WEEK",
+        help="inject a change and record it as a service.change event, e.g. north:followup_7d:0.9@30; "
+        "RATE - records a change that moves nothing (repeatable)",
+    )
+
+    change = sub.add_parser("change", help="record a service change (for the charts and 'did it work?')")
+    change_sub = change.add_subparsers(dest="change_command", required=True, metavar="ACTION")
+    add = change_sub.add_parser("add", help="append one service.change event to a JSON-lines file (docs/spc.md)")
+    add.add_argument("--team", required=True, help="the team, or * for the whole provider")
+    add.add_argument("--measures", help="comma-separated rate measures (default: all)")
+    add.add_argument("--date", required=True, type=date.fromisoformat, help="local date it took effect (YYYY-MM-DD)")
+    add.add_argument("--description", required=True, help="what changed, plain text (no client data, ids or dates)")
+    add.add_argument("--expected-direction", choices=["higher", "lower"])
+    add.add_argument("--id", dest="change_id", help="the change's id (default: team, date and first words)")
+    add.add_argument(
+        "--out", type=Path,
+        help="JSON-lines file to append to (- for standard output); without it, publish to the changes topic",
+    )
 
     validate = sub.add_parser("validate", help="check a file of events, HL7 v2 messages or FHIR bundles")
     validate.add_argument("file")
@@ -137,6 +159,8 @@ def _simulate(args: argparse.Namespace, settings: Settings, console: Console) ->
         changes["max_delay"] = delay
     if args.inject:
         changes["injections"] = tuple(simulate.parse_injection(text) for text in args.inject)
+    if args.change:
+        changes["changes"] = tuple(simulate.parse_change(text) for text in args.change)
     options = dataclasses.replace(options, **changes)
     if args.out == "-":
         count = simulate.write(options, sys.stdout.buffer)
@@ -223,7 +247,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace, settings: Settings, console: Console) -> int:
     if args.command == "replay":
+        from functools import partial
+
         from alerts.rules import AlertRulesConfig, SystemAlertRules
+        from streams.changes import judge_changes
         from streams.replay import run_replay
 
         rules = SystemAlertRules(AlertRulesConfig.from_settings(settings))
@@ -236,9 +263,14 @@ def _dispatch(args: argparse.Namespace, settings: Settings, console: Console) ->
             charts=rules.charts,
             html_path=args.html,
             pdf_path=args.pdf,
+            changes=partial(judge_changes, rules.config),
         )
     if args.command == "simulate":
         return _simulate(args, settings, console)
+    if args.command == "change":
+        from streams.changes import run_change_add
+
+        return run_change_add(args, settings, console)
     if args.command == "validate":
         from schemas.validate import run_validate
 

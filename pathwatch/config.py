@@ -60,6 +60,7 @@ class Topics(BaseSettings):
     alerts: str = "pathwatch.alerts"
     transitions: str = "pathwatch.alert-transitions"
     dead_letters: str = "pathwatch.dead-letters"
+    changes: str = "pathwatch.changes"  # service.change events, compacted, keyed by change_id
 
 
 class Settings(BaseSettings):

@@ -27,6 +27,11 @@ of the index event (discharge, referral or crisis). What the rate means per meas
 - ``repeat_crisis_30d`` (alias ``repeat_crisis``): the probability that a crisis is
   followed by another within 30 days, for every client of the team (frequent-crisis
   clients included), which is also the realised ``repeat_crisis_30d`` rate.
+
+A recorded change (``--change TEAM:MEASURE:RATE@WEEK``) is an injection that the team also
+records: a ``service.change`` event (source :data:`CHANGE_SOURCE`, no subject, ``time`` the
+local midnight starting that week) naming the team and the measure. ``RATE`` ``-`` records the
+change without moving the rate (a change that does nothing).
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ DEFAULT_TEAMS: Final[tuple[str, ...]] = ("north", "south", "east", "west", "cent
 HOSPITALS: Final[dict[str, str]] = {"st-marys": "SMH", "riverside": "RVH", "county-general": "CGH"}
 EHR_SOURCE: Final = "ehr/community"
 CRISIS_LINE_SOURCE: Final = "crisis/line"
+CHANGE_SOURCE: Final = "ops/service-changes"
 
 FOLLOWUP_MEASURES: Final[tuple[str, ...]] = ("followup_72h", "followup_7d", "followup_30d")
 INJECTABLE_MEASURES: Final[tuple[str, ...]] = (
@@ -193,6 +199,47 @@ def parse_injection(text: str) -> Injection:
         raise ValueError(f"{text!r}: {exc}") from None
 
 
+@dataclass(frozen=True, slots=True)
+class RecordedChange:
+    """A service change the team records at the start of ``week`` (1-based); with ``rate``
+    it also shifts the team's outcome probability as an :class:`Injection` does, without
+    (``None``) it does nothing to the outcomes."""
+
+    team: str
+    measure: str
+    rate: float | None
+    week: int
+
+    def __post_init__(self) -> None:
+        Injection(self.team, self.measure, 0.0 if self.rate is None else self.rate, self.week)
+
+    @property
+    def injection(self) -> Injection | None:
+        return None if self.rate is None else Injection(self.team, self.measure, self.rate, self.week)
+
+    @property
+    def start_day(self) -> int:
+        return (self.week - 1) * 7
+
+    @property
+    def change_id(self) -> str:
+        return f"{self.team}-{self.measure}-week{self.week}"
+
+    def __str__(self) -> str:
+        return f"{self.team}:{self.measure}:{'-' if self.rate is None else f'{self.rate:g}'}@{self.week}"
+
+
+def parse_change(text: str) -> RecordedChange:
+    """Parse ``TEAM:MEASURE:RATE@WEEK`` as :func:`parse_injection` does; ``RATE`` may be ``-``
+    (record the change, move nothing). Raises ``ValueError`` naming what is wrong."""
+    match = _INJECTION.match(text)
+    if match and match.group(3).strip() == "-":
+        injection = parse_injection(text.replace(":-@", ":0@"))
+        return RecordedChange(injection.team, injection.measure, None, injection.week)
+    injection = parse_injection(text)
+    return RecordedChange(injection.team, injection.measure, injection.rate, injection.week)
+
+
 @dataclass(frozen=True)
 class SimulationOptions:
     """What to simulate. The defaults describe a mid-sized provider over one year.
@@ -201,6 +248,7 @@ class SimulationOptions:
     published later than its time plus ``max_delay`` unless ``beyond_lateness_fraction`` > 0.
     Fractions are per generated event: ``duplicate_fraction`` re-sends it byte-for-byte,
     ``cancel_fraction`` adds a ``cancel`` naming it, ``bad_fraction`` adds a malformed line.
+    ``changes`` are recorded service changes (each an injection too, unless its rate is None).
     Raises ``ValueError`` on construction when an option is out of range.
     """
 
@@ -216,6 +264,7 @@ class SimulationOptions:
     bad_fraction: float = 0.0
     beyond_lateness_fraction: float = 0.0
     injections: tuple[Injection, ...] = field(default_factory=tuple)
+    changes: tuple[RecordedChange, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
         if self.clients < 1:
@@ -239,7 +288,8 @@ class SimulationOptions:
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be between 0 and 1, not {value}")
-        for injection in self.injections:
+        planned: tuple[Injection | RecordedChange, ...] = (*self.injections, *self.changes)
+        for injection in planned:
             if injection.team not in self.teams:
                 raise ValueError(
                     f"injection {injection}: team {injection.team!r} is not one of {', '.join(self.teams)}"
@@ -633,7 +683,11 @@ class _World:
         self.models = {
             team: _TeamModel(
                 random.Random(f"{options.seed}/team/{team}"),
-                [i for i in options.injections if i.team == team],
+                [
+                    i
+                    for i in (*options.injections, *(c.injection for c in options.changes))
+                    if i is not None and i.team == team
+                ],
             )
             for team in options.teams
         }
@@ -649,8 +703,28 @@ class _World:
             raws = _Client(self, ci, rng).life()
             raws.sort(key=lambda raw: raw[0])
             self._publish(ci, rng, raws, out)
+        for number, change in enumerate(self.options.changes):
+            out.append((self.calendar.midnight(change.start_day), 0, number, self._change(change)))
         out.sort()
         return out
+
+    def _change(self, change: RecordedChange) -> bytes:
+        """The ``service.change`` event of ``change`` (published as it takes effect)."""
+        return self.encode(
+            {
+                "specversion": "1.0",
+                "id": f"change-{change.change_id}",
+                "source": CHANGE_SOURCE,
+                "type": "service.change",
+                "time": self._time(self.calendar.midnight(change.start_day)),
+                "data": {
+                    "change_id": change.change_id,
+                    "team": change.team,
+                    "measures": [change.measure],
+                    "description": f"simulated change to {change.measure} from week {change.week}",
+                },
+            }
+        )
 
     def _time(self, ts: int) -> str:
         return datetime.fromtimestamp(ts, self.tz).isoformat()

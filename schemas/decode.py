@@ -49,6 +49,7 @@ from jsonschema.exceptions import ValidationError, best_match
 from schemas.deadletter import DeadLetter, DeadLetterKind, Origin
 from schemas.identifiers import TEAM_MAX_LENGTH, identifier_problem, is_team_slug
 from schemas.model import (
+    ALL_TEAMS,
     DATA_TYPES,
     EVENT_TYPES,
     Admission,
@@ -62,6 +63,7 @@ from schemas.model import (
     Id,
     ReferralClosed,
     ReferralReceived,
+    ServiceChange,
     Source,
     Subject,
 )
@@ -93,14 +95,18 @@ _ID_FIELDS: Final[dict[type, tuple[str, ...]]] = {
     Admission: ("encounter_id",),
     Discharge: ("encounter_id",),
     Cancel: ("cancels",),
+    ServiceChange: (),
 }
 
 
-class _Envelope(msgspec.Struct, frozen=True, tag_field="type"):
+class _Attributes(msgspec.Struct, frozen=True, tag_field="type"):
     specversion: Literal["1.0"]
     id: Id
     source: Source
     time: AwareDatetime
+
+
+class _Envelope(_Attributes, frozen=True):
     subject: Subject
 
 
@@ -132,7 +138,13 @@ class _CancelEnvelope(_Envelope, frozen=True, tag="cancel"):
     data: Cancel
 
 
-_ENVELOPES: Final[tuple[type[_Envelope], ...]] = (
+class _ServiceChangeEnvelope(_Attributes, frozen=True, tag="service.change"):
+    # A change is about a team, never a client: a subject is refused (null is tolerated).
+    data: ServiceChange
+    subject: None = None
+
+
+_ENVELOPES: Final[tuple[type[_Attributes], ...]] = (
     _ReferralReceivedEnvelope,
     _ReferralClosedEnvelope,
     _ContactEnvelope,
@@ -140,8 +152,9 @@ _ENVELOPES: Final[tuple[type[_Envelope], ...]] = (
     _AdmissionEnvelope,
     _DischargeEnvelope,
     _CancelEnvelope,
+    _ServiceChangeEnvelope,
 )
-_TYPE_OF: Final[dict[type[_Envelope], EventType]] = {
+_TYPE_OF: Final[dict[type[_Attributes], EventType]] = {
     cls: cast(EventType, cls.__struct_config__.tag) for cls in _ENVELOPES
 }
 _AnyEnvelope = (
@@ -152,6 +165,7 @@ _AnyEnvelope = (
     | _AdmissionEnvelope
     | _DischargeEnvelope
     | _CancelEnvelope
+    | _ServiceChangeEnvelope
 )
 
 
@@ -330,7 +344,7 @@ class Decoder:
             return self._explain(buf, original, origin, exc)
         return self._accept(env, original, origin) or self._event(env)
 
-    def _accept(self, env: _Envelope, original: bytes, origin: Origin | None) -> DeadLetter | None:
+    def _accept(self, env: _Attributes, original: bytes, origin: Origin | None) -> DeadLetter | None:
         """The checks the schema cannot state (time window, label-bound values), or ``None``."""
         problem = self.problem(env.source, env.time, getattr(env, "data", None))
         if problem is None:
@@ -340,8 +354,9 @@ class Decoder:
 
     def problem(self, source: str, time: datetime, data: object) -> tuple[DeadLetterKind, str, str] | None:
         """(kind, path, reason) of the first check beyond the JSON Schema that a schema-valid
-        event fails, or ``None``: the time window, then ``source``, then ``data.team``.
-        Reasons never repeat a source or team value."""
+        event fails, or ``None``: the time window, then ``source``, then ``data.team`` (``*``
+        allowed for a service change), then a service change's ``data.description`` (no word
+        that looks like an identifier). Reasons never repeat a source, team or description."""
         if not TIME_MIN <= time < TIME_MAX:
             shown = time.isoformat()
             return DeadLetterKind.SCHEMA, "time", f"time: {shown!r} is outside the accepted window {_WINDOW}"
@@ -350,6 +365,16 @@ class Decoder:
             reason = f"source: looks like an identifier ({found}); a source names a publisher"
             return DeadLetterKind.IDENTIFIER_LIKE, "source", reason
         team = getattr(data, "team", None)
+        if isinstance(data, ServiceChange):
+            found = _description_problem(data.description)
+            if found is not None:
+                reason = (
+                    f"data.description: a word looks like an identifier ({found}); "
+                    "describe the change without client data, ids or dates"
+                )
+                return DeadLetterKind.IDENTIFIER_LIKE, "data.description", reason
+            if team == ALL_TEAMS:
+                return None
         if isinstance(team, str):
             found = _identifier_problem(team)
             if found is not None:
@@ -363,16 +388,17 @@ class Decoder:
                 return DeadLetterKind.SCHEMA, "data.team", f"data.team: must be {_TEAM_RULE}"
         return None
 
-    def _event(self, env: _Envelope) -> Event:
+    def _event(self, env: _Attributes) -> Event:
         ids = self._pseudonymiser.pseudonym
         data: EventData = env.data  # type: ignore[attr-defined]
         changes = {name: ids(value) for name in _ID_FIELDS[type(data)] if (value := getattr(data, name)) is not None}
+        subject = env.subject if isinstance(env, _Envelope) else None
         return Event(
             env.source,
             ids(env.id),
             _TYPE_OF[type(env)],
             env.time,
-            self._pseudonym(env.subject),
+            "" if subject is None else self._pseudonym(subject),
             msgspec.structs.replace(data, **changes),
         )
 
@@ -387,6 +413,19 @@ class Decoder:
 
 # Sources and teams are few: the regular expressions run once per distinct value.
 _identifier_problem = lru_cache(maxsize=4096)(identifier_problem)
+_WORD_SPLIT = re.compile(r"[\s,;()\[\]{}\"'`]+")
+
+
+def _description_problem(text: str) -> str | None:
+    """Why a word of a service change's description looks like an identifier, or ``None``.
+
+    Each word is put to :func:`identifier_problem` (so an MRN, an NHS number, a date such as
+    2026-03-01 or a UUID is refused); the answer never repeats the word."""
+    for word in _WORD_SPLIT.split(text):
+        found = identifier_problem(word.strip(".:!?")) if word else None
+        if found is not None:
+            return found
+    return None
 
 
 def _failed(exc: Exception, raw: object, origin: Origin) -> DeadLetter:
@@ -458,14 +497,18 @@ def describe_error(error: ValidationError, subject: object = None) -> tuple[str,
     if validator == "maxLength":
         return path, f"{where}: longer than {expected} characters"
     if validator == "pattern" and (path == "team" or path.endswith(".team")):
-        return path, f"{where}: must be {_TEAM_RULE}"
+        return path, f"{where}: must be {_TEAM_RULE}" + (" or *" if "|" in str(expected) else "")
+    if validator == "pattern" and path == "data.description":
+        return path, f"{where}: must be one line of plain text (no control characters)"
+    if validator == "pattern" and path == "data.change_id":
+        return path, f"{where}: must be letters, digits, '.', '_', ':' or '-', starting with a letter or digit"
     if validator == "type":
         names = " or ".join(expected) if isinstance(expected, list) else str(expected)
         return path, f"{where}: expected {names}, got {_kind(instance)}"
     if path == "subject" or path.startswith("subject."):
         return path, f"{where}: is not valid ({validator})"
     if validator == "enum":
-        options = ", ".join(str(v) for v in expected)
+        options = ", ".join(str(v) for v in expected if v is not None)
         return path, f"{where}: {_short(instance, subject)} is not one of {options}"
     if validator == "const":
         return path, f"{where}: must be {_short(expected, subject)}, got {_short(instance, subject)}"

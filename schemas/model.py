@@ -23,6 +23,7 @@ EventType = Literal[
     "admission",
     "discharge",
     "cancel",
+    "service.change",
 ]
 EVENT_TYPES: Final[tuple[str, ...]] = (
     "referral.received",
@@ -32,6 +33,7 @@ EVENT_TYPES: Final[tuple[str, ...]] = (
     "admission",
     "discharge",
     "cancel",
+    "service.change",
 )
 
 Urgency = Literal["emergency", "urgent", "routine"]
@@ -59,6 +61,8 @@ SUBJECT_MAX_LENGTH: Final = 256
 FACILITY_MAX_LENGTH: Final = 128
 REFERRAL_SOURCE_MAX_LENGTH: Final = 64
 REASON_MAX_LENGTH: Final = 256
+CHANGE_ID_MAX_LENGTH: Final = 64
+DESCRIPTION_MAX_LENGTH: Final = 500
 
 NonEmptyStr = Annotated[str, msgspec.Meta(min_length=1)]
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=ID_MAX_LENGTH)]
@@ -69,6 +73,28 @@ Team = Annotated[str, msgspec.Meta(min_length=1, max_length=TEAM_MAX_LENGTH, pat
 Facility = Annotated[str, msgspec.Meta(min_length=1, max_length=FACILITY_MAX_LENGTH)]
 ReferralSource = Annotated[str, msgspec.Meta(max_length=REFERRAL_SOURCE_MAX_LENGTH)]
 Reason = Annotated[str, msgspec.Meta(max_length=REASON_MAX_LENGTH)]
+ChangeId = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=CHANGE_ID_MAX_LENGTH, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
+]
+ChangeTeam = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=TEAM_MAX_LENGTH, pattern=r"^([a-z0-9][a-z0-9_-]*|\*)$")
+]
+"""A team slug, or ``*`` for the whole provider."""
+Description = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=DESCRIPTION_MAX_LENGTH, pattern="^[^\u0000-\u001f\u007f]*$")
+]
+"""One line of plain text (no control characters)."""
+RateMeasure = Literal[
+    "followup_72h",
+    "followup_7d",
+    "followup_30d",
+    "readmission_30d",
+    "seen_within_target",
+    "lost_before_contact",
+    "first_contact_dna",
+    "repeat_crisis_30d",
+]
+ExpectedDirection = Literal["higher", "lower"]
 
 UNASSIGNED: Final = "unassigned"
 ALL_TEAMS: Final = "*"
@@ -121,7 +147,22 @@ class Cancel(msgspec.Struct, frozen=True):
     reason: Reason | None = None
 
 
-EventData = ReferralReceived | ReferralClosed | Contact | Crisis | Admission | Discharge | Cancel
+class ServiceChange(msgspec.Struct, frozen=True):
+    """A change a team made (``service.change``): per team, never per client.
+
+    ``measures`` None means every rate measure; ``expected_direction`` None means each
+    measure's improvement direction. The decoder also refuses a ``description`` with a word
+    that looks like an identifier (:func:`schemas.identifiers.identifier_problem`).
+    """
+
+    change_id: ChangeId
+    team: ChangeTeam
+    description: Description
+    measures: Annotated[tuple[RateMeasure, ...], msgspec.Meta(min_length=1, max_length=8)] | None = None
+    expected_direction: ExpectedDirection | None = None
+
+
+EventData = ReferralReceived | ReferralClosed | Contact | Crisis | Admission | Discharge | Cancel | ServiceChange
 
 DATA_TYPES: Final[dict[str, type[msgspec.Struct]]] = {
     "referral.received": ReferralReceived,
@@ -131,11 +172,13 @@ DATA_TYPES: Final[dict[str, type[msgspec.Struct]]] = {
     "admission": Admission,
     "discharge": Discharge,
     "cancel": Cancel,
+    "service.change": ServiceChange,
 }
 
 
 class Event(msgspec.Struct, frozen=True):
-    """A validated event. ``time`` is timezone-aware; ``client`` is the pseudonym."""
+    """A validated event. ``time`` is timezone-aware; ``client`` is the pseudonym (empty for a
+    ``service.change``, which has no subject)."""
 
     source: str
     id: str

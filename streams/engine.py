@@ -30,6 +30,7 @@ from alerts.model import Alert
 from schemas.deadletter import DeadLetter
 from schemas.model import ALL_TEAMS, Event
 from streams.calendar import from_us, to_us
+from streams.changes import ChangeRegister
 from streams.core import ClientState, Clock, CoreConfig, Duplicate, Observation, Output, idle, step, sweep
 from streams.windows import TeamWindows
 
@@ -82,12 +83,22 @@ class Engine:
         self._lateness = config.lateness_us
         self._day: int | None = None
         self._finished_at: int | None = None
+        # service changes are per team, not per client: kept aside (streams/changes.py)
+        self.changes = ChangeRegister()
 
     # -- input ------------------------------------------------------------------------------------
 
     def feed(self, event: Event, partition: int = 0) -> list[Output]:
         """Process one validated event arriving on ``partition``; returns every output it caused
-        (its own client's and those of clients swept because the watermark moved)."""
+        (its own client's and those of clients swept because the watermark moved). A
+        ``service.change`` (and a ``cancel`` of one) goes to :attr:`changes` and moves no
+        watermark: it may take effect later than the events around it."""
+        if self.changes.handles(event):
+            if self.changes.feed(event):
+                self.counters.accepted += 1
+            else:
+                self.counters.duplicates += 1
+            return []
         t = to_us(event.time)
         old = self._max.get(partition, _NEVER)
         clock = self._clocks.get(partition)

@@ -23,9 +23,9 @@ from __future__ import annotations
 import heapq
 import sys
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, date, datetime, tzinfo
 from pathlib import Path
 from typing import Any, BinaryIO
 from zoneinfo import ZoneInfo
@@ -34,6 +34,7 @@ import msgspec
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
+from alerts.evidence import ServiceChange
 from pathwatch.config import Settings
 from schemas import fhir, hl7
 from schemas.adapters import AdapterOptions
@@ -41,13 +42,16 @@ from schemas.deadletter import DeadLetter, Origin
 from schemas.decode import Decoder
 from schemas.model import ALL_TEAMS
 from schemas.validate import detect_format
+from streams.changes import LocalDate, change_rebase, local_date_in
 from streams.core import CoreConfig
 from streams.engine import Engine, SystemRules
 from streams.report import dumps_report, render_summary, replay_verdict
 from streams.windows import TeamWindows
 
-# (windows, watermark, teams) -> the report's "spc" entries
-Charts = Callable[[TeamWindows, datetime, list[str]], list[dict[str, Any]]]
+# (windows, watermark, teams, rebase per (team, measure)) -> the report's "spc" entries
+Charts = Callable[[TeamWindows, datetime, list[str], Mapping[tuple[str, str], Sequence[date]]], list[dict[str, Any]]]
+# (windows, watermark, service changes, local date) -> the report's "changes" entries
+Changes = Callable[[TeamWindows, datetime, Sequence[ServiceChange], LocalDate], list[dict[str, Any]]]
 
 PROGRESS_MIN_BYTES = 8 * 1024 * 1024
 _PROGRESS_EVERY = 4096
@@ -219,13 +223,17 @@ def run_replay(
     charts: Charts | None = None,
     html_path: Path | None = None,
     pdf_path: Path | None = None,
+    changes: Changes | None = None,
 ) -> int:
     """Replay ``events`` (one path or ``-``, or several), write the JSON report to
     ``report_path`` if given, print a summary. One JSON-lines input is read as a stream in
     arrival order; anything else through :func:`replay_files`. The report's ``events`` gains
     ``unlinked``: events built from HL7/FHIR whose subject is hospital-local. With ``charts``
     (``alerts.rules.SystemAlertRules.charts``) the report gains ``"spc"``: the Making Data
-    Count chart of every team and rate measure at the end of input. Returns the exit status:
+    Count chart of every team and rate measure at the end of input, each recorded service
+    change starting a group on its team's charts; with ``changes`` (:func:`streams.changes.judge_changes` bound to
+    the rules' settings) it gains ``"changes"``: one entry per service change that stands,
+    with its evidence per measure. Returns the exit status:
     0 done, 1 when the input held no records or only dead letters (with a hint), 2 when an
     input cannot be read or a report cannot be written. The board report goes to
     ``html_path`` (and its print to ``pdf_path``) if given. Raises ValueError for a bad cost
@@ -271,7 +279,12 @@ def run_replay(
     if charts is not None:
         teams = sorted({row["team"] for row in report["measures"]} - {ALL_TEAMS})
         watermark = engine.watermark
-        report["spc"] = [] if watermark is None else charts(engine.windows, watermark, teams)
+        local_date = local_date_in(ZoneInfo(settings.timezone))
+        recorded = engine.changes.changes()
+        rebase = change_rebase(recorded, local_date)
+        report["spc"] = [] if watermark is None else charts(engine.windows, watermark, teams, rebase)
+        if changes is not None:
+            report["changes"] = [] if watermark is None else changes(engine.windows, watermark, recorded, local_date)
     report.update(board.sections(report))
     if report_path is not None:
         try:

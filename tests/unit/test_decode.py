@@ -79,10 +79,13 @@ def test_valid_examples_decode_to_events(decoder: Decoder, line: bytes) -> None:
     assert event.key == (obj["source"], p(obj["id"]))
     assert event.time == datetime.fromisoformat(obj["time"])
     assert event.time.tzinfo is not None
-    expected_client = hmac.new(KEY, obj["subject"].encode(), hashlib.sha256).hexdigest()[:32]
+    expected_client = hmac.new(KEY, obj["subject"].encode(), hashlib.sha256).hexdigest()[:32] if "subject" in obj else ""
     assert event.client == expected_client
     for name, value in obj["data"].items():
-        assert getattr(event.data, name) == (p(value) if name in ID_FIELDS and value is not None else value)
+        got = getattr(event.data, name)
+        assert (list(got) if isinstance(got, tuple) else got) == (
+            p(value) if name in ID_FIELDS and value is not None else value
+        )
 
 
 def test_decoded_fields_are_typed(decoder: Decoder) -> None:
@@ -165,10 +168,39 @@ INVALID = [
     ("con-1", "type", 3, "schema", "type", "type: expected string, got integer"),
     ("con-1", "type", "appointment", "unknown_type", "type",
      "type: 'appointment' is not a known event type (one of referral.received, referral.closed, contact, "
-     "crisis, admission, discharge, cancel)"),
+     "crisis, admission, discharge, cancel, service.change)"),
     ("con-1", "type", "", "unknown_type", "type",
      "type: '' is not a known event type (one of referral.received, referral.closed, contact, "
-     "crisis, admission, discharge, cancel)"),
+     "crisis, admission, discharge, cancel, service.change)"),
+    # service.change: a team's change, never client data
+    ("chg-1", "subject", "MRN-000123", "schema", "subject", "subject: expected null, got string"),
+    ("chg-1", "data.change_id", DELETE, "schema", "data.change_id", "data.change_id: required field is missing"),
+    ("chg-1", "data.change_id", "warm handoffs", "schema", "data.change_id",
+     "data.change_id: must be letters, digits, '.', '_', ':' or '-', starting with a letter or digit"),
+    ("chg-1", "data.team", "North Team", "schema", "data.team",
+     "data.team: must be a short lowercase slug (a-z, 0-9, _ and -, at most 40 characters) or *"),
+    ("chg-1", "data.measures", ["referral_wait_days"], "schema", "data.measures[0]",
+     "data.measures[0]: 'referral_wait_days' is not one of followup_72h, followup_7d, followup_30d, "
+     "readmission_30d, seen_within_target, lost_before_contact, first_contact_dna, repeat_crisis_30d"),
+    ("chg-1", "data.measures", [], "schema", "data.measures", "data.measures: [] should be non-empty"),
+    ("chg-1", "data.description", DELETE, "schema", "data.description",
+     "data.description: required field is missing"),
+    ("chg-1", "data.description", "", "schema", "data.description", "data.description: must not be empty"),
+    ("chg-1", "data.description", "x" * 501, "schema", "data.description",
+     "data.description: longer than 500 characters"),
+    ("chg-1", "data.description", "warm\nhand-offs", "schema", "data.description",
+     "data.description: must be one line of plain text (no control characters)"),
+    ("chg-1", "data.description", "called back MRN-004242 first", "identifier_like", "data.description",
+     "data.description: a word looks like an identifier (contains a run of 4+ digits); "
+     "describe the change without client data, ids or dates"),
+    ("chg-1", "data.description", "warm hand-offs from 2026-03-01", "identifier_like", "data.description",
+     "data.description: a word looks like an identifier (contains a run of 4+ digits); "
+     "describe the change without client data, ids or dates"),
+    ("chg-1", "data.description", "see 3f2b9c1e-8d4a-4b6e-9f10-2c3d4e5f6a7b", "identifier_like", "data.description",
+     "data.description: a word looks like an identifier (looks like a UUID); "
+     "describe the change without client data, ids or dates"),
+    ("chg-1", "data.expected_direction", "up", "schema", "data.expected_direction",
+     "data.expected_direction: 'up' is not one of higher, lower"),
 ]
 
 
@@ -307,8 +339,12 @@ def test_deduplication_key_is_source_and_id(decoder: Decoder) -> None:
 
 def test_raw_subject_never_reaches_an_event(decoder: Decoder) -> None:
     for line in VALID_LINES:
-        subject = json.loads(line)["subject"]
+        subject = json.loads(line).get("subject")
         event = decoder.decode(line, ORIGIN)
+        if subject is None:  # service.change: no subject, no client
+            assert isinstance(event, Event)
+            assert event.client == ""
+            continue
         assert isinstance(event, Event)
         assert subject not in repr(event)
         assert subject.encode() not in encode_event(event)

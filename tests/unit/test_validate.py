@@ -24,7 +24,7 @@ def run(path: Path | str, fmt: str = "auto") -> tuple[int, str]:
 def test_valid_events_exit_zero() -> None:
     status, out = run(FIXTURES / "events" / "valid.jsonl")
     assert status == 0
-    assert "13 events record(s): 13 valid (13 event(s)), 0 invalid" in out
+    assert "14 events record(s): 14 valid (14 event(s)), 0 invalid" in out
 
 
 def test_mixed_events_report_each_bad_line() -> None:
