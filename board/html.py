@@ -33,6 +33,7 @@ from board.text import (
     GRADE_TEXT,
     MEASURE_ORDER,
     VARIATION_TEXT,
+    dead_letter_kind,
     label,
 )
 
@@ -197,12 +198,16 @@ def render_html(
     input_sha256: str | None = None,
     input_name: str | None = None,
     version: str | None = None,
+    min_weekly_denominator: int | None = None,
 ) -> str:
     """The board report page for ``report`` (a section 6 report, optionally with ``spc``,
     ``changes``, ``funnels``, ``case_mix`` and ``value``). Cells are suppressed by ``policy``
-    (default: counts under 5). Deterministic: the same arguments give the same page."""
+    (default: counts under 5). A chart with no week to draw is a line saying why, naming
+    ``min_weekly_denominator`` (the setting that left its weeks out) when given. Process
+    limits are shown within [0%, 100%]; ``report`` is not changed. Deterministic: the same
+    arguments give the same page."""
     policy = policy or SuppressionPolicy.named("small_cell", 5)
-    view = _view(report, policy)
+    view = _view(report, policy, min_weekly_denominator)
     view.update(
         provider=provider,
         input_sha256=input_sha256,
@@ -213,7 +218,24 @@ def render_html(
     return _environment().get_template("report.html.j2").render(**view)
 
 
-def _view(report: Mapping[str, Any], policy: SuppressionPolicy) -> dict[str, Any]:
+def _nothing_to_draw(points: Sequence[Mapping[str, Any]], min_weekly_denominator: int | None) -> str:
+    """Why a chart has no point: its series holds no judged week, or every week is suppressed."""
+    if points:
+        return "nothing to draw: every week's counts were too small to show"
+    if min_weekly_denominator is None:
+        return "nothing to draw: no week reached the minimum weekly denominator"
+    if min_weekly_denominator <= 1:
+        return "nothing to draw: no week had a case to count"
+    return f"nothing to draw: no week reached the minimum weekly denominator of {min_weekly_denominator}"
+
+
+def _shown_limit(value: float | None) -> float | None:
+    return None if value is None else charts.shown_limit(float(value))
+
+
+def _view(
+    report: Mapping[str, Any], policy: SuppressionPolicy, min_weekly_denominator: int | None = None
+) -> dict[str, Any]:
     suppressed = Suppressed()
     measures = list(report.get("measures", []))
     suppressed.measures = _suppress_measures(measures, policy)
@@ -271,8 +293,8 @@ def _view(report: Mapping[str, Any], policy: SuppressionPolicy) -> dict[str, Any
                 "n": None if last_hidden or last is None else last.get("denominator"),
                 "hidden": last_hidden and last is not None,
                 "mean": None if last is None else last.get("mean"),
-                "lower": None if last is None else last.get("lower"),
-                "upper": None if last is None else last.get("upper"),
+                "lower": None if last is None else _shown_limit(last.get("lower")),
+                "upper": None if last is None else _shown_limit(last.get("upper")),
                 "trial": bool(last and last.get("trial")),
                 "target": entry.get("target"),
                 "variation": entry.get("variation"),
@@ -283,12 +305,15 @@ def _view(report: Mapping[str, Any], policy: SuppressionPolicy) -> dict[str, Any
         )
         chart_id = f"spc-{measure}-{team if team != ALL_TEAMS else 'all'}".replace("_", "-")
         markers = [(str(c.get("time", ""))[:10], change_keys[c.get("change_id")]) for c in own_changes]
+        drawable = any(p["week"] not in hidden_weeks and p.get("value") is not None for p in points)
+        # an empty date axis would show matplotlib's epoch (Dec 69, Jan 70): no plot, a reason
         svg, drawn = charts.spc_chart(
             chart_id, f"{label(measure)}, {_team(team)}: weekly values", points, hidden_weeks,
             entry.get("target"), markers, subtitle=_team(team),
-        )
+        ) if drawable else ("", 0)
         chart_groups.setdefault(measure, []).append(
             {"team": team, "svg": svg, "points": drawn, "id": chart_id, "hidden": len(hidden_weeks),
+             "empty": None if drawable else _nothing_to_draw(points, min_weekly_denominator),
              "changes": [(change_keys[c.get("change_id")], c.get("description", "")) for c in own_changes]}
         )
 
@@ -304,6 +329,8 @@ def _view(report: Mapping[str, Any], policy: SuppressionPolicy) -> dict[str, Any
                 continue
             chart_id = "change-" + re.sub(r"[^a-z0-9]+", "-", f"{c.get('change_id')}-{m}".lower()).strip("-")
             hidden_weeks = {w for (mm, t, w) in suppressed.weeks if mm == m and t == entry["team"]}
+            if not any(p["week"] not in hidden_weeks and p.get("value") is not None for p in entry.get("points", [])):
+                continue
             svg, drawn = charts.spc_chart(
                 chart_id, f"{label(m)}, {_team(entry['team'])}: before and after {key}",
                 entry.get("points", []), hidden_weeks, entry.get("target"),
@@ -384,7 +411,9 @@ def _view(report: Mapping[str, Any], policy: SuppressionPolicy) -> dict[str, Any
         "case_mix": cm_views,
         "value": value,
         "events": events,
-        "dead_letter_reasons": events.get("dead_letters_by_reason"),
+        "dead_letter_kinds": [
+            (dead_letter_kind(kind), n) for kind, n in sorted((events.get("dead_letters_by_kind") or {}).items())
+        ],
         "definitions": [(m, DEFINITIONS[m]) for m in [*MEASURE_ORDER, "referral_wait_days"]],
         "suppressed": suppressed.describe(),
         "variation_text": VARIATION_TEXT,

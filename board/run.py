@@ -26,6 +26,7 @@ class Board:
     policy: SuppressionPolicy
     cost_table: CostTable | None
     deadweight: float
+    min_weekly_denominator: int | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Board:
@@ -36,6 +37,7 @@ class Board:
             SuppressionPolicy.named(settings.suppression, settings.small_cell),
             table,
             settings.value_deadweight,
+            settings.spc_min_weekly_denominator,
         )
 
     def sections(self, report: dict[str, Any]) -> dict[str, Any]:
@@ -61,6 +63,7 @@ class Board:
             policy=self.policy,
             input_sha256=sha,
             input_name=", ".join(names),
+            min_weekly_denominator=self.min_weekly_denominator,
         )
         html_path.parent.mkdir(parents=True, exist_ok=True)
         html_path.write_text(page, encoding="utf-8")

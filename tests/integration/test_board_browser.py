@@ -44,6 +44,9 @@ def _ink(png: Path) -> float:
 
 def test_the_report_loads_offline_without_errors_and_shows_every_chart(browser: Browser, tmp_path: Path) -> None:
     report = board_report()
+    # west: a team whose weekly denominators never reach the minimum, so its charts have no week
+    report["spc"] += [{"team": "west", "measure": m, "direction": "lower", "target": None, "variation": None,
+                       "assurance": None, "points": []} for m in ("readmission_30d", "repeat_crisis_30d")]
     page = tmp_path / "report.html"
     page.write_text(render_html(report, provider="Riverside", policy=POLICY, input_sha256="0" * 64), encoding="utf-8")
 
@@ -69,16 +72,26 @@ def test_the_report_loads_offline_without_errors_and_shows_every_chart(browser: 
     requests = [e["params"]["request"]["url"] for e in browser.events if e.get("method") == "Network.requestWillBeSent"]
     assert all(url.startswith(("file:", "data:")) for url in requests), requests
 
-    # every SPC chart of the report is on the page with one marker per unsuppressed week
+    # every SPC chart with a week to draw is on the page with one marker per unsuppressed week;
+    # every other is a line saying why, with no plot
     figures = browser.evaluate(
         """[...document.querySelectorAll('figure[data-chart]')].map(f => ({
              chart: f.dataset.chart, measure: f.dataset.measure, team: f.dataset.team || null,
              markers: f.querySelectorAll('svg g[id$="-points"] use').length}))"""
     )
     spc = [f for f in figures if f["chart"] == "spc"]
-    assert {(f["measure"], f["team"]) for f in spc} == {(e["measure"], e["team"]) for e in report["spc"]}
     hidden = {(e["measure"], e["team"], p["week"]) for e in report["spc"] for p in e["points"]
               if POLICY.cell_small(p["numerator"], p["denominator"])}
+    drawable = {(e["measure"], e["team"]) for e in report["spc"]
+                if any((e["measure"], e["team"], p["week"]) not in hidden for p in e["points"])}
+    assert {(f["measure"], f["team"]) for f in spc} == drawable
+    empty = browser.evaluate(
+        """[...document.querySelectorAll('p.no-chart[data-chart="spc"]')].map(p => ({
+             measure: p.dataset.measure, team: p.dataset.team, svg: p.querySelectorAll('svg').length, text: p.textContent}))"""
+    )
+    assert {(p["measure"], p["team"]) for p in empty} == {(e["measure"], e["team"]) for e in report["spc"]} - drawable
+    assert {(p["measure"], p["team"]) for p in empty} >= {("readmission_30d", "west"), ("repeat_crisis_30d", "west")}
+    assert all(p["svg"] == 0 and "nothing to draw" in p["text"] for p in empty), empty
     for f in spc:
         entry = next(e for e in report["spc"] if (e["measure"], e["team"]) == (f["measure"], f["team"]))
         expected = sum((f["measure"], f["team"], p["week"]) not in hidden for p in entry["points"])
@@ -98,7 +111,7 @@ def test_the_report_loads_offline_without_errors_and_shows_every_chart(browser: 
              variation: r.querySelector('td.icon-cell svg[data-icon]')?.getAttribute('aria-label') || null}))"""
     )
     assert {(r["measure"], r["team"]) for r in rows} == {(e["measure"], e["team"]) for e in report["spc"]}
-    assert all(r["variation"] for r in rows)
+    assert all(r["variation"] for r in rows if r["team"] != "west")
     assert {r["cells"] for r in rows} <= {11, 12}  # 11 when value and n are one "suppressed" cell
 
     # printed: A4 pages, none blank; the first page kept as the test's artefact
