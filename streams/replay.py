@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 from zoneinfo import ZoneInfo
 
 import msgspec
@@ -39,15 +39,10 @@ from schemas import fhir, hl7
 from schemas.adapters import AdapterOptions
 from schemas.deadletter import DeadLetter, Origin
 from schemas.decode import Decoder
-from schemas.model import ALL_TEAMS
 from schemas.validate import detect_format
 from streams.core import CoreConfig
 from streams.engine import Engine, SystemRules
-from streams.report import dumps_report, render_summary, replay_verdict
-from streams.windows import TeamWindows
-
-# (windows, watermark, teams) -> the report's "spc" entries
-Charts = Callable[[TeamWindows, datetime, list[str]], list[dict[str, Any]]]
+from streams.report import Charts, dumps_report, render_summary, replay_verdict, spc_section
 
 PROGRESS_MIN_BYTES = 8 * 1024 * 1024
 _PROGRESS_EVERY = 4096
@@ -232,8 +227,7 @@ def run_replay(
     table or ``pdf_path`` without ``html_path``, before replaying."""
     from board.run import Board  # the board's plotting libraries load only for a replay
 
-    if pdf_path is not None and html_path is None:
-        raise ValueError("--pdf prints the board report: give --html FILE too")
+    Board.check_paths(html_path, pdf_path)
     board = Board.from_settings(settings)
     names = [events] if isinstance(events, str) else list(events)
     if settings.pseudonym_key is None:
@@ -269,9 +263,7 @@ def run_replay(
     report = engine.report()
     report["events"]["unlinked"] = seen.unlinked
     if charts is not None:
-        teams = sorted({row["team"] for row in report["measures"]} - {ALL_TEAMS})
-        watermark = engine.watermark
-        report["spc"] = [] if watermark is None else charts(engine.windows, watermark, teams)
+        report["spc"] = spc_section(report, engine.windows, charts)
     report.update(board.sections(report))
     if report_path is not None:
         try:
