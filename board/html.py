@@ -123,6 +123,10 @@ def _pct(value: float | None, digits: int = 1) -> str:
     return "" if value is None else f"{value * 100:.{digits}f}%"
 
 
+def _count(value: int) -> str:
+    return f"{value:,}"
+
+
 def _when(iso: str | None) -> str:
     """An RFC 3339 instant as a reader writes it: 4 August 2025, 00:00 (UTC+00:00)."""
     if not iso:
@@ -167,6 +171,7 @@ def _environment() -> Environment:
     )
     env.filters["pct"] = _pct
     env.filters["num"] = _num
+    env.filters["count"] = _count
     env.filters["points"] = _points
     env.filters["when"] = _when
     env.filters["label"] = label
@@ -218,15 +223,15 @@ def render_html(
     return _environment().get_template("report.html.j2").render(**view)
 
 
-def _nothing_to_draw(points: Sequence[Mapping[str, Any]], min_weekly_denominator: int | None) -> str:
+def _no_week(points: Sequence[Mapping[str, Any]], min_weekly_denominator: int | None) -> str:
     """Why a chart has no point: its series holds no judged week, or every week is suppressed."""
     if points:
-        return "nothing to draw: every week's counts were too small to show"
+        return "every week's counts were too small to show"
     if min_weekly_denominator is None:
-        return "nothing to draw: no week reached the minimum weekly denominator"
+        return "no week reached the minimum weekly denominator"
     if min_weekly_denominator <= 1:
-        return "nothing to draw: no week had a case to count"
-    return f"nothing to draw: no week reached the minimum weekly denominator of {min_weekly_denominator}"
+        return "no week had a case to count"
+    return f"no week reached the minimum weekly denominator of {min_weekly_denominator}"
 
 
 def _shown_limit(value: float | None) -> float | None:
@@ -268,7 +273,7 @@ def _view(
         for m in sorted({m for m, _ in rows}, key=_measure_key)
     ]
 
-    matrix = []
+    matrix: list[dict[str, Any]] = []
     chart_groups: dict[str, list[dict[str, Any]]] = {}
     for entry in sorted(spc, key=lambda e: (_measure_key(e["measure"]), _team_key(e["team"]))):
         measure, team = entry["measure"], entry["team"]
@@ -284,25 +289,32 @@ def _view(
             start = min(p["week"] for p in points if p.get("group") == last.get("group"))
             before = [c for c in own_changes if str(c.get("time", ""))[:10] <= start]
             rebase = {"week": start, "change": before[-1] if before else None}
-        matrix.append(
-            {
-                "measure": measure,
-                "team": team,
-                "week": None if last is None else last["week"],
-                "value": None if last_hidden or last is None else last.get("value"),
-                "n": None if last_hidden or last is None else last.get("denominator"),
-                "hidden": last_hidden and last is not None,
-                "mean": None if last is None else last.get("mean"),
-                "lower": None if last is None else _shown_limit(last.get("lower")),
-                "upper": None if last is None else _shown_limit(last.get("upper")),
-                "trial": bool(last and last.get("trial")),
-                "target": entry.get("target"),
-                "variation": entry.get("variation"),
-                "assurance": entry.get("assurance"),
-                "rules": [] if last is None or last_hidden else list(last.get("rules", [])),
-                "rebase": rebase,
-            }
-        )
+        if last is None:
+            # one line per measure for the teams with no judged week, not a row of blanks each
+            if matrix and matrix[-1]["measure"] == measure and "teams" in matrix[-1]:
+                matrix[-1]["teams"].append(team)
+            else:
+                matrix.append({"measure": measure, "teams": [team], "why": _no_week(points, min_weekly_denominator)})
+        else:
+            matrix.append(
+                {
+                    "measure": measure,
+                    "team": team,
+                    "week": last["week"],
+                    "value": None if last_hidden else last.get("value"),
+                    "n": None if last_hidden else last.get("denominator"),
+                    "hidden": last_hidden,
+                    "mean": last.get("mean"),
+                    "lower": _shown_limit(last.get("lower")),
+                    "upper": _shown_limit(last.get("upper")),
+                    "trial": bool(last.get("trial")),
+                    "target": entry.get("target"),
+                    "variation": entry.get("variation"),
+                    "assurance": entry.get("assurance"),
+                    "rules": [] if last_hidden else list(last.get("rules", [])),
+                    "rebase": rebase,
+                }
+            )
         chart_id = f"spc-{measure}-{team if team != ALL_TEAMS else 'all'}".replace("_", "-")
         markers = [(str(c.get("time", ""))[:10], change_keys[c.get("change_id")]) for c in own_changes]
         drawable = any(p["week"] not in hidden_weeks and p.get("value") is not None for p in points)
@@ -313,7 +325,7 @@ def _view(
         ) if drawable else ("", 0)
         chart_groups.setdefault(measure, []).append(
             {"team": team, "svg": svg, "points": drawn, "id": chart_id, "hidden": len(hidden_weeks),
-             "empty": None if drawable else _nothing_to_draw(points, min_weekly_denominator),
+             "empty": None if drawable else _no_week(points, min_weekly_denominator),
              "changes": [(change_keys[c.get("change_id")], c.get("description", "")) for c in own_changes]}
         )
 

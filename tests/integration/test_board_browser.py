@@ -104,15 +104,32 @@ def test_the_report_loads_offline_without_errors_and_shows_every_chart(browser: 
     assert {f["measure"] for f in funnels} == {f["measure"] for f in report["funnels"]}
     assert all(f["markers"] >= 2 for f in funnels)
 
-    # the summary matrix: a row per team and measure, each with its variation icon and a text alternative
+    # the summary matrix: a row per team and measure with a judged week, each with its variation
+    # icon and a text alternative; the teams with none on one line per measure, saying why
     rows = browser.evaluate(
         """[...document.querySelectorAll('#mdc-matrix tbody tr')].map(r => ({
-             measure: r.dataset.measure, team: r.dataset.team, cells: r.cells.length,
+             measure: r.dataset.measure, team: r.dataset.team || null, teams: r.dataset.teams || null,
+             cells: r.cells.length, text: r.textContent,
              variation: r.querySelector('td.icon-cell svg[data-icon]')?.getAttribute('aria-label') || null}))"""
     )
-    assert {(r["measure"], r["team"]) for r in rows} == {(e["measure"], e["team"]) for e in report["spc"]}
-    assert all(r["variation"] for r in rows if r["team"] != "west")
-    assert {r["cells"] for r in rows} <= {11, 12}  # 11 when value and n are one "suppressed" cell
+    judged = [r for r in rows if r["team"] is not None]
+    unjudged = [r for r in rows if r["teams"] is not None]
+    assert {(r["measure"], r["team"]) for r in judged} == {(e["measure"], e["team"]) for e in report["spc"] if e["points"]}
+    assert {(r["measure"], t) for r in unjudged for t in r["teams"].split()} == {
+        (e["measure"], e["team"]) for e in report["spc"] if not e["points"]}
+    assert len(judged) + len(unjudged) == len(rows)
+    assert all(r["variation"] for r in judged)
+    assert {r["cells"] for r in judged} <= {11, 12}  # 11 when value and n are one "suppressed" cell
+    assert all(r["cells"] == 2 and "no week reached" in r["text"] for r in unjudged)
+
+    # no table runs past the page's text column (a board member reading on a laptop or on A4)
+    overflow = browser.evaluate(
+        """(() => { const body = document.body, style = getComputedStyle(body);
+             const right = body.getBoundingClientRect().right - parseFloat(style.paddingRight);
+             return [...document.querySelectorAll('table')].map(t => [t.id || t.dataset.caseMix,
+               Math.round(t.getBoundingClientRect().right - right)]).filter(([, over]) => over > 1); })()"""
+    )
+    assert overflow == [], overflow
 
     # printed: A4 pages, none blank; the first page kept as the test's artefact
     pdf = tmp_path / "report.pdf"

@@ -275,3 +275,18 @@ def test_the_methods_section_breaks_dead_letters_down_by_kind() -> None:
     assert ["not JSON (not_json)", "3"] in rows
     assert ["failed the schema (schema)", "9"] in rows
     assert not any("does not break dead letters down" in " ".join(r) for r in rows)
+
+
+def test_matrix_rows_of_teams_with_no_judged_week_are_one_line_per_measure() -> None:
+    report = _spc_report(("*", [_week(w, 20, 30) for w in WEEKS3]), ("north", []), ("unassigned", []))
+    page = render_html(report, policy=UNDER5, min_weekly_denominator=10)
+    rows = _tables(page)["mdc-matrix"][1:]
+    assert [r[1] for r in rows] == ["all teams", "north, unassigned: no week reached the minimum weekly denominator of 10"]
+    assert len(rows[1]) == 2  # the measure's column, then one cell across the rest
+    assert 'data-teams="north unassigned"' in page
+
+
+def test_record_counts_have_thousands_separators() -> None:
+    events = {"accepted": 116524, "duplicates": 1156, "dead_letters": 0, "corrections": 455, "dead_letters_by_kind": {}}
+    rows = _tables(render_html(_spc_report(events=events), policy=UNDER5))["data-quality"]
+    assert [r[1] for r in rows] == ["116,524", "1,156", "0", "455"]
