@@ -416,7 +416,7 @@ def _view(
         "waits": [{**w, "hidden": policy.small(int(w.get("count", 0)))} for w in waits],
         "matrix": matrix,
         "has_spc": bool(spc),
-        "charts": [(m, chart_groups[m]) for m in sorted(chart_groups, key=_measure_key)],
+        "charts": [(m, *_drawn_and_empty(chart_groups[m])) for m in sorted(chart_groups, key=_measure_key)],
         "changes": change_cards,
         "funnels": funnel_views,
         "case_mix_note": case_mix.get("note"),
@@ -432,6 +432,15 @@ def _view(
         "assurance_text": ASSURANCE_TEXT,
         "not_compared": sorted(NOT_COMPARED - {ALL_TEAMS}),
     }
+
+
+def _drawn_and_empty(group: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[tuple[str, list[str]]]]:
+    """A measure's charts: those drawn, and (why, teams) for the rest, one line per reason."""
+    empty: dict[str, list[str]] = {}
+    for c in group:
+        if c["empty"]:
+            empty.setdefault(c["empty"], []).append(c["team"])
+    return [c for c in group if not c["empty"]], list(empty.items())
 
 
 def _period(spc: Sequence[Mapping[str, Any]]) -> tuple[str, str] | None:

@@ -214,7 +214,7 @@ def test_a_chart_with_no_week_reaching_the_minimum_is_a_line_not_an_empty_plot()
     # matplotlib's epoch, on an empty date axis
     assert "Dec 69" not in page
     assert "Jan 70" not in page
-    line = re.search(r'<p class="no-chart" data-chart="spc" data-measure="seen_within_target" data-team="west">(.*?)</p>',
+    line = re.search(r'<p class="no-chart" data-chart="spc" data-measure="seen_within_target" data-teams="west">(.*?)</p>',
                      page, re.S)
     assert line is not None
     assert "no week reached the minimum weekly denominator of 10" in " ".join(line.group(1).split())
@@ -224,7 +224,7 @@ def test_a_chart_whose_every_week_is_suppressed_says_so_instead_of_drawing() -> 
     report = _spc_report(("north", [_week(w, 20, 30) for w in WEEKS3]), ("east", [_week(w, 2, 12) for w in WEEKS3]))
     page = render_html(report, policy=UNDER5, min_weekly_denominator=10)
     assert "spc-seen-within-target-east" not in page
-    line = re.search(r'<p class="no-chart" data-chart="spc" data-measure="seen_within_target" data-team="east">(.*?)</p>',
+    line = re.search(r'<p class="no-chart" data-chart="spc" data-measure="seen_within_target" data-teams="east">(.*?)</p>',
                      page, re.S)
     assert line is not None
     assert "every week's counts were too small to show" in html.unescape(" ".join(line.group(1).split()))
@@ -290,3 +290,14 @@ def test_record_counts_have_thousands_separators() -> None:
     events = {"accepted": 116524, "duplicates": 1156, "dead_letters": 0, "corrections": 455, "dead_letters_by_kind": {}}
     rows = _tables(render_html(_spc_report(events=events), policy=UNDER5))["data-quality"]
     assert [r[1] for r in rows] == ["116,524", "1,156", "0", "455"]
+
+
+def test_teams_with_nothing_to_draw_share_one_line_per_reason() -> None:
+    report = _spc_report(("*", [_week(w, 20, 30) for w in WEEKS3]), ("north", []), ("south", []),
+                         ("east", [_week(w, 2, 12) for w in WEEKS3]))
+    page = html.unescape(render_html(report, policy=UNDER5, min_weekly_denominator=10))
+    lines = re.findall(r'<p class="no-chart"[^>]*data-teams="([^"]*)">(.*?)</p>', page, re.S)
+    assert [(teams, " ".join(re.sub("<[^>]+>", "", text).split())) for teams, text in lines] == [
+        ("east", "east: nothing to draw, every week's counts were too small to show."),
+        ("north south", "north, south: nothing to draw, no week reached the minimum weekly denominator of 10."),
+    ]
