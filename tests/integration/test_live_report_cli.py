@@ -7,6 +7,7 @@ passed changes nothing, and the command says so."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -57,7 +58,11 @@ def test_report_until_end_equals_the_replay_and_prints_its_summary(
     for section in ("funnels", "case_mix", "value"):
         assert live[section] == replay[section], section
     board = page.read_text(encoding="utf-8")
-    assert board.count('data-chart="spc" data-measure=') == len(live["spc"])  # a chart or a line for each
+    drawn = re.findall(r'<figure data-chart="spc" data-measure="([^"]+)" data-team="([^"]+)"', board)
+    undrawn = [(m, t) for m, teams in re.findall(r'<p class="no-chart" data-chart="spc" data-measure="([^"]+)" '
+                                                  r'data-teams="([^"]+)"', board) for t in teams.split()]
+    assert sorted(drawn + undrawn) == sorted((e["measure"], e["team"]) for e in live["spc"])  # a chart or a line each
+    assert drawn
     assert "live workers" in board
 
     assert main(["report", "--from-live", "--until", "2000-01-01T00:00:00+00:00"]) == 0
