@@ -89,7 +89,8 @@ def test_empty_input() -> None:
 
 
 def test_dead_letters_by_kind_count_decoder_rejects_and_orphan_cancels() -> None:
-    from tests.fixtures.core.build import cancel  # imported here: main's import line is changing beside this branch
+    # imported here: main's module import line changes beside this branch
+    from tests.fixtures.core.build import cancel
 
     e = Engine(CONFIG)
     e.feed_dead_letter(DeadLetter(DeadLetterKind.SCHEMA, "data.team: required", "data", Origin(), b"{}"))
