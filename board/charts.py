@@ -66,6 +66,13 @@ def _day(iso: str) -> float:
     return float(mdates.date2num(date.fromisoformat(iso[:10])))
 
 
+def shown_limit(value: float) -> float:
+    """A proportion's process limit as a reader is shown it: within [0, 1], as PowerBI-SPC
+    clips p-chart limits (a rate cannot leave that range; the machine report keeps the
+    computed value, as NHSRplotthedots does not clip XmR limits)."""
+    return min(1.0, max(0.0, value))
+
+
 def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
 
@@ -86,9 +93,16 @@ def spc_chart(
     per service change labelled with its key (``changes``: (ISO date, key)). Weeks in
     ``hidden_weeks`` (suppressed cells) are not drawn. ``carried`` = (first week after a
     change, the previous group's ``mean``/``upper``/``lower``) draws those limits forward
-    over the weeks from then on (blue, dotted). Returns the SVG and the number of points
-    drawn."""
+    over the weeks from then on (blue, dotted). With ``percent`` the values are proportions
+    and the limits are drawn clipped to [0%, 100%] (:func:`shown_limit`). Returns the SVG and
+    the number of points drawn; the caller draws no chart where none would be (see
+    :func:`board.html.render_html`)."""
     scale = 100.0 if percent else 1.0
+
+    def limit(key: str, value: Any) -> float:
+        clip = percent and key != "mean"
+        return (shown_limit(float(value)) if clip else float(value)) * scale
+
     with matplotlib.rc_context(_STYLE):
         fig, ax = plt.subplots(figsize=(7.0, 2.1))
         ax.set_title(subtitle, loc="left", fontsize=9, fontweight="bold")
@@ -100,14 +114,14 @@ def spc_chart(
             xs = [_day(p["week"]) for p in members]
             for key, style in (("mean", "-"), ("upper", "--"), ("lower", "--")):
                 if all(p.get(key) is not None for p in members):
-                    ax.step(xs, [float(p[key]) * scale for p in members], where="mid", color=LINE if key == "mean" else COMMON,
+                    ax.step(xs, [limit(key, p[key]) for p in members], where="mid", color=LINE if key == "mean" else COMMON,
                             linestyle=style, linewidth=1.0 if key == "mean" else 0.8)
         if carried is not None and points:
             start, previous = carried
             span = [_day(start), _day(points[-1]["week"])]
             for key in ("mean", "upper", "lower"):
                 if previous.get(key) is not None:
-                    ax.plot(span, [float(previous[key]) * scale] * 2, color=IMPROVEMENT, linestyle=":",
+                    ax.plot(span, [limit(key, previous[key])] * 2, color=IMPROVEMENT, linestyle=":",
                             linewidth=1.2, label="previous limits carried forward" if key == "mean" else None)
         if target is not None:
             ax.axhline(target * scale, color=TARGET, linestyle=":", linewidth=1.0, label="target")

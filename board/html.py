@@ -33,6 +33,7 @@ from board.text import (
     GRADE_TEXT,
     MEASURE_ORDER,
     VARIATION_TEXT,
+    dead_letter_kind,
     label,
 )
 
@@ -122,6 +123,10 @@ def _pct(value: float | None, digits: int = 1) -> str:
     return "" if value is None else f"{value * 100:.{digits}f}%"
 
 
+def _count(value: int) -> str:
+    return f"{value:,}"
+
+
 def _when(iso: str | None) -> str:
     """An RFC 3339 instant as a reader writes it: 4 August 2025, 00:00 (UTC+00:00)."""
     if not iso:
@@ -166,6 +171,7 @@ def _environment() -> Environment:
     )
     env.filters["pct"] = _pct
     env.filters["num"] = _num
+    env.filters["count"] = _count
     env.filters["points"] = _points
     env.filters["when"] = _when
     env.filters["label"] = label
@@ -197,12 +203,16 @@ def render_html(
     input_sha256: str | None = None,
     input_name: str | None = None,
     version: str | None = None,
+    min_weekly_denominator: int | None = None,
 ) -> str:
     """The board report page for ``report`` (a section 6 report, optionally with ``spc``,
     ``changes``, ``funnels``, ``case_mix`` and ``value``). Cells are suppressed by ``policy``
-    (default: counts under 5). Deterministic: the same arguments give the same page."""
+    (default: counts under 5). A chart with no week to draw is a line saying why, naming
+    ``min_weekly_denominator`` (the setting that left its weeks out) when given. Process
+    limits are shown within [0%, 100%]; ``report`` is not changed. Deterministic: the same
+    arguments give the same page."""
     policy = policy or SuppressionPolicy.named("small_cell", 5)
-    view = _view(report, policy)
+    view = _view(report, policy, min_weekly_denominator)
     view.update(
         provider=provider,
         input_sha256=input_sha256,
@@ -213,7 +223,24 @@ def render_html(
     return _environment().get_template("report.html.j2").render(**view)
 
 
-def _view(report: Mapping[str, Any], policy: SuppressionPolicy) -> dict[str, Any]:
+def _no_week(points: Sequence[Mapping[str, Any]], min_weekly_denominator: int | None) -> str:
+    """Why a chart has no point: its series holds no judged week, or every week is suppressed."""
+    if points:
+        return "every week's counts were too small to show"
+    if min_weekly_denominator is None:
+        return "no week reached the minimum weekly denominator"
+    if min_weekly_denominator <= 1:
+        return "no week had a case to count"
+    return f"no week reached the minimum weekly denominator of {min_weekly_denominator}"
+
+
+def _shown_limit(value: float | None) -> float | None:
+    return None if value is None else charts.shown_limit(float(value))
+
+
+def _view(
+    report: Mapping[str, Any], policy: SuppressionPolicy, min_weekly_denominator: int | None = None
+) -> dict[str, Any]:
     suppressed = Suppressed()
     measures = list(report.get("measures", []))
     suppressed.measures = _suppress_measures(measures, policy)
@@ -246,7 +273,7 @@ def _view(report: Mapping[str, Any], policy: SuppressionPolicy) -> dict[str, Any
         for m in sorted({m for m, _ in rows}, key=_measure_key)
     ]
 
-    matrix = []
+    matrix: list[dict[str, Any]] = []
     chart_groups: dict[str, list[dict[str, Any]]] = {}
     for entry in sorted(spc, key=lambda e: (_measure_key(e["measure"]), _team_key(e["team"]))):
         measure, team = entry["measure"], entry["team"]
@@ -262,33 +289,43 @@ def _view(report: Mapping[str, Any], policy: SuppressionPolicy) -> dict[str, Any
             start = min(p["week"] for p in points if p.get("group") == last.get("group"))
             before = [c for c in own_changes if str(c.get("time", ""))[:10] <= start]
             rebase = {"week": start, "change": before[-1] if before else None}
-        matrix.append(
-            {
-                "measure": measure,
-                "team": team,
-                "week": None if last is None else last["week"],
-                "value": None if last_hidden or last is None else last.get("value"),
-                "n": None if last_hidden or last is None else last.get("denominator"),
-                "hidden": last_hidden and last is not None,
-                "mean": None if last is None else last.get("mean"),
-                "lower": None if last is None else last.get("lower"),
-                "upper": None if last is None else last.get("upper"),
-                "trial": bool(last and last.get("trial")),
-                "target": entry.get("target"),
-                "variation": entry.get("variation"),
-                "assurance": entry.get("assurance"),
-                "rules": [] if last is None or last_hidden else list(last.get("rules", [])),
-                "rebase": rebase,
-            }
-        )
+        if last is None:
+            # one line per measure for the teams with no judged week, not a row of blanks each
+            if matrix and matrix[-1]["measure"] == measure and "teams" in matrix[-1]:
+                matrix[-1]["teams"].append(team)
+            else:
+                matrix.append({"measure": measure, "teams": [team], "why": _no_week(points, min_weekly_denominator)})
+        else:
+            matrix.append(
+                {
+                    "measure": measure,
+                    "team": team,
+                    "week": last["week"],
+                    "value": None if last_hidden else last.get("value"),
+                    "n": None if last_hidden else last.get("denominator"),
+                    "hidden": last_hidden,
+                    "mean": last.get("mean"),
+                    "lower": _shown_limit(last.get("lower")),
+                    "upper": _shown_limit(last.get("upper")),
+                    "trial": bool(last.get("trial")),
+                    "target": entry.get("target"),
+                    "variation": entry.get("variation"),
+                    "assurance": entry.get("assurance"),
+                    "rules": [] if last_hidden else list(last.get("rules", [])),
+                    "rebase": rebase,
+                }
+            )
         chart_id = f"spc-{measure}-{team if team != ALL_TEAMS else 'all'}".replace("_", "-")
         markers = [(str(c.get("time", ""))[:10], change_keys[c.get("change_id")]) for c in own_changes]
+        drawable = any(p["week"] not in hidden_weeks and p.get("value") is not None for p in points)
+        # an empty date axis would show matplotlib's epoch (Dec 69, Jan 70): no plot, a reason
         svg, drawn = charts.spc_chart(
             chart_id, f"{label(measure)}, {_team(team)}: weekly values", points, hidden_weeks,
             entry.get("target"), markers, subtitle=_team(team),
-        )
+        ) if drawable else ("", 0)
         chart_groups.setdefault(measure, []).append(
             {"team": team, "svg": svg, "points": drawn, "id": chart_id, "hidden": len(hidden_weeks),
+             "empty": None if drawable else _no_week(points, min_weekly_denominator),
              "changes": [(change_keys[c.get("change_id")], c.get("description", "")) for c in own_changes]}
         )
 
@@ -304,6 +341,8 @@ def _view(report: Mapping[str, Any], policy: SuppressionPolicy) -> dict[str, Any
                 continue
             chart_id = "change-" + re.sub(r"[^a-z0-9]+", "-", f"{c.get('change_id')}-{m}".lower()).strip("-")
             hidden_weeks = {w for (mm, t, w) in suppressed.weeks if mm == m and t == entry["team"]}
+            if not any(p["week"] not in hidden_weeks and p.get("value") is not None for p in entry.get("points", [])):
+                continue
             svg, drawn = charts.spc_chart(
                 chart_id, f"{label(m)}, {_team(entry['team'])}: before and after {key}",
                 entry.get("points", []), hidden_weeks, entry.get("target"),
@@ -377,20 +416,31 @@ def _view(report: Mapping[str, Any], policy: SuppressionPolicy) -> dict[str, Any
         "waits": [{**w, "hidden": policy.small(int(w.get("count", 0)))} for w in waits],
         "matrix": matrix,
         "has_spc": bool(spc),
-        "charts": [(m, chart_groups[m]) for m in sorted(chart_groups, key=_measure_key)],
+        "charts": [(m, *_drawn_and_empty(chart_groups[m])) for m in sorted(chart_groups, key=_measure_key)],
         "changes": change_cards,
         "funnels": funnel_views,
         "case_mix_note": case_mix.get("note"),
         "case_mix": cm_views,
         "value": value,
         "events": events,
-        "dead_letter_reasons": events.get("dead_letters_by_reason"),
+        "dead_letter_kinds": [
+            (dead_letter_kind(kind), n) for kind, n in sorted((events.get("dead_letters_by_kind") or {}).items())
+        ],
         "definitions": [(m, DEFINITIONS[m]) for m in [*MEASURE_ORDER, "referral_wait_days"]],
         "suppressed": suppressed.describe(),
         "variation_text": VARIATION_TEXT,
         "assurance_text": ASSURANCE_TEXT,
         "not_compared": sorted(NOT_COMPARED - {ALL_TEAMS}),
     }
+
+
+def _drawn_and_empty(group: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[tuple[str, list[str]]]]:
+    """A measure's charts: those drawn, and (why, teams) for the rest, one line per reason."""
+    empty: dict[str, list[str]] = {}
+    for c in group:
+        if c["empty"]:
+            empty.setdefault(c["empty"], []).append(c["team"])
+    return [c for c in group if not c["empty"]], list(empty.items())
 
 
 def _period(spc: Sequence[Mapping[str, Any]]) -> tuple[str, str] | None:

@@ -19,6 +19,8 @@ from board.suppress import SuppressionPolicy
 from board.value import CostTable, load_cost_table
 from pathwatch.config import Settings
 
+LIVE_INPUT = "the live workers' state (pathwatch report --from-live)"
+
 
 @dataclass(frozen=True)
 class Board:
@@ -26,6 +28,7 @@ class Board:
     policy: SuppressionPolicy
     cost_table: CostTable | None
     deadweight: float
+    min_weekly_denominator: int | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Board:
@@ -36,22 +39,31 @@ class Board:
             SuppressionPolicy.named(settings.suppression, settings.small_cell),
             table,
             settings.value_deadweight,
+            settings.spc_min_weekly_denominator,
         )
+
+    @staticmethod
+    def check_paths(html_path: Path | None, pdf_path: Path | None) -> None:
+        """Raises ValueError for a PDF asked for without the page it prints."""
+        if pdf_path is not None and html_path is None:
+            raise ValueError("--pdf prints the board report: give --html FILE too")
 
     def sections(self, report: dict[str, Any]) -> dict[str, Any]:
         """The board's JSON sections for ``report`` (unsuppressed, like the rest of it)."""
         return board_sections(report, self.cost_table, self.deadweight)
 
     def write(
-        self, report: dict[str, Any], html_path: Path, pdf_path: Path | None, events: str | Sequence[str]
+        self, report: dict[str, Any], html_path: Path, pdf_path: Path | None, events: str | Sequence[str] | None
     ) -> None:
         """Write the page to ``html_path`` (and the PDF to ``pdf_path``). ``events`` is the input
-        path or paths (``-``: standard input, not hashed); each file's SHA-256 is printed in
-        the methods section. Raises OSError or RuntimeError."""
-        paths = [events] if isinstance(events, str) else list(events)
-        names = ["standard input" if p == "-" else Path(p).name for p in paths]
+        path or paths (``-``: standard input, not hashed), or None for the live workers' state;
+        each file's SHA-256 is printed in the methods section. Raises OSError or RuntimeError."""
+        paths = [] if events is None else [events] if isinstance(events, str) else list(events)
+        names = ["standard input" if p == "-" else Path(p).name for p in paths] or [LIVE_INPUT]
         digests = [None if p == "-" else file_sha256(Path(p)) for p in paths]
-        if len(paths) == 1:
+        if not paths:
+            sha = None
+        elif len(paths) == 1:
             sha = digests[0]
         else:
             sha = "; ".join(f"{n}: {d or 'not hashed'}" for n, d in zip(names, digests, strict=True))
@@ -61,6 +73,7 @@ class Board:
             policy=self.policy,
             input_sha256=sha,
             input_name=", ".join(names),
+            min_weekly_denominator=self.min_weekly_denominator,
         )
         html_path.parent.mkdir(parents=True, exist_ok=True)
         html_path.write_text(page, encoding="utf-8")

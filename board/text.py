@@ -77,6 +77,20 @@ ASSURANCE_TEXT: dict[str, str] = {
     "inconsistent": "The process will sometimes meet and sometimes miss the target",
 }
 
+DEAD_LETTER_TEXT: dict[str, str] = {
+    "oversized": "too large",
+    "not_json": "not JSON",
+    "null_value": "an empty (null) record",
+    "unknown_type": "an unknown event type",
+    "schema": "failed the schema",
+    "orphan_cancel": "a cancel whose event never arrived",
+    "hl7": "an HL7 message that could not be converted",
+    "fhir": "a FHIR resource that could not be converted",
+    "identifier_like": "an identifier where a label belongs",
+    "processing_error": "failed in processing",
+    "output_too_large": "its output was too large to publish",
+}
+
 GRADE_TEXT: dict[str, str] = {
     "too_early": "Too early to tell (fewer than 7 weeks since the change)",
     "no_signal": "No signal: the weeks since the change look like the weeks before",
@@ -88,3 +102,8 @@ GRADE_TEXT: dict[str, str] = {
 
 def label(measure: str) -> str:
     return LABELS.get(measure, measure)
+
+
+def dead_letter_kind(kind: str) -> str:
+    """A dead-letter kind in plain words with its name, which ``pathwatch deadletters --kind`` takes."""
+    return f"{DEAD_LETTER_TEXT[kind]} ({kind})" if kind in DEAD_LETTER_TEXT else kind

@@ -115,6 +115,8 @@ def _parser() -> argparse.ArgumentParser:
         "largest event time seen, as replay's end of input",
     )
     report.add_argument("--timeout", type=float, default=60.0)
+    report.add_argument("--html", type=Path, help="write the board report (one self-contained HTML file) here")
+    report.add_argument("--pdf", type=Path, help="print the board report to this PDF (needs --html and chromium)")
 
     dead = sub.add_parser(
         "deadletters", help="count dead letters by reason, show them, and re-publish chosen ones after a fix"
@@ -293,9 +295,13 @@ def _dispatch(args: argparse.Namespace, settings: Settings, console: Console) ->
 
         return run_publish(args.file, settings, console, fmt=args.format)
     if args.command == "report":
+        from alerts.rules import AlertRulesConfig, SystemAlertRules
         from streams.live_report import run_live_report
 
-        return run_live_report(settings, console, args.report, args.until, args.timeout)
+        charts = SystemAlertRules(AlertRulesConfig.from_settings(settings)).charts
+        return run_live_report(
+            settings, console, args.report, args.until, args.timeout, charts=charts, html_path=args.html, pdf_path=args.pdf
+        )
     if args.command == "deadletters":
         from streams.deadletters import Selection, run_deadletters
 

@@ -16,13 +16,15 @@ that very instant count); windows closing later stay pending.
 Counters: ``accepted`` counts events that were not duplicates (cancels included);
 ``duplicates`` repeated (source, id); ``dead_letters`` decoder rejects fed with
 :meth:`Engine.feed_dead_letter` plus orphan cancels; ``corrections`` observations emitted with
-``correction=True`` (revisions of an already emitted observation, retractions included).
+``correction=True`` (revisions of an already emitted observation, retractions included);
+``dead_letters_by_kind`` the dead letters by :class:`schemas.deadletter.DeadLetterKind` value.
 """
 
 from __future__ import annotations
 
 import heapq
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -54,13 +56,21 @@ class Counters:
     duplicates: int = 0
     dead_letters: int = 0
     corrections: int = 0
+    dead_letter_kinds: Counter[str] = field(default_factory=Counter)
 
-    def as_dict(self) -> dict[str, int]:
+    def dead_letter(self, letter: DeadLetter) -> None:
+        self.dead_letters += 1
+        self.dead_letter_kinds[letter.kind.value] += 1
+
+    def as_dict(self) -> dict[str, Any]:
+        """The report's ``events``; ``dead_letters_by_kind`` is sorted by kind and holds only
+        the kinds seen (its counts add up to ``dead_letters``)."""
         return {
             "accepted": self.accepted,
             "duplicates": self.duplicates,
             "dead_letters": self.dead_letters,
             "corrections": self.corrections,
+            "dead_letters_by_kind": dict(sorted(self.dead_letter_kinds.items())),
         }
 
 
@@ -125,8 +135,7 @@ class Engine:
 
     def feed_dead_letter(self, dead_letter: DeadLetter) -> None:
         """Count an input the decoder rejected (it is reported, never silently dropped)."""
-        del dead_letter
-        self.counters.dead_letters += 1
+        self.counters.dead_letter(dead_letter)
 
     def finish(self) -> list[Output]:
         """End of input is the end of time: advance every partition's watermark and the alert
@@ -211,7 +220,7 @@ class Engine:
             elif isinstance(o, Alert):
                 self._alerts[(o.fingerprint, o.starts_at)] = o
             elif isinstance(o, DeadLetter):
-                counters.dead_letters += 1
+                counters.dead_letter(o)
 
     def _record_alerts(self, alerts: list[Alert]) -> None:
         for a in alerts:

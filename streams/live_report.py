@@ -11,13 +11,15 @@ How it reads the state without any endpoint that serves table contents:
    flush in each of its partitions once all stage-1 partitions have answered;
 3. this command reads the stage-2 changelog (team observations, compacted) until every
    partition shows the flush, rebuilds the team windows from it, reads the alert transitions
-   and counts the dead letters, and builds the report exactly as the replay engine does.
+   and counts the dead letters, and builds the report exactly as the replay engine does,
+   its ``spc`` and board sections included (and the board page with ``--html``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,7 +34,7 @@ from pathwatch.config import Settings
 from schemas.model import ALL_TEAMS
 from streams.calendar import from_us, to_us
 from streams.core import CoreConfig, Observation
-from streams.deadletters import dead_letter_count, read_dead_letters
+from streams.deadletters import distinct, read_dead_letters
 from streams.delivery import alert_from_bytes
 from streams.live import (
     TICK_KEY,
@@ -43,7 +45,7 @@ from streams.live import (
     flush_ack_key,
     position_key,
 )
-from streams.report import dumps_report, render_summary
+from streams.report import Charts, dumps_report, render_summary, spc_section
 from streams.topics import check_kafka
 from streams.windows import TeamWindows
 
@@ -181,14 +183,14 @@ def largest_event_time(metas: list[PartitionMeta]) -> datetime | None:
 
 
 async def live_report(
-    settings: Settings, until: datetime | str | None, timeout: float = 120.0
+    settings: Settings, until: datetime | str | None, timeout: float = 120.0, charts: Charts | None = None
 ) -> dict[str, Any]:
     """Flush the workers and build the report (see the module docstring).
 
     ``until``: an event time every partition is advanced to first (inclusive), :data:`END`
     for the largest event time seen (one flush more), or None (each partition as its
-    watermark stands). Raises ``TimeoutError`` when the workers do not answer a flush in
-    ``timeout`` seconds."""
+    watermark stands). With ``charts`` the report gains ``"spc"`` as the replay's does.
+    Raises ``TimeoutError`` when the workers do not answer a flush in ``timeout`` seconds."""
     config = CoreConfig.from_settings(settings)
     n = settings.partitions
     await _wait_ingested(settings, timeout)
@@ -212,7 +214,7 @@ async def live_report(
     # Dead letters are sent at least once: a batch sent again after a crash sends its dead
     # letters again, the same records, so distinct dead letters are the inputs dead-lettered.
     dead, _ = await read_dead_letters(settings, timeout)
-    dead_letters = dead_letter_count(dead)
+    kinds = Counter(record.letter.kind.value for record in distinct(dead))
 
     teams = set(windows.teams())
     for meta in metas:
@@ -227,7 +229,7 @@ async def live_report(
         # until given, in this report and in later ones without --until
         watermark = from_us(watermark_us - 1)
     now = watermark if watermark is not None else from_us(0)
-    return {
+    report = {
         "watermark": None if watermark is None else watermark.isoformat(),
         "measures": [
             {"measure": r.measure, "team": r.team, "numerator": r.numerator, "denominator": r.denominator}
@@ -241,19 +243,37 @@ async def live_report(
         "events": {
             "accepted": sum(m.accepted for m in metas),
             "duplicates": sum(m.duplicates for m in metas),
-            "dead_letters": dead_letters,
+            "dead_letters": sum(kinds.values()),
             "corrections": sum(m.corrections for m in metas),
+            "dead_letters_by_kind": dict(sorted(kinds.items())),
         },
     }
+    if charts is not None:
+        report["spc"] = spc_section(report, windows, charts)
+    return report
 
 
 def run_live_report(
-    settings: Settings, console: Console, report_path: Path | None, until: str | None, timeout: float
+    settings: Settings,
+    console: Console,
+    report_path: Path | None,
+    until: str | None,
+    timeout: float,
+    charts: Charts | None = None,
+    html_path: Path | None = None,
+    pdf_path: Path | None = None,
 ) -> int:
     """The CLI's ``report --from-live``: prints the summary ``replay`` prints, and writes the
-    JSON report to ``report_path`` if given. ``until`` is RFC 3339 or ``end`` (the largest
-    event time seen). Returns 0; raises ``ValueError`` (exit 2) for a bad ``until`` or an
-    unreachable Kafka, ``TimeoutError`` when the workers do not answer."""
+    JSON report to ``report_path`` if given, with ``spc`` (given ``charts``) and the board's
+    sections as ``replay`` writes them, and the board page to ``html_path`` (its print to
+    ``pdf_path``) if given. ``until`` is RFC 3339 or ``end`` (the largest event time seen).
+    Returns 0, or 2 when the board page cannot be written; raises ``ValueError`` (exit 2) for
+    a bad ``until``, a bad cost table, ``pdf_path`` without ``html_path`` or an unreachable
+    Kafka, ``TimeoutError`` when the workers do not answer."""
+    from board.run import Board  # the board's plotting libraries load only for a report
+
+    Board.check_paths(html_path, pdf_path)
+    board = Board.from_settings(settings)
     moment: datetime | str | None = None
     if until == END:
         moment = END
@@ -266,12 +286,19 @@ def run_live_report(
             raise ValueError(f"--until {until!r} needs an offset (RFC 3339), e.g. {until}+00:00")
     check_kafka(settings)
     try:
-        report = asyncio.run(live_report(settings, moment, timeout))
+        report = asyncio.run(live_report(settings, moment, timeout, charts))
     except TimeoutError:
         raise ValueError(
             f"the workers did not answer within {timeout:g} s (--timeout): is a `pathwatch worker` running "
             "against this Kafka (PATHWATCH_KAFKA_BOOTSTRAP)?"
         ) from None
+    report.update(board.sections(report))
+    if html_path is not None:
+        try:
+            board.write(report, html_path, pdf_path, None)
+        except (OSError, RuntimeError) as exc:
+            console.print(f"[red]error:[/] cannot write the board report: {exc}")
+            return 2
     render_summary(report, console, settings.small_cell)
     if isinstance(moment, datetime) and report["watermark"] is not None:
         watermark = datetime.fromisoformat(report["watermark"])
@@ -284,4 +311,6 @@ def run_live_report(
     if report_path is not None:
         report_path.write_bytes(dumps_report(report))
         console.print(f"report written to {report_path}", soft_wrap=True)
+    if html_path is not None:
+        console.print(f"board report written to {html_path}" + (f" and {pdf_path}" if pdf_path else ""), soft_wrap=True)
     return 0

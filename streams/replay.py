@@ -23,9 +23,9 @@ from __future__ import annotations
 import heapq
 import sys
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, tzinfo
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any, BinaryIO
 from zoneinfo import ZoneInfo
@@ -40,16 +40,13 @@ from schemas import fhir, hl7
 from schemas.adapters import AdapterOptions
 from schemas.deadletter import DeadLetter, Origin
 from schemas.decode import Decoder
-from schemas.model import ALL_TEAMS
 from schemas.validate import detect_format
 from streams.changes import LocalDate, change_rebase, local_date_in
 from streams.core import CoreConfig
 from streams.engine import Engine, SystemRules
-from streams.report import dumps_report, render_summary, replay_verdict
+from streams.report import Charts, dumps_report, render_summary, replay_verdict, spc_section
 from streams.windows import TeamWindows
 
-# (windows, watermark, teams, rebase per (team, measure)) -> the report's "spc" entries
-Charts = Callable[[TeamWindows, datetime, list[str], Mapping[tuple[str, str], Sequence[date]]], list[dict[str, Any]]]
 # (windows, watermark, service changes, local date) -> the report's "changes" entries
 Changes = Callable[[TeamWindows, datetime, Sequence[ServiceChange], LocalDate], list[dict[str, Any]]]
 
@@ -240,8 +237,7 @@ def run_replay(
     table or ``pdf_path`` without ``html_path``, before replaying."""
     from board.run import Board  # the board's plotting libraries load only for a replay
 
-    if pdf_path is not None and html_path is None:
-        raise ValueError("--pdf prints the board report: give --html FILE too")
+    Board.check_paths(html_path, pdf_path)
     board = Board.from_settings(settings)
     names = [events] if isinstance(events, str) else list(events)
     if settings.pseudonym_key is None:
@@ -277,12 +273,10 @@ def run_replay(
     report = engine.report()
     report["events"]["unlinked"] = seen.unlinked
     if charts is not None:
-        teams = sorted({row["team"] for row in report["measures"]} - {ALL_TEAMS})
         watermark = engine.watermark
         local_date = local_date_in(ZoneInfo(settings.timezone))
         recorded = engine.changes.changes()
-        rebase = change_rebase(recorded, local_date)
-        report["spc"] = [] if watermark is None else charts(engine.windows, watermark, teams, rebase)
+        report["spc"] = spc_section(report, engine.windows, charts, change_rebase(recorded, local_date))
         if changes is not None:
             report["changes"] = [] if watermark is None else changes(engine.windows, watermark, recorded, local_date)
     report.update(board.sections(report))

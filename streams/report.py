@@ -10,8 +10,9 @@ go by short labels (:data:`SHORT_LABELS`) and the tables have no vertical rules.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any
 
 from rich import box
 from rich.console import Console
@@ -19,6 +20,13 @@ from rich.table import Table
 
 from schemas.model import ALL_TEAMS
 from streams.core import RATE_MEASURES
+
+if TYPE_CHECKING:
+    from streams.windows import TeamWindows
+
+# (windows, watermark, teams, rebase dates per (team, measure): the service changes) -> "spc"
+Charts = Callable[["TeamWindows", datetime, list[str], Mapping[tuple[str, str], Sequence[date]]], list[dict[str, Any]]]
+"""(windows, watermark, teams) -> the report's ``"spc"`` entries (``alerts.rules.SystemAlertRules.charts``)."""
 
 SHORT_LABELS: Mapping[str, str] = {
     "followup_72h": "fu_72h",
@@ -68,6 +76,23 @@ def icon_cell(entry: Mapping[str, Any]) -> str:
     if entry["assurance"] is not None:
         cell += "/" + ASSURANCE_CODES[entry["assurance"]]
     return cell + ("*" if entry["points"][-1]["trial"] else "")
+
+
+def spc_section(
+    report: Mapping[str, Any],
+    windows: TeamWindows,
+    charts: Charts,
+    rebase: Mapping[tuple[str, str], Sequence[date]] | None = None,
+) -> list[dict[str, Any]]:
+    """The report's ``"spc"``: the Making Data Count chart of ``*`` and every team of the
+    report's ``measures``, for every rate measure, at the report's watermark, with new groups
+    at ``rebase`` (per (team, measure): the recorded service changes); empty when it has none
+    (no event). The replay and ``report --from-live`` both build it here, so the same windows
+    and watermark give the same section."""
+    if report.get("watermark") is None:
+        return []
+    teams = sorted({row["team"] for row in report["measures"]} - {ALL_TEAMS})
+    return charts(windows, datetime.fromisoformat(report["watermark"]), teams, rebase or {})
 
 
 def dumps_report(report: Mapping[str, Any]) -> bytes:

@@ -44,6 +44,9 @@ def _ink(png: Path) -> float:
 
 def test_the_report_loads_offline_without_errors_and_shows_every_chart(browser: Browser, tmp_path: Path) -> None:
     report = board_report()
+    # west: a team whose weekly denominators never reach the minimum, so its charts have no week
+    report["spc"] += [{"team": "west", "measure": m, "direction": "lower", "target": None, "variation": None,
+                       "assurance": None, "points": []} for m in ("readmission_30d", "repeat_crisis_30d")]
     page = tmp_path / "report.html"
     page.write_text(render_html(report, provider="Riverside", policy=POLICY, input_sha256="0" * 64), encoding="utf-8")
 
@@ -69,16 +72,28 @@ def test_the_report_loads_offline_without_errors_and_shows_every_chart(browser: 
     requests = [e["params"]["request"]["url"] for e in browser.events if e.get("method") == "Network.requestWillBeSent"]
     assert all(url.startswith(("file:", "data:")) for url in requests), requests
 
-    # every SPC chart of the report is on the page with one marker per unsuppressed week
+    # every SPC chart with a week to draw is on the page with one marker per unsuppressed week;
+    # every other is a line saying why, with no plot
     figures = browser.evaluate(
         """[...document.querySelectorAll('figure[data-chart]')].map(f => ({
              chart: f.dataset.chart, measure: f.dataset.measure, team: f.dataset.team || null,
              markers: f.querySelectorAll('svg g[id$="-points"] use').length}))"""
     )
     spc = [f for f in figures if f["chart"] == "spc"]
-    assert {(f["measure"], f["team"]) for f in spc} == {(e["measure"], e["team"]) for e in report["spc"]}
     hidden = {(e["measure"], e["team"], p["week"]) for e in report["spc"] for p in e["points"]
               if POLICY.cell_small(p["numerator"], p["denominator"])}
+    drawable = {(e["measure"], e["team"]) for e in report["spc"]
+                if any((e["measure"], e["team"], p["week"]) not in hidden for p in e["points"])}
+    assert {(f["measure"], f["team"]) for f in spc} == drawable
+    empty = browser.evaluate(
+        """[...document.querySelectorAll('p.no-chart[data-chart="spc"]')].map(p => ({
+             measure: p.dataset.measure, teams: p.dataset.teams, svg: p.querySelectorAll('svg').length, text: p.textContent}))"""
+    )
+    undrawn = [(p["measure"], team) for p in empty for team in p["teams"].split()]
+    assert len(undrawn) == len(set(undrawn))
+    assert set(undrawn) == {(e["measure"], e["team"]) for e in report["spc"]} - drawable
+    assert set(undrawn) >= {("readmission_30d", "west"), ("repeat_crisis_30d", "west")}
+    assert all(p["svg"] == 0 and "nothing to draw" in p["text"] for p in empty), empty
     for f in spc:
         entry = next(e for e in report["spc"] if (e["measure"], e["team"]) == (f["measure"], f["team"]))
         expected = sum((f["measure"], f["team"], p["week"]) not in hidden for p in entry["points"])
@@ -91,15 +106,32 @@ def test_the_report_loads_offline_without_errors_and_shows_every_chart(browser: 
     assert {f["measure"] for f in funnels} == {f["measure"] for f in report["funnels"]}
     assert all(f["markers"] >= 2 for f in funnels)
 
-    # the summary matrix: a row per team and measure, each with its variation icon and a text alternative
+    # the summary matrix: a row per team and measure with a judged week, each with its variation
+    # icon and a text alternative; the teams with none on one line per measure, saying why
     rows = browser.evaluate(
         """[...document.querySelectorAll('#mdc-matrix tbody tr')].map(r => ({
-             measure: r.dataset.measure, team: r.dataset.team, cells: r.cells.length,
+             measure: r.dataset.measure, team: r.dataset.team || null, teams: r.dataset.teams || null,
+             cells: r.cells.length, text: r.textContent,
              variation: r.querySelector('td.icon-cell svg[data-icon]')?.getAttribute('aria-label') || null}))"""
     )
-    assert {(r["measure"], r["team"]) for r in rows} == {(e["measure"], e["team"]) for e in report["spc"]}
-    assert all(r["variation"] for r in rows)
-    assert {r["cells"] for r in rows} <= {11, 12}  # 11 when value and n are one "suppressed" cell
+    judged = [r for r in rows if r["team"] is not None]
+    unjudged = [r for r in rows if r["teams"] is not None]
+    assert {(r["measure"], r["team"]) for r in judged} == {(e["measure"], e["team"]) for e in report["spc"] if e["points"]}
+    assert {(r["measure"], t) for r in unjudged for t in r["teams"].split()} == {
+        (e["measure"], e["team"]) for e in report["spc"] if not e["points"]}
+    assert len(judged) + len(unjudged) == len(rows)
+    assert all(r["variation"] for r in judged)
+    assert {r["cells"] for r in judged} <= {11, 12}  # 11 when value and n are one "suppressed" cell
+    assert all(r["cells"] == 2 and "no week reached" in r["text"] for r in unjudged)
+
+    # no table runs past the page's text column (a board member reading on a laptop or on A4)
+    overflow = browser.evaluate(
+        """(() => { const body = document.body, style = getComputedStyle(body);
+             const right = body.getBoundingClientRect().right - parseFloat(style.paddingRight);
+             return [...document.querySelectorAll('table')].map(t => [t.id || t.dataset.caseMix,
+               Math.round(t.getBoundingClientRect().right - right)]).filter(([, over]) => over > 1); })()"""
+    )
+    assert overflow == [], overflow
 
     # printed: A4 pages, none blank; the first page kept as the test's artefact
     pdf = tmp_path / "report.pdf"

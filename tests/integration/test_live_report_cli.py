@@ -1,11 +1,13 @@
 """``pathwatch report --from-live`` as a user runs it: the replay's terminal summary, the JSON
 with ``--report``, and ``--until end`` (the largest event time seen, the replay's end of
-input) giving the replay's report of the same file. An ``--until`` the live watermark has
-already passed changes nothing, and the command says so."""
+input) giving the replay's report of the same file, its ``spc`` and board sections included,
+and ``--html`` writing the board page from it. An ``--until`` the live watermark has already
+passed changes nothing, and the command says so."""
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -35,13 +37,33 @@ def test_report_until_end_equals_the_replay_and_prints_its_summary(
     assert main(["publish", str(events)]) == 0
     capsys.readouterr()
 
-    out = tmp_path / "live.json"
-    assert main(["report", "--from-live", "--until", "end", "--report", str(out), "--timeout", "240"]) == 0
+    out, page = tmp_path / "live.json", tmp_path / "live.html"
+    command = ["report", "--from-live", "--until", "end", "--report", str(out), "--html", str(page), "--timeout", "240"]
+    assert main(command) == 0
     printed = capsys.readouterr().out
     assert "Measures (watermark" in printed
     assert f"report written to {out}" in printed
+    assert f"board report written to {page}" in printed
     assert '"measures"' not in printed
-    assert_equivalent(json.loads(out.read_text()), expected)
+    live = json.loads(out.read_text())
+    assert_equivalent(live, expected)
+
+    # the Making Data Count charts and the board's sections are those `pathwatch replay` computes
+    replayed = tmp_path / "replay.json"
+    assert main(["replay", str(events), "--report", str(replayed)]) == 0
+    capsys.readouterr()
+    replay = json.loads(replayed.read_text())
+    assert any(entry["points"] for entry in replay["spc"])
+    assert live["spc"] == replay["spc"]
+    for section in ("funnels", "case_mix", "value"):
+        assert live[section] == replay[section], section
+    board = page.read_text(encoding="utf-8")
+    drawn = re.findall(r'<figure data-chart="spc" data-measure="([^"]+)" data-team="([^"]+)"', board)
+    undrawn = [(m, t) for m, teams in re.findall(r'<p class="no-chart" data-chart="spc" data-measure="([^"]+)" '
+                                                  r'data-teams="([^"]+)"', board) for t in teams.split()]
+    assert sorted(drawn + undrawn) == sorted((e["measure"], e["team"]) for e in live["spc"])  # a chart or a line each
+    assert drawn
+    assert "live workers" in board
 
     assert main(["report", "--from-live", "--until", "2000-01-01T00:00:00+00:00"]) == 0
     printed = capsys.readouterr().out

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import copy
+import html
 import re
 from html.parser import HTMLParser
 from typing import Any
 
 import pytest
 
+from board import charts
 from board.html import render_html
 from board.suppress import SuppressionPolicy
 from tests.fixtures.board_report import board_report
@@ -183,3 +186,118 @@ def test_an_empty_report_renders() -> None:
                         "events": {"accepted": 0, "duplicates": 0, "dead_letters": 0, "corrections": 0}})
     assert "no events" in page
     assert "Nothing needed suppressing." in page
+
+
+def _week(week: str, numerator: int, denominator: int, lower: float = 0.3, upper: float = 0.9) -> dict[str, Any]:
+    return {"week": week, "numerator": numerator, "denominator": denominator, "value": numerator / denominator,
+            "group": 0, "trial": False, "mean": 0.6, "upper": upper, "lower": lower, "type": "common_cause",
+            "rules": []}
+
+
+def _spc_report(*entries: tuple[str, list[dict[str, Any]]], events: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"watermark": "2025-03-03T00:00:00+00:00", "measures": [], "waits": [], "alerts": [],
+            "events": events or {},
+            "spc": [{"team": team, "measure": "seen_within_target", "direction": "higher", "target": 0.8,
+                     "variation": "common_cause" if points else None, "assurance": None, "points": points}
+                    for team, points in entries]}
+
+
+WEEKS3 = ("2025-01-06", "2025-01-13", "2025-01-20")
+
+
+def test_a_chart_with_no_week_reaching_the_minimum_is_a_line_not_an_empty_plot() -> None:
+    report = _spc_report(("north", [_week(w, 20, 30) for w in WEEKS3]), ("west", []))
+    page = render_html(report, policy=UNDER5, min_weekly_denominator=10)
+    assert re.search(r'<figure data-chart="spc" data-measure="seen_within_target" data-team="north" data-points="3"', page)
+    assert 'data-team="west" data-points' not in page
+    assert "spc-seen-within-target-west" not in page  # no plot at all
+    # matplotlib's epoch, on an empty date axis
+    assert "Dec 69" not in page
+    assert "Jan 70" not in page
+    line = re.search(r'<p class="no-chart" data-chart="spc" data-measure="seen_within_target" data-teams="west">(.*?)</p>',
+                     page, re.S)
+    assert line is not None
+    assert "no week reached the minimum weekly denominator of 10" in " ".join(line.group(1).split())
+
+
+def test_a_chart_whose_every_week_is_suppressed_says_so_instead_of_drawing() -> None:
+    report = _spc_report(("north", [_week(w, 20, 30) for w in WEEKS3]), ("east", [_week(w, 2, 12) for w in WEEKS3]))
+    page = render_html(report, policy=UNDER5, min_weekly_denominator=10)
+    assert "spc-seen-within-target-east" not in page
+    line = re.search(r'<p class="no-chart" data-chart="spc" data-measure="seen_within_target" data-teams="east">(.*?)</p>',
+                     page, re.S)
+    assert line is not None
+    assert "every week's counts were too small to show" in html.unescape(" ".join(line.group(1).split()))
+
+
+def test_proportion_limits_are_shown_clipped_to_0_and_100_percent() -> None:
+    report = _spc_report(
+        ("north", [_week(w, 20, 30, lower=-0.23, upper=0.482) for w in WEEKS3]),
+        ("south", [_week(w, 20, 30, lower=0.419, upper=1.022) for w in WEEKS3]),
+    )
+    before = copy.deepcopy(report)
+    matrix = {row[1]: row for row in _tables(render_html(report, policy=UNDER5))["mdc-matrix"][1:]}
+    assert matrix["north"][6] == "0.0% – 48.2%"
+    assert matrix["south"][6] == "41.9% – 100.0%"
+    assert report == before  # the machine report keeps the computed limits
+
+
+def _y_range(svg: str) -> tuple[float, float]:
+    """The values at the bottom and the top of a chart's plot area, read from the SVG: the
+    axes' background rectangle and the y ticks' positions and labels."""
+    box = [float(v) for v in re.findall(r"[\d.]+", svg.split('<g id="patch_2">', 1)[1].split("/>", 1)[0])[:8]]
+    bottom, top = max(box[1::2]), min(box[1::2])
+    ticks = {}
+    for group in svg.split('<g id="ytick_')[1:]:
+        y = float(re.search(r'<use [^>]*y="([\d.]+)"', group).group(1))  # type: ignore[union-attr]
+        text = re.search(r"<text[^>]*>([^<]*)</text>", group).group(1)  # type: ignore[union-attr]
+        ticks[float(text.replace("\u2212", "-"))] = y
+    (v0, y0), (v1, y1) = sorted(ticks.items())[0], sorted(ticks.items())[-1]
+    per_px = (v1 - v0) / (y0 - y1)
+    return v0 - (bottom - y0) * per_px, v1 + (y1 - top) * per_px
+
+
+def test_chart_axes_stay_within_0_and_100_percent_when_limits_do_not() -> None:
+    points = [_week(w, n, 30, lower=-0.2, upper=1.2) for w, n in zip(WEEKS3, (3, 28, 15), strict=True)]
+    svg, drawn = charts.spc_chart("c", "t", points, set(), 0.8, [], carried=(WEEKS3[1], {"mean": 0.5, "upper": 1.3,
+                                                                                                "lower": -0.3}))
+    assert drawn == 3
+    low, high = _y_range(svg)
+    # matplotlib's own margin (5% of the range) stays; limits at -30% or 130% do not
+    assert -6 <= low <= 0, low
+    assert 100 <= high <= 106, high
+
+
+def test_the_methods_section_breaks_dead_letters_down_by_kind() -> None:
+    events = {"accepted": 90, "duplicates": 0, "dead_letters": 12, "corrections": 0,
+              "dead_letters_by_kind": {"not_json": 3, "schema": 9}}
+    rows = _tables(render_html(_spc_report(events=events), policy=UNDER5))["data-quality"]
+    assert ["not JSON (not_json)", "3"] in rows
+    assert ["failed the schema (schema)", "9"] in rows
+    assert not any("does not break dead letters down" in " ".join(r) for r in rows)
+
+
+def test_matrix_rows_of_teams_with_no_judged_week_are_one_line_per_measure() -> None:
+    report = _spc_report(("*", [_week(w, 20, 30) for w in WEEKS3]), ("north", []), ("unassigned", []))
+    page = render_html(report, policy=UNDER5, min_weekly_denominator=10)
+    rows = _tables(page)["mdc-matrix"][1:]
+    assert [r[1] for r in rows] == ["all teams", "north, unassigned: no week reached the minimum weekly denominator of 10"]
+    assert len(rows[1]) == 2  # the measure's column, then one cell across the rest
+    assert 'data-teams="north unassigned"' in page
+
+
+def test_record_counts_have_thousands_separators() -> None:
+    events = {"accepted": 116524, "duplicates": 1156, "dead_letters": 0, "corrections": 455, "dead_letters_by_kind": {}}
+    rows = _tables(render_html(_spc_report(events=events), policy=UNDER5))["data-quality"]
+    assert [r[1] for r in rows] == ["116,524", "1,156", "0", "455"]
+
+
+def test_teams_with_nothing_to_draw_share_one_line_per_reason() -> None:
+    report = _spc_report(("*", [_week(w, 20, 30) for w in WEEKS3]), ("north", []), ("south", []),
+                         ("east", [_week(w, 2, 12) for w in WEEKS3]))
+    page = html.unescape(render_html(report, policy=UNDER5, min_weekly_denominator=10))
+    lines = re.findall(r'<p class="no-chart"[^>]*data-teams="([^"]*)">(.*?)</p>', page, re.S)
+    assert [(teams, " ".join(re.sub("<[^>]+>", "", text).split())) for teams, text in lines] == [
+        ("east", "east: nothing to draw, every week's counts were too small to show."),
+        ("north south", "north, south: nothing to draw, no week reached the minimum weekly denominator of 10."),
+    ]

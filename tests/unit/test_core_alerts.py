@@ -153,7 +153,7 @@ def test_cancelled_followup_does_not_count(cancel_first: bool) -> None:
     middle = [c, fu] if cancel_first else [fu, c]
     r = Run([discharge(ny("2026-04-01 09:00")), *middle, tick(ny("2026-06-01 00:00"))])
     assert r.outcome("followup_72h") is False
-    assert r.report()["events"] == {"accepted": 4, "duplicates": 0, "dead_letters": 0, "corrections": 0}
+    assert r.report()["events"] == {"accepted": 4, "duplicates": 0, "dead_letters": 0, "corrections": 0, "dead_letters_by_kind": {}}
     assert only(r, "FollowUpDue").starts_at == utc("2026-04-04 04:00")
 
 
@@ -189,7 +189,9 @@ def test_orphan_cancel_becomes_a_dead_letter() -> None:
 def test_duplicates_change_nothing() -> None:
     fu = contact(ny("2026-04-02 10:00"))
     r = Run([discharge(ny("2026-04-01 09:00")), fu, fu, tick(ny("2026-06-01 00:00")), fu])
-    assert r.report()["events"] == {"accepted": 3, "duplicates": 2, "dead_letters": 0, "corrections": 0}
+    assert r.report()["events"] == {
+        "accepted": 3, "duplicates": 2, "dead_letters": 0, "corrections": 0, "dead_letters_by_kind": {}
+    }
     assert r.outcome("followup_72h") is True
 
 

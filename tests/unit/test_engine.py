@@ -29,7 +29,9 @@ def test_report_shape_every_measure_every_team_and_star() -> None:
     pairs = {(r["measure"], r["team"]) for r in report["measures"]}
     assert pairs == {(m, t) for m in RATE_MEASURES for t in ("*", "north", "south", "unassigned")}
     assert {r["team"] for r in report["waits"]} == {"*", "north", "south", "unassigned"}
-    assert report["events"] == {"accepted": 4, "duplicates": 0, "dead_letters": 1, "corrections": 0}
+    assert report["events"] == {
+        "accepted": 4, "duplicates": 0, "dead_letters": 1, "corrections": 0, "dead_letters_by_kind": {"not_json": 1}
+    }
     alerts = report["alerts"]
     keys = [(a["startsAt"], a["labels"]["alertname"]) for a in alerts]
     assert keys == sorted(keys)
@@ -97,3 +99,28 @@ def test_empty_input() -> None:
     report = e.report()
     assert report["watermark"] is None
     assert [(r["team"], r["denominator"]) for r in report["measures"]] == [("*", 0)] * len(RATE_MEASURES)
+
+
+def test_dead_letters_by_kind_count_decoder_rejects_and_orphan_cancels() -> None:
+    # imported here: main's module import line changes beside this branch
+    from tests.fixtures.core.build import cancel
+
+    e = Engine(CONFIG)
+    e.feed_dead_letter(DeadLetter(DeadLetterKind.SCHEMA, "data.team: required", "data", Origin(), b"{}"))
+    e.feed_dead_letter(DeadLetter(DeadLetterKind.NOT_JSON, "x", "", Origin(), b"{"))
+    e.feed_dead_letter(DeadLetter(DeadLetterKind.SCHEMA, "data.urgency: not one of", "data", Origin(), b"{}"))
+    e.feed(cancel(ny("2026-04-02 12:00"), contact(ny("2026-04-02 10:00"))))
+    e.feed(tick(ny("2026-04-06 00:00")))
+    e.finish()
+    events = e.report()["events"]
+    assert events["dead_letters"] == 4
+    # sorted by kind, so the same input writes the same report bytes
+    assert list(events["dead_letters_by_kind"].items()) == [("not_json", 1), ("orphan_cancel", 1), ("schema", 2)]
+    assert sum(events["dead_letters_by_kind"].values()) == events["dead_letters"]
+
+
+def test_no_dead_letters_is_an_empty_breakdown() -> None:
+    e = Engine(CONFIG)
+    e.feed(referral(ny("2026-04-01 09:00")))
+    e.finish()
+    assert e.report()["events"]["dead_letters_by_kind"] == {}

@@ -6,6 +6,7 @@ No broker is needed: "Kafka unreachable" is a loopback port nobody listens on.
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import socket
@@ -220,8 +221,8 @@ REPORT: dict[str, Any] = {
 def test_report_from_live_prints_the_replay_summary_not_json(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from streams import live_report
 
-    async def fake(settings: Settings, until: Any, timeout: float = 0) -> dict[str, Any]:
-        return REPORT
+    async def fake(settings: Settings, until: Any, timeout: float = 0, charts: Any = None) -> dict[str, Any]:
+        return copy.deepcopy(REPORT)
 
     monkeypatch.setattr(live_report, "live_report", fake)
     monkeypatch.setattr(live_report, "check_kafka", lambda settings: None)
@@ -233,4 +234,23 @@ def test_report_from_live_prints_the_replay_summary_not_json(monkeypatch: pytest
     assert '"measures"' not in text
     path = tmp_path / "live.json"
     assert live_report.run_live_report(load_settings(), Console(file=io.StringIO()), path, None, 5) == 0
-    assert json.loads(path.read_text()) == REPORT
+    written = json.loads(path.read_text())
+    assert {k: written[k] for k in REPORT} == REPORT
+    assert {"funnels", "case_mix", "value"} <= set(written)  # the board's sections, as replay writes them
+
+
+def test_report_from_live_writes_the_board_page(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from streams import live_report
+
+    async def fake(settings: Settings, until: Any, timeout: float = 0, charts: Any = None) -> dict[str, Any]:
+        return copy.deepcopy(REPORT)
+
+    monkeypatch.setattr(live_report, "live_report", fake)
+    monkeypatch.setattr(live_report, "check_kafka", lambda settings: None)
+    out, page = io.StringIO(), tmp_path / "board.html"
+    assert live_report.run_live_report(load_settings(), Console(file=out, width=200), None, None, 5, html_path=page) == 0
+    assert f"board report written to {page}" in out.getvalue()
+    text = page.read_text(encoding="utf-8")
+    assert "the live workers&#39; state" in text
+    with pytest.raises(ValueError, match="give --html FILE too"):
+        live_report.run_live_report(load_settings(), Console(file=out), None, None, 5, pdf_path=tmp_path / "b.pdf")

@@ -48,7 +48,10 @@ def test_replay_writes_the_report_and_is_byte_stable(events_file: Path, tmp_path
     assert run_replay(str(events_file), second, settings, console) == 0
     assert first.read_bytes() == second.read_bytes()
     report = json.loads(first.read_bytes())
-    assert report["events"] == {"accepted": 4, "duplicates": 1, "dead_letters": 1, "corrections": 0, "unlinked": 0}
+    assert report["events"] == {
+        "accepted": 4, "duplicates": 1, "dead_letters": 1, "corrections": 0,
+        "dead_letters_by_kind": {"not_json": 1}, "unlinked": 0,
+    }
     assert report["watermark"] == "2026-06-01T14:00:00+00:00"
     rows = {(r["measure"], r["team"]): (r["numerator"], r["denominator"]) for r in report["measures"]}
     assert rows[("followup_72h", "north")] == (1, 1)
