@@ -17,6 +17,7 @@ A missing prometheus binary FAILS the test (integration tests never skip).
 
 from __future__ import annotations
 
+import asyncio
 import io
 import signal
 import time
@@ -29,6 +30,7 @@ import pytest
 
 from pathwatch.simulate import SimulationOptions, write
 from streams.engine import Engine
+from streams.publish import publish
 from tests.integration.live_fixtures import (
     PSEUDONYM_KEY,
     LiveStack,
@@ -53,6 +55,8 @@ from tests.integration.support import Process
 # 90 days so that 30-day outcome windows close inside the data (follow-up and readmission
 # cells trail the watermark by their window).
 SIMULATION = SimulationOptions(clients=2500, days=90, seed=21, bad_fraction=0.002)
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 
 @dataclass
@@ -109,6 +113,12 @@ def deployment(
         # The replay report is built by the same engine: the live state itself is right, so
         # any difference found below is in how the gauges are exported.
         assert_equivalent(live, engine.report())
+        # one hospital message, so the adapters' per-partner counter has its series: an
+        # admission dated 1899, which the adapter builds (unlinked) and the decoder then
+        # dead-letters (outside the time window), so that no measure or count above moves
+        hl7 = tmp / "partner.hl7"
+        hl7.write_bytes((FIXTURES / "hl7" / "a01_admit.hl7").read_bytes().replace(b"20260225080000", b"18990225080000"))
+        asyncio.run(publish(settings, hl7, "hl7"))
         # gauges follow the windows once per tick (1 s here): let them settle, then scrape
         _wait_scraped_after(server.base, time.time() + 3, len(started))
         for worker in started:
