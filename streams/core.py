@@ -75,7 +75,7 @@ import sys
 import zlib
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, get_args
 
 import msgspec
 
@@ -89,6 +89,7 @@ from schemas.model import (
     Crisis,
     Discharge,
     Event,
+    RateMeasure,
     ReferralClosed,
     ReferralReceived,
 )
@@ -97,16 +98,7 @@ from streams.calendar import US_PER_DAY, US_PER_HOUR, Calendar, from_us, to_us
 if TYPE_CHECKING:
     from pathwatch.config import Settings
 
-RATE_MEASURES: Final[tuple[str, ...]] = (
-    "followup_72h",
-    "followup_7d",
-    "followup_30d",
-    "readmission_30d",
-    "seen_within_target",
-    "lost_before_contact",
-    "first_contact_dna",
-    "repeat_crisis_30d",
-)
+RATE_MEASURES: Final[tuple[str, ...]] = get_args(RateMeasure)  # the catalogue's order: schemas.model
 WAIT_MEASURES: Final[tuple[str, ...]] = ("referral_wait_days",)
 MEASURES: Final[tuple[str, ...]] = RATE_MEASURES + WAIT_MEASURES
 
