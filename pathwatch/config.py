@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BeforeValidator, Field, SecretStr, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -46,10 +46,13 @@ FREQUENT_CRISIS_DEFINITIONS = {"3-in-30": (3, 30), "3-in-60": (3, 60), "5-in-365
 DEV_PSEUDONYM_KEY = "pathwatch-development-key-not-for-live-use"
 
 
-class Topics(BaseSettings):
-    """Kafka topic names (all internal topics hold pseudonyms only)."""
+class Topics(BaseModel):
+    """Kafka topic names (all internal topics hold pseudonyms only). A plain model, not a
+    settings class: its values come only through :class:`Settings`
+    (``PATHWATCH_TOPICS__EVENTS`` or the TOML table ``[topics]``), never from unprefixed
+    environment variables such as ``EVENTS``."""
 
-    model_config = SettingsConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     events: str = "pathwatch.events"
     hl7: str = "pathwatch.hl7"

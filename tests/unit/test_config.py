@@ -88,3 +88,11 @@ def test_only_the_memory_store_is_accepted(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("PATHWATCH_STORE", "rocksdb://")
     with pytest.raises(ValueError, match="not supported"):
         build_app(load_settings())
+
+
+def test_topic_names_come_only_from_prefixed_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EVENTS", "stray")  # a host's unrelated variable must not rename a topic
+    monkeypatch.setenv("PATHWATCH_TOPICS__ALERTS", "provider.alerts")
+    topics = load_settings().topics
+    assert topics.events == "pathwatch.events"
+    assert topics.alerts == "provider.alerts"
