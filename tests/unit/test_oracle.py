@@ -196,20 +196,36 @@ def dense_stream(seed: int, clients: int, tz: str = "UTC", days: int = 150) -> l
                 else:
                     referrals.append(f"R{len(referrals) + 1}")
             data = _data(rng, kind, k, referrals[-1:] if kind == "referral.received" else referrals)
-            source = "hospital/h" if kind in ("admission", "discharge") else "ehr/community"
             seq += 1
-            id_ = f"{ci}-{seq}"
-            line = _line(id_, t, kind, data, subject=subject, source=source)
-            arrival = t.timestamp() + rng.uniform(0, 72 * 3600)
-            out.append((arrival, seq, line))
-            if rng.random() < 0.05:
-                out.append((arrival + rng.uniform(0, 3600), seq, line))
-            if rng.random() < 0.08:
-                when = t + timedelta(minutes=rng.randrange(10, 2880))
-                cancel = _line(f"c{id_}", when, "cancel", {"cancels": id_}, subject=subject, source=source)
-                out.append((max(when.timestamp() + rng.uniform(0, 72 * 3600), arrival + 1), seq, cancel))
+            _arrive(out, rng, f"{ci}-{seq}", seq, t, kind, data, subject, cancel_rate=0.08)
     out.sort()
     return [line for _, _, line in out]
+
+
+def _arrive(
+    out: list[tuple[float, int, bytes]],
+    rng: random.Random,
+    id_: str,
+    seq: int,
+    t: datetime,
+    kind: str,
+    data: dict[str, Any],
+    subject: str,
+    cancel_rate: float,
+) -> None:
+    """Add one generated event to ``out`` as (arrival, seq, line): it arrives up to the
+    lateness after its time, one in twenty twice, and ``cancel_rate`` of them are cancelled
+    later by the same source."""
+    source = "hospital/h" if kind in ("admission", "discharge") else "ehr/community"
+    line = _line(id_, t, kind, data, subject=subject, source=source)
+    arrival = t.timestamp() + rng.uniform(0, 72 * 3600)
+    out.append((arrival, seq, line))
+    if rng.random() < 0.05:
+        out.append((arrival + rng.uniform(0, 3600), seq, line))
+    if rng.random() < cancel_rate:
+        when = t + timedelta(minutes=rng.randrange(10, 2880))
+        cancel = _line(f"c{id_}", when, "cancel", {"cancels": id_}, subject=subject, source=source)
+        out.append((max(when.timestamp() + rng.uniform(0, 72 * 3600), arrival + 1), seq, cancel))
 
 
 DENSE = [(1, "UTC"), (2, NY), (3, "UTC")]
@@ -385,18 +401,8 @@ def gappy_stream(seed: int, clients: int) -> list[bytes]:
                     referrals.append(f"R{len(referrals) + 1}")
             data = _data(rng, kind, k, referrals[-1:] if kind == "referral.received" else referrals)
             data.pop("team", None) if kind in ("crisis", "discharge") and rng.random() < 0.7 else None
-            source = "hospital/h" if kind in ("admission", "discharge") else "ehr/community"
             seq += 1
-            id_ = f"{ci}-{seq}"
-            line = _line(id_, t, kind, data, subject=subject, source=source)
-            arrival = t.timestamp() + rng.uniform(0, 72 * 3600)
-            out.append((arrival, seq, line))
-            if rng.random() < 0.05:
-                out.append((arrival + rng.uniform(0, 3600), seq, line))
-            if rng.random() < 0.05:
-                when = t + timedelta(minutes=rng.randrange(10, 2880))
-                cancel = _line(f"c{id_}", when, "cancel", {"cancels": id_}, subject=subject, source=source)
-                out.append((max(when.timestamp() + rng.uniform(0, 72 * 3600), arrival + 1), seq, cancel))
+            _arrive(out, rng, f"{ci}-{seq}", seq, t, kind, data, subject, cancel_rate=0.05)
     out.sort()
     return [line for _, _, line in out]
 
