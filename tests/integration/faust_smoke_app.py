@@ -28,6 +28,7 @@ app = faust.App(
     broker_heartbeat_interval=1,
     broker_rebalance_timeout=20,
     consumer_auto_offset_reset="earliest",
+    datadir=os.environ.get("SMOKE_DATA_DIR", "{conf.name}-data"),  # the test gives a temporary one
 )
 words = app.topic(os.environ.get("SMOKE_TOPIC", "smoke-words"), value_type=str, key_type=str, partitions=2)
 counts = app.Table("smoke-counts", default=int, partitions=2)

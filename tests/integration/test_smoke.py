@@ -107,6 +107,7 @@ async def test_faust_worker_keeps_a_changelog_table_and_recovers_it(
         SMOKE_TOPIC=words,
         SMOKE_DONE_TOPIC=done,
         SMOKE_STATE_FILE=str(state),
+        SMOKE_DATA_DIR=str(tmp_path / "faust-data"),
         SMOKE_WEB_PORT=str(free_port()),
     )
     args = python_module_args("tests.integration.faust_smoke_app", "worker", "-l", "info")
