@@ -79,6 +79,7 @@ from streams.live import (
     processing_dead_letter,
     table_partition,
 )
+from streams.stall import StallWatch
 from streams.windows import TeamWindows
 
 log = logging.getLogger("pathwatch.worker")
@@ -219,6 +220,8 @@ def build_app(
             runtime.stage1.direct_floors[partition] = floor
         elif topic == t.observations:
             runtime.stage2.positions.floors[(topic, partition)] = floor
+        elif topic == t.transitions and delivered is not None:
+            delivered.accept(partition, floor)
         else:
             positions.floors[(topic, partition)] = floor
 
@@ -276,11 +279,11 @@ def build_app(
         warned[(topic, partition)] = offset
         log.log(
             logging.WARNING if first else logging.DEBUG,
-            "%s/%d: messages from offset %d were not delivered (offset %s came); reading them again",
+            "%s/%d: messages from offset %d were not delivered (%s); reading them again",
             topic,
             partition,
             offset,
-            came,
+            f"offset {came} came" if came is not None else "the partition waits below its end",
         )
         metrics.count_rewind(topic)
         await consumer.seek_wait({tp: offset})
@@ -523,8 +526,9 @@ def build_app(
         for p in range(n):
             await clients_topic.send(key=TICK_KEY, value=value, partition=p)
 
+    delivered = None
     if settings.delivery == "worker":
-        add_delivery(app, transitions_topic, settings, metrics, wall)
+        delivered = add_delivery(app, transitions_topic, settings, metrics, wall, rewind=rewind)
 
     @app.timer(interval=max(5.0, 5 * settings.tick_interval.total_seconds()), name="pathwatch-obligations")
     async def obligations() -> None:
@@ -546,7 +550,7 @@ def build_app(
     lagged = {t.events, t.hl7, t.fhir, t.clients, t.observations}
     add_consumer_lag(app, lagged | {t.transitions} if settings.delivery == "worker" else lagged, metrics)
 
-    stalls: dict[Any, tuple[int | None, int]] = {}
+    stalls = StallWatch()
 
     def expected_offset(tp: Any) -> int | None:
         assert runtime.stage1 is not None
@@ -555,13 +559,14 @@ def build_app(
             return runtime.stage1.expected(tp.partition, direct=tp.topic == t.events)
         if tp.topic == t.observations:
             return runtime.stage2.positions.expected(tp.topic, tp.partition)
+        if tp.topic == t.transitions and delivered is not None:
+            return delivered.expected(tp.partition, None)  # (the stall watch adds the committed offset)
         return positions.expected(tp.topic, tp.partition)
 
     @app.timer(interval=max(5.0, 2 * settings.tick_interval.total_seconds()), name="pathwatch-stall-watch")
     async def stall_watch() -> None:
-        """A partition whose next offset has not moved for three checks while its topic holds
-        more is read again from that offset: after a rebalance faust's consumer can keep a
-        stale read position and silently drop what it fetches below it. Read-only."""
+        """A partition that waits for the same offset for three checks while its topic holds
+        more is read again from there (:class:`streams.stall.StallWatch`). Read-only."""
         is_recovered = cast(Any, app.tables).recovery.completed.is_set()
         if app.rebalancing or not is_recovered:
             stalls.clear()
@@ -571,21 +576,16 @@ def build_app(
         if not tps:
             return
         ends = await consumer.highwaters(*tps)
+        committed = consumer._committed_offset
         for tp in tps:
-            expected = expected_offset(tp)
-            end = ends.get(tp)
-            if expected is None or end is None or end <= expected:
-                stalls.pop(tp, None)
+            action = stalls.check(tp, expected_offset(tp), committed.get(tp), ends.get(tp))
+            if action is None:
                 continue
-            last, count = stalls.get(tp, (None, 0))
-            count = count + 1 if last == expected else 1
-            stalls[tp] = (expected, count)
-            if count in (3, 6):
-                await rewind(tp.topic, tp.partition, expected)
-            elif count == 9:
-                # read again twice and nothing came: the offsets left hold no message (a
-                # publisher's transaction marker ends the partition); wait for new messages
-                log.info("%s/%d: offsets %d to %d hold no message", tp.topic, tp.partition, expected, end - 1)
+            what, offset = action
+            if what == "rewind":
+                await rewind(tp.topic, tp.partition, offset)
+            else:
+                log.info("%s/%d: offsets %d to %d hold no message", tp.topic, tp.partition, offset, ends[tp] - 1)
 
     catch_up = CatchUp()
 
@@ -630,6 +630,8 @@ def build_app(
         assert runtime.stage2 is not None
         runtime.stage1.forget()
         runtime.stage2.forget()
+        if delivered is not None:
+            delivered.forget()
         parts = [tp.partition for tp in revoked if getattr(tp, "topic", None) == t.clients]
         if parts:
             metrics.revoke_partitions(t.clients, parts)

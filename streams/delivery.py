@@ -13,7 +13,7 @@ was about a fifth of a busy worker's time (README, Measured figures).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -27,6 +27,7 @@ from pathwatch.metrics import Metrics, SafeMetrics
 from streams.faust_io import RAW, Intake, PathwatchApp, app_options
 from streams.faust_io import ack as intake_ack
 from streams.faust_io import batches as intake_batches
+from streams.live import GAP, admit
 
 log = logging.getLogger("pathwatch.deliver")
 
@@ -61,6 +62,45 @@ def alert_from_bytes(raw: bytes) -> Alert:
     return Alert(wire.labels, wire.startsAt, wire.endsAt, wire.annotations)
 
 
+class DeliveredOffsets:
+    """The next offset delivery expects on each transitions partition, and what to make of
+    each message that comes (:func:`streams.live.admit`).
+
+    Inside a worker, faust's fetch loop drops records it fetched while the tables were still
+    recovering (or across a rebalance), with the consumer's position already past them, and
+    a group that had committed nothing on a partition then commits over them. A message
+    past the next expected offset is therefore not delivered: the partition is read again
+    from the gap (states must reach receivers in order: a firing state delivered after its
+    resolve would leave the alert open). Until a partition's first message, the offset
+    expected is the group's committed one; with none committed, anything goes."""
+
+    def __init__(self) -> None:
+        self._next: dict[int, int] = {}
+
+    def admit(self, partition: int, offset: int, committed: int | None) -> str:
+        """``APPLY`` (deliver it; the next offset moves past it), ``SEEN`` (read before:
+        deliver it again, the notification log de-duplicates) or ``GAP`` (do not deliver:
+        read the partition again from :meth:`expected`)."""
+        verdict = admit(offset, self._next.get(partition, committed))
+        if verdict == GAP:
+            self._next.setdefault(partition, cast(int, committed))
+        elif offset >= self._next.get(partition, 0):
+            self._next[partition] = offset + 1
+        return verdict
+
+    def expected(self, partition: int, committed: int | None) -> int | None:
+        """The next offset to deliver: after the last one delivered, else the committed one."""
+        return self._next.get(partition, committed)
+
+    def accept(self, partition: int, floor: int) -> None:
+        """Offsets below ``floor`` are gone (retention): expect ``floor`` next."""
+        self._next[partition] = floor
+
+    def forget(self) -> None:
+        """Partitions were revoked or assigned: what was read says nothing of the new owner's."""
+        self._next.clear()
+
+
 def add_delivery(
     app: faust.App,
     transitions_topic: Any,
@@ -68,7 +108,8 @@ def add_delivery(
     metrics: Any,
     wall: Callable[[], datetime],
     intake: Intake | None = None,
-) -> None:
+    rewind: Callable[[str, int, int], Awaitable[None]] | None = None,
+) -> DeliveredOffsets:
     """Delivery of batches of transitions to the dispatcher, and the timer that makes re-sends
     and retries happen on time, not only when new transitions come.
 
@@ -76,7 +117,11 @@ def add_delivery(
     (installed on its consumer for the transitions topic): batches are then taken from faust's
     fetch loop as stage 1 takes its input (``streams/faust_io.py``), without faust's
     per-message stream work, which was about a fifth of a deliver process's time at 1,000
-    alerts a second."""
+    alerts a second.
+
+    Inside a worker, ``rewind(topic, partition, offset)`` reads a partition again from a gap
+    (:class:`DeliveredOffsets`); the offsets are returned for the worker's stall watch. (The
+    deliver app has no tables to recover, and its intake is not checked for gaps.)"""
     if isinstance(app, PathwatchApp):
         # faust drops what it fetches below a partition's read position; a restarted worker
         # sometimes left transitions partitions unread and uncommitted for good (the SIGKILL
@@ -84,6 +129,7 @@ def add_delivery(
         # without read positions, as stage 1's inputs do.
         app.guarded_topics = app.guarded_topics | {settings.topics.transitions}
     delivery: dict[str, Any] = {}
+    delivered = DeliveredOffsets()
     reported: dict[tuple[str, str], int] = {}
 
     def count_deliveries() -> None:
@@ -100,14 +146,35 @@ def add_delivery(
         await delivery["dispatcher"].dispatch([alert_from_bytes(raw) for raw in raws], wall())
         count_deliveries()
 
+    gaps: dict[int, int] = {}
+
+    def admitted(events: list[Any]) -> list[bytes]:
+        """The values of ``events`` to deliver: none of a partition past a gap in it."""
+        values = []
+        committed = cast(Any, app.consumer)._committed_offset  # the group's, as faust knows it
+        for event in events:
+            message = event.message
+            if message.partition in gaps:
+                continue
+            verdict = delivered.admit(message.partition, message.offset, committed.get(message.tp))
+            if verdict == GAP:
+                gaps[message.partition] = cast(int, delivered.expected(message.partition, None))
+            else:
+                values.append(event.value)
+        return values
+
     if intake is None:
 
         @app.agent(transitions_topic, name="pathwatch-deliver")
         async def deliver(stream: Any) -> None:
             delivery["dispatcher"] = await _dispatcher(settings)
             try:
-                async for batch in stream.take(_BATCH, within=_WITHIN):
-                    await dispatch(batch)
+                async for events in stream.take_events(_BATCH, within=_WITHIN):
+                    await dispatch(admitted(events))
+                    for partition, offset in gaps.items():
+                        if rewind is not None:
+                            await rewind(transitions_topic.get_topic_name(), partition, offset)
+                    gaps.clear()
             finally:
                 await delivery.pop("dispatcher").close()
 
@@ -142,6 +209,8 @@ def add_delivery(
             now = wall()
             await dispatcher.heartbeat(now)
             metrics.set_delivery_stalled(dispatcher.stalled_seconds(now))
+
+    return delivered
 
 
 def add_consumer_lag(app: faust.App, topics: set[str], metrics: Any) -> None:

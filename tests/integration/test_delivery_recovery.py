@@ -129,17 +129,7 @@ async def gated_webhook() -> AsyncIterator[GatedWebhook]:
 COMPLETE_WITHIN_SECONDS = 75
 
 
-# Worker mode: in 2 of 4 fresh-clone runs (2026-12-07) the restarted worker took in nothing
-# for over a minute after "Worker ready" (lag on every events and transitions partition, no
-# stage-1 progress line): docs/known-issues.md, "A restarted worker can stall after SIGKILL";
-# a deliver process beside a worker recovered in every run.
-# Not strict, so a run that passes still says so (XPASS); the cause is open in issue 14.
-WORKER_RECOVERY_STALL = pytest.mark.xfail(
-    strict=False, reason="a restarted worker's stage 1 can stall after SIGKILL (docs/known-issues.md)"
-)
-
-
-@pytest.mark.parametrize("delivery", [pytest.param("worker", marks=WORKER_RECOVERY_STALL), "separate"])
+@pytest.mark.parametrize("delivery", ["worker", "separate"])
 async def test_a_process_killed_mid_delivery_delivers_everything_it_owed_after_restart(
     kafka_bootstrap: str, redis_url: str, unique: str, tmp_path: Path, processes: list[Process], delivery: str,
     gated_webhook: GatedWebhook,
