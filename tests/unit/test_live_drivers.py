@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from alerts.model import Alert
+from alerts.rules import AlertRulesConfig
 from pathwatch.config import load_settings
 from pathwatch.simulate import SimulationOptions, write
 from schemas.deadletter import Origin
@@ -22,16 +23,17 @@ from schemas.decode import Decoder
 from schemas.model import Event, encode_event
 from streams.calendar import to_us
 from streams.core import CoreConfig, Observation
+from streams.delivery import alert_from_bytes
 from streams.engine import Engine
 from streams.live import (
     APPLY,
     GAP,
+    ORIGIN_HEADER,
     SEEN,
     WATERMARK_KEY,
     FlushMark,
     Message,
     PartitionMeta,
-    Positions,
     Stage1,
     Stage2,
     StageWatermark,
@@ -49,6 +51,8 @@ from streams.live import (
 from streams.live import (
     admit as admit_offset,
 )
+from streams.ports import LiveConfig, MemorySeeker, MemorySink, TopicNames, TrackedStore
+from streams.stages import StageParts, StageStores, build_stages, stage1_records
 
 PARTITIONS = 4
 KEY = b"unit-test-key"
@@ -74,15 +78,69 @@ def config() -> CoreConfig:
     return CoreConfig.from_settings(load_settings())
 
 
+TOPICS = TopicNames(
+    events="events", hl7="hl7", fhir="fhir", clients="clients", observations="observations",
+    transitions="alert-transitions", dead_letters="dead-letters",
+)
+MAX_RECORD = 1 << 20
+
+
+class CallLog:
+    """Metrics that record the calls made (name, arguments), in order."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, tuple[Any, ...]]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        def call(*args: Any) -> None:
+            self.calls.append((name, tuple(list(a) if hasattr(a, "__next__") else a for a in args)))
+
+        return call
+
+    def named(self, name: str) -> list[tuple[Any, ...]]:
+        return [args for called, args in self.calls if called == name]
+
+
+def stage_parts(config: CoreConfig, alert_clock: str = "event", wall: Any = None) -> StageParts:
+    """The parts of the live stages, in memory (what pathwatch/bootstrap.py builds from settings)."""
+    return StageParts(
+        config=LiveConfig(partitions=PARTITIONS, topics=TOPICS, alert_clock=alert_clock),  # type: ignore[arg-type]
+        core=config,
+        rules=AlertRulesConfig.from_settings(load_settings()),
+        decoder=Decoder(KEY, 1 << 20),
+        metrics=CallLog(),  # type: ignore[arg-type]
+        wall=wall if wall is not None else (lambda: datetime.now(UTC)),
+    )
+
+
+class Crashes:
+    """What the stages ask faust's ``app.crash`` to do, kept."""
+
+    def __init__(self) -> None:
+        self.errors: list[BaseException] = []
+
+    async def __call__(self, exc: BaseException) -> None:
+        self.errors.append(exc)
+
+
 class Pipeline:
-    """Stage 1 and stage 2 wired in memory the way the faust app wires them."""
+    """Stage 1 and stage 2 built by the live wiring (:func:`streams.stages.build_stages`) over
+    in-memory stores. A batch runs through stage 1's driver; what the wiring sends for it
+    (:func:`streams.stages.stage1_records`) goes on to stage 2's driver, with offsets, and
+    the alert transitions are kept. The batch is committed unless a test cuts it short."""
 
     def __init__(self, config: CoreConfig, alert_clock: str = "event", wall: Any = None) -> None:
-        self.store1: dict[bytes, bytes] = {}
-        self.store2: dict[bytes, bytes] = {}
-        kwargs = {"wall": wall} if wall is not None else {}
-        self.stage1 = Stage1(config, self.store1, PARTITIONS, alert_clock=alert_clock, **kwargs)
-        self.stage2 = Stage2(config, self.store2, PARTITIONS)
+        self.sink = MemorySink()
+        self.crashes = Crashes()
+        stores = StageStores(TrackedStore(), {}, {}, "client-state-changelog")
+        self.stages = build_stages(
+            stage_parts(config, alert_clock, wall), stores, self.sink, MemorySeeker(), self.crashes,
+            max_record=MAX_RECORD,
+        )
+        self.store1: Any = stores.clients
+        self.store2 = stores.observations
+        self.stage1 = self.stages.stage1
+        self.stage2 = self.stages.stage2
         self.offsets = [0] * PARTITIONS
         self.offsets2 = [0] * PARTITIONS
         self.alerts: dict[tuple[str, datetime], Alert] = {}
@@ -96,21 +154,24 @@ class Pipeline:
         result, metas = self.stage1.process(messages)
         self.open = self.stage1.open_alerts(metas)
         self.late = result.late
+        records = stage1_records(result, TOPICS, PARTITIONS, MAX_RECORD)
         to_stage2 = []
-        for o in result.outputs:
-            if isinstance(o, Observation):
-                q = partition_for(o.team.encode(), PARTITIONS)
-                to_stage2.append(Message(q, self.offsets2[q], o.team.encode(), o.to_bytes()))
+        for topic, key, value, partition, _ in records:
+            assert value is not None
+            if topic == TOPICS.observations:
+                q = partition if partition is not None else partition_for(key or b"", PARTITIONS)
+                to_stage2.append(Message(q, self.offsets2[q], key, value))
                 self.offsets2[q] += 1
-            elif isinstance(o, Alert):
-                self.alerts[(o.fingerprint, o.starts_at)] = o
+            elif topic == TOPICS.transitions:
+                alert = alert_from_bytes(value)
+                self.alerts[(alert.fingerprint, alert.starts_at)] = alert
         assert self.stage2.process(to_stage2).rewinds == {}
         if commit:
             self.stage1.commit(result, metas)
-            self.committed(result)
+            self.committed(result, records)
         return result.outputs
 
-    def committed(self, result: Any) -> None:
+    def committed(self, result: Any, records: list[Any]) -> None:
         """What else the app sends once a batch is committed (here: nothing)."""
 
     def feed(self, events: list[Event], batch: int = 50) -> None:
@@ -439,7 +500,7 @@ def test_stage1_reads_a_partition_again_from_a_gap(events: list[Event], config: 
     pipeline.run([m for m in messages if m.partition != p] + first)
     # faust dropped offsets 20-24 of partition p: the next batch starts at 25
     result, metas = pipeline.stage1.process(rest)
-    assert result.rewinds == {p: first[-1].offset + 1}
+    assert result.rewinds == {("clients", p): first[-1].offset + 1}
     assert result.outputs == []
     assert metas[p].applied == first[-1].offset
     pipeline.stage1.commit(result, metas)
@@ -455,9 +516,9 @@ def test_stage1_accepts_a_gap_below_the_partitions_earliest_offset(events: list[
     p = messages[0].partition
     ours = [m for m in messages if m.partition == p]
     pipeline.run(ours[:5])
-    pipeline.stage1.floors[p] = ours[9].offset  # retention removed offsets 5 to 8
+    pipeline.stage1.floors[("clients", p)] = ours[9].offset  # retention removed offsets 5 to 8
     result, metas = pipeline.stage1.process(ours[10:11] + ours[9:])  # one beyond the floor first
-    assert result.rewinds == {p: ours[4].offset + 1}
+    assert result.rewinds == {("clients", p): ours[4].offset + 1}
     result, metas = pipeline.stage1.process(ours[9:])
     assert result.rewinds == {}
     assert metas[p].applied == ours[-1].offset
@@ -475,7 +536,7 @@ def test_stage2_reads_a_partition_again_from_a_gap(config: CoreConfig) -> None:
     stage2 = Stage2(config, store, PARTITIONS)
     assert stage2.process(messages[:4]).rewinds == {}
     result = stage2.process(messages[6:])  # offsets 4 and 5 were not delivered
-    assert result.rewinds == {q: 4}
+    assert result.rewinds == {("observations", q): 4}
     assert len(_cells(store)) == 4
     stage2.forget()  # a restart: positions come from the store
     assert stage2.process(messages[:2]).rewinds == {}  # a redelivery changes nothing
@@ -510,11 +571,7 @@ class DirectPipeline(Pipeline):
 
     def __init__(self, config: CoreConfig) -> None:
         super().__init__(config)
-        self.positions = Positions({}, PARTITIONS)
-        self.stage1 = Stage1(
-            config, self.store1, PARTITIONS, alert_clock="event", decoder=Decoder(KEY, 1 << 20),
-            positions=self.positions,
-        )
+        self.positions = self.stages.positions
         self.direct_offsets = [0] * PARTITIONS
         self.rejected: list[Any] = []
         self.forwarded = 0
@@ -524,12 +581,14 @@ class DirectPipeline(Pipeline):
         self.direct_offsets[partition] += 1
         return message
 
-    def committed(self, result: Any) -> None:
+    def committed(self, result: Any, records: list[Any]) -> None:
         self.rejected += result.rejected
         forwards = []
-        for key, value, origin in result.forwards:
+        for topic, key, value, _, headers in records:
+            if topic != TOPICS.clients:
+                continue
             message = self.message(partition_for(key, PARTITIONS), key, value)
-            message.origin = origin
+            message.origin = dict(headers)[ORIGIN_HEADER]
             forwards.append(message)
         self.forwarded += len(forwards)
         if forwards:
@@ -615,12 +674,12 @@ def test_stage1_reads_the_events_topic_again_from_a_gap(lines: list[bytes], conf
     ours = [pipeline.direct(q, line) for q, line, _ in keyed if q == p]
     pipeline.run(ours[:10])
     result, metas = pipeline.stage1.process(ours[15:])  # offsets 10-14 were not delivered
-    assert result.direct_rewinds == {p: 10}
-    assert result.direct_gaps == {p: 15}
+    assert result.rewinds == {("events", p): 10}
+    assert result.gaps == {("events", p): 15}
     assert result.outputs == []
     assert metas[p].applied_direct == 9
     result, metas = pipeline.stage1.process(ours[5:])  # read again: 5-9 were applied before
-    assert result.direct_rewinds == {}
+    assert result.rewinds == {}
     assert metas[p].applied_direct == ours[-1].offset
 
 
@@ -723,7 +782,7 @@ def test_an_idle_worker_writes_nothing(events: list[Event], config: CoreConfig) 
     assert stored < pipeline.offsets[p] - 1
     value = encode_tick(Tick(to_us(wall())))
     result, _ = restarted.process([Message(p, pipeline.offsets[p], b"\x00tick", value)])
-    assert result.rewinds == {p: stored + 1}
+    assert result.rewinds == {("clients", p): stored + 1}
     again = [Message(p, offset, b"\x00tick", value) for offset in range(stored + 1, pipeline.offsets[p] + 1)]
     result, metas = restarted.process(again)
     assert result.rewinds == {}
