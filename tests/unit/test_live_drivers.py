@@ -7,29 +7,35 @@ flush only when every stage-1 partition has answered.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from alerts.model import Alert
+from alerts.pipeline import ReceiversConfig, build_dispatcher
+from alerts.receivers import rfc3339
 from alerts.rules import AlertRulesConfig
 from pathwatch.config import load_settings
 from pathwatch.simulate import SimulationOptions, write
 from schemas.deadletter import Origin
 from schemas.decode import Decoder
 from schemas.model import Event, encode_event
-from streams.calendar import to_us
+from streams.calendar import from_us, to_us
 from streams.core import CoreConfig, Observation
-from streams.delivery import alert_from_bytes
+from streams.delivery import Delivery, StaticDispatcher, alert_from_bytes
 from streams.engine import Engine
 from streams.live import (
     APPLY,
+    CARE_GAP_ALERTS,
     GAP,
     ORIGIN_HEADER,
     SEEN,
+    TICK_KEY,
     WATERMARK_KEY,
     FlushMark,
     Message,
@@ -52,7 +58,8 @@ from streams.live import (
     admit as admit_offset,
 )
 from streams.ports import LiveConfig, MemorySeeker, MemorySink, TopicNames, TrackedStore
-from streams.stages import StageParts, StageStores, build_stages, stage1_records
+from streams.stages import Incoming, StageParts, StageStores, build_stages, stage1_records
+from streams.windows import TeamWindows
 
 PARTITIONS = 4
 KEY = b"unit-test-key"
@@ -928,3 +935,126 @@ def test_a_group_instance_id_gives_the_worker_static_membership() -> None:
 
     assert app_options(load_settings(group_instance_id="worker-0"))["consumer_group_instance_id"] == "worker-0"
     assert app_options(load_settings())["consumer_group_instance_id"] is None  # dynamic by default
+
+
+# -- the live wiring, driven in memory --------------------------------------------------------
+
+
+class KeptProducer:
+    """The alerts topic's producer, in memory: what the Kafka receiver sent, in order."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes | None, bytes | None]] = []
+
+    async def send(self, topic: str, value: bytes | None = None, key: bytes | None = None) -> Any:
+        self.sent.append((topic, key, value))
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+
+class Broker:
+    """The topics between the wired jobs, in memory: each record the stages send to an
+    internal topic gets the next offset of its partition, as Kafka would give it."""
+
+    def __init__(self, sink: MemorySink) -> None:
+        self.sink = sink
+        self.offsets: Counter[tuple[str, int]] = Counter()
+
+    def incoming(self, topic: str, partition: int, key: bytes | None, value: bytes | None, headers: Any = None) -> Incoming:
+        offset = self.offsets[(topic, partition)]
+        self.offsets[(topic, partition)] += 1
+        return Incoming(topic, partition, offset, key, value, headers)
+
+    def take(self, topic: str) -> list[Incoming]:
+        """What the stages sent to ``topic`` since the last take, as fetched messages."""
+        out = []
+        for _, key, value, partition, headers in self.sink.take(topic):
+            p = partition if partition is not None else partition_for(key or b"", PARTITIONS)
+            out.append(self.incoming(topic, p, key, value, headers))
+        return out
+
+
+def test_the_live_wiring_carries_events_to_observations_gauges_and_delivered_alerts(
+    events: list[Event], lines: list[bytes], config: CoreConfig
+) -> None:
+    """Stage 1, stage 2 and delivery as build_stages wires them for the worker, fed fetched
+    messages the way faust's agents feed them, over in-memory tables, a record sink and a
+    dispatcher whose Kafka receiver keeps what it sends (no broker)."""
+    engine, _ = _engine_report(events, config)
+    end = max(e.time for e in events)
+    parts = stage_parts(config, "event", FakeWall(end + timedelta(days=1)))
+    sink, crashes = MemorySink(), Crashes()
+    stores = StageStores(TrackedStore(), {}, {}, "client-state-changelog")
+    stages = build_stages(parts, stores, sink, MemorySeeker(), crashes, max_record=MAX_RECORD)
+    producer = KeptProducer()
+    dispatcher = build_dispatcher(ReceiversConfig(alerts_topic="alerts"), None, producer, None, clock=parts.wall)
+    delivery = Delivery(StaticDispatcher(dispatcher), parts.metrics, parts.wall)
+    broker = Broker(sink)
+    changelog: dict[bytes, bytes | None] = {}
+    sent_transitions: list[bytes] = []
+
+    async def after_stage1() -> None:
+        for _, key, value, partition, _ in sink.take("client-state-changelog"):
+            assert key is not None
+            assert partition == table_partition(key, PARTITIONS)
+            changelog[key] = value
+        forwards = broker.take(TOPICS.clients)  # events a publisher put on another partition
+        if forwards:
+            await stages.stage1_loop.run(forwards)
+            await after_stage1()
+        await stages.stage2_loop.run(
+            Message(m.partition, m.offset, m.key, m.value) for m in broker.take(TOPICS.observations)
+        )
+        transitions = [m.value for m in broker.take(TOPICS.transitions) if m.value is not None]
+        sent_transitions.extend(transitions)
+        if transitions:
+            await delivery.deliver(transitions)
+
+    async def drive() -> None:
+        await delivery.start()
+        keyed = _keyed(lines, misplace_every=10)
+        for i in range(0, len(keyed), 50):
+            await stages.stage1_loop.run([broker.incoming(TOPICS.events, p, None, line) for p, line, _ in keyed[i : i + 50]])
+            await after_stage1()
+        until = encode_tick(Tick(to_us(end), to_us(end) + 1, "f1"))  # like Engine.finish
+        await stages.stage1_loop.run([broker.incoming(TOPICS.clients, p, TICK_KEY, until) for p in range(PARTITIONS)])
+        await after_stage1()
+        await delivery.stop()
+
+    asyncio.run(drive())
+    assert crashes.errors == []
+    # records: the client-state changelog replays into the table; the dead letters
+    assert {k: v for k, v in changelog.items() if v is not None} == dict(stores.clients)
+    dead = sink.take(TOPICS.dead_letters)
+    kinds = sorted(dict(headers or [])["pathwatch.errors.kind"] for *_, headers in dead)
+    assert kinds == [b"not_json", b"schema"]  # the two lines the decoder rejects
+    # observations: stage 2's table gives the replay's numbers, and its gauges follow its
+    # windows at its watermark (the rolling window of the settings)
+    watermark = stages.stage2_loop.stage2_watermark
+    assert watermark == from_us(to_us(end) + 1)
+    assert engine.watermark is not None
+    stored = TeamWindows(config)
+    for key, value in stores.observations.items():
+        if not key.startswith(b"\x00"):
+            stored.apply(Observation.from_bytes(value))
+
+    def rows(windows: TeamWindows, now: datetime, days: int | None) -> list[tuple[str, str, int, int]]:
+        return sorted((r.team, r.measure, r.numerator, r.denominator) for r in windows.rates(now, days))
+
+    assert rows(stored, engine.watermark, None) == rows(engine.windows, engine.watermark, None)
+    gauges = parts.metrics.named("set_measures")[-1][0]  # type: ignore[attr-defined]
+    assert sorted(gauges) == rows(stored, watermark, 28)
+    assert any(den > 0 for *_, den in gauges)
+    # every stage-2 partition recorded the flush (what `pathwatch report --from-live` waits on)
+    assert all(flush_ack_key("f1", q, PARTITIONS) in stores.observations for q in range(PARTITIONS))
+    # delivered alerts: each care-gap alert state stage 1 sent reached the alerts topic once,
+    # and their last states are the replay's alerts
+    delivered = [json.loads(value or b"") for _, _, value in producer.sent]
+    assert len(delivered) == len({raw for raw in sent_transitions}) > 0
+    last: dict[tuple[str, str], Any] = {}
+    for alert in delivered:
+        if alert["labels"]["alertname"] in CARE_GAP_ALERTS:  # (stage 2's system alerts aside)
+            last[(alert["fingerprint"], alert["startsAt"])] = alert["endsAt"]
+    replay_alerts = {(a.fingerprint, rfc3339(a.starts_at)): a.ends_at and rfc3339(a.ends_at) for a in engine.alerts()}
+    assert last == replay_alerts
