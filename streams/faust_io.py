@@ -1,4 +1,9 @@
-"""Stage 1's input and table writes without faust's per-message work; the consumer changes.
+"""The fence around faust's and aiokafka's internals: every touch of a private attribute of
+theirs is in this module (docs/design.md lists them), as subclasses or as the steps
+:class:`PathwatchApp` runs when it makes its consumer; a unit test fails when the copied
+faust method changes. The rest of pathwatch reaches faust through ``streams/app.py``.
+
+Stage 1's input and table writes go without faust's per-message work; the consumer changes.
 
 Input (:class:`Intake`): through a faust agent, every message costs the per-message work a
 bare agent pays (a ``wait_first`` with two tasks in the fetch loop, the conductor's delivery,
@@ -16,8 +21,8 @@ What a faust stream guarantees is kept, in the same way faust does it:
   rebalance waits for the batch in flight (faust's ``wait_empty``) before revoking partitions.
 
 Table writes (:class:`DirectTable`): faust sends each table write to its changelog through
-its producer buffer, one message and one task hop at a time (a quarter of a busy worker's
-time went there). Stage 1 writes its client states to the table's store and sends the
+its producer buffer, one message and one task hop at a time (a large share of a busy
+worker's time went there). Stage 1 writes its client states to the table's store and sends the
 batch's changelog records itself, awaiting them before its input is acked. It writes only
 while processing a batch of tracked input messages, never from a timer, and the changelog
 partition follows from the key (:func:`streams.live.table_partition`): what "inside stream
