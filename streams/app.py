@@ -90,7 +90,7 @@ class DeliverParts:
 
 def build_app(parts: WorkerParts) -> tuple[faust.App, LiveStages]:
     """The worker app and its jobs. Raises ``ValueError`` for a table store other than
-    ``memory://``."""
+    ``memory://``, or for delivery in the worker without ``parts.delivery``."""
     config = parts.stages.config
     if not config.store.startswith("memory://"):
         # faust's RocksDB store files a write under the partition of the event being processed;
@@ -130,7 +130,8 @@ def build_app(parts: WorkerParts) -> tuple[faust.App, LiveStages]:
     add_stage2(app, stages)
     add_timers(app, stages)
     if config.delivery == "worker":
-        assert parts.delivery is not None, "delivery in the worker needs a dispatcher source"
+        if parts.delivery is None:
+            raise ValueError("delivery = 'worker' needs the dispatcher's owner (WorkerParts.delivery)")
         add_delivery(app, transitions_topic, Delivery(parts.delivery, metrics, parts.stages.wall), config)
     lagged = {t.events, t.hl7, t.fhir, t.clients, t.observations}
     add_consumer_lag(app, lagged | {t.transitions} if config.delivery == "worker" else lagged, metrics)
