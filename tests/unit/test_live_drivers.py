@@ -1052,9 +1052,50 @@ def test_the_live_wiring_carries_events_to_observations_gauges_and_delivered_ale
     # and their last states are the replay's alerts
     delivered = [json.loads(value or b"") for _, _, value in producer.sent]
     assert len(delivered) == len({raw for raw in sent_transitions}) > 0
+    counted = parts.metrics.named("count_delivery")  # type: ignore[attr-defined]
+    assert sum(n for receiver, outcome, n in counted if (receiver, outcome) == ("kafka", "delivered")) == len(delivered)
     last: dict[tuple[str, str], Any] = {}
     for alert in delivered:
         if alert["labels"]["alertname"] in CARE_GAP_ALERTS:  # (stage 2's system alerts aside)
             last[(alert["fingerprint"], alert["startsAt"])] = alert["endsAt"]
     replay_alerts = {(a.fingerprint, rfc3339(a.starts_at)): a.ends_at and rfc3339(a.ends_at) for a in engine.alerts()}
     assert last == replay_alerts
+
+
+class RetainedSeeker(MemorySeeker):
+    """A consumer whose partitions begin at ``earliest`` (retention removed what was before)."""
+
+    def __init__(self, earliest: int) -> None:
+        super().__init__()
+        self.first = earliest
+
+    async def earliest(self, topic: str, partition: int) -> int | None:
+        return self.first
+
+
+def test_the_rewinder_reads_again_accepts_retention_and_holes(config: CoreConfig) -> None:
+    ticks = [0.0]
+    stages = build_stages(
+        stage_parts(config), StageStores(TrackedStore(), {}, {}, "cl"), MemorySink(), RetainedSeeker(0), Crashes(),
+        max_record=MAX_RECORD,
+    )
+    rewinder = stages.rewinder
+    rewinder.monotonic = lambda: ticks[0]
+    seeker = rewinder.seeker
+    assert isinstance(seeker, RetainedSeeker)
+
+    async def drive() -> None:
+        await rewinder.rewind("clients", 1, 10, 15)  # a gap: read again from 10
+        assert seeker.seeks[-1] == ("clients", 1, 10)
+        for _ in range(2):  # offset 15 keeps coming after 10, for 2 seconds: a hole, accepted
+            ticks[0] += 1.0
+            await rewinder.rewind("clients", 1, 10, 15)
+        assert seeker.seeks[-1] == ("clients", 1, 15)
+        assert stages.stage1.floors[("clients", 1)] == 15
+        seeker.first = 40  # offsets below 40 were removed by retention
+        await rewinder.rewind("observations", 2, 30)
+        assert seeker.seeks[-1] == ("observations", 2, 40)
+        assert stages.stage2.positions.floors[("observations", 2)] == 40
+
+    asyncio.run(drive())
+    assert stages.metrics.named("count_rewind") == [("clients",)] * 2  # type: ignore[attr-defined]
