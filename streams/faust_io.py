@@ -49,6 +49,7 @@ import faust
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.types import TP
 
+from streams.live import table_partition
 from streams.ports import Record, TrackedStore
 
 log = logging.getLogger("pathwatch.worker")
@@ -389,8 +390,6 @@ class KeyedTable(faust.Table):
     needs the changelog topic's metadata and fails until it has it on a new deployment."""
 
     def partition_for_key(self, key: Any) -> int | None:
-        from streams.live import table_partition
-
         return table_partition(key, self.partitions or 1)
 
 
