@@ -449,8 +449,21 @@ class WebhookTarget:
     repeat_interval: timedelta | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class ReceiversConfig:
+    """The receivers a deployment configures (settings ``topics.alerts``, ``alertmanager_url``,
+    ``alertmanager_resend``, ``webhook_url``, ``webhook_token``, ``alert_routes``)."""
+
+    alerts_topic: str = "pathwatch.alerts"
+    alertmanager_url: str | None = None
+    alertmanager_resend: timedelta = timedelta(minutes=1)
+    webhook_url: str | None = None
+    webhook_token: SecretStr | None = None
+    routes: Mapping[str, str] = field(default_factory=dict)
+
+
 def build_dispatcher(
-    settings: Any,
+    config: ReceiversConfig,
     redis_client: Any | None,
     kafka_producer: KafkaProducerLike | None,
     http_session: aiohttp.ClientSession | None,
@@ -460,38 +473,38 @@ def build_dispatcher(
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     retry: RetryPolicy = RetryPolicy(),
 ) -> Dispatcher:
-    """The composition root's way to build delivery from settings.
+    """Delivery to the receivers of ``config`` (the composition root builds ``config``).
 
     Receivers, by name: ``kafka`` (when ``kafka_producer`` is given; topic
-    ``settings.topics.alerts``), ``alertmanager`` (when ``settings.alertmanager_url``; re-sends
-    firing alerts every ``settings.alertmanager_resend``, each valid for 4 of those, and
+    ``config.alerts_topic``), ``alertmanager`` (when ``config.alertmanager_url``; re-sends
+    firing alerts every ``config.alertmanager_resend``, each valid for 4 of those, and
     resolved ones for 15 minutes),
-    ``webhook`` (when ``settings.webhook_url``, bearer ``settings.webhook_token``), and each of
-    ``webhooks``. ``routes`` (or ``settings.alert_routes`` if present) maps receiver names to
+    ``webhook`` (when ``config.webhook_url``, bearer ``config.webhook_token``), and each of
+    ``webhooks``. ``routes`` (or ``config.routes`` when not empty) maps receiver names to
     label matchers; without routes every receiver gets every alert. The log is Redis when
     ``redis_client`` is given, otherwise in memory. Raises ``ValueError`` when an HTTP receiver
     is configured without ``http_session`` or a route names an unknown receiver.
     """
     specs: list[ReceiverSpec] = []
     if kafka_producer is not None:
-        specs.append(ReceiverSpec(KafkaReceiver(kafka_producer, settings.topics.alerts), ResendPolicy()))
-    http_targets = bool(settings.alertmanager_url or settings.webhook_url or webhooks)
+        specs.append(ReceiverSpec(KafkaReceiver(kafka_producer, config.alerts_topic), ResendPolicy()))
+    http_targets = bool(config.alertmanager_url or config.webhook_url or webhooks)
     if http_targets and http_session is None:
         raise ValueError("an HTTP receiver is configured but no http_session was given")
-    if settings.alertmanager_url:
+    if config.alertmanager_url:
         assert http_session is not None
         specs.append(
             ReceiverSpec(
                 AlertmanagerReceiver(
-                    http_session, settings.alertmanager_url,
-                    firing_validity=ALERTMANAGER_VALIDITY_RESENDS * settings.alertmanager_resend, clock=clock,
+                    http_session, config.alertmanager_url,
+                    firing_validity=ALERTMANAGER_VALIDITY_RESENDS * config.alertmanager_resend, clock=clock,
                 ),
-                ResendPolicy(settings.alertmanager_resend, ALERTMANAGER_RESOLVED_RETENTION),
+                ResendPolicy(config.alertmanager_resend, ALERTMANAGER_RESOLVED_RETENTION),
             )
         )
     all_webhooks: dict[str, WebhookTarget] = {}
-    if settings.webhook_url:
-        all_webhooks["webhook"] = WebhookTarget(settings.webhook_url, settings.webhook_token)
+    if config.webhook_url:
+        all_webhooks["webhook"] = WebhookTarget(config.webhook_url, config.webhook_token)
     all_webhooks.update(webhooks or {})
     for name, target in all_webhooks.items():
         assert http_session is not None
@@ -502,7 +515,7 @@ def build_dispatcher(
             )
         )
     if routes is None:
-        routes = getattr(settings, "alert_routes", None) or None
+        routes = config.routes or None
     if routes is None:
         parsed = [Route(spec.name) for spec in specs]
     elif isinstance(routes, Mapping):

@@ -26,7 +26,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 STACK = str(ROOT / "scripts/stack")
-LOUD = "from pathwatch.config import load_settings; from streams.worker import run_worker; run_worker(load_settings(), [])"
+LOUD = "from pathwatch.config import load_settings; from pathwatch.bootstrap import run_worker; run_worker(load_settings(), [])"
 
 
 def stack(env: dict[str, str], *args: str) -> None:

@@ -286,7 +286,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings, console: Console) ->
         from streams.topics import check_kafka
 
         check_kafka(settings)
-        from streams.worker import run_deliver, run_worker
+        from pathwatch.bootstrap import run_deliver, run_worker
 
         run = run_worker if args.command == "worker" else run_deliver
         return run(settings, list(args.faust_args))

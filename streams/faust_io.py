@@ -1,4 +1,9 @@
-"""Stage 1's input and table writes without faust's per-message work; the consumer changes.
+"""The fence around faust's and aiokafka's internals: every touch of a private attribute of
+theirs is in this module (docs/design.md lists them), as subclasses or as the steps
+:class:`PathwatchApp` runs when it makes its consumer; a unit test fails when the copied
+faust method changes. The rest of pathwatch reaches faust through ``streams/app.py``.
+
+Stage 1's input and table writes go without faust's per-message work; the consumer changes.
 
 Input (:class:`Intake`): through a faust agent, every message costs the per-message work a
 bare agent pays (a ``wait_first`` with two tasks in the fetch loop, the conductor's delivery,
@@ -16,8 +21,8 @@ What a faust stream guarantees is kept, in the same way faust does it:
   rebalance waits for the batch in flight (faust's ``wait_empty``) before revoking partitions.
 
 Table writes (:class:`DirectTable`): faust sends each table write to its changelog through
-its producer buffer, one message and one task hop at a time (a quarter of a busy worker's
-time went there). Stage 1 writes its client states to the table's store and sends the
+its producer buffer, one message and one task hop at a time (a large share of a busy
+worker's time went there). Stage 1 writes its client states to the table's store and sends the
 batch's changelog records itself, awaiting them before its input is acked. It writes only
 while processing a batch of tracked input messages, never from a timer, and the changelog
 partition follows from the key (:func:`streams.live.table_partition`): what "inside stream
@@ -34,13 +39,18 @@ import hashlib
 import inspect
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, MutableMapping
+from collections.abc import AsyncIterator, Callable, MutableMapping
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
 from typing import Any, cast
 
 import faust
 from faust.transport.consumer import CONSUMER_FETCHING
+from faust.types import TP
 
-from pathwatch.config import Settings
+from streams.live import table_partition
+from streams.ports import Record, TrackedStore
 
 log = logging.getLogger("pathwatch.worker")
 
@@ -48,25 +58,43 @@ log = logging.getLogger("pathwatch.worker")
 RAW: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
 
 
-def app_options(settings: Settings) -> dict[str, Any]:
-    """faust settings every pathwatch app (worker, deliver) shares: broker, web server (no
-    table pages), topic defaults, acks from every replica, commit and group timings."""
+@dataclass(frozen=True, slots=True)
+class FaustOptions:
+    """The faust settings every pathwatch app (worker, deliver) shares, from pathwatch's
+    settings of the same names (docs/configuration.md)."""
+
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    data_dir: Path | None = None
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    partitions: int = 8
+    replication_factor: int = 1
+    commit_interval: timedelta = timedelta(seconds=2.8)
+    broker_session_timeout: float = 60.0
+    broker_heartbeat_interval: float = 3.0
+    broker_rebalance_timeout: float = 60.0
+    group_instance_id: str | None = None
+
+
+def app_options(options: FaustOptions) -> dict[str, Any]:
+    """faust's keyword arguments for ``options``: broker, web server (no table pages), topic
+    defaults, acks from every replica, commit and group timings."""
     return {
-        "broker": f"kafka://{settings.kafka_bootstrap}",
-        "datadir": str(settings.data_dir) if settings.data_dir is not None else "{conf.name}-data",  # faust's default
+        "broker": f"kafka://{options.kafka_bootstrap}",
+        "datadir": str(options.data_dir) if options.data_dir is not None else "{conf.name}-data",  # faust's default
         "web_enabled": True,
-        "web_bind": settings.web_host,
-        "web_port": settings.web_port,
+        "web_bind": options.web_host,
+        "web_port": options.web_port,
         "web_tables_enabled": False,
-        "topic_partitions": settings.partitions,
-        "topic_replication_factor": settings.replication_factor,
+        "topic_partitions": options.partitions,
+        "topic_replication_factor": options.replication_factor,
         "producer_acks": -1,
         "consumer_auto_offset_reset": "earliest",
-        "broker_commit_interval": settings.commit_interval.total_seconds(),
-        "broker_session_timeout": settings.broker_session_timeout,
-        "broker_heartbeat_interval": settings.broker_heartbeat_interval,
-        "broker_rebalance_timeout": settings.broker_rebalance_timeout,
-        "consumer_group_instance_id": settings.group_instance_id,
+        "broker_commit_interval": options.commit_interval.total_seconds(),
+        "broker_session_timeout": options.broker_session_timeout,
+        "broker_heartbeat_interval": options.broker_heartbeat_interval,
+        "broker_rebalance_timeout": options.broker_rebalance_timeout,
+        "consumer_group_instance_id": options.group_instance_id,
     }
 
 
@@ -130,7 +158,7 @@ class Intake:
         return taken
 
 
-class DirectTable(MutableMapping[bytes, bytes]):
+class DirectTable(TrackedStore):
     """A faust table's store, with every write also queued as a changelog record.
 
     ``changelog`` drains the queue; the owner sends the records (:func:`send_changelog`)
@@ -138,34 +166,11 @@ class DirectTable(MutableMapping[bytes, bytes]):
     whatever its changelog replays."""
 
     def __init__(self, table: Any) -> None:
+        super().__init__()
         self.table = table
-        self._records: list[tuple[bytes, bytes | None]] = []
 
-    def __getitem__(self, key: bytes) -> bytes:
-        return cast(bytes, self.table.data[key])
-
-    def __setitem__(self, key: bytes, value: bytes) -> None:
-        self.table.data[key] = value
-        self._records.append((key, value))
-
-    def __delitem__(self, key: bytes) -> None:
-        del self.table.data[key]
-        self._records.append((key, None))
-
-    def __iter__(self) -> Iterator[bytes]:
-        return iter(self.table.data)
-
-    def __len__(self) -> int:
-        return len(self.table.data)
-
-    def changelog(self) -> list[tuple[bytes, bytes | None]]:
-        """The records written since the last call, in write order (None: a deletion)."""
-        records, self._records = self._records, []
-        return records
-
-
-Record = tuple[str, bytes | None, bytes | None, int | None, list[tuple[str, bytes]] | None]
-"""topic, key, value, partition (None: the producer's partitioner, by key), headers"""
+    def data(self) -> MutableMapping[bytes, bytes]:
+        return cast(MutableMapping[bytes, bytes], self.table.data)
 
 
 async def learn_partitions(producer: Any, topics: list[str]) -> None:
@@ -375,3 +380,52 @@ class PathwatchApp(faust.App):
             install(consumer, self.intake)
         shorten_fetch_wait(consumer, self.fetch_max_wait_ms)
         return consumer
+
+
+class KeyedTable(faust.Table):
+    """A table whose changelog partition follows from the key (:func:`streams.live.table_partition`):
+    a client's state goes with the client's input messages, a team's observations with the
+    team's. The stages write a batch of several partitions at once, so faust's "partition of
+    the current event" would not do. Computed here rather than asked of the producer, which
+    needs the changelog topic's metadata and fails until it has it on a new deployment."""
+
+    def partition_for_key(self, key: Any) -> int | None:
+        return table_partition(key, self.partitions or 1)
+
+
+class FaustSink:
+    """The stages' :class:`streams.ports.RecordSink` over the app's producer (:func:`send_records`)."""
+
+    def __init__(self, app: faust.App) -> None:
+        self.app = app
+
+    async def send(self, records: list[Record]) -> None:
+        await send_records(self.app.producer, records)
+
+
+class FaustSeeker:
+    """The stages' :class:`streams.ports.Seeker` over the app's consumer."""
+
+    def __init__(self, app: faust.App) -> None:
+        self.app = app
+
+    async def earliest(self, topic: str, partition: int) -> int | None:
+        tp = TP(topic, partition)
+        consumer: Any = self.app.consumer
+        return cast(int | None, (await consumer.earliest_offsets(tp)).get(tp))
+
+    async def seek(self, topic: str, partition: int, offset: int) -> None:
+        # seek_wait runs the seek in the consumer's own thread; Consumer.seek called from the
+        # app's loop raced aiokafka's fetcher and crashed the worker (KeyError in fetched_records)
+        consumer: Any = self.app.consumer
+        await consumer.seek_wait({TP(topic, partition): offset})
+
+
+def committed_offset(app: faust.App, tp: Any) -> int | None:
+    """The offset faust last committed for ``tp`` (its consumer's private record of it)."""
+    return cast(int | None, cast(Any, app.consumer)._committed_offset.get(tp))
+
+
+def tables_recovered(app: faust.App) -> bool:
+    """Whether faust has recovered the app's tables from their changelogs."""
+    return bool(cast(Any, app.tables).recovery.completed.is_set())

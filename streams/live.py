@@ -355,11 +355,10 @@ class Stage1Result:
     late: list[str] = field(default_factory=list)
     accepted: list[tuple[str, str]] = field(default_factory=list)
     duplicates: list[str] = field(default_factory=list)
-    rewinds: dict[int, int] = field(default_factory=dict)
-    gaps: dict[int, int] = field(default_factory=dict)  # the offset that came instead
-    # read from the events topic directly: the same, per partition of that topic
-    direct_rewinds: dict[int, int] = field(default_factory=dict)
-    direct_gaps: dict[int, int] = field(default_factory=dict)
+    # per (input topic, partition) left at a gap: where to read it again from, and the offset
+    # that came instead (the shape of PositionBatch's and Stage2Result's)
+    rewinds: dict[tuple[str, int], int] = field(default_factory=dict)
+    gaps: dict[tuple[str, int], int] = field(default_factory=dict)
     # events read directly: rejected by the decoder (to the dead-letter topic), and those on a
     # partition that is not their pseudonym's (to ``clients``: key, internal event, origin)
     rejected: list[DeadLetter] = field(default_factory=list)
@@ -418,10 +417,13 @@ class Stage1:
         self._corrections: dict[int, int] = {}
         self._open: dict[int, dict[tuple[str, str], int]] = {}
         self._lateness = config.lateness_us
-        # per partition: the earliest offset still in the topic, once a gap was found below it
-        # (``clients``; ``direct_floors``: the events topic)
-        self.floors: dict[int, int] = {}
-        self.direct_floors: dict[int, int] = {}
+        # per (input topic, partition): the first offset after a gap the driver accepted (see
+        # admit), as in Positions.floors
+        self.floors: dict[tuple[str, int], int] = {}
+
+    def topic_of(self, message: Message) -> str:
+        """The input topic ``message`` was read from (``clients``, or the events topic)."""
+        return self.direct_topic if message.direct else self.input_topic
 
     def forget(self) -> None:
         """Drop in-memory indexes (call on rebalance: they are rebuilt from the store)."""
@@ -651,8 +653,8 @@ class Stage1:
         """Run a batch through the core. Nothing is written to the store yet: send the outputs
         (and ``result.rejected`` and ``result.forwards``), wait for the broker, then call
         :meth:`commit` with the returned metadata. A partition whose offsets jump (see
-        :func:`admit`) is left at the gap: ``result.rewinds`` (``direct_rewinds`` for the
-        events topic) says where the driver must read it again from.
+        :func:`admit`) is left at the gap: ``result.rewinds`` says, per (input topic,
+        partition), where the driver must read it again from.
 
         Messages read from the events topic directly (``direct``) are decoded here. Canonical
         events are keyed by pseudonym, so each lands on the partition of its client's state
@@ -668,7 +670,7 @@ class Stage1:
         result, metas = into if into is not None else (Stage1Result(), {})
         for message in messages:
             p = message.partition
-            if p in (result.direct_rewinds if message.direct else result.rewinds):
+            if (self.topic_of(message), p) in result.rewinds:
                 continue  # the partition is read again from the gap on
             meta = metas.get(p)
             if meta is None:
@@ -683,7 +685,7 @@ class Stage1:
                 # Failure isolation per record: the input is dead-lettered with the reason and
                 # the stage goes on (a fault that is not the record's, the broker's or the
                 # store's, raises from the driver's sends and commit instead, and is retried).
-                topic = self.direct_topic if message.direct else self.input_topic
+                topic = self.topic_of(message)
                 origin = Origin(topic=topic, partition=p, offset=message.offset)
                 result.rejected.append(processing_dead_letter(exc, message.value, origin))
         return result, metas
@@ -693,7 +695,7 @@ class Stage1:
         ``result`` are changed once the message's event went through the core and its
         records were found to fit)."""
         if message.value is None:
-            topic = self.direct_topic if message.direct else self.input_topic
+            topic = self.topic_of(message)
             origin = Origin(topic=topic, partition=p, offset=message.offset)
             result.rejected.append(
                 DeadLetter(DeadLetterKind.NULL_VALUE, "the message has no value (a tombstone)", "", origin, b"")
@@ -733,16 +735,16 @@ class Stage1:
     def _admit(self, message: Message, meta: PartitionMeta, result: Stage1Result) -> bool:
         """Whether to apply ``message``, against the next offset of its input (``clients``, or
         the events topic when ``direct``; see :func:`admit`), recording it as applied. After a
-        gap the input's partition is left to be read again (``rewinds`` / ``direct_rewinds``)."""
+        gap the input's partition is left to be read again (``rewinds``)."""
         p, direct = message.partition, message.direct
         last = meta.applied_direct if direct else meta.applied
-        floor = (self.direct_floors if direct else self.floors).get(p, 0)
-        position = admit(message.offset, None if last < 0 else last + 1, floor)
+        source = (self.topic_of(message), p)
+        position = admit(message.offset, None if last < 0 else last + 1, self.floors.get(source, 0))
         if position == SEEN:
             return False
         if position == GAP:
-            (result.direct_rewinds if direct else result.rewinds)[p] = last + 1
-            (result.direct_gaps if direct else result.gaps)[p] = message.offset
+            result.rewinds[source] = last + 1
+            result.gaps[source] = message.offset
             return False
         if direct:
             meta.applied_direct = message.offset
@@ -1016,8 +1018,8 @@ class Stage2:
                 origin = Origin(topic=self.topic, partition=q, offset=message.offset)
                 result.rejected.append(processing_dead_letter(exc, message.value, origin))
         batch.commit()
-        result.rewinds = {q: offset for (_, q), offset in batch.rewinds.items()}
-        result.gaps = {q: offset for (_, q), offset in batch.gaps.items()}
+        result.rewinds = dict(batch.rewinds)
+        result.gaps = dict(batch.gaps)
         return result
 
 
@@ -1027,6 +1029,7 @@ class Stage2Result:
     of marks arrived (None otherwise), and partitions to read again from an offset."""
 
     watermark_us: int | None = None
-    rewinds: dict[int, int] = field(default_factory=dict)
-    gaps: dict[int, int] = field(default_factory=dict)  # the offset that came instead
+    # per (topic, partition) left at a gap: where to read it again from, the offset that came
+    rewinds: dict[tuple[str, int], int] = field(default_factory=dict)
+    gaps: dict[tuple[str, int], int] = field(default_factory=dict)
     rejected: list[DeadLetter] = field(default_factory=list)  # records whose processing raised

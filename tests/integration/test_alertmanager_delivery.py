@@ -15,6 +15,7 @@ from alerts.nflog import MemoryNotificationLog, ResendPolicy
 from alerts.pipeline import Dispatcher, ReceiverSpec, build_dispatcher
 from alerts.receivers import AlertmanagerReceiver
 from alerts.routing import Route
+from pathwatch.bootstrap import receivers_config
 from pathwatch.config import Settings
 from tests.integration.alert_fixtures import eventually, http_session  # noqa: F401
 
@@ -44,7 +45,7 @@ async def test_alertmanager_lists_our_fingerprints_and_resolves(alertmanager_url
     now = datetime.now(UTC)
     alerts = run_alerts(run, now)
     settings = Settings(alertmanager_url=alertmanager_url, webhook_url=None)
-    d = build_dispatcher(settings, None, None, http_session)
+    d = build_dispatcher(receivers_config(settings), None, None, http_session)
     await d.dispatch(alerts, now)
     assert d.stats.get("alertmanager", "sent") == 3
 

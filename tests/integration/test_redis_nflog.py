@@ -14,6 +14,7 @@ import redis.asyncio as redis
 
 from alerts.nflog import RedisNotificationLog
 from alerts.pipeline import build_dispatcher
+from pathwatch.bootstrap import receivers_config
 from pathwatch.config import Settings
 from tests.integration.alert_fixtures import (  # noqa: F401
     PrivateRedis,
@@ -55,7 +56,7 @@ async def test_redis_outage_loses_nothing_and_duplicates_nothing(
     events = stream(uuid.uuid4().hex)
     client = redis.Redis.from_url(private_redis.url, socket_connect_timeout=1, socket_timeout=2)
     try:
-        d = build_dispatcher(Settings(webhook_url=webhook.url, alertmanager_url=None), client, None, http_session)
+        d = build_dispatcher(receivers_config(Settings(webhook_url=webhook.url, alertmanager_url=None)), client, None, http_session)
         third = len(events) // 3
         for now, alert in events[:third]:
             await d.dispatch([alert], now)

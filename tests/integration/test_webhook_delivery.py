@@ -15,6 +15,7 @@ from pydantic import SecretStr
 
 from alerts.model import Alert
 from alerts.pipeline import build_dispatcher
+from pathwatch.bootstrap import receivers_config
 from pathwatch.config import Settings
 from tests.integration.alert_fixtures import WebhookRecorder, http_session, webhook  # noqa: F401
 
@@ -41,7 +42,7 @@ def expected(events: list[tuple[datetime, Alert]]) -> Counter[tuple[str, str, st
 
 async def test_webhook_gets_version_4_payloads_with_bearer_token(webhook: WebhookRecorder, http_session: aiohttp.ClientSession) -> None:  # noqa: F811
     settings = Settings(webhook_url=webhook.url, webhook_token=SecretStr("s3cret"), alertmanager_url=None)
-    d = build_dispatcher(settings, None, None, http_session)
+    d = build_dispatcher(receivers_config(settings), None, None, http_session)
     events = stream(uuid.uuid4().hex, clients=3)
     for now, alert in events:
         await d.dispatch([alert], now)
@@ -56,7 +57,7 @@ async def test_webhook_gets_version_4_payloads_with_bearer_token(webhook: Webhoo
 
 
 async def test_webhook_5xx_is_retried_until_delivered_once(webhook: WebhookRecorder, http_session: aiohttp.ClientSession) -> None:  # noqa: F811
-    d = build_dispatcher(Settings(webhook_url=webhook.url, alertmanager_url=None), None, None, http_session)
+    d = build_dispatcher(receivers_config(Settings(webhook_url=webhook.url, alertmanager_url=None)), None, None, http_session)
     webhook.fail_next = 2
     alert = stream(uuid.uuid4().hex, clients=1)[0][1]
     await d.dispatch([alert], T0)
@@ -75,13 +76,13 @@ async def test_worker_restart_mid_run_delivers_no_transition_twice(
     settings = Settings(webhook_url=webhook.url, alertmanager_url=None)
     client = redis.Redis.from_url(redis_url)
     try:
-        first = build_dispatcher(settings, client, None, http_session)
+        first = build_dispatcher(receivers_config(settings), client, None, http_session)
         cut = len(events) * 2 // 3
         for now, alert in events[:cut]:
             await first.dispatch([alert], now)
         # the worker dies without closing; its successor re-reads the stream from an earlier offset
         restarted_client = redis.Redis.from_url(redis_url)
-        second = build_dispatcher(settings, restarted_client, None, http_session)
+        second = build_dispatcher(receivers_config(settings), restarted_client, None, http_session)
         for now, alert in events[cut // 2:]:
             await second.dispatch([alert], now)
         await restarted_client.aclose()
@@ -98,7 +99,7 @@ async def test_concurrent_workers_deliver_each_transition_once(
     settings = Settings(webhook_url=webhook.url, alertmanager_url=None)
     clients = [redis.Redis.from_url(redis_url) for _ in range(2)]
     try:
-        workers = [build_dispatcher(settings, c, None, http_session) for c in clients]
+        workers = [build_dispatcher(receivers_config(settings), c, None, http_session) for c in clients]
 
         async def run(worker_index: int) -> None:
             worker = workers[worker_index]

@@ -14,6 +14,7 @@ from alerts.nflog import LogEntry, MemoryNotificationLog, ResendPolicy
 from alerts.pipeline import Dispatcher, ReceiverSpec, RetryPolicy, WebhookTarget, build_dispatcher
 from alerts.receivers import SendResult
 from alerts.routing import Route, parse_matchers
+from pathwatch.bootstrap import receivers_config
 from pathwatch.config import Settings
 
 T0 = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
@@ -380,12 +381,12 @@ class NoProducer:
 def test_build_dispatcher_from_settings() -> None:
     settings = Settings(alertmanager_url="http://127.0.0.1:9093", webhook_url="http://127.0.0.1:9999/hook")
     session = object()
-    d = build_dispatcher(settings, None, NoProducer(), session, {"kafka": "", "alertmanager": 'alertname=~".+"',  # type: ignore[arg-type]
+    d = build_dispatcher(receivers_config(settings), None, NoProducer(), session, {"kafka": "", "alertmanager": 'alertname=~".+"',  # type: ignore[arg-type]
                          "webhook": "", "north": 'team="north"'},
                          webhooks={"north": WebhookTarget("http://127.0.0.1:9999/north")})
     assert d.receivers == ["kafka", "alertmanager", "webhook", "north"]
-    assert build_dispatcher(Settings(alertmanager_url=None, webhook_url=None), None, None, None).receivers == []
+    assert build_dispatcher(receivers_config(Settings(alertmanager_url=None, webhook_url=None)), None, None, None).receivers == []
     with pytest.raises(ValueError, match="http_session"):
-        build_dispatcher(settings, None, None, None)
+        build_dispatcher(receivers_config(settings), None, None, None)
     with pytest.raises(ValueError, match="unknown receivers"):
-        build_dispatcher(Settings(alertmanager_url=None, webhook_url=None), None, None, None, {"webhook": ""})
+        build_dispatcher(receivers_config(Settings(alertmanager_url=None, webhook_url=None)), None, None, None, {"webhook": ""})

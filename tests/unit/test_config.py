@@ -70,7 +70,7 @@ def test_secret_is_masked(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_worker_data_dir_is_a_setting(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from streams.app import build_app
+    from pathwatch.bootstrap import build_worker_app as build_app
 
     monkeypatch.setenv("PATHWATCH_PSEUDONYM_KEY", "k")
     monkeypatch.setenv("PATHWATCH_DATA_DIR", str(tmp_path / "faust"))
@@ -82,7 +82,7 @@ def test_worker_data_dir_is_a_setting(monkeypatch: pytest.MonkeyPatch, tmp_path:
 
 
 def test_only_the_memory_store_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
-    from streams.app import build_app
+    from pathwatch.bootstrap import build_worker_app as build_app
 
     monkeypatch.setenv("PATHWATCH_PSEUDONYM_KEY", "k")
     monkeypatch.setenv("PATHWATCH_STORE", "rocksdb://")

@@ -7,31 +7,39 @@ flush only when every stage-1 partition has answered.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from alerts.model import Alert
+from alerts.pipeline import ReceiversConfig, build_dispatcher
+from alerts.receivers import rfc3339
+from alerts.rules import AlertRulesConfig
 from pathwatch.config import load_settings
 from pathwatch.simulate import SimulationOptions, write
 from schemas.deadletter import Origin
 from schemas.decode import Decoder
 from schemas.model import Event, encode_event
-from streams.calendar import to_us
+from streams.calendar import from_us, to_us
 from streams.core import CoreConfig, Observation
+from streams.delivery import Delivery, StaticDispatcher, alert_from_bytes
 from streams.engine import Engine
 from streams.live import (
     APPLY,
+    CARE_GAP_ALERTS,
     GAP,
+    ORIGIN_HEADER,
     SEEN,
+    TICK_KEY,
     WATERMARK_KEY,
     FlushMark,
     Message,
     PartitionMeta,
-    Positions,
     Stage1,
     Stage2,
     StageWatermark,
@@ -49,6 +57,9 @@ from streams.live import (
 from streams.live import (
     admit as admit_offset,
 )
+from streams.ports import LiveConfig, MemorySeeker, MemorySink, TopicNames, TrackedStore
+from streams.stages import Incoming, StageParts, StageStores, build_stages, stage1_records
+from streams.windows import TeamWindows
 
 PARTITIONS = 4
 KEY = b"unit-test-key"
@@ -74,15 +85,69 @@ def config() -> CoreConfig:
     return CoreConfig.from_settings(load_settings())
 
 
+TOPICS = TopicNames(
+    events="events", hl7="hl7", fhir="fhir", clients="clients", observations="observations",
+    transitions="alert-transitions", dead_letters="dead-letters",
+)
+MAX_RECORD = 1 << 20
+
+
+class CallLog:
+    """Metrics that record the calls made (name, arguments), in order."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, tuple[Any, ...]]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        def call(*args: Any) -> None:
+            self.calls.append((name, tuple(list(a) if hasattr(a, "__next__") else a for a in args)))
+
+        return call
+
+    def named(self, name: str) -> list[tuple[Any, ...]]:
+        return [args for called, args in self.calls if called == name]
+
+
+def stage_parts(config: CoreConfig, alert_clock: str = "event", wall: Any = None) -> StageParts:
+    """The parts of the live stages, in memory (what pathwatch/bootstrap.py builds from settings)."""
+    return StageParts(
+        config=LiveConfig(partitions=PARTITIONS, topics=TOPICS, alert_clock=alert_clock),  # type: ignore[arg-type]
+        core=config,
+        rules=AlertRulesConfig.from_settings(load_settings()),
+        decoder=Decoder(KEY, 1 << 20),
+        metrics=CallLog(),  # type: ignore[arg-type]
+        wall=wall if wall is not None else (lambda: datetime.now(UTC)),
+    )
+
+
+class Crashes:
+    """What the stages ask faust's ``app.crash`` to do, kept."""
+
+    def __init__(self) -> None:
+        self.errors: list[BaseException] = []
+
+    async def __call__(self, exc: BaseException) -> None:
+        self.errors.append(exc)
+
+
 class Pipeline:
-    """Stage 1 and stage 2 wired in memory the way the faust app wires them."""
+    """Stage 1 and stage 2 built by the live wiring (:func:`streams.stages.build_stages`) over
+    in-memory stores. A batch runs through stage 1's driver; what the wiring sends for it
+    (:func:`streams.stages.stage1_records`) goes on to stage 2's driver, with offsets, and
+    the alert transitions are kept. The batch is committed unless a test cuts it short."""
 
     def __init__(self, config: CoreConfig, alert_clock: str = "event", wall: Any = None) -> None:
-        self.store1: dict[bytes, bytes] = {}
-        self.store2: dict[bytes, bytes] = {}
-        kwargs = {"wall": wall} if wall is not None else {}
-        self.stage1 = Stage1(config, self.store1, PARTITIONS, alert_clock=alert_clock, **kwargs)
-        self.stage2 = Stage2(config, self.store2, PARTITIONS)
+        self.sink = MemorySink()
+        self.crashes = Crashes()
+        stores = StageStores(TrackedStore(), {}, {}, "client-state-changelog")
+        self.stages = build_stages(
+            stage_parts(config, alert_clock, wall), stores, self.sink, MemorySeeker(), self.crashes,
+            max_record=MAX_RECORD,
+        )
+        self.store1: Any = stores.clients
+        self.store2 = stores.observations
+        self.stage1 = self.stages.stage1
+        self.stage2 = self.stages.stage2
         self.offsets = [0] * PARTITIONS
         self.offsets2 = [0] * PARTITIONS
         self.alerts: dict[tuple[str, datetime], Alert] = {}
@@ -96,21 +161,24 @@ class Pipeline:
         result, metas = self.stage1.process(messages)
         self.open = self.stage1.open_alerts(metas)
         self.late = result.late
+        records = stage1_records(result, TOPICS, PARTITIONS, MAX_RECORD)
         to_stage2 = []
-        for o in result.outputs:
-            if isinstance(o, Observation):
-                q = partition_for(o.team.encode(), PARTITIONS)
-                to_stage2.append(Message(q, self.offsets2[q], o.team.encode(), o.to_bytes()))
+        for topic, key, value, partition, _ in records:
+            assert value is not None
+            if topic == TOPICS.observations:
+                q = partition if partition is not None else partition_for(key or b"", PARTITIONS)
+                to_stage2.append(Message(q, self.offsets2[q], key, value))
                 self.offsets2[q] += 1
-            elif isinstance(o, Alert):
-                self.alerts[(o.fingerprint, o.starts_at)] = o
+            elif topic == TOPICS.transitions:
+                alert = alert_from_bytes(value)
+                self.alerts[(alert.fingerprint, alert.starts_at)] = alert
         assert self.stage2.process(to_stage2).rewinds == {}
         if commit:
             self.stage1.commit(result, metas)
-            self.committed(result)
+            self.committed(result, records)
         return result.outputs
 
-    def committed(self, result: Any) -> None:
+    def committed(self, result: Any, records: list[Any]) -> None:
         """What else the app sends once a batch is committed (here: nothing)."""
 
     def feed(self, events: list[Event], batch: int = 50) -> None:
@@ -439,7 +507,7 @@ def test_stage1_reads_a_partition_again_from_a_gap(events: list[Event], config: 
     pipeline.run([m for m in messages if m.partition != p] + first)
     # faust dropped offsets 20-24 of partition p: the next batch starts at 25
     result, metas = pipeline.stage1.process(rest)
-    assert result.rewinds == {p: first[-1].offset + 1}
+    assert result.rewinds == {("clients", p): first[-1].offset + 1}
     assert result.outputs == []
     assert metas[p].applied == first[-1].offset
     pipeline.stage1.commit(result, metas)
@@ -455,9 +523,9 @@ def test_stage1_accepts_a_gap_below_the_partitions_earliest_offset(events: list[
     p = messages[0].partition
     ours = [m for m in messages if m.partition == p]
     pipeline.run(ours[:5])
-    pipeline.stage1.floors[p] = ours[9].offset  # retention removed offsets 5 to 8
+    pipeline.stage1.floors[("clients", p)] = ours[9].offset  # retention removed offsets 5 to 8
     result, metas = pipeline.stage1.process(ours[10:11] + ours[9:])  # one beyond the floor first
-    assert result.rewinds == {p: ours[4].offset + 1}
+    assert result.rewinds == {("clients", p): ours[4].offset + 1}
     result, metas = pipeline.stage1.process(ours[9:])
     assert result.rewinds == {}
     assert metas[p].applied == ours[-1].offset
@@ -475,7 +543,7 @@ def test_stage2_reads_a_partition_again_from_a_gap(config: CoreConfig) -> None:
     stage2 = Stage2(config, store, PARTITIONS)
     assert stage2.process(messages[:4]).rewinds == {}
     result = stage2.process(messages[6:])  # offsets 4 and 5 were not delivered
-    assert result.rewinds == {q: 4}
+    assert result.rewinds == {("observations", q): 4}
     assert len(_cells(store)) == 4
     stage2.forget()  # a restart: positions come from the store
     assert stage2.process(messages[:2]).rewinds == {}  # a redelivery changes nothing
@@ -510,11 +578,7 @@ class DirectPipeline(Pipeline):
 
     def __init__(self, config: CoreConfig) -> None:
         super().__init__(config)
-        self.positions = Positions({}, PARTITIONS)
-        self.stage1 = Stage1(
-            config, self.store1, PARTITIONS, alert_clock="event", decoder=Decoder(KEY, 1 << 20),
-            positions=self.positions,
-        )
+        self.positions = self.stages.positions
         self.direct_offsets = [0] * PARTITIONS
         self.rejected: list[Any] = []
         self.forwarded = 0
@@ -524,12 +588,14 @@ class DirectPipeline(Pipeline):
         self.direct_offsets[partition] += 1
         return message
 
-    def committed(self, result: Any) -> None:
+    def committed(self, result: Any, records: list[Any]) -> None:
         self.rejected += result.rejected
         forwards = []
-        for key, value, origin in result.forwards:
+        for topic, key, value, _, headers in records:
+            if topic != TOPICS.clients:
+                continue
             message = self.message(partition_for(key, PARTITIONS), key, value)
-            message.origin = origin
+            message.origin = dict(headers)[ORIGIN_HEADER]
             forwards.append(message)
         self.forwarded += len(forwards)
         if forwards:
@@ -615,12 +681,12 @@ def test_stage1_reads_the_events_topic_again_from_a_gap(lines: list[bytes], conf
     ours = [pipeline.direct(q, line) for q, line, _ in keyed if q == p]
     pipeline.run(ours[:10])
     result, metas = pipeline.stage1.process(ours[15:])  # offsets 10-14 were not delivered
-    assert result.direct_rewinds == {p: 10}
-    assert result.direct_gaps == {p: 15}
+    assert result.rewinds == {("events", p): 10}
+    assert result.gaps == {("events", p): 15}
     assert result.outputs == []
     assert metas[p].applied_direct == 9
     result, metas = pipeline.stage1.process(ours[5:])  # read again: 5-9 were applied before
-    assert result.direct_rewinds == {}
+    assert result.rewinds == {}
     assert metas[p].applied_direct == ours[-1].offset
 
 
@@ -723,7 +789,7 @@ def test_an_idle_worker_writes_nothing(events: list[Event], config: CoreConfig) 
     assert stored < pipeline.offsets[p] - 1
     value = encode_tick(Tick(to_us(wall())))
     result, _ = restarted.process([Message(p, pipeline.offsets[p], b"\x00tick", value)])
-    assert result.rewinds == {p: stored + 1}
+    assert result.rewinds == {("clients", p): stored + 1}
     again = [Message(p, offset, b"\x00tick", value) for offset in range(stored + 1, pipeline.offsets[p] + 1)]
     result, metas = restarted.process(again)
     assert result.rewinds == {}
@@ -869,3 +935,167 @@ def test_a_group_instance_id_gives_the_worker_static_membership() -> None:
 
     assert app_options(load_settings(group_instance_id="worker-0"))["consumer_group_instance_id"] == "worker-0"
     assert app_options(load_settings())["consumer_group_instance_id"] is None  # dynamic by default
+
+
+# -- the live wiring, driven in memory --------------------------------------------------------
+
+
+class KeptProducer:
+    """The alerts topic's producer, in memory: what the Kafka receiver sent, in order."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes | None, bytes | None]] = []
+
+    async def send(self, topic: str, value: bytes | None = None, key: bytes | None = None) -> Any:
+        self.sent.append((topic, key, value))
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+
+class Broker:
+    """The topics between the wired jobs, in memory: each record the stages send to an
+    internal topic gets the next offset of its partition, as Kafka would give it."""
+
+    def __init__(self, sink: MemorySink) -> None:
+        self.sink = sink
+        self.offsets: Counter[tuple[str, int]] = Counter()
+
+    def incoming(self, topic: str, partition: int, key: bytes | None, value: bytes | None, headers: Any = None) -> Incoming:
+        offset = self.offsets[(topic, partition)]
+        self.offsets[(topic, partition)] += 1
+        return Incoming(topic, partition, offset, key, value, headers)
+
+    def take(self, topic: str) -> list[Incoming]:
+        """What the stages sent to ``topic`` since the last take, as fetched messages."""
+        out = []
+        for _, key, value, partition, headers in self.sink.take(topic):
+            p = partition if partition is not None else partition_for(key or b"", PARTITIONS)
+            out.append(self.incoming(topic, p, key, value, headers))
+        return out
+
+
+def test_the_live_wiring_carries_events_to_observations_gauges_and_delivered_alerts(
+    events: list[Event], lines: list[bytes], config: CoreConfig
+) -> None:
+    """Stage 1, stage 2 and delivery as build_stages wires them for the worker, fed fetched
+    messages the way faust's agents feed them, over in-memory tables, a record sink and a
+    dispatcher whose Kafka receiver keeps what it sends (no broker)."""
+    engine, _ = _engine_report(events, config)
+    end = max(e.time for e in events)
+    parts = stage_parts(config, "event", FakeWall(end + timedelta(days=1)))
+    sink, crashes = MemorySink(), Crashes()
+    stores = StageStores(TrackedStore(), {}, {}, "client-state-changelog")
+    stages = build_stages(parts, stores, sink, MemorySeeker(), crashes, max_record=MAX_RECORD)
+    producer = KeptProducer()
+    dispatcher = build_dispatcher(ReceiversConfig(alerts_topic="alerts"), None, producer, None, clock=parts.wall)
+    delivery = Delivery(StaticDispatcher(dispatcher), parts.metrics, parts.wall)
+    broker = Broker(sink)
+    changelog: dict[bytes, bytes | None] = {}
+    sent_transitions: list[bytes] = []
+
+    async def after_stage1() -> None:
+        for _, key, value, partition, _ in sink.take("client-state-changelog"):
+            assert key is not None
+            assert partition == table_partition(key, PARTITIONS)
+            changelog[key] = value
+        forwards = broker.take(TOPICS.clients)  # events a publisher put on another partition
+        if forwards:
+            await stages.stage1_loop.run(forwards)
+            await after_stage1()
+        await stages.stage2_loop.run(
+            Message(m.partition, m.offset, m.key, m.value) for m in broker.take(TOPICS.observations)
+        )
+        transitions = [m.value for m in broker.take(TOPICS.transitions) if m.value is not None]
+        sent_transitions.extend(transitions)
+        if transitions:
+            await delivery.deliver(transitions)
+
+    async def drive() -> None:
+        await delivery.start()
+        keyed = _keyed(lines, misplace_every=10)
+        for i in range(0, len(keyed), 50):
+            await stages.stage1_loop.run([broker.incoming(TOPICS.events, p, None, line) for p, line, _ in keyed[i : i + 50]])
+            await after_stage1()
+        until = encode_tick(Tick(to_us(end), to_us(end) + 1, "f1"))  # like Engine.finish
+        await stages.stage1_loop.run([broker.incoming(TOPICS.clients, p, TICK_KEY, until) for p in range(PARTITIONS)])
+        await after_stage1()
+        await delivery.stop()
+
+    asyncio.run(drive())
+    assert crashes.errors == []
+    # records: the client-state changelog replays into the table; the dead letters
+    assert {k: v for k, v in changelog.items() if v is not None} == dict(stores.clients)
+    dead = sink.take(TOPICS.dead_letters)
+    kinds = sorted(dict(headers or [])["pathwatch.errors.kind"] for *_, headers in dead)
+    assert kinds == [b"not_json", b"schema"]  # the two lines the decoder rejects
+    # observations: stage 2's table gives the replay's numbers, and its gauges follow its
+    # windows at its watermark (the rolling window of the settings)
+    watermark = stages.stage2_loop.stage2_watermark
+    assert watermark == from_us(to_us(end) + 1)
+    assert engine.watermark is not None
+    stored = TeamWindows(config)
+    for key, value in stores.observations.items():
+        if not key.startswith(b"\x00"):
+            stored.apply(Observation.from_bytes(value))
+
+    def rows(windows: TeamWindows, now: datetime, days: int | None) -> list[tuple[str, str, int, int]]:
+        return sorted((r.team, r.measure, r.numerator, r.denominator) for r in windows.rates(now, days))
+
+    assert rows(stored, engine.watermark, None) == rows(engine.windows, engine.watermark, None)
+    gauges = parts.metrics.named("set_measures")[-1][0]  # type: ignore[attr-defined]
+    assert sorted(gauges) == rows(stored, watermark, 28)
+    assert any(den > 0 for *_, den in gauges)
+    # every stage-2 partition recorded the flush (what `pathwatch report --from-live` waits on)
+    assert all(flush_ack_key("f1", q, PARTITIONS) in stores.observations for q in range(PARTITIONS))
+    # delivered alerts: each care-gap alert state stage 1 sent reached the alerts topic once,
+    # and their last states are the replay's alerts
+    delivered = [json.loads(value or b"") for _, _, value in producer.sent]
+    assert len(delivered) == len({raw for raw in sent_transitions}) > 0
+    counted = parts.metrics.named("count_delivery")  # type: ignore[attr-defined]
+    assert sum(n for receiver, outcome, n in counted if (receiver, outcome) == ("kafka", "delivered")) == len(delivered)
+    last: dict[tuple[str, str], Any] = {}
+    for alert in delivered:
+        if alert["labels"]["alertname"] in CARE_GAP_ALERTS:  # (stage 2's system alerts aside)
+            last[(alert["fingerprint"], alert["startsAt"])] = alert["endsAt"]
+    replay_alerts = {(a.fingerprint, rfc3339(a.starts_at)): a.ends_at and rfc3339(a.ends_at) for a in engine.alerts()}
+    assert last == replay_alerts
+
+
+class RetainedSeeker(MemorySeeker):
+    """A consumer whose partitions begin at ``earliest`` (retention removed what was before)."""
+
+    def __init__(self, earliest: int) -> None:
+        super().__init__()
+        self.first = earliest
+
+    async def earliest(self, topic: str, partition: int) -> int | None:
+        return self.first
+
+
+def test_the_rewinder_reads_again_accepts_retention_and_holes(config: CoreConfig) -> None:
+    ticks = [0.0]
+    stages = build_stages(
+        stage_parts(config), StageStores(TrackedStore(), {}, {}, "cl"), MemorySink(), RetainedSeeker(0), Crashes(),
+        max_record=MAX_RECORD,
+    )
+    rewinder = stages.rewinder
+    rewinder.monotonic = lambda: ticks[0]
+    seeker = rewinder.seeker
+    assert isinstance(seeker, RetainedSeeker)
+
+    async def drive() -> None:
+        await rewinder.rewind("clients", 1, 10, 15)  # a gap: read again from 10
+        assert seeker.seeks[-1] == ("clients", 1, 10)
+        for _ in range(2):  # offset 15 keeps coming after 10, for 2 seconds: a hole, accepted
+            ticks[0] += 1.0
+            await rewinder.rewind("clients", 1, 10, 15)
+        assert seeker.seeks[-1] == ("clients", 1, 15)
+        assert stages.stage1.floors[("clients", 1)] == 15
+        seeker.first = 40  # offsets below 40 were removed by retention
+        await rewinder.rewind("observations", 2, 30)
+        assert seeker.seeks[-1] == ("observations", 2, 40)
+        assert stages.stage2.positions.floors[("observations", 2)] == 40
+
+    asyncio.run(drive())
+    assert stages.metrics.named("count_rewind") == [("clients",)] * 2  # type: ignore[attr-defined]

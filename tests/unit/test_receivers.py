@@ -64,11 +64,12 @@ def test_alertmanager_payload_gives_firing_alerts_an_end_a_few_resends_ahead() -
 
 def test_dispatcher_posts_to_alertmanager_with_four_resend_intervals_of_validity() -> None:
     from alerts.pipeline import build_dispatcher
+    from pathwatch.bootstrap import receivers_config
     from pathwatch.config import Settings
 
     now = T0 + timedelta(hours=1)
     settings = Settings(alertmanager_url="http://am:9093", alertmanager_resend=timedelta(minutes=2))
-    dispatcher = build_dispatcher(settings, None, None, object(), clock=lambda: now)  # type: ignore[arg-type]
+    dispatcher = build_dispatcher(receivers_config(settings), None, None, object(), clock=lambda: now)  # type: ignore[arg-type]
     receiver = dispatcher._lanes["alertmanager"].spec.notifier
     assert isinstance(receiver, AlertmanagerReceiver)
     assert receiver.payload([CARE])[0]["endsAt"] == "2025-03-01T10:38:00Z"
