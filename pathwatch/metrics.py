@@ -31,18 +31,18 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.registry import Collector
 
-from pathwatch.config import DEFAULT_RATE_TARGETS, Settings
+from pathwatch.config import Settings
+from schemas.catalogue import DEFAULT_RATE_TARGETS, RATE_MEASURES
 from schemas.deadletter import DeadLetterKind
 from schemas.identifiers import identifier_problem
 from schemas.model import EVENT_TYPES
-from streams.core import RATE_MEASURES
 
 log = logging.getLogger("pathwatch.metrics")
 
 NAMESPACE: Final = "pathwatch"
 
 MEASURES: Final[tuple[str, ...]] = RATE_MEASURES
-"""The rate measures of DOMAIN.md section 3 (``referral_wait_days`` is exported as quantiles)."""
+"""The rate measures of the catalogue, schemas/catalogue.py (``referral_wait_days`` is exported as quantiles)."""
 
 WAIT_QUANTILES: Final[tuple[str, ...]] = ("0.5", "0.9")
 

@@ -18,8 +18,8 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from schemas.catalogue import RATE_MEASURES
 from schemas.model import ALL_TEAMS
-from streams.core import RATE_MEASURES
 
 if TYPE_CHECKING:
     from streams.windows import TeamWindows
