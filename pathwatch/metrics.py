@@ -19,13 +19,14 @@ worker that lost a team or partition stops exporting it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections import Counter as Tally
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from functools import lru_cache
-from typing import Any, Final, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, ParamSpec, Protocol, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics import MetricWrapperBase
@@ -331,6 +332,11 @@ class Metrics:
             "Seconds since a receiver last delivered while it owes alert states (0: owes none).",
             ("receiver",),
         )
+        self.metric_errors = counter(
+            "metric_errors",
+            "Metric writes that failed and were skipped (the event was still processed), by method.",
+            ("method",),
+        )
         self.watermarks = _WatermarkCollector(clock)
         registry.register(self.watermarks)
 
@@ -514,34 +520,143 @@ def metric_names() -> frozenset[str]:
     return frozenset(names)
 
 
+class LiveMetrics(Protocol):
+    """The metric calls the live stages and delivery make (satisfied by :class:`Metrics` and
+    :class:`SafeMetrics`). Type the live code's ``metrics`` with this protocol, so mypy checks
+    every call: a misspelt method or a wrong argument is an error, not a silent ``Any``."""
+
+    def count_event(self, event_type: str, source: str, n: int = 1) -> None: ...
+    def count_dead_letter(self, kind: DeadLetterKind) -> None: ...
+    def count_rewind(self, topic: str) -> None: ...
+    def count_rerouted(self, topic: str, n: int = 1) -> None: ...
+    def count_adapter_event(self, source: str, linked: bool) -> None: ...
+    def count_duplicate(self, source: str, n: int = 1) -> None: ...
+    def count_late_event(self, event_type: str, n: int = 1) -> None: ...
+    def count_correction(self, measure: str) -> None: ...
+    def count_delivery(self, receiver: str, outcome: str, n: int = 1) -> None: ...
+    def observe_processing_latency(self, event_type: str, seconds: float) -> None: ...
+    def observe_processing_latencies(self, event_type: str, seconds: Iterable[float]) -> None: ...
+    def observe_alert_latency(self, alertname: str, seconds: float) -> None: ...
+    def set_measures(self, rows: Iterable[tuple[str, str, int, int]]) -> None: ...
+    def set_waits(self, rows: Iterable[tuple[str, int, float | None, float | None]]) -> None: ...
+    def set_care_gap_alerts_open(self, counts: Mapping[tuple[str, str], int]) -> None: ...
+    def set_system_alerts_open(self, counts: Mapping[tuple[str, str, str], int]) -> None: ...
+    def set_followup_obligations_open(self, obligations: Iterable[tuple[str, int]]) -> None: ...
+    def set_consumer_lag(self, lags: Mapping[tuple[str, int], int]) -> None: ...
+    def set_delivery_stalled(self, seconds: Mapping[str, float]) -> None: ...
+    def set_watermark(self, topic: str, partition: int, watermark: datetime) -> None: ...
+    def revoke_partitions(self, topic: str, partitions: Iterable[int]) -> None: ...
+
+
+P = ParamSpec("P")
+
+
 class SafeMetrics:
-    """Metrics must never stop the pipeline: a refused label or a collector error is logged
-    once per method and the event is still processed."""
+    """:class:`LiveMetrics` over a :class:`Metrics` bundle, where a failing call never stops
+    the pipeline: any exception from a metric call is swallowed, logged once per method and
+    counted in ``pathwatch_metric_errors_total{method}`` (and in :attr:`errors`); the event is
+    still processed. Each method is written out, so mypy checks every call."""
 
     def __init__(self, metrics: Metrics) -> None:
         self._metrics = metrics
         self._warned: set[str] = set()
+        self.errors: Tally[str] = Tally()
+        """Failed calls per method name, since this wrapper was built."""
+        # Bound once: the hot path (several calls per event) then finds each method in the
+        # instance dict, and a method read twice is the same object.
+        for name in _LIVE_METHODS:
+            setattr(self, name, getattr(self, name))
 
-    def __getattr__(self, name: str) -> Any:
-        method = getattr(self._metrics, name)
+    def _call(self, method: Callable[P, None], /, *args: P.args, **kwargs: P.kwargs) -> None:
+        try:
+            method(*args, **kwargs)
+        except Exception as exc:  # a metrics failure of any kind must not stop the pipeline
+            name = method.__name__
+            self.errors[name] += 1
+            with contextlib.suppress(Exception):  # counted in self.errors; nothing more to do
+                self._metrics.metric_errors.labels(name).inc()
+            if name not in self._warned:
+                self._warned.add(name)
+                log.warning("metrics %s failed and is skipped: %s", name, exc)
 
-        def call(*args: Any, **kwargs: Any) -> Any:
-            try:
-                return method(*args, **kwargs)
-            except (ValueError, TypeError) as exc:
-                if name not in self._warned:
-                    self._warned.add(name)
-                    log.warning("metrics %s failed and is skipped: %s", name, exc)
-                return None
+    def count_event(self, event_type: str, source: str, n: int = 1) -> None:
+        self._call(self._metrics.count_event, event_type, source, n)
 
-        setattr(self, name, call)  # found directly from now on: __getattr__ runs once per name
-        return call
+    def count_dead_letter(self, kind: DeadLetterKind) -> None:
+        self._call(self._metrics.count_dead_letter, kind)
+
+    def count_rewind(self, topic: str) -> None:
+        self._call(self._metrics.count_rewind, topic)
+
+    def count_rerouted(self, topic: str, n: int = 1) -> None:
+        self._call(self._metrics.count_rerouted, topic, n)
+
+    def count_adapter_event(self, source: str, linked: bool) -> None:
+        self._call(self._metrics.count_adapter_event, source, linked)
+
+    def count_duplicate(self, source: str, n: int = 1) -> None:
+        self._call(self._metrics.count_duplicate, source, n)
+
+    def count_late_event(self, event_type: str, n: int = 1) -> None:
+        self._call(self._metrics.count_late_event, event_type, n)
+
+    def count_correction(self, measure: str) -> None:
+        self._call(self._metrics.count_correction, measure)
+
+    def count_delivery(self, receiver: str, outcome: str, n: int = 1) -> None:
+        self._call(self._metrics.count_delivery, receiver, outcome, n)
+
+    def observe_processing_latency(self, event_type: str, seconds: float) -> None:
+        self._call(self._metrics.observe_processing_latency, event_type, seconds)
+
+    def observe_processing_latencies(self, event_type: str, seconds: Iterable[float]) -> None:
+        self._call(self._metrics.observe_processing_latencies, event_type, seconds)
+
+    def observe_alert_latency(self, alertname: str, seconds: float) -> None:
+        self._call(self._metrics.observe_alert_latency, alertname, seconds)
+
+    def set_measures(self, rows: Iterable[tuple[str, str, int, int]]) -> None:
+        self._call(self._metrics.set_measures, rows)
+
+    def set_waits(self, rows: Iterable[tuple[str, int, float | None, float | None]]) -> None:
+        self._call(self._metrics.set_waits, rows)
+
+    def set_care_gap_alerts_open(self, counts: Mapping[tuple[str, str], int]) -> None:
+        self._call(self._metrics.set_care_gap_alerts_open, counts)
+
+    def set_system_alerts_open(self, counts: Mapping[tuple[str, str, str], int]) -> None:
+        self._call(self._metrics.set_system_alerts_open, counts)
+
+    def set_followup_obligations_open(self, obligations: Iterable[tuple[str, int]]) -> None:
+        self._call(self._metrics.set_followup_obligations_open, obligations)
+
+    def set_consumer_lag(self, lags: Mapping[tuple[str, int], int]) -> None:
+        self._call(self._metrics.set_consumer_lag, lags)
+
+    def set_delivery_stalled(self, seconds: Mapping[str, float]) -> None:
+        self._call(self._metrics.set_delivery_stalled, seconds)
+
+    def set_watermark(self, topic: str, partition: int, watermark: datetime) -> None:
+        self._call(self._metrics.set_watermark, topic, partition, watermark)
+
+    def revoke_partitions(self, topic: str, partitions: Iterable[int]) -> None:
+        self._call(self._metrics.revoke_partitions, topic, partitions)
+
+
+_LIVE_METHODS: Final[tuple[str, ...]] = tuple(
+    name for name in vars(LiveMetrics) if not name.startswith("_") and callable(getattr(LiveMetrics, name))
+)
+
+
+if TYPE_CHECKING:  # mypy checks here that both classes satisfy the protocol
+    _SATISFY: tuple[type[LiveMetrics], ...] = (SafeMetrics, Metrics)
 
 
 __all__ = [
     "DAYS_REMAINING_BUCKETS",
     "DELIVERY_OUTCOMES",
     "LATENCY_BUCKETS_SECONDS",
+    "LiveMetrics",
     "MEASURES",
     "MeasureRow",
     "Metrics",
