@@ -100,28 +100,6 @@ class AlertRulesConfig:
     def chart_settings(self) -> ChartSettings:
         return ChartSettings(baseline_points=self.baseline_points, screen_outliers=self.spc_screen_outliers)
 
-    @classmethod
-    def from_settings(cls, settings: Any, rebase: Mapping[str, str | date] | None = None) -> AlertRulesConfig:
-        """Build from ``pathwatch.config.Settings``.
-
-        ``rebase`` maps ``"team/measure"`` to an ISO date (or a ``date``); when omitted,
-        ``settings.spc_rebase`` is used if the settings have it. Raises ``ValueError`` on a
-        key without ``/``, an unknown measure or a malformed date.
-        """
-        if rebase is None:
-            rebase = getattr(settings, "spc_rebase", None) or {}
-        return cls(
-            rate_targets=dict(settings.rate_targets),
-            min_denominator=settings.rate_min_denominator,
-            baseline_points=settings.spc_baseline_points,
-            window_days=settings.window_days,
-            runbook_url=settings.runbook_url,
-            rebase=parse_rebase(rebase),
-            spc_min_weekly_denominator=getattr(settings, "spc_min_weekly_denominator", 0),
-            spc_confirm_weeks=getattr(settings, "spc_confirm_weeks", 1),
-            spc_screen_outliers=getattr(settings, "spc_screen_outliers", True),
-        )
-
 
 def parse_rebase(spec: Mapping[str, str | date]) -> dict[tuple[str, str], date]:
     """``{"north/followup_7d": "2025-04-07"}`` -> ``{("north", "followup_7d"): date(2025, 4, 7)}``."""

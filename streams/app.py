@@ -36,9 +36,9 @@ from prometheus_client import CollectorRegistry
 
 from alerts.model import Alert
 from alerts.rules import AlertRulesConfig, SystemAlertRules
+from pathwatch import parts
 from pathwatch.config import Settings
 from pathwatch.metrics import Metrics, SafeMetrics
-from schemas.adapters import AdapterOptions
 from schemas.deadletter import DeadLetter, Origin
 from schemas.decode import Decoder
 from schemas.fhir import FHIRAdapter
@@ -141,7 +141,7 @@ def build_app(
         # its outputs, so only the memory store (recovered from the changelog) is correct here.
         raise ValueError(f"store {settings.store!r} is not supported: use memory:// (state is recovered from changelogs)")
     registry = registry or CollectorRegistry()
-    options = AdapterOptions.from_settings(settings)
+    options = parts.adapter_options(settings)
     bundle = Metrics.from_settings(registry, settings)
     count_subject = SafeMetrics(bundle).count_adapter_event  # unlinked hospital events, by source
     runtime = Runtime(
@@ -153,7 +153,7 @@ def build_app(
         metrics=bundle,
         registry=registry,
         wall=wall,
-        rules_config=AlertRulesConfig.from_settings(settings),
+        rules_config=parts.rules_config(settings),
     )
     n = settings.partitions
     t = settings.topics

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from pathwatch.cli.replay import run_replay
 from pathwatch.config import load_settings
-from streams.replay import run_replay
 
 
 def line(id_: str, type_: str, time: str, data: dict, subject: str = "NHS-123") -> str:
