@@ -24,7 +24,7 @@ import logging
 import time
 from collections import Counter as Tally
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Final, NamedTuple, ParamSpec, Protocol, TypeVar
 
@@ -32,7 +32,6 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.registry import Collector
 
-from pathwatch.config import Settings
 from schemas.catalogue import DEFAULT_RATE_TARGETS, RATE_MEASURES
 from schemas.deadletter import DeadLetterKind
 from schemas.identifiers import identifier_problem
@@ -138,6 +137,17 @@ class WaitRow(NamedTuple):
     p90: float | None
 
 
+class MetricsSettings(Protocol):
+    """The settings the bundle exports (``pathwatch.config.Settings`` has this shape)."""
+
+    @property
+    def small_cell(self) -> int: ...
+    @property
+    def rate_targets(self) -> Mapping[str, float]: ...
+    @property
+    def allowed_lateness(self) -> timedelta: ...
+
+
 class _WatermarkCollector(Collector):
     """Watermarks per (topic, partition) and their lag behind the clock, computed at scrape.
 
@@ -198,7 +208,7 @@ class Metrics:
     """
 
     @classmethod
-    def from_settings(cls, registry: CollectorRegistry, settings: Settings) -> Metrics:
+    def from_settings(cls, registry: CollectorRegistry, settings: MetricsSettings) -> Metrics:
         """The bundle a worker or deliver process exports, configured from ``settings``."""
         return cls(
             registry,
