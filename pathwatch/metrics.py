@@ -196,6 +196,24 @@ class _WatermarkCollector(Collector):
         return [stamp, lag]
 
 
+class _Factory:
+    """Builds guarded metrics on one registry, in the pathwatch namespace."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._registry = registry
+
+    def gauge(self, name: str, doc: str, labels: tuple[str, ...] = ()) -> GuardedGauge:
+        return GuardedGauge(name, doc, labels, namespace=NAMESPACE, registry=self._registry)
+
+    def counter(self, name: str, doc: str, labels: tuple[str, ...]) -> GuardedCounter:
+        return GuardedCounter(name, doc, labels, namespace=NAMESPACE, registry=self._registry)
+
+    def histogram(self, name: str, doc: str, labels: tuple[str, ...]) -> GuardedHistogram:
+        return GuardedHistogram(
+            name, doc, labels, namespace=NAMESPACE, registry=self._registry, buckets=LATENCY_BUCKETS_SECONDS
+        )
+
+
 class Metrics:
     """Every pathwatch metric, built on ``registry``; see docs/metrics.md for the catalogue.
 
@@ -226,127 +244,9 @@ class Metrics:
         rate_targets: Mapping[str, float] | None = None,
         allowed_lateness_seconds: float = 72 * 3600.0,
     ) -> None:
-        def gauge(name: str, doc: str, labels: tuple[str, ...] = ()) -> GuardedGauge:
-            return GuardedGauge(name, doc, labels, namespace=NAMESPACE, registry=registry)
-
-        def counter(name: str, doc: str, labels: tuple[str, ...]) -> GuardedCounter:
-            return GuardedCounter(name, doc, labels, namespace=NAMESPACE, registry=registry)
-
-        def histogram(name: str, doc: str, labels: tuple[str, ...]) -> GuardedHistogram:
-            return GuardedHistogram(
-                name, doc, labels, namespace=NAMESPACE, registry=registry, buckets=LATENCY_BUCKETS_SECONDS
-            )
-
-        # Measures
-        self.measure_numerator = gauge(
-            "measure_numerator", "Trailing-window numerator of a measure (index events).", ("team", "measure")
-        )
-        self.measure_denominator = gauge(
-            "measure_denominator",
-            "Trailing-window denominator of a measure (index events).",
-            ("team", "measure"),
-        )
-        self.measure_rate = gauge(
-            "measure_rate_ratio",
-            "Trailing-window numerator / denominator (absent while the denominator is 0).",
-            ("team", "measure"),
-        )
-        self.measure_target = gauge(
-            "measure_target_ratio", "Target rate of a measure (setting rate_targets).", ("measure",)
-        )
-        self.referral_wait = gauge(
-            "referral_wait_days",
-            "Referral-to-first-attended-contact wait quantile over the trailing window, in days (nearest rank).",
-            ("team", "quantile"),
-        )
-        self.referral_wait_referrals = gauge(
-            "referral_wait_referrals",
-            "Seen referrals in the trailing window the wait quantiles are over.",
-            ("team",),
-        )
-        self.care_gap_alerts_open = gauge(
-            "care_gap_alerts_open", "Care-gap alerts firing now (one per client).", ("alertname", "team")
-        )
-        self.system_alerts_open = gauge(
-            "system_alerts_open",
-            "System alerts (RateOffTarget, SpecialCause) firing now.",
-            ("alertname", "team", "measure"),
-        )
-        self.followup_obligations_open = gauge(
-            "followup_obligations_open",
-            "Eligible discharges still waiting for a follow-up, by whole days left to the deadline.",
-            ("team", "days_remaining"),
-        )
-        self.small_cell_threshold = gauge(
-            "small_cell_threshold",
-            "Cells with a numerator or denominator below this are suppressed in dashboards.",
-        )
-        self.allowed_lateness = gauge(
-            "allowed_lateness_seconds", "Allowed lateness of events (setting), in seconds."
-        )
-
-        # Pipeline
-        self.events = counter(
-            "events", "Events accepted (valid, not duplicates), by type and publisher.", ("type", "source")
-        )
-        self.dead_letters = counter(
-            "dead_letters", "Inputs sent to the dead-letter topic, by kind.", ("reason",)
-        )
-        self.duplicates = counter(
-            "duplicate_events", "Events ignored as duplicates of (source, id).", ("source",)
-        )
-        self.adapter_events = counter(
-            "adapter_events",
-            "Events the HL7 v2 and FHIR adapters built, by publisher and whether the subject is a "
-            "linking identifier (linked=true) or a hospital-local one (linked=false).",
-            ("source", "linked"),
-        )
-        self.late_events = counter(
-            "late_events", "Events that arrived behind their partition's watermark.", ("type",)
-        )
-        self.corrections = counter(
-            "corrections", "Final measure outcomes revised by a late event.", ("measure",)
-        )
-        self.input_rewinds = counter(
-            "input_rewinds",
-            "Times a partition was read again from the next offset to apply (messages were not delivered).",
-            ("topic",),
-        )
-        self.events_rerouted = counter(
-            "events_rerouted",
-            "Events read on a partition that is not their client pseudonym's, sent on through the clients topic.",
-            ("topic",),
-        )
-        self.consumer_lag = gauge(
-            "consumer_lag_messages",
-            "Messages between the committed offset and the end of a partition.",
-            ("topic", "partition"),
-        )
-        self.processing_latency = histogram(
-            "event_processing_latency_seconds",
-            "Event time to processed by this worker, in seconds.",
-            ("type",),
-        )
-        self.alert_latency = histogram(
-            "alert_latency_seconds",
-            "Triggering event (or passed deadline) to alert emitted, in seconds.",
-            ("alertname",),
-        )
-        self.alert_deliveries = counter(
-            "alert_deliveries",
-            "Alert notifications attempted, by receiver and outcome.",
-            ("receiver", "outcome"),
-        )
-        self.alert_delivery_stalled = gauge(
-            "alert_delivery_stalled_seconds",
-            "Seconds since a receiver last delivered while it owes alert states (0: owes none).",
-            ("receiver",),
-        )
-        self.metric_errors = counter(
-            "metric_errors",
-            "Metric writes that failed and were skipped (the event was still processed), by method.",
-            ("method",),
-        )
+        make = _Factory(registry)
+        self._measure_metrics(make)
+        self._pipeline_metrics(make)
         self.watermarks = _WatermarkCollector(clock)
         registry.register(self.watermarks)
 
@@ -363,6 +263,119 @@ class Metrics:
             self.late_events.labels(event_type)
         for measure in MEASURES:
             self.corrections.labels(measure)
+
+
+    def _measure_metrics(self, make: _Factory) -> None:
+        self.measure_numerator = make.gauge(
+            "measure_numerator", "Trailing-window numerator of a measure (index events).", ("team", "measure")
+        )
+        self.measure_denominator = make.gauge(
+            "measure_denominator",
+            "Trailing-window denominator of a measure (index events).",
+            ("team", "measure"),
+        )
+        self.measure_rate = make.gauge(
+            "measure_rate_ratio",
+            "Trailing-window numerator / denominator (absent while the denominator is 0).",
+            ("team", "measure"),
+        )
+        self.measure_target = make.gauge(
+            "measure_target_ratio", "Target rate of a measure (setting rate_targets).", ("measure",)
+        )
+        self.referral_wait = make.gauge(
+            "referral_wait_days",
+            "Referral-to-first-attended-contact wait quantile over the trailing window, in days (nearest rank).",
+            ("team", "quantile"),
+        )
+        self.referral_wait_referrals = make.gauge(
+            "referral_wait_referrals",
+            "Seen referrals in the trailing window the wait quantiles are over.",
+            ("team",),
+        )
+        self.care_gap_alerts_open = make.gauge(
+            "care_gap_alerts_open", "Care-gap alerts firing now (one per client).", ("alertname", "team")
+        )
+        self.system_alerts_open = make.gauge(
+            "system_alerts_open",
+            "System alerts (RateOffTarget, SpecialCause) firing now.",
+            ("alertname", "team", "measure"),
+        )
+        self.followup_obligations_open = make.gauge(
+            "followup_obligations_open",
+            "Eligible discharges still waiting for a follow-up, by whole days left to the deadline.",
+            ("team", "days_remaining"),
+        )
+        self.small_cell_threshold = make.gauge(
+            "small_cell_threshold",
+            "Cells with a numerator or denominator below this are suppressed in dashboards.",
+        )
+        self.allowed_lateness = make.gauge(
+            "allowed_lateness_seconds", "Allowed lateness of events (setting), in seconds."
+        )
+
+
+    def _pipeline_metrics(self, make: _Factory) -> None:
+        self.events = make.counter(
+            "events", "Events accepted (valid, not duplicates), by type and publisher.", ("type", "source")
+        )
+        self.dead_letters = make.counter(
+            "dead_letters", "Inputs sent to the dead-letter topic, by kind.", ("reason",)
+        )
+        self.duplicates = make.counter(
+            "duplicate_events", "Events ignored as duplicates of (source, id).", ("source",)
+        )
+        self.adapter_events = make.counter(
+            "adapter_events",
+            "Events the HL7 v2 and FHIR adapters built, by publisher and whether the subject is a "
+            "linking identifier (linked=true) or a hospital-local one (linked=false).",
+            ("source", "linked"),
+        )
+        self.late_events = make.counter(
+            "late_events", "Events that arrived behind their partition's watermark.", ("type",)
+        )
+        self.corrections = make.counter(
+            "corrections", "Final measure outcomes revised by a late event.", ("measure",)
+        )
+        self.input_rewinds = make.counter(
+            "input_rewinds",
+            "Times a partition was read again from the next offset to apply (messages were not delivered).",
+            ("topic",),
+        )
+        self.events_rerouted = make.counter(
+            "events_rerouted",
+            "Events read on a partition that is not their client pseudonym's, sent on through the clients topic.",
+            ("topic",),
+        )
+        self.consumer_lag = make.gauge(
+            "consumer_lag_messages",
+            "Messages between the committed offset and the end of a partition.",
+            ("topic", "partition"),
+        )
+        self.processing_latency = make.histogram(
+            "event_processing_latency_seconds",
+            "Event time to processed by this worker, in seconds.",
+            ("type",),
+        )
+        self.alert_latency = make.histogram(
+            "alert_latency_seconds",
+            "Triggering event (or passed deadline) to alert emitted, in seconds.",
+            ("alertname",),
+        )
+        self.alert_deliveries = make.counter(
+            "alert_deliveries",
+            "Alert notifications attempted, by receiver and outcome.",
+            ("receiver", "outcome"),
+        )
+        self.alert_delivery_stalled = make.gauge(
+            "alert_delivery_stalled_seconds",
+            "Seconds since a receiver last delivered while it owes alert states (0: owes none).",
+            ("receiver",),
+        )
+        self.metric_errors = make.counter(
+            "metric_errors",
+            "Metric writes that failed and were skipped (the event was still processed), by method.",
+            ("method",),
+        )
 
     # -- replace-semantics gauges ------------------------------------------------------
 
