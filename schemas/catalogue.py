@@ -31,10 +31,12 @@ class Measure:
     index event's local day (follow-ups [d+1, d+N], readmission, the repeat-crisis look-back),
     or None where settings define it (``settings`` names them). ``default_target`` is the
     RateOffTarget target when the setting ``rate_targets`` does not name the measure (None:
-    no target by default). ``label`` and ``definition`` are plain words for reports.
+    no target by default). ``short`` names it in the 80-column terminal summary; ``label`` and
+    ``definition`` are plain words for reports.
     """
 
     name: str
+    short: str
     kind: Kind
     direction: ExpectedDirection
     unit: str
@@ -49,30 +51,30 @@ _FOLLOWUP_SETTINGS = ("rate_targets",)
 
 MEASURE_CATALOGUE: Final[tuple[Measure, ...]] = (
     Measure(
-        "followup_72h", "rate", "higher", "ratio", 3, _FOLLOWUP_SETTINGS, 0.80,
+        "followup_72h", "fu_72h", "rate", "higher", "ratio", 3, _FOLLOWUP_SETTINGS, 0.80,
         "Follow-up within 72 hours of discharge",
         "Of people discharged from a psychiatric inpatient stay (not transferred, not deceased, "
         "not to prison or court), the share with an attended follow-up in the 3 days after the day "
         "of discharge. People readmitted before any follow-up are left out.",
     ),
     Measure(
-        "followup_7d", "rate", "higher", "ratio", 7, _FOLLOWUP_SETTINGS, 0.70,
+        "followup_7d", "fu_7d", "rate", "higher", "ratio", 7, _FOLLOWUP_SETTINGS, 0.70,
         "Follow-up within 7 days of discharge",
         "The same as the 72-hour follow-up, over the 7 days after the day of discharge.",
     ),
     Measure(
-        "followup_30d", "rate", "higher", "ratio", 30, _FOLLOWUP_SETTINGS, None,
+        "followup_30d", "fu_30d", "rate", "higher", "ratio", 30, _FOLLOWUP_SETTINGS, None,
         "Follow-up within 30 days of discharge",
         "The same as the 72-hour follow-up, over the 30 days after the day of discharge.",
     ),
     Measure(
-        "readmission_30d", "rate", "lower", "ratio", 30, (), None,
+        "readmission_30d", "readm_30d", "rate", "lower", "ratio", 30, (), None,
         "Readmitted within 30 days",
         "Of the same discharges, the share admitted to an inpatient bed again in the 30 days after "
         "the day of discharge (an admission on the day itself is a transfer, not a readmission).",
     ),
     Measure(
-        "seen_within_target", "rate", "higher", "ratio", None,
+        "seen_within_target", "seen_in_tgt", "rate", "higher", "ratio", None,
         ("target_emergency_hours", "target_urgent_business_days", "target_routine_business_days", "rate_targets"),
         0.80,
         "Seen within target",
@@ -81,23 +83,23 @@ MEASURE_CATALOGUE: Final[tuple[Measure, ...]] = (
         "routine 10 business days.",
     ),
     Measure(
-        "lost_before_contact", "rate", "lower", "ratio", None, ("referral_open_limit_days",), None,
+        "lost_before_contact", "lost_b4_1st", "rate", "lower", "ratio", None, ("referral_open_limit_days",), None,
         "Lost before first contact",
         "Of referrals with a known outcome, the share closed for a reason other than being seen, "
         "or still open after 28 days, without anyone attending a contact.",
     ),
     Measure(
-        "first_contact_dna", "rate", "lower", "ratio", None, (), None,
+        "first_contact_dna", "dna_1st", "rate", "lower", "ratio", None, (), None,
         "First contact not attended",
         "Of referrals with a first booked contact, the share whose first contact was not attended.",
     ),
     Measure(
-        "repeat_crisis_30d", "rate", "lower", "ratio", 30, (), None,
+        "repeat_crisis_30d", "crisis_30d", "rate", "lower", "ratio", 30, (), None,
         "Repeat crisis within 30 days",
         "Of crisis episodes, the share where the person had another crisis in the 30 days before.",
     ),
     Measure(
-        "referral_wait_days", "wait", "lower", "days", None, (), None,
+        "referral_wait_days", "wait_days", "wait", "lower", "days", None, (), None,
         "Wait from referral to first contact",
         "Days from referral to the first attended contact: the median (p50) and the 90th centile.",
     ),

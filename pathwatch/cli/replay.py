@@ -15,6 +15,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 
 from alerts.rules import SystemAlertRules
 from pathwatch import parts
+from pathwatch.cli.summary import render_summary
 from pathwatch.config import Settings
 from schemas.decode import Decoder
 from schemas.validate import detect_format
@@ -22,7 +23,7 @@ from streams.changes import change_rebase, judge_changes, local_date_in
 from streams.core import CoreConfig
 from streams.engine import Engine, SystemRules
 from streams.replay import PROGRESS_MIN_BYTES, Changes, ReplayInput, replay_files, replay_stream
-from streams.report import Charts, dumps_report, render_summary, replay_verdict, spc_section
+from streams.report import Charts, dumps_report, replay_verdict, spc_section
 
 
 def run(args: argparse.Namespace, settings: Settings, console: Console) -> int:

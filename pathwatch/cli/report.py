@@ -11,10 +11,11 @@ from rich.console import Console
 
 from alerts.rules import SystemAlertRules
 from pathwatch import parts
+from pathwatch.cli.summary import render_summary
 from pathwatch.config import Settings
 from streams.core import CoreConfig
 from streams.live_report import END, live_report
-from streams.report import Charts, dumps_report, render_summary
+from streams.report import Charts, dumps_report
 from streams.topics import check_kafka
 
 

@@ -62,11 +62,12 @@ def test_names_are_unique_and_every_measure_is_complete() -> None:
         assert measure.direction in ("higher", "lower"), measure.name
 
 
-def test_the_core_rules_metrics_report_and_board_use_the_catalogue() -> None:
+def test_the_core_rules_metrics_summary_and_board_use_the_catalogue() -> None:
     from alerts import rules
     from board import text
     from pathwatch import config, metrics
-    from streams import core, report
+    from pathwatch.cli import summary
+    from streams import core
 
     assert core.RATE_MEASURES == catalogue.RATE_MEASURES
     assert core.MEASURES == catalogue.MEASURE_NAMES
@@ -76,7 +77,8 @@ def test_the_core_rules_metrics_report_and_board_use_the_catalogue() -> None:
     }
     assert set(rules.SEVERITY) == set(catalogue.SYSTEM_ALERTS)
     assert metrics.MEASURES == catalogue.RATE_MEASURES
-    assert report.RATE_MEASURES == catalogue.RATE_MEASURES
+    assert summary.RATE_MEASURES == catalogue.RATE_MEASURES
+    assert set(summary.SHORT_LABELS) == set(catalogue.MEASURE_NAMES)
     assert dict(catalogue.DEFAULT_RATE_TARGETS) == config.DEFAULT_RATE_TARGETS
     assert set(text.MEASURE_ORDER) == set(catalogue.RATE_MEASURES)
     assert set(text.DEFINITIONS) == set(catalogue.MEASURE_NAMES)

@@ -15,8 +15,8 @@ from rich.console import Console
 from alerts.rules import RATE_MEASURES, AlertRulesConfig, SystemAlertRules
 from pathwatch import parts
 from pathwatch.cli.replay import run_replay
+from pathwatch.cli.summary import SHORT_LABELS, render_summary
 from pathwatch.config import load_settings
-from streams.report import SHORT_LABELS, render_summary
 from tests.fixtures.alerts import Point, Row
 from tests.unit.test_replay import LINES
 
