@@ -28,23 +28,15 @@ from typing import Any, Protocol
 from alerts.mdc import Chart, ChartSettings, PointType, WeeklyValue, chart, latest_point, variation_icon
 from alerts.model import Alert
 from alerts.spc import Direction
+from schemas import catalogue
+from schemas.catalogue import RATE_OFF_TARGET, SPECIAL_CAUSE
 from schemas.model import ALL_TEAMS
 
-RATE_OFF_TARGET = "RateOffTarget"
-SPECIAL_CAUSE = "SpecialCause"
-SYSTEM_SEVERITY = "warning"
-SEVERITY: Mapping[str, str] = {RATE_OFF_TARGET: SYSTEM_SEVERITY, SPECIAL_CAUSE: "info"}
+SYSTEM_SEVERITY = catalogue.SEVERITIES[RATE_OFF_TARGET][0]
+SEVERITY: Mapping[str, str] = {name: catalogue.SEVERITIES[name][0] for name in catalogue.SYSTEM_ALERTS}
 
-RATE_MEASURES: Mapping[str, Direction] = {
-    "followup_72h": Direction.HIGHER_IS_BETTER,
-    "followup_7d": Direction.HIGHER_IS_BETTER,
-    "followup_30d": Direction.HIGHER_IS_BETTER,
-    "readmission_30d": Direction.LOWER_IS_BETTER,
-    "seen_within_target": Direction.HIGHER_IS_BETTER,
-    "lost_before_contact": Direction.LOWER_IS_BETTER,
-    "first_contact_dna": Direction.LOWER_IS_BETTER,
-    "repeat_crisis_30d": Direction.LOWER_IS_BETTER,
-}
+RATE_MEASURES: Mapping[str, Direction] = {m: Direction(catalogue.DIRECTIONS[m]) for m in catalogue.RATE_MEASURES}
+"""Each rate measure of the catalogue (schemas/catalogue.py) with its improvement direction."""
 
 _SHOWN_WEEKS = 7
 # Measures whose outcome looks back at earlier events: their first weeks of data are biased
@@ -107,28 +99,6 @@ class AlertRulesConfig:
     @property
     def chart_settings(self) -> ChartSettings:
         return ChartSettings(baseline_points=self.baseline_points, screen_outliers=self.spc_screen_outliers)
-
-    @classmethod
-    def from_settings(cls, settings: Any, rebase: Mapping[str, str | date] | None = None) -> AlertRulesConfig:
-        """Build from ``pathwatch.config.Settings``.
-
-        ``rebase`` maps ``"team/measure"`` to an ISO date (or a ``date``); when omitted,
-        ``settings.spc_rebase`` is used if the settings have it. Raises ``ValueError`` on a
-        key without ``/``, an unknown measure or a malformed date.
-        """
-        if rebase is None:
-            rebase = getattr(settings, "spc_rebase", None) or {}
-        return cls(
-            rate_targets=dict(settings.rate_targets),
-            min_denominator=settings.rate_min_denominator,
-            baseline_points=settings.spc_baseline_points,
-            window_days=settings.window_days,
-            runbook_url=settings.runbook_url,
-            rebase=parse_rebase(rebase),
-            spc_min_weekly_denominator=getattr(settings, "spc_min_weekly_denominator", 0),
-            spc_confirm_weeks=getattr(settings, "spc_confirm_weeks", 1),
-            spc_screen_outliers=getattr(settings, "spc_screen_outliers", True),
-        )
 
 
 def parse_rebase(spec: Mapping[str, str | date]) -> dict[tuple[str, str], date]:

@@ -18,8 +18,7 @@ from collections import Counter
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from alerts.rules import AlertRulesConfig
-from pathwatch import simulate
+from pathwatch import parts, simulate
 from pathwatch.config import Settings
 from schemas.deadletter import DeadLetter
 from schemas.decode import Decoder
@@ -44,7 +43,7 @@ def evidence(seed: int, measure: str, rate: str, week: int, clients: int, settin
             engine.feed(result)
     engine.finish()
     assert engine.watermark is not None
-    config = AlertRulesConfig.from_settings(settings)
+    config = parts.rules_config(settings)
     local_date = local_date_in(ZoneInfo(settings.timezone))
     [entry] = judge_changes(config, engine.windows, engine.watermark, engine.changes.changes(), local_date)
     result: dict[str, Any] = entry["evidence"][measure]

@@ -17,7 +17,8 @@ from datetime import date, datetime, timedelta
 
 from rich.console import Console
 
-from alerts.rules import AlertRulesConfig, SystemAlertRules
+from alerts.rules import SystemAlertRules
+from pathwatch import parts
 from pathwatch.config import Settings, load_settings
 from pathwatch.simulate import SimulationOptions, parse_injection, write
 from schemas.decode import Decoder
@@ -32,7 +33,7 @@ def replay_simulation(options: SimulationOptions, settings: Settings) -> Engine:
     out = io.BytesIO()
     write(options, out)
     out.seek(0)
-    engine = Engine(CoreConfig.from_settings(settings), SystemAlertRules(AlertRulesConfig.from_settings(settings)))
+    engine = Engine(CoreConfig.from_settings(settings), SystemAlertRules(parts.rules_config(settings)))
     replay_stream(out, engine, Decoder(b"spc-benchmark", settings.max_message_bytes), "simulated")
     engine.finish()
     return engine

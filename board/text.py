@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from schemas.catalogue import MEASURE_CATALOGUE
+
 MEASURE_ORDER = (
     "seen_within_target",
     "lost_before_contact",
@@ -13,55 +15,10 @@ MEASURE_ORDER = (
     "repeat_crisis_30d",
 )
 
-LABELS: dict[str, str] = {
-    "seen_within_target": "Seen within target",
-    "lost_before_contact": "Lost before first contact",
-    "first_contact_dna": "First contact not attended",
-    "followup_72h": "Follow-up within 72 hours of discharge",
-    "followup_7d": "Follow-up within 7 days of discharge",
-    "followup_30d": "Follow-up within 30 days of discharge",
-    "readmission_30d": "Readmitted within 30 days",
-    "repeat_crisis_30d": "Repeat crisis within 30 days",
-    "referral_wait_days": "Wait from referral to first contact",
-}
-
-# what a higher value means: "higher" is better, "lower" is better
-DIRECTION: dict[str, str] = {
-    "seen_within_target": "higher",
-    "lost_before_contact": "lower",
-    "first_contact_dna": "lower",
-    "followup_72h": "higher",
-    "followup_7d": "higher",
-    "followup_30d": "higher",
-    "readmission_30d": "lower",
-    "repeat_crisis_30d": "lower",
-}
-
-DEFINITIONS: dict[str, str] = {
-    "seen_within_target": (
-        "Of referrals whose target time has passed (or that were seen), the share first seen in "
-        "person, by phone or video within target: emergency 4 hours, urgent 1 business day, "
-        "routine 10 business days."
-    ),
-    "lost_before_contact": (
-        "Of referrals with a known outcome, the share closed for a reason other than being seen, "
-        "or still open after 28 days, without anyone attending a contact."
-    ),
-    "first_contact_dna": "Of referrals with a first booked contact, the share whose first contact was not attended.",
-    "followup_72h": (
-        "Of people discharged from a psychiatric inpatient stay (not transferred, not deceased, "
-        "not to prison or court), the share with an attended follow-up in the 3 days after the day "
-        "of discharge. People readmitted before any follow-up are left out."
-    ),
-    "followup_7d": "The same as the 72-hour follow-up, over the 7 days after the day of discharge.",
-    "followup_30d": "The same as the 72-hour follow-up, over the 30 days after the day of discharge.",
-    "readmission_30d": (
-        "Of the same discharges, the share admitted to an inpatient bed again in the 30 days after "
-        "the day of discharge (an admission on the day itself is a transfer, not a readmission)."
-    ),
-    "repeat_crisis_30d": "Of crisis episodes, the share where the person had another crisis in the 30 days before.",
-    "referral_wait_days": "Days from referral to the first attended contact: the median (p50) and the 90th centile.",
-}
+# Names, directions ("higher" or "lower" is better) and definitions: the one catalogue
+LABELS: dict[str, str] = {m.name: m.label for m in MEASURE_CATALOGUE}
+DIRECTION: dict[str, str] = {m.name: m.direction for m in MEASURE_CATALOGUE if m.kind == "rate"}
+DEFINITIONS: dict[str, str] = {m.name: m.definition for m in MEASURE_CATALOGUE}
 
 VARIATION_TEXT: dict[str, str] = {
     "common_cause": "Common cause variation: no significant change",

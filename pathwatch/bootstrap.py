@@ -14,18 +14,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
 import faust
 from prometheus_client import CollectorRegistry
 
 from alerts.pipeline import Dispatcher, ReceiversConfig, build_dispatcher
 from alerts.receivers import KafkaProducerLike
-from alerts.rules import AlertRulesConfig
+from pathwatch import parts
 from pathwatch.config import Settings
 from pathwatch.metrics import Metrics, SafeMetrics
-from schemas.adapters import AdapterOptions
-from schemas.decode import Decoder
 from schemas.fhir import FHIRAdapter
 from schemas.hl7 import HL7Adapter
 from streams.app import DeliverParts, WorkerParts, build_app, build_deliver_app
@@ -106,7 +104,7 @@ def live_metrics(settings: Settings, registry: CollectorRegistry) -> tuple[Metri
     bundle = Metrics.from_settings(registry, settings)
     # SafeMetrics forwards every call of the bundle (``pathwatch.metrics``); typed here by
     # the protocol of the calls the live code makes
-    return bundle, cast(LiveMetrics, SafeMetrics(bundle))
+    return bundle, SafeMetrics(bundle)
 
 
 def delivery_resources(settings: Settings) -> DeliveryResources:
@@ -123,16 +121,15 @@ def delivery_resources(settings: Settings) -> DeliveryResources:
 def worker_parts(settings: Settings, *, registry: CollectorRegistry | None = None, wall: Wall = _now) -> WorkerParts:
     """Every part of the worker app. Raises ``ValueError`` when no pseudonymisation key is set
     and ``allow_dev_key`` is off."""
-    key = settings.pseudonym_key_bytes(live=True)
     registry = registry or CollectorRegistry()
     bundle, metrics = live_metrics(settings, registry)
-    options = AdapterOptions.from_settings(settings)
+    options = parts.adapter_options(settings)
     count_subject = SafeMetrics(bundle).count_adapter_event  # unlinked hospital events, by source
     stages = StageParts(
         config=live_config(settings),
         core=CoreConfig.from_settings(settings),
-        rules=AlertRulesConfig.from_settings(settings),
-        decoder=Decoder(key, settings.max_message_bytes, settings.teams),
+        rules=parts.rules_config(settings),
+        decoder=parts.decoder(settings, live=True),
         metrics=metrics,
         wall=wall,
     )

@@ -23,6 +23,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from schemas import catalogue
+
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -41,7 +43,7 @@ def parse_duration(value: Any) -> Any:
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 
-DEFAULT_RATE_TARGETS = {"followup_72h": 0.80, "followup_7d": 0.70, "seen_within_target": 0.80}
+DEFAULT_RATE_TARGETS = dict(catalogue.DEFAULT_RATE_TARGETS)
 FREQUENT_CRISIS_DEFINITIONS = {"3-in-30": (3, 30), "3-in-60": (3, 60), "5-in-365": (5, 365)}
 DEV_PSEUDONYM_KEY = "pathwatch-development-key-not-for-live-use"
 

@@ -19,30 +19,30 @@ worker that lost a team or partition stops exporting it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections import Counter as Tally
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import lru_cache
-from typing import Any, Final, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, ParamSpec, Protocol, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.registry import Collector
 
-from pathwatch.config import DEFAULT_RATE_TARGETS, Settings
+from schemas.catalogue import DEFAULT_RATE_TARGETS, RATE_MEASURES
 from schemas.deadletter import DeadLetterKind
 from schemas.identifiers import identifier_problem
 from schemas.model import EVENT_TYPES
-from streams.core import RATE_MEASURES
 
 log = logging.getLogger("pathwatch.metrics")
 
 NAMESPACE: Final = "pathwatch"
 
 MEASURES: Final[tuple[str, ...]] = RATE_MEASURES
-"""The rate measures of DOMAIN.md section 3 (``referral_wait_days`` is exported as quantiles)."""
+"""The rate measures of the catalogue, schemas/catalogue.py (``referral_wait_days`` is exported as quantiles)."""
 
 WAIT_QUANTILES: Final[tuple[str, ...]] = ("0.5", "0.9")
 
@@ -137,6 +137,17 @@ class WaitRow(NamedTuple):
     p90: float | None
 
 
+class MetricsSettings(Protocol):
+    """The settings the bundle exports (``pathwatch.config.Settings`` has this shape)."""
+
+    @property
+    def small_cell(self) -> int: ...
+    @property
+    def rate_targets(self) -> Mapping[str, float]: ...
+    @property
+    def allowed_lateness(self) -> timedelta: ...
+
+
 class _WatermarkCollector(Collector):
     """Watermarks per (topic, partition) and their lag behind the clock, computed at scrape.
 
@@ -185,6 +196,24 @@ class _WatermarkCollector(Collector):
         return [stamp, lag]
 
 
+class _Factory:
+    """Builds guarded metrics on one registry, in the pathwatch namespace."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._registry = registry
+
+    def gauge(self, name: str, doc: str, labels: tuple[str, ...] = ()) -> GuardedGauge:
+        return GuardedGauge(name, doc, labels, namespace=NAMESPACE, registry=self._registry)
+
+    def counter(self, name: str, doc: str, labels: tuple[str, ...]) -> GuardedCounter:
+        return GuardedCounter(name, doc, labels, namespace=NAMESPACE, registry=self._registry)
+
+    def histogram(self, name: str, doc: str, labels: tuple[str, ...]) -> GuardedHistogram:
+        return GuardedHistogram(
+            name, doc, labels, namespace=NAMESPACE, registry=self._registry, buckets=LATENCY_BUCKETS_SECONDS
+        )
+
+
 class Metrics:
     """Every pathwatch metric, built on ``registry``; see docs/metrics.md for the catalogue.
 
@@ -197,7 +226,7 @@ class Metrics:
     """
 
     @classmethod
-    def from_settings(cls, registry: CollectorRegistry, settings: Settings) -> Metrics:
+    def from_settings(cls, registry: CollectorRegistry, settings: MetricsSettings) -> Metrics:
         """The bundle a worker or deliver process exports, configured from ``settings``."""
         return cls(
             registry,
@@ -215,122 +244,9 @@ class Metrics:
         rate_targets: Mapping[str, float] | None = None,
         allowed_lateness_seconds: float = 72 * 3600.0,
     ) -> None:
-        def gauge(name: str, doc: str, labels: tuple[str, ...] = ()) -> GuardedGauge:
-            return GuardedGauge(name, doc, labels, namespace=NAMESPACE, registry=registry)
-
-        def counter(name: str, doc: str, labels: tuple[str, ...]) -> GuardedCounter:
-            return GuardedCounter(name, doc, labels, namespace=NAMESPACE, registry=registry)
-
-        def histogram(name: str, doc: str, labels: tuple[str, ...]) -> GuardedHistogram:
-            return GuardedHistogram(
-                name, doc, labels, namespace=NAMESPACE, registry=registry, buckets=LATENCY_BUCKETS_SECONDS
-            )
-
-        # Measures
-        self.measure_numerator = gauge(
-            "measure_numerator", "Trailing-window numerator of a measure (index events).", ("team", "measure")
-        )
-        self.measure_denominator = gauge(
-            "measure_denominator",
-            "Trailing-window denominator of a measure (index events).",
-            ("team", "measure"),
-        )
-        self.measure_rate = gauge(
-            "measure_rate_ratio",
-            "Trailing-window numerator / denominator (absent while the denominator is 0).",
-            ("team", "measure"),
-        )
-        self.measure_target = gauge(
-            "measure_target_ratio", "Target rate of a measure (setting rate_targets).", ("measure",)
-        )
-        self.referral_wait = gauge(
-            "referral_wait_days",
-            "Referral-to-first-attended-contact wait quantile over the trailing window, in days (nearest rank).",
-            ("team", "quantile"),
-        )
-        self.referral_wait_referrals = gauge(
-            "referral_wait_referrals",
-            "Seen referrals in the trailing window the wait quantiles are over.",
-            ("team",),
-        )
-        self.care_gap_alerts_open = gauge(
-            "care_gap_alerts_open", "Care-gap alerts firing now (one per client).", ("alertname", "team")
-        )
-        self.system_alerts_open = gauge(
-            "system_alerts_open",
-            "System alerts (RateOffTarget, SpecialCause) firing now.",
-            ("alertname", "team", "measure"),
-        )
-        self.followup_obligations_open = gauge(
-            "followup_obligations_open",
-            "Eligible discharges still waiting for a follow-up, by whole days left to the deadline.",
-            ("team", "days_remaining"),
-        )
-        self.small_cell_threshold = gauge(
-            "small_cell_threshold",
-            "Cells with a numerator or denominator below this are suppressed in dashboards.",
-        )
-        self.allowed_lateness = gauge(
-            "allowed_lateness_seconds", "Allowed lateness of events (setting), in seconds."
-        )
-
-        # Pipeline
-        self.events = counter(
-            "events", "Events accepted (valid, not duplicates), by type and publisher.", ("type", "source")
-        )
-        self.dead_letters = counter(
-            "dead_letters", "Inputs sent to the dead-letter topic, by kind.", ("reason",)
-        )
-        self.duplicates = counter(
-            "duplicate_events", "Events ignored as duplicates of (source, id).", ("source",)
-        )
-        self.adapter_events = counter(
-            "adapter_events",
-            "Events the HL7 v2 and FHIR adapters built, by publisher and whether the subject is a "
-            "linking identifier (linked=true) or a hospital-local one (linked=false).",
-            ("source", "linked"),
-        )
-        self.late_events = counter(
-            "late_events", "Events that arrived behind their partition's watermark.", ("type",)
-        )
-        self.corrections = counter(
-            "corrections", "Final measure outcomes revised by a late event.", ("measure",)
-        )
-        self.input_rewinds = counter(
-            "input_rewinds",
-            "Times a partition was read again from the next offset to apply (messages were not delivered).",
-            ("topic",),
-        )
-        self.events_rerouted = counter(
-            "events_rerouted",
-            "Events read on a partition that is not their client pseudonym's, sent on through the clients topic.",
-            ("topic",),
-        )
-        self.consumer_lag = gauge(
-            "consumer_lag_messages",
-            "Messages between the committed offset and the end of a partition.",
-            ("topic", "partition"),
-        )
-        self.processing_latency = histogram(
-            "event_processing_latency_seconds",
-            "Event time to processed by this worker, in seconds.",
-            ("type",),
-        )
-        self.alert_latency = histogram(
-            "alert_latency_seconds",
-            "Triggering event (or passed deadline) to alert emitted, in seconds.",
-            ("alertname",),
-        )
-        self.alert_deliveries = counter(
-            "alert_deliveries",
-            "Alert notifications attempted, by receiver and outcome.",
-            ("receiver", "outcome"),
-        )
-        self.alert_delivery_stalled = gauge(
-            "alert_delivery_stalled_seconds",
-            "Seconds since a receiver last delivered while it owes alert states (0: owes none).",
-            ("receiver",),
-        )
+        make = _Factory(registry)
+        self._measure_metrics(make)
+        self._pipeline_metrics(make)
         self.watermarks = _WatermarkCollector(clock)
         registry.register(self.watermarks)
 
@@ -347,6 +263,119 @@ class Metrics:
             self.late_events.labels(event_type)
         for measure in MEASURES:
             self.corrections.labels(measure)
+
+
+    def _measure_metrics(self, make: _Factory) -> None:
+        self.measure_numerator = make.gauge(
+            "measure_numerator", "Trailing-window numerator of a measure (index events).", ("team", "measure")
+        )
+        self.measure_denominator = make.gauge(
+            "measure_denominator",
+            "Trailing-window denominator of a measure (index events).",
+            ("team", "measure"),
+        )
+        self.measure_rate = make.gauge(
+            "measure_rate_ratio",
+            "Trailing-window numerator / denominator (absent while the denominator is 0).",
+            ("team", "measure"),
+        )
+        self.measure_target = make.gauge(
+            "measure_target_ratio", "Target rate of a measure (setting rate_targets).", ("measure",)
+        )
+        self.referral_wait = make.gauge(
+            "referral_wait_days",
+            "Referral-to-first-attended-contact wait quantile over the trailing window, in days (nearest rank).",
+            ("team", "quantile"),
+        )
+        self.referral_wait_referrals = make.gauge(
+            "referral_wait_referrals",
+            "Seen referrals in the trailing window the wait quantiles are over.",
+            ("team",),
+        )
+        self.care_gap_alerts_open = make.gauge(
+            "care_gap_alerts_open", "Care-gap alerts firing now (one per client).", ("alertname", "team")
+        )
+        self.system_alerts_open = make.gauge(
+            "system_alerts_open",
+            "System alerts (RateOffTarget, SpecialCause) firing now.",
+            ("alertname", "team", "measure"),
+        )
+        self.followup_obligations_open = make.gauge(
+            "followup_obligations_open",
+            "Eligible discharges still waiting for a follow-up, by whole days left to the deadline.",
+            ("team", "days_remaining"),
+        )
+        self.small_cell_threshold = make.gauge(
+            "small_cell_threshold",
+            "Cells with a numerator or denominator below this are suppressed in dashboards.",
+        )
+        self.allowed_lateness = make.gauge(
+            "allowed_lateness_seconds", "Allowed lateness of events (setting), in seconds."
+        )
+
+
+    def _pipeline_metrics(self, make: _Factory) -> None:
+        self.events = make.counter(
+            "events", "Events accepted (valid, not duplicates), by type and publisher.", ("type", "source")
+        )
+        self.dead_letters = make.counter(
+            "dead_letters", "Inputs sent to the dead-letter topic, by kind.", ("reason",)
+        )
+        self.duplicates = make.counter(
+            "duplicate_events", "Events ignored as duplicates of (source, id).", ("source",)
+        )
+        self.adapter_events = make.counter(
+            "adapter_events",
+            "Events the HL7 v2 and FHIR adapters built, by publisher and whether the subject is a "
+            "linking identifier (linked=true) or a hospital-local one (linked=false).",
+            ("source", "linked"),
+        )
+        self.late_events = make.counter(
+            "late_events", "Events that arrived behind their partition's watermark.", ("type",)
+        )
+        self.corrections = make.counter(
+            "corrections", "Final measure outcomes revised by a late event.", ("measure",)
+        )
+        self.input_rewinds = make.counter(
+            "input_rewinds",
+            "Times a partition was read again from the next offset to apply (messages were not delivered).",
+            ("topic",),
+        )
+        self.events_rerouted = make.counter(
+            "events_rerouted",
+            "Events read on a partition that is not their client pseudonym's, sent on through the clients topic.",
+            ("topic",),
+        )
+        self.consumer_lag = make.gauge(
+            "consumer_lag_messages",
+            "Messages between the committed offset and the end of a partition.",
+            ("topic", "partition"),
+        )
+        self.processing_latency = make.histogram(
+            "event_processing_latency_seconds",
+            "Event time to processed by this worker, in seconds.",
+            ("type",),
+        )
+        self.alert_latency = make.histogram(
+            "alert_latency_seconds",
+            "Triggering event (or passed deadline) to alert emitted, in seconds.",
+            ("alertname",),
+        )
+        self.alert_deliveries = make.counter(
+            "alert_deliveries",
+            "Alert notifications attempted, by receiver and outcome.",
+            ("receiver", "outcome"),
+        )
+        self.alert_delivery_stalled = make.gauge(
+            "alert_delivery_stalled_seconds",
+            "Seconds since a receiver last delivered while it owes alert states (0: owes none).",
+            ("receiver",),
+        )
+        self.metric_errors = make.counter(
+            "metric_errors",
+            "Metric writes that failed and were skipped (the event was still processed), by method.",
+            ("method",),
+        )
 
     # -- replace-semantics gauges ------------------------------------------------------
 
@@ -514,34 +543,143 @@ def metric_names() -> frozenset[str]:
     return frozenset(names)
 
 
+class LiveMetrics(Protocol):
+    """The metric calls the live stages and delivery make (satisfied by :class:`Metrics` and
+    :class:`SafeMetrics`). Type the live code's ``metrics`` with this protocol, so mypy checks
+    every call: a misspelt method or a wrong argument is an error, not a silent ``Any``."""
+
+    def count_event(self, event_type: str, source: str, n: int = 1) -> None: ...
+    def count_dead_letter(self, kind: DeadLetterKind) -> None: ...
+    def count_rewind(self, topic: str) -> None: ...
+    def count_rerouted(self, topic: str, n: int = 1) -> None: ...
+    def count_adapter_event(self, source: str, linked: bool) -> None: ...
+    def count_duplicate(self, source: str, n: int = 1) -> None: ...
+    def count_late_event(self, event_type: str, n: int = 1) -> None: ...
+    def count_correction(self, measure: str) -> None: ...
+    def count_delivery(self, receiver: str, outcome: str, n: int = 1) -> None: ...
+    def observe_processing_latency(self, event_type: str, seconds: float) -> None: ...
+    def observe_processing_latencies(self, event_type: str, seconds: Iterable[float]) -> None: ...
+    def observe_alert_latency(self, alertname: str, seconds: float) -> None: ...
+    def set_measures(self, rows: Iterable[tuple[str, str, int, int]]) -> None: ...
+    def set_waits(self, rows: Iterable[tuple[str, int, float | None, float | None]]) -> None: ...
+    def set_care_gap_alerts_open(self, counts: Mapping[tuple[str, str], int]) -> None: ...
+    def set_system_alerts_open(self, counts: Mapping[tuple[str, str, str], int]) -> None: ...
+    def set_followup_obligations_open(self, obligations: Iterable[tuple[str, int]]) -> None: ...
+    def set_consumer_lag(self, lags: Mapping[tuple[str, int], int]) -> None: ...
+    def set_delivery_stalled(self, seconds: Mapping[str, float]) -> None: ...
+    def set_watermark(self, topic: str, partition: int, watermark: datetime) -> None: ...
+    def revoke_partitions(self, topic: str, partitions: Iterable[int]) -> None: ...
+
+
+P = ParamSpec("P")
+
+
 class SafeMetrics:
-    """Metrics must never stop the pipeline: a refused label or a collector error is logged
-    once per method and the event is still processed."""
+    """:class:`LiveMetrics` over a :class:`Metrics` bundle, where a failing call never stops
+    the pipeline: any exception from a metric call is swallowed, logged once per method and
+    counted in ``pathwatch_metric_errors_total{method}`` (and in :attr:`errors`); the event is
+    still processed. Each method is written out, so mypy checks every call."""
 
     def __init__(self, metrics: Metrics) -> None:
         self._metrics = metrics
         self._warned: set[str] = set()
+        self.errors: Tally[str] = Tally()
+        """Failed calls per method name, since this wrapper was built."""
+        # Bound once: the hot path (several calls per event) then finds each method in the
+        # instance dict, and a method read twice is the same object.
+        for name in _LIVE_METHODS:
+            setattr(self, name, getattr(self, name))
 
-    def __getattr__(self, name: str) -> Any:
-        method = getattr(self._metrics, name)
+    def _call(self, method: Callable[P, None], /, *args: P.args, **kwargs: P.kwargs) -> None:
+        try:
+            method(*args, **kwargs)
+        except Exception as exc:  # a metrics failure of any kind must not stop the pipeline
+            name = method.__name__
+            self.errors[name] += 1
+            with contextlib.suppress(Exception):  # counted in self.errors; nothing more to do
+                self._metrics.metric_errors.labels(name).inc()
+            if name not in self._warned:
+                self._warned.add(name)
+                log.warning("metrics %s failed and is skipped: %s", name, exc)
 
-        def call(*args: Any, **kwargs: Any) -> Any:
-            try:
-                return method(*args, **kwargs)
-            except (ValueError, TypeError) as exc:
-                if name not in self._warned:
-                    self._warned.add(name)
-                    log.warning("metrics %s failed and is skipped: %s", name, exc)
-                return None
+    def count_event(self, event_type: str, source: str, n: int = 1) -> None:
+        self._call(self._metrics.count_event, event_type, source, n)
 
-        setattr(self, name, call)  # found directly from now on: __getattr__ runs once per name
-        return call
+    def count_dead_letter(self, kind: DeadLetterKind) -> None:
+        self._call(self._metrics.count_dead_letter, kind)
+
+    def count_rewind(self, topic: str) -> None:
+        self._call(self._metrics.count_rewind, topic)
+
+    def count_rerouted(self, topic: str, n: int = 1) -> None:
+        self._call(self._metrics.count_rerouted, topic, n)
+
+    def count_adapter_event(self, source: str, linked: bool) -> None:
+        self._call(self._metrics.count_adapter_event, source, linked)
+
+    def count_duplicate(self, source: str, n: int = 1) -> None:
+        self._call(self._metrics.count_duplicate, source, n)
+
+    def count_late_event(self, event_type: str, n: int = 1) -> None:
+        self._call(self._metrics.count_late_event, event_type, n)
+
+    def count_correction(self, measure: str) -> None:
+        self._call(self._metrics.count_correction, measure)
+
+    def count_delivery(self, receiver: str, outcome: str, n: int = 1) -> None:
+        self._call(self._metrics.count_delivery, receiver, outcome, n)
+
+    def observe_processing_latency(self, event_type: str, seconds: float) -> None:
+        self._call(self._metrics.observe_processing_latency, event_type, seconds)
+
+    def observe_processing_latencies(self, event_type: str, seconds: Iterable[float]) -> None:
+        self._call(self._metrics.observe_processing_latencies, event_type, seconds)
+
+    def observe_alert_latency(self, alertname: str, seconds: float) -> None:
+        self._call(self._metrics.observe_alert_latency, alertname, seconds)
+
+    def set_measures(self, rows: Iterable[tuple[str, str, int, int]]) -> None:
+        self._call(self._metrics.set_measures, rows)
+
+    def set_waits(self, rows: Iterable[tuple[str, int, float | None, float | None]]) -> None:
+        self._call(self._metrics.set_waits, rows)
+
+    def set_care_gap_alerts_open(self, counts: Mapping[tuple[str, str], int]) -> None:
+        self._call(self._metrics.set_care_gap_alerts_open, counts)
+
+    def set_system_alerts_open(self, counts: Mapping[tuple[str, str, str], int]) -> None:
+        self._call(self._metrics.set_system_alerts_open, counts)
+
+    def set_followup_obligations_open(self, obligations: Iterable[tuple[str, int]]) -> None:
+        self._call(self._metrics.set_followup_obligations_open, obligations)
+
+    def set_consumer_lag(self, lags: Mapping[tuple[str, int], int]) -> None:
+        self._call(self._metrics.set_consumer_lag, lags)
+
+    def set_delivery_stalled(self, seconds: Mapping[str, float]) -> None:
+        self._call(self._metrics.set_delivery_stalled, seconds)
+
+    def set_watermark(self, topic: str, partition: int, watermark: datetime) -> None:
+        self._call(self._metrics.set_watermark, topic, partition, watermark)
+
+    def revoke_partitions(self, topic: str, partitions: Iterable[int]) -> None:
+        self._call(self._metrics.revoke_partitions, topic, partitions)
+
+
+_LIVE_METHODS: Final[tuple[str, ...]] = tuple(
+    name for name in vars(LiveMetrics) if not name.startswith("_") and callable(getattr(LiveMetrics, name))
+)
+
+
+if TYPE_CHECKING:  # mypy checks here that both classes satisfy the protocol
+    _SATISFY: tuple[type[LiveMetrics], ...] = (SafeMetrics, Metrics)
 
 
 __all__ = [
     "DAYS_REMAINING_BUCKETS",
     "DELIVERY_OUTCOMES",
     "LATENCY_BUCKETS_SECONDS",
+    "LiveMetrics",
     "MEASURES",
     "MeasureRow",
     "Metrics",

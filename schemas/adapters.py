@@ -20,13 +20,10 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 from zoneinfo import ZoneInfo
 
 import msgspec
-
-if TYPE_CHECKING:
-    from pathwatch.config import Settings
 
 _SLUG = re.compile(r"[^a-z0-9._-]+")
 _OID = re.compile(r"^[0-2](\.(0|[1-9][0-9]*))+$")
@@ -102,7 +99,7 @@ def choose_subject(
 
 @dataclass(frozen=True, slots=True)
 class AdapterOptions:
-    """Settings-derived options of the HL7 and FHIR adapters.
+    """Options of the HL7 and FHIR adapters (``pathwatch.parts.adapter_options`` builds them from settings).
 
     ``facility`` names the hospital when a message does not (HL7 MSH-4, FHIR
     ``serviceProvider``); ``timezone`` (IANA) reads HL7 times without an offset and FHIR
@@ -115,16 +112,6 @@ class AdapterOptions:
     facility: str | None = None
     timezone: str = "UTC"
     linking_systems: tuple[str, ...] = ()
-
-    @classmethod
-    def from_settings(cls, settings: Settings, facility: str | None = None) -> AdapterOptions:
-        return cls(
-            psychiatric_services=tuple(settings.psychiatric_services),
-            psychiatric_diagnosis_prefixes=tuple(settings.psychiatric_diagnosis_prefixes),
-            facility=facility,
-            timezone=settings.timezone,
-            linking_systems=tuple(settings.linking_identifier_systems),
-        )
 
     @property
     def tz(self) -> ZoneInfo:

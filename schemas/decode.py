@@ -40,7 +40,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from functools import cache, lru_cache
 from importlib import resources
-from typing import TYPE_CHECKING, Annotated, Any, Final, Literal, cast
+from typing import Annotated, Any, Final, Literal, cast
 
 import jsonschema
 import msgspec
@@ -68,9 +68,6 @@ from schemas.model import (
     Subject,
 )
 from schemas.pseudonym import Pseudonymiser
-
-if TYPE_CHECKING:
-    from pathwatch.config import Settings
 
 AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
 
@@ -240,13 +237,6 @@ class Decoder:
         # A client's events come in bursts: a bounded LRU of pseudonyms saves most of the
         # HMACs. It lives in process memory only and is never logged or exported.
         self._pseudonym = lru_cache(maxsize=PSEUDONYM_CACHE_SIZE)(self._pseudonymiser.pseudonym)
-
-    @classmethod
-    def from_settings(cls, settings: Settings, *, live: bool) -> Decoder:
-        """A decoder from settings (key, ``max_message_bytes``, ``teams``). Raises ``ValueError``
-        when ``live`` and no key is configured (unless ``allow_dev_key``): live workers must
-        refuse to start (DOMAIN.md section 6)."""
-        return cls(settings.pseudonym_key_bytes(live=live), settings.max_message_bytes, settings.teams)
 
     @property
     def pseudonymiser(self) -> Pseudonymiser:

@@ -1,24 +1,23 @@
-"""``pathwatch validate FILE``: check a file of events, HL7 v2 messages or FHIR resources.
+"""Checking a file of events, HL7 v2 messages or FHIR resources (the command
+``pathwatch validate FILE``: :mod:`pathwatch.cli.validate`).
 
 A file is split into records the one way ``publish`` also uses (:func:`read_input`: JSON
 lines, HL7 v2 messages, a FHIR document or one per NDJSON line; a UTF-8 byte order mark at the
 start is stripped, with a note), and every record goes through the same path as live input
-(adapter, then :class:`schemas.decode.Decoder`); each dead letter is printed with its line (or
-message) number and its reason, then a summary. Output never holds a raw subject: reasons are
-redacted and accepted events are only counted.
+(adapter, then :class:`schemas.decode.Decoder`): :func:`check_input` returns each record's
+events and dead letters, and the command prints each dead letter with its line (or message)
+number and its reason, then a summary. Output never holds a raw subject: reasons are redacted
+and accepted events are only counted.
 """
 
 from __future__ import annotations
 
-import sys
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 import msgspec
-from rich.console import Console
 
 from schemas.adapters import AdapterOptions
 from schemas.deadletter import DeadLetter, Origin
@@ -26,9 +25,6 @@ from schemas.decode import Decoder
 from schemas.fhir import FHIRAdapter
 from schemas.hl7 import HL7Adapter, split_messages
 from schemas.model import Event
-
-if TYPE_CHECKING:
-    from pathwatch.config import Settings
 
 FORMATS: Final = ("auto", "events", "hl7", "fhir")
 _HL7_STARTS: Final = (b"\x0b", b"MSH", b"FHS", b"BHS")
@@ -93,12 +89,13 @@ def read_input(path: str, data: bytes, fmt: str = "auto") -> InputFile:
     return InputFile(kind, list(_records(path, data, kind)), notes)
 
 
-def check_input(path: str, data: bytes, settings: Settings, fmt: str = "auto") -> CheckedInput:
-    """Every record of the file through the live path (adapter, then :class:`Decoder`), without
-    stopping at the first bad line of a record. Raises ``ValueError`` for an unknown ``fmt``."""
+def check_input(
+    path: str, data: bytes, decoder: Decoder, options: AdapterOptions, fmt: str = "auto"
+) -> CheckedInput:
+    """Every record of the file through the live path (the adapters built with ``options``,
+    then ``decoder``), without stopping at the first bad line of a record. Raises
+    ``ValueError`` for an unknown ``fmt``."""
     read = read_input(path, data, fmt)
-    decoder = Decoder.from_settings(settings, live=False)
-    options = AdapterOptions.from_settings(settings)
     hl7, fhir = HL7Adapter(options), FHIRAdapter(options)
     out = []
     for record in read.records:
@@ -133,53 +130,6 @@ def detect_format(path: str, head: bytes) -> str:
             return "fhir"
         return "events"
     return "events"
-
-
-def run_validate(path: str, settings: Settings, console: Console, fmt: str = "auto") -> int:
-    """Validate ``path`` (``-`` for standard input) and print per-record errors and a summary.
-
-    ``fmt`` is ``auto`` (by extension and content), ``events`` (JSON lines), ``hl7`` or
-    ``fhir`` (one resource or Bundle per file, or NDJSON). Records are read as ``publish``
-    sends them (:func:`read_input`) and checked as a worker handles them
-    (:func:`check_input`). Returns 0 when every record is valid, 1 when any is invalid, 2 when
-    the file cannot be read or ``fmt`` is unknown.
-    """
-    if fmt not in FORMATS:
-        console.print(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}", markup=False, highlight=False)
-        return 2
-    try:
-        data = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
-    except OSError as exc:
-        console.print(f"cannot read {path}: {exc.strerror or exc}", markup=False, highlight=False)
-        return 2
-    checked = check_input(path, data, settings, fmt)
-    for note in checked.notes:
-        console.print(f"note: {note}", markup=False, highlight=False)
-    counts: Counter[str] = Counter()
-    reasons: Counter[str] = Counter()
-    for result in checked.records:
-        counts["records"] += 1
-        if not result.events and not result.dead_letters:
-            counts["ignored"] += 1
-            continue
-        counts["events"] += len(result.events)
-        if not result.dead_letters:
-            counts["valid"] += 1
-            continue
-        counts["invalid"] += 1
-        for problem in result.dead_letters:
-            reasons[problem.kind.value] += 1
-            console.print(
-                f"{result.record.label}: {problem.kind.value}: {problem.reason}", markup=False, highlight=False
-            )
-    summary = (
-        f"{path}: {counts['records']} {checked.kind} record(s): {counts['valid']} valid "
-        f"({counts['events']} event(s)), {counts['invalid']} invalid, {counts['ignored']} with nothing to publish"
-    )
-    if reasons:
-        summary += " [" + ", ".join(f"{name}: {n}" for name, n in sorted(reasons.items())) + "]"
-    console.print(summary, markup=False, highlight=False)
-    return 1 if counts["invalid"] else 0
 
 
 def _records(path: str, data: bytes, kind: str) -> Iterator[Record]:

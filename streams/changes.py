@@ -37,6 +37,7 @@ from schemas.model import ServiceChange as ServiceChangeData
 
 if TYPE_CHECKING:
     from alerts.rules import AlertRulesConfig
+    from streams.topics import KafkaSettings
     from streams.windows import TeamWindows
 
 LocalDate = Callable[[datetime], date]
@@ -252,34 +253,7 @@ def _checked(event: Mapping[str, Any], decoder: Decoder) -> bytes:
     return line
 
 
-def run_change_add(args: Any, settings: Any, console: Any) -> int:
-    """``pathwatch change add``: build and check one change, then append it to ``--out`` or,
-    without it, publish it to the changes topic (exit 0). Raises ``ValueError`` (the CLI
-    prints it, exit 2) when the change is refused, ``--out`` cannot be written or Kafka fails."""
-    from zoneinfo import ZoneInfo
-
-    measures = [m.strip() for m in args.measures.split(",") if m.strip()] if args.measures else None
-    event = change_event(
-        args.team, measures, args.date, args.description, ZoneInfo(settings.timezone),
-        args.expected_direction, args.change_id,
-    )
-    decoder = Decoder.from_settings(settings, live=False)
-    if args.out is None:
-        publish_change(event, decoder, settings)
-        console.print(
-            f"change {event['data']['change_id']} published to {settings.topics.changes}", markup=False, highlight=False
-        )
-        return 0
-    try:
-        write_change(event, decoder, args.out)
-    except OSError as exc:
-        raise ValueError(f"cannot write {args.out}: {exc.strerror or exc}") from None
-    if str(args.out) != "-":
-        console.print(f"change {event['data']['change_id']} appended to {args.out}", markup=False, highlight=False)
-    return 0
-
-
-def publish_change(event: Mapping[str, Any], decoder: Decoder, settings: Any) -> None:
+def publish_change(event: Mapping[str, Any], decoder: Decoder, settings: KafkaSettings) -> None:
     """Check ``event`` as :func:`write_change` does and publish it to the changes topic
     (``topics.changes``, created compacted if missing), keyed by its ``change_id``, waiting
     for the broker's acknowledgement. Raises ``ValueError`` when the change is refused or Kafka

@@ -75,11 +75,12 @@ import sys
 import zlib
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import TYPE_CHECKING, Final, get_args
+from typing import TYPE_CHECKING, Final
 
 import msgspec
 
 from alerts.model import Alert
+from schemas.catalogue import RATE_MEASURES
 from schemas.deadletter import DeadLetter, DeadLetterKind, Origin
 from schemas.model import (
     UNASSIGNED,
@@ -89,7 +90,6 @@ from schemas.model import (
     Crisis,
     Discharge,
     Event,
-    RateMeasure,
     ReferralClosed,
     ReferralReceived,
 )
@@ -98,7 +98,6 @@ from streams.calendar import US_PER_DAY, US_PER_HOUR, Calendar, from_us, to_us
 if TYPE_CHECKING:
     from pathwatch.config import Settings
 
-RATE_MEASURES: Final[tuple[str, ...]] = get_args(RateMeasure)  # the catalogue's order: schemas.model
 WAIT_MEASURES: Final[tuple[str, ...]] = ("referral_wait_days",)
 MEASURES: Final[tuple[str, ...]] = RATE_MEASURES + WAIT_MEASURES
 

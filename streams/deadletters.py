@@ -1,4 +1,5 @@
-"""``pathwatch deadletters``: what was rejected and why, and sending it again after a fix.
+"""Dead letters: what was rejected and why, and sending it again after a fix (the command:
+:mod:`pathwatch.cli.deadletters`).
 
 The dead-letter topic holds one record per rejected input, written by
 :meth:`schemas.deadletter.DeadLetter.to_record` (value: the original bytes; headers: kind,
@@ -27,13 +28,10 @@ from dataclasses import dataclass
 
 import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
-from pathwatch.config import Settings
 from schemas.deadletter import HEADER, DeadLetter, DeadLetterKind, Origin
 from schemas.pseudonym import Pseudonymiser
+from streams.topics import KafkaSettings
 
 PREVIEW_VALUE_CHARS = 60
 REASON_TABLE_CHARS = 120
@@ -117,7 +115,7 @@ def distinct(records: Iterable[StoredDeadLetter]) -> list[StoredDeadLetter]:
     return out
 
 
-async def read_dead_letters(settings: Settings, timeout: float = 60.0) -> tuple[list[StoredDeadLetter], int]:
+async def read_dead_letters(settings: KafkaSettings, timeout: float = 60.0) -> tuple[list[StoredDeadLetter], int]:
     """Every record of the dead-letter topic up to its end: (the dead letters, the number of
     records that are not dead letters). An absent topic reads as empty. Raises
     ``TimeoutError`` when the end is not reached in ``timeout`` seconds."""
@@ -159,7 +157,8 @@ def count_by_reason(records: Iterable[StoredDeadLetter]) -> list[tuple[str, str,
     return sorted(((k, reason, n) for (k, reason), n in counts.items()), key=lambda t: (-t[2], t[0], t[1]))
 
 
-def _short(text: str, limit: int = PREVIEW_VALUE_CHARS) -> str:
+def short(text: str, limit: int = PREVIEW_VALUE_CHARS) -> str:
+    """``text`` with unprintable characters blanked, cut to ``limit`` characters (with an ellipsis)."""
     text = "".join(c if c.isprintable() else " " for c in text)
     return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
@@ -176,7 +175,7 @@ def preview(original: bytes) -> str:
         segments = [s[:3].decode("ascii", "replace") for s in start.replace(b"\n", b"\r").split(b"\r") if s.strip()]
         fields = start.split(b"\r", 1)[0].split(b"|")
         kind = fields[8].decode("ascii", "replace") if len(fields) > 8 else "?"
-        return f"HL7 v2 {_short(kind, 20)}, segments {' '.join(_short(s, 3) for s in segments[:20])}, {size}"
+        return f"HL7 v2 {short(kind, 20)}, segments {' '.join(short(s, 3) for s in segments[:20])}, {size}"
     try:
         doc = msgspec.json.decode(start)
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
@@ -189,18 +188,18 @@ def preview(original: bytes) -> str:
                 str(e.get("resource", {}).get("resourceType", "?")) if isinstance(e, dict) and isinstance(e.get("resource"), dict) else "?"
                 for e in entries
             )
-            inner = ", ".join(f"{n} {_short(t, 30)}" for t, n in sorted(types.items()))
-            return f"FHIR {_short(kind, 30)} ({inner or 'no entries'}), {size}"
-        return f"FHIR {_short(kind, 30)}, {size}"
+            inner = ", ".join(f"{n} {short(t, 30)}" for t, n in sorted(types.items()))
+            return f"FHIR {short(kind, 30)} ({inner or 'no entries'}), {size}"
+        return f"FHIR {short(kind, 30)}, {size}"
     if isinstance(doc, dict):
         parts = []
         for name in ("type", "source"):
             if isinstance(doc.get(name), str):
-                parts.append(f"{name}={_short(doc[name])}")
-        keys = [_short(str(k), 30) for k in doc]
+                parts.append(f"{name}={short(doc[name])}")
+        keys = [short(str(k), 30) for k in doc]
         data = doc.get("data")
         if isinstance(data, dict):
-            keys = [f"data{{{','.join(_short(str(k), 30) for k in data)}}}" if k == "data" else k for k in keys]
+            keys = [f"data{{{','.join(short(str(k), 30) for k in data)}}}" if k == "data" else k for k in keys]
         parts.append(f"fields {','.join(keys)}")
         return f"JSON {' '.join(parts)}, {size}"
     return f"JSON {type(doc).__name__}, {size}"
@@ -241,7 +240,7 @@ class RepublishResult:
 
 
 def republish_plan(
-    records: Iterable[StoredDeadLetter], settings: Settings, to: str | None, pseudonymiser: Pseudonymiser | None
+    records: Iterable[StoredDeadLetter], settings: KafkaSettings, to: str | None, pseudonymiser: Pseudonymiser | None
 ) -> tuple[list[tuple[str, bytes | None, bytes]], RepublishResult]:
     """(topic, key, value) for each dead letter to send again, and what was skipped: originals
     cut to fit (they are not the input any more) and, without ``to``, dead letters that did
@@ -280,7 +279,7 @@ def _event_key(value: bytes, pseudonymiser: Pseudonymiser) -> bytes | None:
         return None
 
 
-async def send_plan(settings: Settings, plan: list[tuple[str, bytes | None, bytes]]) -> None:
+async def send_plan(settings: KafkaSettings, plan: list[tuple[str, bytes | None, bytes]]) -> None:
     """Send every (topic, key, value), in order, and wait for the broker's acknowledgements."""
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True, linger_ms=5,
@@ -292,99 +291,6 @@ async def send_plan(settings: Settings, plan: list[tuple[str, bytes | None, byte
         await asyncio.gather(*pending)
     finally:
         await producer.stop()
-
-
-def print_counts(records: list[StoredDeadLetter], console: Console, title: str) -> None:
-    table = Table(title=title)
-    table.add_column("kind")
-    table.add_column("reason")
-    table.add_column("count", justify="right")
-    for kind, reason, n in count_by_reason(records):
-        table.add_row(kind, escape(_short(reason, REASON_TABLE_CHARS)), f"{n:,}")
-    console.print(table)
-
-
-def print_records(records: list[StoredDeadLetter], console: Console, show_original: bool) -> None:
-    for r in records:
-        letter = r.letter
-        cut = f" (cut: {len(letter.original):,} of {r.original_length:,} bytes kept)" if r.cut else ""
-        console.print(
-            f"[bold]#{r.offset}[/bold] {letter.kind.value} from {escape(letter.origin.describe())}"
-            f" at {escape(letter.path or '-')}: {escape(letter.reason)}",
-            soft_wrap=True,
-        )
-        console.print(f"    preview: {escape(preview(letter.original))}{cut}", soft_wrap=True)
-        if show_original:
-            text = letter.original.decode("utf-8", "replace").replace("\r", "\n")
-            console.print("    original:", soft_wrap=True)
-            console.print(escape(text), soft_wrap=True, highlight=False)
-
-
-SHOW_ORIGINAL_WARNING = (
-    "warning: --show-original prints rejected input as received: it may hold client identifiers "
-    "(names, record numbers, dates of birth). Do not copy it into tickets, chat or logs."
-)
-
-
-def run_deadletters(
-    settings: Settings,
-    console: Console,
-    *,
-    show: int = 0,
-    show_original: bool = False,
-    selection: Selection | None = None,
-    republish: bool = False,
-    republish_all: bool = False,
-    to: str | None = None,
-    timeout: float = 60.0,
-) -> int:
-    """The CLI's ``deadletters``: counts by kind and reason, ``show`` records, and with
-    ``republish`` sends the selected ones again. Returns 0, or 1 when ``republish`` matched
-    nothing it could send. Raises ``ValueError`` for a ``republish`` without a selection
-    (``republish_all`` is the explicit "everything")."""
-    from streams.topics import check_kafka
-
-    selection = selection or Selection()
-    if republish and selection.empty and not republish_all:
-        raise ValueError("--republish needs --kind, --reason or --origin to choose dead letters (or --all)")
-    check_kafka(settings)
-    stored, unreadable = asyncio.run(read_dead_letters(settings, timeout))
-    unique = distinct(stored)
-    chosen = [r for r in unique if selection(r)]
-    repeats = len(stored) - len(unique)
-    console.print(
-        f"{settings.topics.dead_letters}: {len(unique):,} dead letters"
-        + (f" ({repeats:,} sent again after a restart, counted once)" if repeats else "")
-        + (f", {unreadable:,} records that are not dead letters" if unreadable else ""),
-        soft_wrap=True,
-    )
-    if not unique:
-        return 0
-    print_counts(chosen, console, "Dead letters by reason" + ("" if selection.empty else " (selected)"))
-    if show:
-        if show_original:
-            Console(stderr=True).print(f"[yellow]{SHOW_ORIGINAL_WARNING}[/yellow]", soft_wrap=True)
-        print_records(chosen[:show], console, show_original)
-    if not republish:
-        return 0
-    pseudonymiser = None
-    if (to or settings.topics.events) == settings.topics.events:
-        pseudonymiser = Pseudonymiser(settings.pseudonym_key_bytes(live=True))
-    plan, result = republish_plan(chosen, settings, to, pseudonymiser)
-    if plan:
-        asyncio.run(send_plan(settings, plan))
-    sent = ", ".join(f"{topic}: {n:,}" for topic, n in sorted(result.sent.items())) or "none"
-    skipped = []
-    if result.cut:
-        skipped.append(f"{result.cut:,} cut to fit the topic (not the original any more)")
-    if result.no_topic:
-        skipped.append(f"{result.no_topic:,} not from an input topic (use --to TOPIC)")
-    console.print(
-        f"re-published {len(plan):,} of {len(chosen):,} selected dead letters ({sent})"
-        + (f"; skipped {'; '.join(skipped)}" if skipped else ""),
-        soft_wrap=True,
-    )
-    return 0 if plan else 1
 
 
 def dead_letter_count(records: Iterable[StoredDeadLetter]) -> int:

@@ -1,4 +1,5 @@
-"""``pathwatch report --from-live``: the live workers' state as a replay-style report.
+"""The live workers' state as a replay-style report (``pathwatch report --from-live``,
+:mod:`pathwatch.cli.report`).
 
 How it reads the state without any endpoint that serves table contents:
 
@@ -21,16 +22,13 @@ import asyncio
 import uuid
 from collections import Counter
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from kafka import KafkaConsumer
 from kafka import TopicPartition as KTopicPartition
-from rich.console import Console
 
 from alerts.model import Alert
-from pathwatch.config import Settings
 from schemas.model import ALL_TEAMS
 from streams.calendar import from_us, to_us
 from streams.core import CoreConfig, Observation
@@ -45,8 +43,8 @@ from streams.live import (
     flush_ack_key,
     position_key,
 )
-from streams.report import Charts, dumps_report, render_summary, spc_section
-from streams.topics import check_kafka
+from streams.report import Charts, spc_section
+from streams.topics import KafkaSettings
 from streams.windows import TeamWindows
 
 
@@ -78,7 +76,7 @@ async def _read_all(
         await consumer.stop()
 
 
-def _ingest_lag(settings: Settings) -> int:
+def _ingest_lag(settings: KafkaSettings) -> int:
     """Messages of the input topics the workers have not yet taken in: the end offsets
     against the next offset per input partition kept in the ``input-positions`` table (read
     from the table's changelog), by ingestion for HL7 and FHIR and by stage 1 for the events
@@ -123,7 +121,7 @@ def _any_message(consumer: KafkaConsumer, tp: KTopicPartition, offset: int, end:
     return consumer.position(tp) < end
 
 
-async def _wait_ingested(settings: Settings, timeout: float) -> None:
+async def _wait_ingested(settings: KafkaSettings, timeout: float) -> None:
     """Wait until the workers have ingested (and committed) everything published so far."""
     async with asyncio.timeout(timeout):
         while await asyncio.to_thread(_ingest_lag, settings) > 0:
@@ -136,7 +134,7 @@ of input), so the live report of a finished file equals the replay of it."""
 
 
 async def _flush(
-    settings: Settings, until: datetime | None, timeout: float
+    settings: KafkaSettings, until: datetime | None, timeout: float
 ) -> tuple[dict[bytes, bytes | None], list[PartitionMeta]]:
     """Send every ``clients`` partition a flush tick (advancing to ``until`` if given) and read
     the stage-2 changelog until every partition recorded it: (latest value per key, the
@@ -183,15 +181,20 @@ def largest_event_time(metas: list[PartitionMeta]) -> datetime | None:
 
 
 async def live_report(
-    settings: Settings, until: datetime | str | None, timeout: float = 120.0, charts: Charts | None = None
+    settings: KafkaSettings,
+    until: datetime | str | None,
+    timeout: float = 120.0,
+    charts: Charts | None = None,
+    *,
+    config: CoreConfig,
 ) -> dict[str, Any]:
-    """Flush the workers and build the report (see the module docstring).
+    """Flush the workers and build the report (see the module docstring); ``config`` is the
+    workers' core configuration (``CoreConfig.from_settings``).
 
     ``until``: an event time every partition is advanced to first (inclusive), :data:`END`
     for the largest event time seen (one flush more), or None (each partition as its
     watermark stands). With ``charts`` the report gains ``"spc"`` as the replay's does.
     Raises ``TimeoutError`` when the workers do not answer a flush in ``timeout`` seconds."""
-    config = CoreConfig.from_settings(settings)
     n = settings.partitions
     await _wait_ingested(settings, timeout)
     if isinstance(until, str):
@@ -251,66 +254,3 @@ async def live_report(
     if charts is not None:
         report["spc"] = spc_section(report, windows, charts)
     return report
-
-
-def run_live_report(
-    settings: Settings,
-    console: Console,
-    report_path: Path | None,
-    until: str | None,
-    timeout: float,
-    charts: Charts | None = None,
-    html_path: Path | None = None,
-    pdf_path: Path | None = None,
-) -> int:
-    """The CLI's ``report --from-live``: prints the summary ``replay`` prints, and writes the
-    JSON report to ``report_path`` if given, with ``spc`` (given ``charts``) and the board's
-    sections as ``replay`` writes them, and the board page to ``html_path`` (its print to
-    ``pdf_path``) if given. ``until`` is RFC 3339 or ``end`` (the largest event time seen).
-    Returns 0, or 2 when the board page cannot be written; raises ``ValueError`` (exit 2) for
-    a bad ``until``, a bad cost table, ``pdf_path`` without ``html_path`` or an unreachable
-    Kafka, ``TimeoutError`` when the workers do not answer."""
-    from board.run import Board  # the board's plotting libraries load only for a report
-
-    Board.check_paths(html_path, pdf_path)
-    board = Board.from_settings(settings)
-    moment: datetime | str | None = None
-    if until == END:
-        moment = END
-    elif until:
-        try:
-            moment = datetime.fromisoformat(until)
-        except ValueError:
-            raise ValueError(f"--until {until!r} is neither an RFC 3339 time nor 'end'") from None
-        if moment.tzinfo is None:
-            raise ValueError(f"--until {until!r} needs an offset (RFC 3339), e.g. {until}+00:00")
-    check_kafka(settings)
-    try:
-        report = asyncio.run(live_report(settings, moment, timeout, charts))
-    except TimeoutError:
-        raise ValueError(
-            f"the workers did not answer within {timeout:g} s (--timeout): is a `pathwatch worker` running "
-            "against this Kafka (PATHWATCH_KAFKA_BOOTSTRAP)?"
-        ) from None
-    report.update(board.sections(report))
-    if html_path is not None:
-        try:
-            board.write(report, html_path, pdf_path, None)
-        except (OSError, RuntimeError) as exc:
-            console.print(f"[red]error:[/] cannot write the board report: {exc}")
-            return 2
-    render_summary(report, console, settings.small_cell)
-    if isinstance(moment, datetime) and report["watermark"] is not None:
-        watermark = datetime.fromisoformat(report["watermark"])
-        if watermark > moment:
-            console.print(
-                f"[yellow]note:[/] the live watermark {report['watermark']} is already past --until {until}, "
-                "which so changed nothing; --until end advances to the largest event time seen",
-                soft_wrap=True,
-            )
-    if report_path is not None:
-        report_path.write_bytes(dumps_report(report))
-        console.print(f"report written to {report_path}", soft_wrap=True)
-    if html_path is not None:
-        console.print(f"board report written to {html_path}" + (f" and {pdf_path}" if pdf_path else ""), soft_wrap=True)
-    return 0

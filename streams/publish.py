@@ -1,4 +1,5 @@
-"""``pathwatch publish FILE``: load events into the input topics, as a partner system would.
+"""Load events into the input topics, as a partner system would (the command
+``pathwatch publish FILE``: :mod:`pathwatch.cli.publish`).
 
 JSON lines (format ``events``) go to the ``events`` topic keyed by the client pseudonym (DOMAIN.md section 1:
 the Kafka key is the client identifier after pseudonymisation), so the key needs the
@@ -15,18 +16,14 @@ import asyncio
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 import msgspec
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
-from kafka.errors import KafkaError as AdminKafkaError
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from pathwatch.config import Settings
 from schemas.pseudonym import Pseudonymiser
 from schemas.validate import read_input
-from streams.topics import STACK_HINT, check_kafka, ensure_topics
+from streams.topics import KafkaSettings, check_kafka, ensure_topics
 
 
 class _Subject(msgspec.Struct):
@@ -34,6 +31,15 @@ class _Subject(msgspec.Struct):
 
 
 _subject = msgspec.json.Decoder(_Subject)
+
+Progress = Callable[[str, int, int], object]
+"""Called with (topic, records acknowledged so far, records in all) while publishing."""
+
+
+class PublishSettings(KafkaSettings, Protocol):
+    """What :func:`publish` reads: Kafka, and the pseudonymisation key (``pathwatch.config.Settings``)."""
+
+    def pseudonym_key_bytes(self, *, live: bool) -> bytes: ...
 
 
 def read_bytes(path: str | Path) -> bytes:
@@ -66,11 +72,15 @@ def records(
     return "events", out
 
 
-async def publish(settings: Settings, path: str | Path, fmt: str, console: Console | None = None) -> int:
+async def publish(
+    settings: PublishSettings, path: str | Path, fmt: str, on_progress: Progress | None = None
+) -> int:
     """Publish every record of ``path`` (``-``: standard input); return the count.
 
-    The file is read before Kafka is contacted, and Kafka is not contacted for an empty one. Raises ``ValueError`` when the file cannot
-    be read or Kafka cannot be reached, and the client's errors on other broker failures."""
+    The file is read before Kafka is contacted, and Kafka is not contacted for an empty one.
+    ``on_progress`` is told every 1,000 acknowledged records and at the end. Raises
+    ``ValueError`` when the file cannot be read or Kafka cannot be reached, and the client's
+    errors (``KafkaError``) on other broker failures."""
     pseudonymiser = Pseudonymiser(settings.pseudonym_key_bytes(live=True))
     kind, items = records(path, fmt, pseudonymiser)
     topic = {"events": settings.topics.events, "hl7": settings.topics.hl7, "fhir": settings.topics.fhir}[kind]
@@ -83,12 +93,10 @@ async def publish(settings: Settings, path: str | Path, fmt: str, console: Conso
     )
     await producer.start()
     try:
-        with Progress(
-            TextColumn(f"publishing to {topic}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-            console=console, disable=console is None or len(items) < 1000, transient=True,
-        ) as progress:
-            task = progress.add_task("publish", total=len(items))
-            await send_records(producer, topic, items, lambda done: progress.update(task, completed=done))
+        report = None if on_progress is None else (lambda done: on_progress(topic, done, len(items)))
+        if report is not None:
+            report(0)
+        await send_records(producer, topic, items, report)
     finally:
         await producer.stop()
     return len(items)
@@ -113,18 +121,3 @@ async def send_records(
     await asyncio.gather(*pending)
     if on_progress is not None:
         on_progress(len(items))
-
-
-def run_publish(file: str, settings: Settings, console: Console, fmt: str = "auto") -> int:
-    """The CLI's ``publish``: exit status 0 when everything was acknowledged by the broker.
-    Raises ``ValueError`` (the CLI prints it, exit 2) for an unreadable file, an unreachable
-    broker or a failed send."""
-    try:
-        count = asyncio.run(publish(settings, file, fmt, console))
-    except (KafkaError, AdminKafkaError) as exc:
-        raise ValueError(f"Kafka at {settings.kafka_bootstrap} failed: {exc}; {STACK_HINT}") from None
-    if count == 0:
-        console.print(f"[yellow]nothing published:[/] {file} holds no records", soft_wrap=True)
-        return 1
-    console.print(f"[green]published {count:,} records[/green]")
-    return 0

@@ -1,4 +1,5 @@
-"""``pathwatch replay FILE... --report REPORT.json``: the core over files of events.
+"""The core over files of events (the command ``pathwatch replay FILE... --report REPORT.json``:
+:mod:`pathwatch.cli.replay`).
 
 One file of CloudEvents JSON lines (a path or ``-``, standard input) is read in arrival order,
 line by line, as before: each line is decoded with :class:`schemas.decode.Decoder`
@@ -9,7 +10,7 @@ event); every other line is either an event or a counted dead letter.
 HL7 v2 files and FHIR files (one resource or Bundle, or NDJSON), and several files at once in
 any mix, go through :func:`replay_files`: each record through the same adapters and
 identifier policy as the live ingestion (:class:`schemas.hl7.HL7Adapter`,
-:class:`schemas.fhir.FHIRAdapter`, built from settings), then the decoder. Files are merged
+:class:`schemas.fhir.FHIRAdapter`, built with the options given), then the decoder. Files are merged
 in a deterministic order that keeps each file's own order: a k-way merge by the time each
 record was sent (HL7 MSH-7, FHIR ``meta.lastUpdated`` (a Bundle's own, else its
 ``timestamp``, else its first entry's), JSON lines ``time``); a record without a readable
@@ -31,20 +32,15 @@ from typing import Any, BinaryIO
 from zoneinfo import ZoneInfo
 
 import msgspec
-from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
 from alerts.evidence import ServiceChange
-from pathwatch.config import Settings
 from schemas import fhir, hl7
 from schemas.adapters import AdapterOptions
 from schemas.deadletter import DeadLetter, Origin
 from schemas.decode import Decoder
 from schemas.validate import detect_format
-from streams.changes import LocalDate, change_rebase, local_date_in
-from streams.core import CoreConfig
-from streams.engine import Engine, SystemRules
-from streams.report import Charts, dumps_report, render_summary, replay_verdict, spc_section
+from streams.changes import LocalDate
+from streams.engine import Engine
 from streams.windows import TeamWindows
 
 # (windows, watermark, service changes, local date) -> the report's "changes" entries
@@ -94,14 +90,13 @@ def replay_stream(
     engine: Engine,
     decoder: Decoder,
     name: str,
-    progress: Progress | None = None,
-    task: int | None = None,
+    on_progress: Callable[[int], object] | None = None,
 ) -> None:
-    """Feed every line of ``stream`` to ``engine`` (does not call ``finish``)."""
+    """Feed every line of ``stream`` to ``engine`` (does not call ``finish``); ``on_progress``
+    is told the bytes read so far every few thousand lines and at the end."""
     feed = engine.feed
     decode = decoder.decode_line
     done = 0
-    show = progress is not None and task is not None
     for number, line in enumerate(stream, start=1):
         done += len(line)
         raw = line.rstrip(b"\r\n")
@@ -112,10 +107,10 @@ def replay_stream(
             engine.feed_dead_letter(result)
         else:
             feed(result)  # type: ignore[arg-type]
-        if show and number % _PROGRESS_EVERY == 0:
-            progress.update(task, completed=done)  # type: ignore[arg-type, union-attr]
-    if progress is not None and task is not None:
-        progress.update(task, completed=done)  # type: ignore[arg-type]
+        if on_progress is not None and number % _PROGRESS_EVERY == 0:
+            on_progress(done)
+    if on_progress is not None:
+        on_progress(done)
 
 
 def _sent_of_line(raw: bytes, tz: tzinfo) -> datetime | None:
@@ -198,122 +193,3 @@ def replay_files(
             else:
                 engine.feed(result)
     return seen
-
-
-def _summary_line(seen: ReplayInput) -> str | None:
-    if not seen.adapted and not seen.nothing_to_publish:
-        return None
-    built = sum(seen.adapted.values())
-    by_source = Counter({source: n for (source, linked), n in seen.adapted.items() if not linked})
-    line = f"hospital events: {built} built from HL7/FHIR, {seen.unlinked} without a linking identifier"
-    if by_source:
-        line += " (" + ", ".join(f"{source}: {n}" for source, n in sorted(by_source.items())) + ")"
-    return line + f"; {seen.nothing_to_publish} record(s) with nothing to publish"
-
-
-def run_replay(
-    events: str | Sequence[str],
-    report_path: Path | None,
-    settings: Settings,
-    console: Console,
-    system_rules: SystemRules | None = None,
-    charts: Charts | None = None,
-    html_path: Path | None = None,
-    pdf_path: Path | None = None,
-    changes: Changes | None = None,
-) -> int:
-    """Replay ``events`` (one path or ``-``, or several), write the JSON report to
-    ``report_path`` if given, print a summary. One JSON-lines input is read as a stream in
-    arrival order; anything else through :func:`replay_files`. The report's ``events`` gains
-    ``unlinked``: events built from HL7/FHIR whose subject is hospital-local. With ``charts``
-    (``alerts.rules.SystemAlertRules.charts``) the report gains ``"spc"``: the Making Data
-    Count chart of every team and rate measure at the end of input, each recorded service
-    change starting a group on its team's charts; with ``changes`` (:func:`streams.changes.judge_changes` bound to
-    the rules' settings) it gains ``"changes"``: one entry per service change that stands,
-    with its evidence per measure. Returns the exit status:
-    0 done, 1 when the input held no records or only dead letters (with a hint), 2 when an
-    input cannot be read or a report cannot be written. The board report goes to
-    ``html_path`` (and its print to ``pdf_path``) if given. Raises ValueError for a bad cost
-    table or ``pdf_path`` without ``html_path``, before replaying."""
-    from board.run import Board  # the board's plotting libraries load only for a replay
-
-    Board.check_paths(html_path, pdf_path)
-    board = Board.from_settings(settings)
-    names = [events] if isinstance(events, str) else list(events)
-    if settings.pseudonym_key is None:
-        console.print(
-            "[yellow]warning:[/] PATHWATCH_PSEUDONYM_KEY is not set; using the fixed development key "
-            "(pseudonyms are not protected)"
-        )
-    decoder = Decoder.from_settings(settings, live=False)
-    engine = Engine(CoreConfig.from_settings(settings), system_rules)
-    seen = ReplayInput()
-    try:
-        if len(names) == 1 and names[0] == "-" and _stdin_is_json_lines():
-            replay_stream(sys.stdin.buffer, engine, decoder, "-")
-        elif len(names) == 1 and names[0] != "-" and _is_json_lines(Path(names[0])):
-            path = Path(names[0])
-            size = path.stat().st_size
-            with path.open("rb") as stream:
-                if size >= PROGRESS_MIN_BYTES:
-                    columns = (
-                        TextColumn("replay"), BarColumn(), DownloadColumn(), TimeRemainingColumn()
-                    )
-                    with Progress(*columns, console=console, transient=True) as progress:
-                        task = progress.add_task("replay", total=size)
-                        replay_stream(stream, engine, decoder, path.name, progress, task)
-                else:
-                    replay_stream(stream, engine, decoder, path.name)
-        else:
-            seen = replay_files(names, engine, decoder, AdapterOptions.from_settings(settings))
-    except OSError as exc:
-        console.print(f"[red]error:[/] cannot read {exc.filename or ', '.join(names)}: {exc.strerror or exc}")
-        return 2
-    engine.finish()
-    report = engine.report()
-    report["events"]["unlinked"] = seen.unlinked
-    if charts is not None:
-        watermark = engine.watermark
-        local_date = local_date_in(ZoneInfo(settings.timezone))
-        recorded = engine.changes.changes()
-        report["spc"] = spc_section(report, engine.windows, charts, change_rebase(recorded, local_date))
-        if changes is not None:
-            report["changes"] = [] if watermark is None else changes(engine.windows, watermark, recorded, local_date)
-    report.update(board.sections(report))
-    if report_path is not None:
-        try:
-            report_path.write_bytes(dumps_report(report))
-        except OSError as exc:
-            console.print(f"[red]error:[/] cannot write {report_path}: {exc.strerror or exc}")
-            return 2
-    if html_path is not None:
-        try:
-            board.write(report, html_path, pdf_path, events)
-        except (OSError, RuntimeError) as exc:
-            console.print(f"[red]error:[/] cannot write the board report: {exc}")
-            return 2
-    render_summary(report, console, settings.small_cell)
-    line = _summary_line(seen)
-    if line is not None:
-        console.print(line, markup=False, highlight=False)
-    if report_path is not None:
-        console.print(f"report written to {report_path}")
-    if html_path is not None:
-        console.print(f"board report written to {html_path}" + (f" and {pdf_path}" if pdf_path else ""))
-    status, hint = replay_verdict(report, " ".join(names))
-    if hint is not None:
-        console.print(f"[yellow]warning:[/] {hint}", soft_wrap=True)
-    return status
-
-
-def _stdin_is_json_lines() -> bool:
-    """True unless standard input can be peeked at and starts like HL7 or FHIR."""
-    peek = getattr(sys.stdin.buffer, "peek", None)
-    return peek is None or detect_format("-", peek(65536)[:65536]) == "events"
-
-
-def _is_json_lines(path: Path) -> bool:
-    """True when ``path`` holds JSON lines of events (read as a stream); raises ``OSError``."""
-    with path.open("rb") as stream:
-        head = stream.read(65536)
-    return detect_format(str(path), head) == "events"

@@ -10,11 +10,56 @@ from __future__ import annotations
 
 import socket
 from dataclasses import dataclass
+from datetime import timedelta
+from typing import Protocol
 
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
-from pathwatch.config import Settings
+
+class TopicNames(Protocol):
+    """The topic names pathwatch uses (``pathwatch.config.Topics`` has this shape)."""
+
+    @property
+    def events(self) -> str: ...
+    @property
+    def hl7(self) -> str: ...
+    @property
+    def fhir(self) -> str: ...
+    @property
+    def clients(self) -> str: ...
+    @property
+    def observations(self) -> str: ...
+    @property
+    def transitions(self) -> str: ...
+    @property
+    def alerts(self) -> str: ...
+    @property
+    def changes(self) -> str: ...
+    @property
+    def dead_letters(self) -> str: ...
+
+
+class KafkaSettings(Protocol):
+    """What the Kafka helpers of ``streams`` read: the broker, the topics and their sizes.
+
+    ``pathwatch.config.Settings`` has this shape and is passed as it is; the library states
+    what it needs instead of importing the settings module (docs/design.md)."""
+
+    @property
+    def kafka_bootstrap(self) -> str: ...
+    @property
+    def app_id(self) -> str: ...
+    @property
+    def partitions(self) -> int: ...
+    @property
+    def replication_factor(self) -> int: ...
+    @property
+    def dead_letter_retention(self) -> timedelta: ...
+    @property
+    def max_message_bytes(self) -> int: ...
+    @property
+    def topics(self) -> TopicNames: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,7 +69,7 @@ class TopicSpec:
     config: dict[str, str]
 
 
-def topic_specs(settings: Settings) -> list[TopicSpec]:
+def topic_specs(settings: KafkaSettings) -> list[TopicSpec]:
     """Every topic pathwatch reads or writes (faust creates the changelogs itself)."""
     t, n = settings.topics, settings.partitions
     week = str(7 * 24 * 3600 * 1000)
@@ -51,7 +96,7 @@ class KafkaUnreachable(ValueError):
     setting and the command that sets it for the local stack."""
 
 
-def check_kafka(settings: Settings, timeout: float = 3.0) -> None:
+def check_kafka(settings: KafkaSettings, timeout: float = 3.0) -> None:
     """Raise :class:`KafkaUnreachable` within about ``timeout`` seconds per server unless one
     bootstrap server accepts a TCP connection.
 
@@ -72,7 +117,7 @@ def check_kafka(settings: Settings, timeout: float = 3.0) -> None:
     )
 
 
-def ensure_topics(settings: Settings) -> list[str]:
+def ensure_topics(settings: KafkaSettings) -> list[str]:
     """Create missing topics; return the names created. Existing topics are left as they are."""
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id=f"{settings.app_id}-admin")
     try:

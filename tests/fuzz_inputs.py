@@ -27,8 +27,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
+from pathwatch import parts
 from pathwatch.simulate import SimulationOptions, write
-from schemas.adapters import AdapterOptions
 from schemas.deadletter import DeadLetter, DeadLetterKind, Origin
 from schemas.decode import Decoder
 from schemas.fhir import FHIRAdapter
@@ -285,8 +285,8 @@ class Pipeline:
 
     @classmethod
     def build(cls, settings: Any, engine: Engine) -> Pipeline:
-        options = AdapterOptions.from_settings(settings)
-        return cls(Decoder.from_settings(settings, live=False), HL7Adapter(options), FHIRAdapter(options), engine)
+        options = parts.adapter_options(settings)
+        return cls(parts.decoder(settings, live=False), HL7Adapter(options), FHIRAdapter(options), engine)
 
 
 def account(records: list[FuzzRecord], pipeline: Pipeline) -> Accounting:

@@ -52,7 +52,7 @@ class LiveStack:
         return asyncio.run(publish(self.settings, path, "events"))
 
     def report(self, until: datetime | None, timeout: float = 240) -> dict[str, Any]:
-        return asyncio.run(live_report(self.settings, until, timeout))
+        return asyncio.run(live_report(self.settings, until, timeout, config=CoreConfig.from_settings(self.settings)))
 
 
 def live_stack(

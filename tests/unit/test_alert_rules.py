@@ -19,6 +19,7 @@ from alerts.rules import (
     system_findings,
     transitions,
 )
+from pathwatch import parts
 from pathwatch.config import Settings
 from tests.fixtures.alerts import Point, Row
 
@@ -318,7 +319,7 @@ def test_load_rejects_garbage() -> None:
 
 def test_config_from_settings_and_rebase() -> None:
     settings = Settings()
-    config = AlertRulesConfig.from_settings(settings, {"north/followup_7d": "2025-04-07"})
+    config = parts.rules_config(settings, {"north/followup_7d": "2025-04-07"})
     assert config.rate_targets == {"followup_72h": 0.80, "followup_7d": 0.70, "seen_within_target": 0.80}
     assert config.min_denominator == 10
     assert config.baseline_points == 12

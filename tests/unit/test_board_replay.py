@@ -11,8 +11,8 @@ import pytest
 from rich.console import Console
 
 from pathwatch.cli import main
+from pathwatch.cli.replay import run_replay
 from pathwatch.config import load_settings
-from streams.replay import run_replay
 from tests.unit.test_replay import LINES
 
 ROOT = Path(__file__).parents[2]

@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 import pytest
 
+from pathwatch import parts
 from pathwatch.config import Settings
 from schemas.deadletter import DeadLetter, DeadLetterKind, Origin
 from schemas.decode import Decoder
@@ -388,14 +389,14 @@ def test_subject_with_quotes_is_redacted_in_escaped_form_too(decoder: Decoder) -
 
 def test_from_settings_refuses_live_without_key() -> None:
     with pytest.raises(ValueError, match="PATHWATCH_PSEUDONYM_KEY"):
-        Decoder.from_settings(Settings(), live=True)
-    assert isinstance(Decoder.from_settings(Settings(allow_dev_key=True), live=True), Decoder)
-    assert isinstance(Decoder.from_settings(Settings(), live=False), Decoder)
+        parts.decoder(Settings(), live=True)
+    assert isinstance(parts.decoder(Settings(allow_dev_key=True), live=True), Decoder)
+    assert isinstance(parts.decoder(Settings(), live=False), Decoder)
 
 
 def test_from_settings_uses_the_key_and_limit() -> None:
     settings = Settings(pseudonym_key="s3cret", max_message_bytes=2048)
-    decoder = Decoder.from_settings(settings, live=True)
+    decoder = parts.decoder(settings, live=True)
     assert decoder.max_bytes == 2048
     event = decoder.decode(VALID_LINES[0], ORIGIN)
     assert isinstance(event, Event)

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from pathwatch import parts
 from pathwatch.config import Settings
 from schemas.deadletter import DeadLetter, DeadLetterKind, Origin
 from schemas.decode import TIME_MAX, TIME_MIN, Decoder
@@ -180,7 +181,7 @@ def test_configured_teams_must_be_slugs() -> None:
 
 
 def test_from_settings_passes_the_configured_teams() -> None:
-    decoder = Decoder.from_settings(Settings(teams=["north"]), live=False)
+    decoder = parts.decoder(Settings(teams=["north"]), live=False)
     assert isinstance(decoder.decode(_with("con-1", "data.team", "south"), ORIGIN), DeadLetter)
     assert isinstance(decoder.decode(VALID_LINES[0], ORIGIN), Event)
 
@@ -232,5 +233,5 @@ def test_the_teams_setting_comes_from_the_environment(monkeypatch: pytest.Monkey
     from pathwatch.config import load_settings
 
     monkeypatch.setenv("PATHWATCH_TEAMS", '["north", "south"]')
-    decoder = Decoder.from_settings(load_settings(), live=False)
+    decoder = parts.decoder(load_settings(), live=False)
     assert decoder.teams == frozenset({"north", "south"})

@@ -175,7 +175,7 @@ def test_publish_dash_reads_standard_input(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def _replay(path: Path) -> tuple[int, str]:
-    from streams.replay import run_replay
+    from pathwatch.cli.replay import run_replay
 
     out = io.StringIO()
     status = run_replay(str(path), None, load_settings(), Console(file=out, width=200))
@@ -219,9 +219,9 @@ REPORT: dict[str, Any] = {
 
 
 def test_report_from_live_prints_the_replay_summary_not_json(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from streams import live_report
+    from pathwatch.cli import report as live_report
 
-    async def fake(settings: Settings, until: Any, timeout: float = 0, charts: Any = None) -> dict[str, Any]:
+    async def fake(settings: Settings, until: Any, timeout: float = 0, charts: Any = None, **_: Any) -> dict[str, Any]:
         return copy.deepcopy(REPORT)
 
     monkeypatch.setattr(live_report, "live_report", fake)
@@ -240,9 +240,9 @@ def test_report_from_live_prints_the_replay_summary_not_json(monkeypatch: pytest
 
 
 def test_report_from_live_writes_the_board_page(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from streams import live_report
+    from pathwatch.cli import report as live_report
 
-    async def fake(settings: Settings, until: Any, timeout: float = 0, charts: Any = None) -> dict[str, Any]:
+    async def fake(settings: Settings, until: Any, timeout: float = 0, charts: Any = None, **_: Any) -> dict[str, Any]:
         return copy.deepcopy(REPORT)
 
     monkeypatch.setattr(live_report, "live_report", fake)

@@ -16,10 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from pathwatch import parts
 from pathwatch.config import Settings
-from schemas.adapters import AdapterOptions
 from schemas.deadletter import DeadLetter, Origin
-from schemas.decode import Decoder
 from schemas.fhir import FHIRAdapter
 from schemas.hl7 import HL7Adapter
 from schemas.pseudonym import Pseudonymiser
@@ -53,8 +52,8 @@ def _outcome(events: int, dead: list[DeadLetter]) -> Outcome:
 
 def worker(path: Path) -> list[Outcome]:
     """What a worker makes of what ``publish`` sends for ``path``, message by message."""
-    decoder = Decoder.from_settings(SETTINGS, live=True)
-    options = AdapterOptions.from_settings(SETTINGS)
+    decoder = parts.decoder(SETTINGS, live=True)
+    options = parts.adapter_options(SETTINGS)
     adapters = {"hl7": HL7Adapter(options).convert, "fhir": FHIRAdapter(options).convert}
     kind, items = records(path, "auto", Pseudonymiser(b"agreement"))
     out = []
@@ -71,13 +70,13 @@ def worker(path: Path) -> list[Outcome]:
 
 
 def validate(path: Path) -> list[Outcome]:
-    checked = check_input(str(path), path.read_bytes(), SETTINGS)
+    checked = check_input(str(path), path.read_bytes(), parts.decoder(SETTINGS, live=False), parts.adapter_options(SETTINGS))
     return [_outcome(len(r.events), r.dead_letters) for r in checked.records]
 
 
 def replay(path: Path) -> tuple[int, int]:
     engine = Engine(CoreConfig.from_settings(SETTINGS))
-    replay_stream(io.BytesIO(path.read_bytes()), engine, Decoder.from_settings(SETTINGS, live=False), path.name)
+    replay_stream(io.BytesIO(path.read_bytes()), engine, parts.decoder(SETTINGS, live=False), path.name)
     engine.finish()
     counts = engine.report()["events"]
     return counts["accepted"] + counts["duplicates"], counts["dead_letters"]
@@ -142,5 +141,5 @@ def test_what_the_cases_decide(tmp_path: Path) -> None:
 def test_validate_notes_a_stripped_bom(tmp_path: Path) -> None:
     path = tmp_path / "x.jsonl"
     path.write_bytes(BOM + _event() + b"\n")
-    checked = check_input(str(path), path.read_bytes(), SETTINGS)
+    checked = check_input(str(path), path.read_bytes(), parts.decoder(SETTINGS, live=False), parts.adapter_options(SETTINGS))
     assert any("byte order mark" in note for note in checked.notes)

@@ -350,3 +350,37 @@ def test_safe_metrics_skips_a_refused_call_and_keeps_counting(
     safe.count_event("contact", "ehr/community")
     assert value(registry, "pathwatch_events_total", type="contact", source="ehr/community") == 3
     assert sum("count_event" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_safe_metrics_swallows_and_counts_any_failing_call(
+    registry: CollectorRegistry, caplog: pytest.LogCaptureFixture
+) -> None:
+    from pathwatch.metrics import SafeMetrics
+
+    class Broken(Metrics):
+        def set_measures(self, rows: object) -> None:
+            raise RuntimeError("collector exploded")
+
+    safe = SafeMetrics(Broken(registry))
+    safe.set_measures([("north", "followup_7d", 1, 2)])  # raises inside: must not escape
+    safe.set_measures([])
+    safe.count_event("contact", "ehr/2024-07-01")  # refused by the label guard (ValueError)
+    safe.count_event("contact", "ehr/community")
+    assert safe.errors == {"set_measures": 2, "count_event": 1}
+    assert value(registry, "pathwatch_metric_errors_total", method="set_measures") == 2
+    assert value(registry, "pathwatch_metric_errors_total", method="count_event") == 1
+    assert value(registry, "pathwatch_events_total", type="contact", source="ehr/community") == 1
+    assert sum("collector exploded" in r.getMessage() for r in caplog.records) == 1  # logged once
+
+
+def test_safe_metrics_and_the_bundle_offer_every_live_metric_call() -> None:
+    import inspect
+
+    from pathwatch.metrics import LiveMetrics, SafeMetrics
+
+    calls = {n for n, f in vars(LiveMetrics).items() if inspect.isfunction(f) and not n.startswith("_")}
+    assert len(calls) >= 20
+    for name in calls:
+        expected = inspect.signature(getattr(LiveMetrics, name))
+        assert inspect.signature(getattr(SafeMetrics, name)) == expected, name
+        assert inspect.signature(getattr(Metrics, name)) == expected, name

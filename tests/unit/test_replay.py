@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from pathwatch.cli.replay import run_replay
 from pathwatch.config import load_settings
-from streams.replay import run_replay
 
 
 def line(id_: str, type_: str, time: str, data: dict, subject: str = "NHS-123") -> str:
@@ -63,7 +63,7 @@ def test_replay_writes_the_report_and_is_byte_stable(events_file: Path, tmp_path
     assert "PATHWATCH_PSEUDONYM_KEY is not set" in text
     assert "NHS-123" not in first.read_text()
     assert "NHS-123" not in text
-    assert "fu_72h" in text  # short measure labels (streams.report.SHORT_LABELS)
+    assert "fu_72h" in text  # short measure labels (pathwatch.cli.summary.SHORT_LABELS)
 
 
 def test_replay_from_stdin(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

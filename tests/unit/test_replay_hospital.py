@@ -18,11 +18,12 @@ import pytest
 from rich.console import Console
 
 from pathwatch.cli import main
+from pathwatch.cli.replay import run_replay
 from pathwatch.config import Settings, load_settings
 from schemas.adapters import AdapterOptions
 from schemas.deadletter import Origin
 from schemas.hl7 import HL7Adapter, split_messages
-from streams.replay import merge_records, run_replay
+from streams.replay import merge_records
 
 MEDICAID = "urn:oid:2.16.840.1.113883.4.3.36"
 

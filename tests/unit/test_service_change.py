@@ -16,11 +16,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from alerts.rules import AlertRulesConfig, SystemAlertRules
+from alerts.rules import SystemAlertRules
 from alerts.spc import Direction
 from board.html import render_html
 from board.suppress import SuppressionPolicy
-from pathwatch import simulate
+from pathwatch import parts, simulate
 from pathwatch.cli import main
 from pathwatch.config import Settings
 from schemas.deadletter import DeadLetter, DeadLetterKind, Origin
@@ -227,7 +227,7 @@ def judged_year(seed: int, rate: str) -> tuple[dict[str, Any], dict[str, Any]]:
         engine.feed(result)
     engine.finish()
     assert engine.watermark is not None
-    rules = SystemAlertRules(AlertRulesConfig.from_settings(settings))
+    rules = SystemAlertRules(parts.rules_config(settings))
     local_date = local_date_in(ZoneInfo(settings.timezone))
     changes = engine.changes.changes()
     charts = rules.charts(engine.windows, engine.watermark, ["north"], change_rebase(changes, local_date))

@@ -13,9 +13,10 @@ from pathlib import Path
 from rich.console import Console
 
 from alerts.rules import RATE_MEASURES, AlertRulesConfig, SystemAlertRules
+from pathwatch import parts
+from pathwatch.cli.replay import run_replay
+from pathwatch.cli.summary import SHORT_LABELS, render_summary
 from pathwatch.config import load_settings
-from streams.replay import run_replay
-from streams.report import SHORT_LABELS, render_summary
 from tests.fixtures.alerts import Point, Row
 from tests.unit.test_replay import LINES
 
@@ -85,7 +86,7 @@ def test_replay_report_carries_spc(tmp_path: Path) -> None:
     events = tmp_path / "events.jsonl"
     events.write_text("\n".join(LINES) + "\n")
     settings = load_settings(timezone="America/New_York")
-    rules = SystemAlertRules(AlertRulesConfig.from_settings(settings))
+    rules = SystemAlertRules(parts.rules_config(settings))
     report_path = tmp_path / "r.json"
     out = io.StringIO()
     assert run_replay(str(events), report_path, settings, Console(file=out, width=80), rules, rules.charts) == 0

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from pathwatch.cli.validate import run_validate
 from pathwatch.config import Settings
-from schemas.validate import detect_format, run_validate
+from schemas.validate import detect_format
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 SUBJECTS = ("NHS-943-476-5919", "NHS-943-476-5920", "MRN-000123", "MRN-000300", "MRN-004242", "pat-43")

@@ -1,0 +1,59 @@
+"""Settings in, configured library parts out: where the settings stop (STYLE.md 6).
+
+Library packages (``schemas``, ``alerts``, ``streams``, ``board``) take plain parameters and
+never import :mod:`pathwatch.config`; the commands (:mod:`pathwatch.cli`) and the worker's
+composition root turn the one :class:`~pathwatch.config.Settings` object into the parts they
+need with these functions. Each reads settings only, does no I/O and raises ``ValueError``
+(with the setting's name) when a setting cannot make a valid part.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import date
+
+from alerts.rules import AlertRulesConfig, parse_rebase
+from pathwatch.config import Settings
+from schemas.adapters import AdapterOptions
+from schemas.decode import Decoder
+
+
+def decoder(settings: Settings, *, live: bool) -> Decoder:
+    """The one decode path, from settings (key, ``max_message_bytes``, ``teams``).
+
+    Raises ``ValueError`` when ``live`` and no key is configured (unless ``allow_dev_key``):
+    live workers must refuse to start (docs/specification.md, section 6)."""
+    return Decoder(settings.pseudonym_key_bytes(live=live), settings.max_message_bytes, settings.teams)
+
+
+def adapter_options(settings: Settings, facility: str | None = None) -> AdapterOptions:
+    """The HL7 v2 and FHIR adapters' options; ``facility`` names the hospital when a message does not."""
+    return AdapterOptions(
+        psychiatric_services=tuple(settings.psychiatric_services),
+        psychiatric_diagnosis_prefixes=tuple(settings.psychiatric_diagnosis_prefixes),
+        facility=facility,
+        timezone=settings.timezone,
+        linking_systems=tuple(settings.linking_identifier_systems),
+    )
+
+
+def rules_config(settings: Settings, rebase: Mapping[str, str | date] | None = None) -> AlertRulesConfig:
+    """The system alert rules' configuration (RateOffTarget targets, SPC settings).
+
+    ``rebase`` maps ``"team/measure"`` to an ISO date (or a ``date``); when omitted, the
+    setting ``spc_rebase`` is used. Raises ``ValueError`` on a key without ``/``, an unknown
+    measure or a malformed date."""
+    return AlertRulesConfig(
+        rate_targets=dict(settings.rate_targets),
+        min_denominator=settings.rate_min_denominator,
+        baseline_points=settings.spc_baseline_points,
+        window_days=settings.window_days,
+        runbook_url=settings.runbook_url,
+        rebase=parse_rebase(settings.spc_rebase if rebase is None else rebase),
+        spc_min_weekly_denominator=settings.spc_min_weekly_denominator,
+        spc_confirm_weeks=settings.spc_confirm_weeks,
+        spc_screen_outliers=settings.spc_screen_outliers,
+    )
+
+
+__all__ = ["adapter_options", "decoder", "rules_config"]
