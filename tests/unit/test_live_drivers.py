@@ -19,7 +19,7 @@ import pytest
 from alerts.model import Alert
 from alerts.pipeline import ReceiversConfig, build_dispatcher
 from alerts.receivers import rfc3339
-from alerts.rules import AlertRulesConfig
+from pathwatch import parts
 from pathwatch.config import load_settings
 from pathwatch.simulate import SimulationOptions, write
 from schemas.deadletter import Origin
@@ -113,7 +113,7 @@ def stage_parts(config: CoreConfig, alert_clock: str = "event", wall: Any = None
     return StageParts(
         config=LiveConfig(partitions=PARTITIONS, topics=TOPICS, alert_clock=alert_clock),  # type: ignore[arg-type]
         core=config,
-        rules=AlertRulesConfig.from_settings(load_settings()),
+        rules=parts.rules_config(load_settings()),
         decoder=Decoder(KEY, 1 << 20),
         metrics=CallLog(),  # type: ignore[arg-type]
         wall=wall if wall is not None else (lambda: datetime.now(UTC)),
