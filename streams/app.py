@@ -37,6 +37,7 @@ from prometheus_client import CollectorRegistry
 from alerts.model import Alert
 from alerts.rules import AlertRulesConfig, SystemAlertRules
 from pathwatch.config import Settings
+from pathwatch.core_settings import core_config
 from pathwatch.metrics import Metrics, SafeMetrics
 from schemas.adapters import AdapterOptions
 from schemas.deadletter import DeadLetter, Origin
@@ -146,7 +147,7 @@ def build_app(
     count_subject = SafeMetrics(bundle).count_adapter_event  # unlinked hospital events, by source
     runtime = Runtime(
         settings=settings,
-        config=CoreConfig.from_settings(settings),
+        config=core_config(settings),
         decoder=Decoder(key, settings.max_message_bytes, settings.teams),
         hl7=HL7Adapter(options, count_subject),
         fhir=FHIRAdapter(options, count_subject),

@@ -75,7 +75,7 @@ import sys
 import zlib
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import TYPE_CHECKING, Final, get_args
+from typing import Final, get_args
 
 import msgspec
 
@@ -94,9 +94,6 @@ from schemas.model import (
     ReferralReceived,
 )
 from streams.calendar import US_PER_DAY, US_PER_HOUR, Calendar, from_us, to_us
-
-if TYPE_CHECKING:
-    from pathwatch.config import Settings
 
 RATE_MEASURES: Final[tuple[str, ...]] = get_args(RateMeasure)  # the catalogue's order: schemas.model
 WAIT_MEASURES: Final[tuple[str, ...]] = ("referral_wait_days",)
@@ -119,9 +116,6 @@ _INELIGIBLE_DISPOSITIONS: Final = frozenset({"died", "acute_transfer", "nonacute
 _FOLLOWUP_MODES: Final = frozenset({"face_to_face", "telephone", "video"})
 _NEVER: Final = -(1 << 62)
 
-# The incremental evaluation (re-derive only the index events a change can affect) is the
-# default; tests switch it off to compare with the full re-derivation at every breakpoint.
-_INCREMENTAL = True
 _FULL_OBS: Final = 1
 _FULL_ALERTS: Final = 2
 
@@ -137,7 +131,12 @@ K_CANCEL: Final = 6
 
 @dataclass(frozen=True, slots=True)
 class CoreConfig:
-    """Everything the core needs to decide outcomes. Build with :meth:`from_settings`."""
+    """Everything the core needs to decide outcomes (from the settings:
+    :func:`pathwatch.core_settings.core_config`).
+
+    ``incremental``: re-derive only the index events a change can affect (the default);
+    False re-derives everything at every breakpoint (slower, same outputs: tests compare the
+    two)."""
 
     timezone: str = "UTC"
     holidays_country: str = "US"
@@ -153,6 +152,7 @@ class CoreConfig:
     readmitted_alert_days: int = 7
     team_memory_days: int | None = None  # None: the responsible team has no age limit
     max_referral_age_days: int = 365
+    incremental: bool = True
     calendar: Calendar = field(init=False, compare=False, repr=False)
     lateness_us: int = field(init=False, compare=False, repr=False)
     horizon_us: int = field(init=False, compare=False, repr=False)
@@ -186,25 +186,6 @@ class CoreConfig:
         object.__setattr__(self, "expiry_us", (forward + 2) * US_PER_DAY + lateness)
         # a referral is followed (held open, its waiting alert kept) at most this long
         object.__setattr__(self, "max_referral_age_us", self.max_referral_age_days * US_PER_DAY)
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> CoreConfig:
-        """The core's view of the settings (read once at the entry point)."""
-        k, d = settings.frequent_crisis_rule
-        return cls(
-            timezone=settings.timezone,
-            holidays_country=settings.holidays,
-            holidays_subdivision=settings.holidays_subdivision,
-            allowed_lateness=settings.allowed_lateness,
-            window_days=settings.window_days,
-            referral_open_limit_days=settings.referral_open_limit_days,
-            target_emergency_hours=settings.target_emergency_hours,
-            target_urgent_business_days=settings.target_urgent_business_days,
-            target_routine_business_days=settings.target_routine_business_days,
-            frequent_crisis_k=k,
-            frequent_crisis_days=d,
-            team_memory_days=settings.team_memory_days,
-        )
 
     def final_lag_days(self, measure: str) -> int:
         """Calendar days after an index event's local day by which its outcome is final
@@ -1262,14 +1243,15 @@ def _advance(state: ClientState, w: int, a: int, config: CoreConfig, outs: list[
         # the kept list starts after an earlier min(mw, aw), which only grows
         pend = pend[bisect.bisect_right(pend, lo):]
     split = bisect.bisect_right(pend, hi)
+    incremental = config.incremental
     if split:
         po, pa = state.mw, state.aw
         for i in range(split):
             b = pend[i]
             # in replay both clocks move together: find the changes once for both
-            changes = _changes(state.recs, po, b) if po == pa and _INCREMENTAL else None
+            changes = _changes(state.recs, po, b) if po == pa and incremental else None
             if po < b <= w:
-                if not _INCREMENTAL or state.full & _FULL_OBS:
+                if not incremental or state.full & _FULL_OBS:
                     _emit_observations(state, b, config, outs)
                     state.full &= ~_FULL_OBS
                 else:
@@ -1278,7 +1260,7 @@ def _advance(state: ClientState, w: int, a: int, config: CoreConfig, outs: list[
                         _emit_observations_of(state, b, index, config, outs)
                 po = b
             if pa < b <= a:
-                if not _INCREMENTAL or state.full & _FULL_ALERTS:
+                if not incremental or state.full & _FULL_ALERTS:
                     _emit_alerts(state, b, b - 1, config, outs)
                     state.full &= ~_FULL_ALERTS
                 elif _alerts_may_change(state.recs, pa, b, config, changes):

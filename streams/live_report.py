@@ -31,9 +31,10 @@ from rich.console import Console
 
 from alerts.model import Alert
 from pathwatch.config import Settings
+from pathwatch.core_settings import core_config
 from schemas.model import ALL_TEAMS
 from streams.calendar import from_us, to_us
-from streams.core import CoreConfig, Observation
+from streams.core import Observation
 from streams.deadletters import distinct, read_dead_letters
 from streams.delivery import alert_from_bytes
 from streams.live import (
@@ -191,7 +192,7 @@ async def live_report(
     for the largest event time seen (one flush more), or None (each partition as its
     watermark stands). With ``charts`` the report gains ``"spc"`` as the replay's does.
     Raises ``TimeoutError`` when the workers do not answer a flush in ``timeout`` seconds."""
-    config = CoreConfig.from_settings(settings)
+    config = core_config(settings)
     n = settings.partitions
     await _wait_ingested(settings, timeout)
     if isinstance(until, str):

@@ -36,13 +36,13 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 
 from alerts.evidence import ServiceChange
 from pathwatch.config import Settings
+from pathwatch.core_settings import core_config
 from schemas import fhir, hl7
 from schemas.adapters import AdapterOptions
 from schemas.deadletter import DeadLetter, Origin
 from schemas.decode import Decoder
 from schemas.validate import detect_format
 from streams.changes import LocalDate, change_rebase, local_date_in
-from streams.core import CoreConfig
 from streams.engine import Engine, SystemRules
 from streams.report import Charts, dumps_report, render_summary, replay_verdict, spc_section
 from streams.windows import TeamWindows
@@ -246,7 +246,7 @@ def run_replay(
             "(pseudonyms are not protected)"
         )
     decoder = Decoder.from_settings(settings, live=False)
-    engine = Engine(CoreConfig.from_settings(settings), system_rules)
+    engine = Engine(core_config(settings), system_rules)
     seen = ReplayInput()
     try:
         if len(names) == 1 and names[0] == "-" and _stdin_is_json_lines():

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from pathwatch.config import Settings
+from pathwatch.core_settings import core_config
 from schemas.adapters import AdapterOptions
 from schemas.deadletter import DeadLetter, Origin
 from schemas.decode import Decoder
@@ -24,7 +25,6 @@ from schemas.fhir import FHIRAdapter
 from schemas.hl7 import HL7Adapter
 from schemas.pseudonym import Pseudonymiser
 from schemas.validate import check_input
-from streams.core import CoreConfig
 from streams.engine import Engine
 from streams.publish import records
 from streams.replay import replay_stream
@@ -76,7 +76,7 @@ def validate(path: Path) -> list[Outcome]:
 
 
 def replay(path: Path) -> tuple[int, int]:
-    engine = Engine(CoreConfig.from_settings(SETTINGS))
+    engine = Engine(core_config(SETTINGS))
     replay_stream(io.BytesIO(path.read_bytes()), engine, Decoder.from_settings(SETTINGS, live=False), path.name)
     engine.finish()
     counts = engine.report()["events"]

@@ -16,6 +16,7 @@ import pytest
 
 from alerts.model import Alert
 from pathwatch.config import load_settings
+from pathwatch.core_settings import core_config
 from pathwatch.simulate import SimulationOptions, write
 from schemas.deadletter import Origin
 from schemas.decode import Decoder
@@ -71,7 +72,7 @@ def events(simulated: list[bytes]) -> list[Event]:
 
 @pytest.fixture(scope="module")
 def config() -> CoreConfig:
-    return CoreConfig.from_settings(load_settings())
+    return core_config(load_settings())
 
 
 class Pipeline:
