@@ -80,6 +80,7 @@ from streams.live import (
     processing_dead_letter,
     table_partition,
 )
+from streams.runner import DayBoundary
 from streams.windows import TeamWindows
 
 log = logging.getLogger("pathwatch.worker")
@@ -119,7 +120,7 @@ class Runtime:
     stage1: Stage1 | None = None
     stage2: Stage2 | None = None
     rules: dict[str, SystemAlertRules] = field(default_factory=dict)
-    stage2_day: int | None = None
+    stage2_days: DayBoundary | None = None  # when stage 2's watermark enters a local day
     stage2_watermark: datetime | None = None
     gauges_at: datetime | None = None
     ready: bool = False
@@ -497,10 +498,11 @@ def build_app(
         metrics.set_measures((r.team, r.measure, r.numerator, r.denominator) for r in rates)
         waits = merged.waits(watermark, runtime.settings.window_days)
         metrics.set_waits((w.team, w.count, w.p50, w.p90) for w in waits)
-        day = runtime.config.calendar.day_of(watermark_us)
-        if runtime.stage2_day is not None and day <= runtime.stage2_day:
+        # prune and evaluate the system rules on the replay's schedule (streams.runner)
+        if runtime.stage2_days is None:
+            runtime.stage2_days = DayBoundary(runtime.config.calendar, first=True)
+        if not runtime.stage2_days.cross(watermark_us):
             return
-        runtime.stage2_day = day
         pending: list[Any] = []
         firing: dict[tuple[str, str, str], int] = {}
         for team, windows in held.items():

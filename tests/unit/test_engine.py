@@ -68,7 +68,7 @@ def test_clients_with_nothing_open_keep_only_their_last_team() -> None:
     state = e.state("c1")
     assert state is not None
     assert (state.recs, state.obs, state.alerts, state.due) == ([], {}, {}, None)
-    assert (state.lt, state.lteam) == (to_us(ny("2026-01-06 09:00")), "north")
+    assert (state.last_assigned_at, state.last_assigned_team) == (to_us(ny("2026-01-06 09:00")), "north")
     assert len(state.to_bytes()) < 120  # held serialised until the client's next event
     assert e.report()["measures"]  # its observations stay counted
 
