@@ -22,7 +22,10 @@ Counters: ``accepted`` counts events that were not duplicates (cancels included)
 
 from __future__ import annotations
 
+import gc
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -70,6 +73,35 @@ class Counters:
             "corrections": self.corrections,
             "dead_letters_by_kind": dict(sorted(self.dead_letter_kinds.items())),
         }
+
+
+REPLAY_GC_THRESHOLD = 100_000
+"""The cyclic garbage collector's first threshold during a replay (Python's default: 700)."""
+
+
+@contextmanager
+def replay_gc(threshold: int = REPLAY_GC_THRESHOLD) -> Iterator[None]:
+    """Run a replay with the garbage collector tuned for it, as a ``with`` block or a
+    decorator; the previous setting is restored after, also when the block raises.
+
+    A replay makes millions of small objects that live long (client histories) and almost no
+    reference cycles, so the collector's default threshold makes it walk the young objects
+    every few hundred allocations for nothing. Inside the block the objects made so far are
+    frozen (never scanned again) and the first threshold is ``threshold``; cycles are still
+    collected, less often. Nested blocks leave the outer one's setting alone. (Speed figures:
+    benchmarks/RESULTS.md, ``bench_replay.py``.)
+    """
+    saved = gc.get_threshold()
+    if saved[0] >= threshold:
+        yield  # already tuned (a nested replay)
+        return
+    gc.freeze()
+    gc.set_threshold(threshold, saved[1], saved[2])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*saved)
+        gc.unfreeze()
 
 
 class Engine:

@@ -43,7 +43,7 @@ from schemas.deadletter import DeadLetter, Origin
 from schemas.decode import Decoder
 from schemas.validate import detect_format
 from streams.changes import LocalDate, change_rebase, local_date_in
-from streams.engine import Engine, SystemRules
+from streams.engine import Engine, SystemRules, replay_gc
 from streams.report import Charts, dumps_report, render_summary, replay_verdict, spc_section
 from streams.windows import TeamWindows
 
@@ -89,6 +89,7 @@ class ReplayInput:
         return sum(n for (_, linked), n in self.adapted.items() if not linked)
 
 
+@replay_gc()
 def replay_stream(
     stream: BinaryIO,
     engine: Engine,
@@ -168,6 +169,7 @@ def merge_records(files: Sequence[tuple[str, bytes]], tz: tzinfo) -> Iterator[Re
     return heapq.merge(*(file_records(name, data, tz) for name, data in files), key=lambda r: r.sent)
 
 
+@replay_gc()
 def replay_files(
     names: Sequence[str], engine: Engine, decoder: Decoder, options: AdapterOptions
 ) -> ReplayInput:
