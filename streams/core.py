@@ -1625,7 +1625,7 @@ def next_due(state: ClientState | None) -> datetime | None:
 
     Drivers sweep a client once the watermark reaches it, or once the alert clock reaches
     ``state.alert_due`` (what only the alert clock decides; with one clock, as in replay, ``due``
-    alone will do: it is never later than ``adue``). None: nothing due (no state, or nothing
+    alone will do: it is never later than ``alert_due``). None: nothing due (no state, or nothing
     left that time alone can change).
     """
     return None if state is None or state.due is None else from_us(state.due)
