@@ -35,7 +35,7 @@ How outcomes are derived (decisions, DOMAIN.md sections 2 to 4)
   condition ends (Readmitted30d 7 days after it fires, FrequentCrisis when the oldest crisis
   of the run leaves the D-day window). A fired alert whose condition vanishes because of a
   late event or a cancel resolves at max(startsAt, that event's time); it is kept as the
-  episode it was (``EmittedAlert.cut``), so an overlapping episode of the same identity
+  episode it was (``EmittedAlert.cut_at``), so an overlapping episode of the same identity
   continues it. FollowUpDue fires only when neither a follow-up nor an inpatient admission
   came by its deadline; FollowUpMissed only when the discharge is in the followup_7d
   denominator and not in its numerator (a readmission by the end of d+7 prevents it).
@@ -344,11 +344,11 @@ class EmittedAlert(msgspec.Struct, array_like=True):
     description: str
     # the earliest event time the instance was derived from (its anchor's look-back); once the
     # history before it is pruned the instance is frozen (see ``ClientState.pruned_before``)
-    ctx: int = _NEVER
+    context_start: int = _NEVER
     # an instance whose episode vanished while it fired (its index event cancelled, or a late
     # event undid it): the instant it was cut off. It still takes part in merging as the
     # episode [start, cut] it was, so an overlapping episode of the same labels continues it
-    cut: int = _NEVER
+    cut_at: int = _NEVER
 
 
 class ClientState(msgspec.Struct, omit_defaults=True):
@@ -649,7 +649,7 @@ class _Episode:
     start: int
     end: int | None  # known end as of x, else None
     text: tuple[int, ...]  # what :func:`_texts` needs; the text is built only when emitted
-    ctx: int  # the earliest event time it depends on (its anchor's :func:`_context_start`)
+    context_start: int  # the earliest event time it depends on (its anchor's :func:`_context_start`)
     frozen: EmittedAlert | None = None  # an emitted instance kept as it stands (pruned context)
 
 
@@ -710,10 +710,10 @@ def derive_alerts(
     if emitted:
         # instances whose context was pruned take part as they stand; cut-off ones as they were
         episodes.extend(
-            _Episode(e.name, e.team, e.severity, e.start, e.end if frozen else e.cut, (), e.ctx, e)
+            _Episode(e.name, e.team, e.severity, e.start, e.end if frozen else e.cut_at, (), e.context_start, e)
             for e in emitted.values()
-            for frozen in (pruned and e.ctx < kept,)
-            if frozen or e.cut != _NEVER
+            for frozen in (pruned and e.context_start < kept,)
+            if frozen or e.cut_at != _NEVER
         )
     for r in vis:
         kind = r.kind
@@ -894,7 +894,7 @@ def _merge(episodes: list[_Episode], x: int) -> dict[str, _Episode]:
             if cur is not None and (cur.end is None or e.start <= cur.end):
                 if cur.end is not None:
                     cur.end = None if e.end is None else max(cur.end, e.end)
-                cur.ctx = min(cur.ctx, e.ctx)
+                cur.context_start = min(cur.context_start, e.context_start)
                 continue
             if cur is not None:
                 out[f"{name}\x1f{team}\x1f{severity}\x1f{cur.start}"] = cur
@@ -1211,7 +1211,7 @@ def _emit_alerts(state: ClientState, x: int, trigger: int, config: CoreConfig, o
     ]
     if vanished:
         for k in vanished:
-            emitted[k].cut = max(emitted[k].start, trigger, emitted[k].cut)
+            emitted[k].cut_at = max(emitted[k].start, trigger, emitted[k].cut_at)
         derived = derive_alerts(state.recs, x, config, state.pruned_before, emitted, last)
     for key, ep in derived.items():
         old = emitted.get(key)
@@ -1221,8 +1221,8 @@ def _emit_alerts(state: ClientState, x: int, trigger: int, config: CoreConfig, o
             # a resolved instance stays resolved; a new firing episode would have a new start
             continue
         texts = (ep.frozen.summary, ep.frozen.description) if ep.frozen is not None else _texts(ep, config)
-        cut = old.cut if old is not None else _NEVER
-        new = EmittedAlert(ep.name, ep.team, ep.severity, ep.start, ep.end, *texts, ctx=ep.ctx, cut=cut)
+        cut = old.cut_at if old is not None else _NEVER
+        new = EmittedAlert(ep.name, ep.team, ep.severity, ep.start, ep.end, *texts, context_start=ep.context_start, cut_at=cut)
         emitted[key] = new
         outs.append(_alert(state, new))
     for key, old in emitted.items():
@@ -1589,8 +1589,8 @@ def _open_context(state: ClientState) -> int | None:
     """The earliest event time a firing alert instance was derived from (None: none firing)."""
     found = None
     for v in state.alerts.values():
-        if v.end is None and v.ctx != _NEVER and (found is None or v.ctx < found):
-            found = v.ctx
+        if v.end is None and v.context_start != _NEVER and (found is None or v.context_start < found):
+            found = v.context_start
     return found
 
 
