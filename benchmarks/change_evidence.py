@@ -20,10 +20,10 @@ from zoneinfo import ZoneInfo
 
 from pathwatch import parts, simulate
 from pathwatch.config import Settings
+from pathwatch.core_settings import core_config
 from schemas.deadletter import DeadLetter
 from schemas.decode import Decoder
 from streams.changes import judge_changes, local_date_in
-from streams.core import CoreConfig
 from streams.engine import Engine
 
 
@@ -34,7 +34,7 @@ def evidence(seed: int, measure: str, rate: str, week: int, clients: int, settin
         changes=(simulate.parse_change(f"north:{measure}:{rate}@{week}"),),
     )
     decoder = Decoder(b"change-benchmark", settings.max_message_bytes)
-    engine = Engine(CoreConfig.from_settings(settings))
+    engine = Engine(core_config(settings))
     for number, line in enumerate(simulate.generate(options), start=1):
         result = decoder.decode_line(line, "simulated", number)
         if isinstance(result, DeadLetter):

@@ -25,17 +25,18 @@ import uuid
 from datetime import datetime
 from pathlib import Path
 
+from pathwatch.core_settings import core_config
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pathwatch.config import Settings  # noqa: E402
-from streams.core import CoreConfig  # noqa: E402
 from streams.engine import Engine  # noqa: E402
 from tests.fuzz_inputs import Accounting, Pipeline, account, fuzz_records  # noqa: E402
 
 
 def replay(records: list, settings: Settings) -> tuple[Accounting, Engine, float]:
-    engine = Engine(CoreConfig.from_settings(settings))
+    engine = Engine(core_config(settings))
     started = time.perf_counter()
     counts = account(records, Pipeline.build(settings, engine))
     return counts, engine, time.perf_counter() - started

@@ -20,9 +20,9 @@ from rich.console import Console
 from alerts.rules import SystemAlertRules
 from pathwatch import parts
 from pathwatch.config import Settings, load_settings
+from pathwatch.core_settings import core_config
 from pathwatch.simulate import SimulationOptions, parse_injection, write
 from schemas.decode import Decoder
-from streams.core import CoreConfig
 from streams.engine import Engine
 from streams.replay import replay_stream
 
@@ -33,7 +33,7 @@ def replay_simulation(options: SimulationOptions, settings: Settings) -> Engine:
     out = io.BytesIO()
     write(options, out)
     out.seek(0)
-    engine = Engine(CoreConfig.from_settings(settings), SystemAlertRules(parts.rules_config(settings)))
+    engine = Engine(core_config(settings), SystemAlertRules(parts.rules_config(settings)))
     replay_stream(out, engine, Decoder(b"spc-benchmark", settings.max_message_bytes), "simulated")
     engine.finish()
     return engine
@@ -61,7 +61,7 @@ def main() -> None:
         before = [s for s in target if s.date() < change]
         after = [s for s in target if s.date() >= change]
         others = [a for a in special if a.labels.get("team") != injection.team or a.labels.get("measure") != injection.measure]
-        lag = CoreConfig.from_settings(settings).final_lag_days(injection.measure)
+        lag = core_config(settings).final_lag_days(injection.measure)
         first = after[0] if after else None
         point = None if first is None else _weekly_point(first, change, lag)
         console.print(

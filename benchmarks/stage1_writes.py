@@ -16,6 +16,7 @@ import argparse
 import io
 
 from pathwatch.config import load_settings
+from pathwatch.core_settings import core_config
 from pathwatch.simulate import SimulationOptions, write
 from schemas.deadletter import Origin
 from schemas.decode import Decoder
@@ -60,7 +61,7 @@ def main() -> None:
     out = io.BytesIO()
     write(SimulationOptions(clients=args.clients, days=args.days, seed=args.seed), out)
     lines = out.getvalue().splitlines()[: args.events]
-    config = CoreConfig.from_settings(load_settings())
+    config = core_config(load_settings())
     for batch in args.batches:
         n, writes, swept_only = run(lines, batch, config)
         print(f"batch {batch:>5}: {n} events, {writes / n:.2f} state writes per event, "

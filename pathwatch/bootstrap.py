@@ -23,11 +23,11 @@ from alerts.pipeline import Dispatcher, ReceiversConfig, build_dispatcher
 from alerts.receivers import KafkaProducerLike
 from pathwatch import parts
 from pathwatch.config import Settings
+from pathwatch.core_settings import core_config
 from pathwatch.metrics import Metrics, SafeMetrics
 from schemas.fhir import FHIRAdapter
 from schemas.hl7 import HL7Adapter
 from streams.app import DeliverParts, WorkerParts, build_app, build_deliver_app
-from streams.core import CoreConfig
 from streams.delivery import DeliveryResources
 from streams.faust_io import FaustOptions
 from streams.ports import LiveConfig, LiveMetrics, TopicNames
@@ -127,7 +127,7 @@ def worker_parts(settings: Settings, *, registry: CollectorRegistry | None = Non
     count_subject = SafeMetrics(bundle).count_adapter_event  # unlinked hospital events, by source
     stages = StageParts(
         config=live_config(settings),
-        core=CoreConfig.from_settings(settings),
+        core=core_config(settings),
         rules=parts.rules_config(settings),
         decoder=parts.decoder(settings, live=True),
         metrics=metrics,

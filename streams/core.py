@@ -35,7 +35,7 @@ How outcomes are derived (decisions, DOMAIN.md sections 2 to 4)
   condition ends (Readmitted30d 7 days after it fires, FrequentCrisis when the oldest crisis
   of the run leaves the D-day window). A fired alert whose condition vanishes because of a
   late event or a cancel resolves at max(startsAt, that event's time); it is kept as the
-  episode it was (``EmittedAlert.cut``), so an overlapping episode of the same identity
+  episode it was (``EmittedAlert.cut_at``), so an overlapping episode of the same identity
   continues it. FollowUpDue fires only when neither a follow-up nor an inpatient admission
   came by its deadline; FollowUpMissed only when the discharge is in the followup_7d
   denominator and not in its numerator (a readmission by the end of d+7 prevents it).
@@ -54,7 +54,7 @@ How outcomes are derived (decisions, DOMAIN.md sections 2 to 4)
 * Responsible team at t: the event's own team, else the team of the latest referral or
   attended contact strictly before t (however long ago; no older than ``team_memory_days``
   when that is set), else ``unassigned``. When history is pruned, the latest such assignment
-  among the pruned records is kept as one (time, team) pair (``ClientState.lt``/``lteam``),
+  among the pruned records is kept as one (time, team) pair (``ClientState.last_assigned_at``/``last_assigned_team``),
   so the answer does not depend on pruning and a client with nothing else left costs a few
   bytes.
 * Cancels: a cancel whose target has not arrived is held; when the watermark passes the
@@ -75,7 +75,7 @@ import sys
 import zlib
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 import msgspec
 
@@ -94,9 +94,6 @@ from schemas.model import (
     ReferralReceived,
 )
 from streams.calendar import US_PER_DAY, US_PER_HOUR, Calendar, from_us, to_us
-
-if TYPE_CHECKING:
-    from pathwatch.config import Settings
 
 WAIT_MEASURES: Final[tuple[str, ...]] = ("referral_wait_days",)
 MEASURES: Final[tuple[str, ...]] = RATE_MEASURES + WAIT_MEASURES
@@ -118,9 +115,6 @@ _INELIGIBLE_DISPOSITIONS: Final = frozenset({"died", "acute_transfer", "nonacute
 _FOLLOWUP_MODES: Final = frozenset({"face_to_face", "telephone", "video"})
 _NEVER: Final = -(1 << 62)
 
-# The incremental evaluation (re-derive only the index events a change can affect) is the
-# default; tests switch it off to compare with the full re-derivation at every breakpoint.
-_INCREMENTAL = True
 _FULL_OBS: Final = 1
 _FULL_ALERTS: Final = 2
 
@@ -136,7 +130,12 @@ K_CANCEL: Final = 6
 
 @dataclass(frozen=True, slots=True)
 class CoreConfig:
-    """Everything the core needs to decide outcomes. Build with :meth:`from_settings`."""
+    """Everything the core needs to decide outcomes (from the settings:
+    :func:`pathwatch.core_settings.core_config`).
+
+    ``incremental``: re-derive only the index events a change can affect (the default);
+    False re-derives everything at every breakpoint (slower, same outputs: tests compare the
+    two)."""
 
     timezone: str = "UTC"
     holidays_country: str = "US"
@@ -152,6 +151,7 @@ class CoreConfig:
     readmitted_alert_days: int = 7
     team_memory_days: int | None = None  # None: the responsible team has no age limit
     max_referral_age_days: int = 365
+    incremental: bool = True
     calendar: Calendar = field(init=False, compare=False, repr=False)
     lateness_us: int = field(init=False, compare=False, repr=False)
     horizon_us: int = field(init=False, compare=False, repr=False)
@@ -172,7 +172,7 @@ class CoreConfig:
         object.__setattr__(self, "lateness_us", lateness)
         # how far behind the watermark an event can still change an outcome: the longest
         # look-back (the crisis windows; the history kept for late cancels and revisions,
-        # ``HISTORY_DAYS``; the team look-up keeps its own pair, see ``ClientState.lt``) plus
+        # ``HISTORY_DAYS``; the team look-up keeps its own pair, see ``ClientState.last_assigned_at``) plus
         # the longest forward window
         back = max(HISTORY_DAYS, REPEAT_CRISIS_DAYS, self.frequent_crisis_days)
         memory = (self.team_memory_days or 0) * US_PER_DAY
@@ -185,25 +185,6 @@ class CoreConfig:
         object.__setattr__(self, "expiry_us", (forward + 2) * US_PER_DAY + lateness)
         # a referral is followed (held open, its waiting alert kept) at most this long
         object.__setattr__(self, "max_referral_age_us", self.max_referral_age_days * US_PER_DAY)
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> CoreConfig:
-        """The core's view of the settings (read once at the entry point)."""
-        k, d = settings.frequent_crisis_rule
-        return cls(
-            timezone=settings.timezone,
-            holidays_country=settings.holidays,
-            holidays_subdivision=settings.holidays_subdivision,
-            allowed_lateness=settings.allowed_lateness,
-            window_days=settings.window_days,
-            referral_open_limit_days=settings.referral_open_limit_days,
-            target_emergency_hours=settings.target_emergency_hours,
-            target_urgent_business_days=settings.target_urgent_business_days,
-            target_routine_business_days=settings.target_routine_business_days,
-            frequent_crisis_k=k,
-            frequent_crisis_days=d,
-            team_memory_days=settings.team_memory_days,
-        )
 
     def final_lag_days(self, measure: str) -> int:
         """Calendar days after an index event's local day by which its outcome is final
@@ -219,24 +200,58 @@ class CoreConfig:
         return self.referral_open_limit_days + 1
 
 
-@dataclass(frozen=True, slots=True)
 class Clock:
     """The two clocks of a step: ``watermark`` decides measure finality, ``alert_clock`` when
-    care-gap alerts fire (live: the wall clock; replay: the watermark). Both aware."""
+    care-gap alerts fire (live: the wall clock; replay: the watermark). Kept in microseconds
+    (``watermark_us``, ``alert_us``); the aware datetimes are made only when asked for, so a
+    driver that moves the clock at every event builds none. Immutable."""
 
-    watermark: datetime
-    alert_clock: datetime
-    watermark_us: int = field(init=False, compare=False, repr=False)
-    alert_us: int = field(init=False, compare=False, repr=False)
+    __slots__ = ("watermark_us", "alert_us")
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "watermark_us", to_us(self.watermark))
-        object.__setattr__(self, "alert_us", to_us(self.alert_clock))
+    watermark_us: int
+    alert_us: int
+
+    def __init__(self, watermark: datetime, alert_clock: datetime) -> None:
+        self._set(to_us(watermark), to_us(alert_clock))
+
+    def _set(self, watermark_us: int, alert_us: int) -> None:
+        object.__setattr__(self, "watermark_us", watermark_us)
+        object.__setattr__(self, "alert_us", alert_us)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("Clock is immutable")
 
     @classmethod
     def at(cls, instant: datetime) -> Clock:
         """Both clocks at one instant (replay)."""
-        return cls(instant, instant)
+        t = to_us(instant)
+        return cls.of_us(t, t)
+
+    @classmethod
+    def of_us(cls, watermark_us: int, alert_us: int) -> Clock:
+        """The clocks at instants given in microseconds since the epoch (UTC)."""
+        clock = object.__new__(cls)
+        clock._set(watermark_us, alert_us)
+        return clock
+
+    @property
+    def watermark(self) -> datetime:
+        return from_us(self.watermark_us)
+
+    @property
+    def alert_clock(self) -> datetime:
+        return from_us(self.alert_us)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Clock):
+            return NotImplemented
+        return self.watermark_us == other.watermark_us and self.alert_us == other.alert_us
+
+    def __hash__(self) -> int:
+        return hash((self.watermark_us, self.alert_us))
+
+    def __repr__(self) -> str:
+        return f"Clock(watermark={self.watermark.isoformat()}, alert_clock={self.alert_clock.isoformat()})"
 
 
 class Observation(msgspec.Struct, frozen=True):
@@ -280,14 +295,19 @@ _obs_decoder = msgspec.msgpack.Decoder(Observation)
 
 
 class Rec(msgspec.Struct, array_like=True):
-    """One event of a client's history, flattened. ``ct`` is the time of the cancel that
-    cancelled it (or ``_NEVER``); for a cancel record, ``ref`` is its target id and ``flag``
-    says whether the target has arrived. ``seq`` is the driver's input sequence number of the
-    event (see :func:`step`; -1 when the driver gives none). ``h`` is a checksum of the
-    event's type and data: with ``t`` it tells a re-issue of (src, id) (another version) from a
-    repeat; ``v`` is the version's number among those of its (src, id), in arrival order;
-    ``vt`` (a re-issue's) the instant from which it stands: the time of the cancel that made
-    room for it (``_NEVER``: from its own time)."""
+    """One event of a client's history, flattened (an array on the wire: fields are stored by
+    position, so renaming one changes nothing written).
+
+    ``detail`` is what the kind needs of the event's status: a contact's status, a referral's
+    urgency, a closure's reason. ``flag`` is the kind's yes/no: a contact counts as a follow-up,
+    a discharge is eligible, an admission is inpatient, a cancel's target has arrived.
+    ``cancelled_at`` is the time of the cancel that cancelled it (or ``_NEVER``); for a cancel
+    record, ``ref`` is its target id. ``tag`` is the driver's opaque tag of the event (see
+    :func:`step`; -1 when the driver gives none; the core never reads it). ``content_hash`` is
+    a checksum of the event's type and data: with ``t`` it tells a re-issue of (src, id)
+    (another version) from a repeat; ``version`` is the version's number among those of its
+    (src, id), in arrival order; ``stands_from`` (a re-issue's) the instant from which it
+    stands: the time of the cancel that made room for it (``_NEVER``: from its own time)."""
 
     t: int
     src: str
@@ -296,13 +316,13 @@ class Rec(msgspec.Struct, array_like=True):
     day: int
     team: str = ""
     ref: str = ""
-    a: str = ""
+    detail: str = ""
     flag: bool = False
-    ct: int = _NEVER
-    seq: int = -1
-    h: int = 0
-    v: int = 0
-    vt: int = _NEVER
+    cancelled_at: int = _NEVER
+    tag: int = -1
+    content_hash: int = 0
+    version: int = 0
+    stands_from: int = _NEVER
 
 
 class EmittedObs(msgspec.Struct, array_like=True):
@@ -322,12 +342,12 @@ class EmittedAlert(msgspec.Struct, array_like=True):
     summary: str
     description: str
     # the earliest event time the instance was derived from (its anchor's look-back); once the
-    # history before it is pruned the instance is frozen (see ``ClientState.kept``)
-    ctx: int = _NEVER
+    # history before it is pruned the instance is frozen (see ``ClientState.pruned_before``)
+    context_start: int = _NEVER
     # an instance whose episode vanished while it fired (its index event cancelled, or a late
     # event undid it): the instant it was cut off. It still takes part in merging as the
     # episode [start, cut] it was, so an overlapping episode of the same labels continues it
-    cut: int = _NEVER
+    cut_at: int = _NEVER
 
 
 class ClientState(msgspec.Struct, omit_defaults=True):
@@ -335,38 +355,38 @@ class ClientState(msgspec.Struct, omit_defaults=True):
 
     Holds only the pseudonym ``client``, the de-duplicated history within the horizon (which
     is also the de-duplication key set), held cancels (cancel records whose target has not
-    arrived), what has been emitted, and how far it has been evaluated.
+    arrived), what has been emitted, and how far it has been evaluated. On the wire the
+    fields keep the short names earlier versions wrote (``name=``), so stored states load.
     """
 
     client: str
     recs: list[Rec] = msgspec.field(default_factory=list)
     obs: dict[str, EmittedObs] = msgspec.field(default_factory=dict)
     alerts: dict[str, EmittedAlert] = msgspec.field(default_factory=dict)
-    mw: int = _NEVER
-    aw: int = _NEVER
+    # the instants up to which observations (by the watermark) and care-gap alerts (by the
+    # alert clock) have been evaluated
+    obs_until: int = msgspec.field(default=_NEVER, name="mw")
+    alerts_until: int = msgspec.field(default=_NEVER, name="aw")
     # when a sweep could next change something: ``due`` once the watermark (or, in replay, the
-    # one clock) reaches it, ``adue`` once the alert clock does (see :func:`next_due`)
+    # one clock) reaches it, ``alert_due`` once the alert clock does (see :func:`next_due`)
     due: int | None = None
-    adue: int | None = None
-    hold: int = _NEVER
-    full: int = 0
-    # the breakpoints after min(mw, aw), sorted and unique, as of the last evaluation; None:
-    # unknown (a new or changed history, or a state written before this field), re-listed
-    pend: list[int] | None = None
-    # the highest input sequence number (``step``'s ``seq``) of an event added to ``recs``,
-    # of the driver's input 0 and input 1 (:func:`input_seq`)
-    seq: int = -1
-    seq1: int = -1
+    alert_due: int | None = msgspec.field(default=None, name="adue")
+    # no pruning before this instant (an open or recently decided referral holds its history)
+    prune_hold: int = msgspec.field(default=_NEVER, name="hold")
+    # what the next evaluation re-derives in full (``_FULL_OBS``, ``_FULL_ALERTS``): set
+    # after pruning, when what remains may have depended on what went
+    rederive: int = msgspec.field(default=0, name="full")
+    # the breakpoints after min(obs_until, alerts_until), sorted and unique, as of the last
+    # evaluation; None: unknown (a new or changed history, or a state written before this
+    # field), re-listed
+    pending: list[int] | None = msgspec.field(default=None, name="pend")
     # history before this instant has been pruned: an index event whose look-back reaches
     # before it (see :func:`_context_start`) is no longer re-derived; what it emitted stands
-    kept: int = _NEVER
-    # corrections emitted for this client (kept by the live driver, streams/live.py: counted
-    # with the state, in one changelog record, so a crash cannot separate the two)
-    corrections: int = 0
+    pruned_before: int = msgspec.field(default=_NEVER, name="kept")
     # the latest referral or attended contact among the pruned history: its time and team
     # (the responsible-team look-up falls back on it; ``_NEVER``: none)
-    lt: int = _NEVER
-    lteam: str = ""
+    last_assigned_at: int = msgspec.field(default=_NEVER, name="lt")
+    last_assigned_team: str = msgspec.field(default="", name="lteam")
 
     def to_bytes(self) -> bytes:
         return _state_encoder.encode(self)
@@ -390,7 +410,7 @@ def _sort_key(r: Rec) -> tuple[int, str, str]:
 
 def _record(event: Event, cal: Calendar) -> Rec:
     rec = _flatten(event, cal)
-    rec.h = zlib.crc32(_content_encoder.encode((event.type, event.data)))
+    rec.content_hash = zlib.crc32(_content_encoder.encode((event.type, event.data)))
     return rec
 
 
@@ -429,7 +449,7 @@ def _visible(recs: list[Rec], x: int) -> list[Rec]:
     for r in recs:
         if r.t >= x:
             break
-        if r.kind != K_CANCEL and (r.ct == _NEVER or r.ct >= x) and r.vt < x:
+        if r.kind != K_CANCEL and (r.cancelled_at == _NEVER or r.cancelled_at >= x) and r.stands_from < x:
             out.append(r)
     return out
 
@@ -447,7 +467,7 @@ def _responsible(vis: list[Rec], t: int, memory_us: int, last: tuple[int, str] =
         r = vis[i]
         if r.t < floor or r.t < lt:
             break  # (an event older than the pruned pair arrived late: the pair is later)
-        if r.kind == K_REFERRAL or (r.kind == K_CONTACT and r.a == "attended"):
+        if r.kind == K_REFERRAL or (r.kind == K_CONTACT and r.detail == "attended"):
             return r.team
         i -= 1
     if lt != _NEVER and floor <= lt < t:
@@ -459,7 +479,7 @@ def _context_start(r: Rec, config: CoreConfig) -> int:
     """The earliest event time the outcomes of index event ``r`` (observations and the alerts
     it anchors) can depend on: the crisis look-backs for a crisis. A referral looks only
     forward; the team look-up does not reach into pruned history (its latest answer there is
-    kept, ``ClientState.lt``)."""
+    kept, ``ClientState.last_assigned_at``)."""
     if r.kind == K_REFERRAL:
         return r.t
     back = 0
@@ -488,13 +508,13 @@ class _Referral:
 
 def _target(r: Rec, config: CoreConfig) -> tuple[int, int]:
     """(instant from which the target has passed, instant shown as the target)."""
-    if r.a == "emergency":
+    if r.detail == "emergency":
         deadline = r.t + int(config.target_emergency_hours * US_PER_HOUR)
         return deadline + 1, deadline
-    key = (r.a, r.day)
+    key = (r.detail, r.day)
     eod = config.targets.get(key)
     if eod is None:
-        n = config.target_urgent_business_days if r.a == "urgent" else config.target_routine_business_days
+        n = config.target_urgent_business_days if r.detail == "urgent" else config.target_routine_business_days
         eod = config.calendar.end_of_day(config.calendar.add_business_days(r.day, n))
         config.targets[key] = eod
     return eod, eod
@@ -513,11 +533,11 @@ def _referral(r: Rec, vis: list[Rec], config: CoreConfig) -> _Referral:
             continue
         if limit is not None and c.t > limit:
             break
-        if c.a == "cancelled" or (c.team != r.team and c.ref != r.ref):
+        if c.detail == "cancelled" or (c.team != r.team and c.ref != r.ref):
             continue
         if first is None:
             first = c
-        if c.a == "attended":
+        if c.detail == "attended":
             seen = c
             break
     tp, tl = _target(r, config)
@@ -605,13 +625,13 @@ def _observations_of(
             if ref.closure is not None:
                 # unseen and open past the limit is lost; only a contact revises that, not a
                 # later closure as seen (DOMAIN.md section 3)
-                lost = ref.closure.a != "seen" or ref.closure.t > open_limit
+                lost = ref.closure.detail != "seen" or ref.closure.t > open_limit
                 out[_key("lost_before_contact", r)] = ("lost_before_contact", team, r.t, lost, None)
             elif x > open_limit:
                 out[_key("lost_before_contact", r)] = ("lost_before_contact", team, r.t, True, None)
         if ref.first is not None:
             out[_key("first_contact_dna", r)] = (
-                "first_contact_dna", team, r.t, ref.first.a == "did_not_attend", None
+                "first_contact_dna", team, r.t, ref.first.detail == "did_not_attend", None
             )
     elif kind == K_CRISIS:
         team = r.team or _responsible(vis, r.t, memory, last)
@@ -628,7 +648,7 @@ class _Episode:
     start: int
     end: int | None  # known end as of x, else None
     text: tuple[int, ...]  # what :func:`_texts` needs; the text is built only when emitted
-    ctx: int  # the earliest event time it depends on (its anchor's :func:`_context_start`)
+    context_start: int  # the earliest event time it depends on (its anchor's :func:`_context_start`)
     frozen: EmittedAlert | None = None  # an emitted instance kept as it stands (pruned context)
 
 
@@ -689,10 +709,10 @@ def derive_alerts(
     if emitted:
         # instances whose context was pruned take part as they stand; cut-off ones as they were
         episodes.extend(
-            _Episode(e.name, e.team, e.severity, e.start, e.end if frozen else e.cut, (), e.ctx, e)
+            _Episode(e.name, e.team, e.severity, e.start, e.end if frozen else e.cut_at, (), e.context_start, e)
             for e in emitted.values()
-            for frozen in (pruned and e.ctx < kept,)
-            if frozen or e.cut != _NEVER
+            for frozen in (pruned and e.context_start < kept,)
+            if frozen or e.cut_at != _NEVER
         )
     for r in vis:
         kind = r.kind
@@ -750,8 +770,8 @@ def derive_alerts(
             target_pass, target_label = _target(r, config)
             if x <= target_pass:
                 continue  # as FollowUpDue: a contact at the instant the target passes comes first
-            severity = "critical" if r.a == "emergency" else "warning"
-            urgency = _URGENCIES.index(r.a)
+            severity = "critical" if r.detail == "emergency" else "warning"
+            urgency = _URGENCIES.index(r.detail)
             expiry = r.t + config.max_referral_age_us
             for start, end_t in _waiting(r, recs, target_pass, target_label, x):
                 if x >= expiry and start >= expiry:
@@ -828,10 +848,10 @@ def _waiting(r: Rec, recs: list[Rec], target_pass: int, target_label: int, x: in
         if c.t < r.t:
             continue
         if _ends_wait(r, c):
-            stood = max(c.t, c.vt)  # a re-issue stands from the cancel that made room for it
-            if (c.ct != _NEVER and c.ct <= stood) or stood >= x:
+            stood = max(c.t, c.stands_from)  # a re-issue stands from the cancel that made room for it
+            if (c.cancelled_at != _NEVER and c.cancelled_at <= stood) or stood >= x:
                 continue  # cancelled by a cancel dated at or before it: it never stood
-            settled.append((stood, c.ct if c.ct != _NEVER and c.ct < x else None))
+            settled.append((stood, c.cancelled_at if c.cancelled_at != _NEVER and c.cancelled_at < x else None))
     out: list[tuple[int, int | None]] = []
     start: int | None = target_pass
     label = target_label
@@ -873,7 +893,7 @@ def _merge(episodes: list[_Episode], x: int) -> dict[str, _Episode]:
             if cur is not None and (cur.end is None or e.start <= cur.end):
                 if cur.end is not None:
                     cur.end = None if e.end is None else max(cur.end, e.end)
-                cur.ctx = min(cur.ctx, e.ctx)
+                cur.context_start = min(cur.context_start, e.context_start)
                 continue
             if cur is not None:
                 out[f"{name}\x1f{team}\x1f{severity}\x1f{cur.start}"] = cur
@@ -890,7 +910,7 @@ def _merge(episodes: list[_Episode], x: int) -> dict[str, _Episode]:
 def _emit_observations(state: ClientState, x: int, config: CoreConfig, outs: list[Output]) -> None:
     """Full re-derivation as of ``x``: emit every difference from what has been emitted."""
     frozen: set[str] = set()
-    derived = derive_observations(state.recs, x, config, state.kept, frozen, (state.lt, state.lteam))
+    derived = derive_observations(state.recs, x, config, state.pruned_before, frozen, (state.last_assigned_at, state.last_assigned_team))
     emitted = state.obs
     _upsert_observations(emitted, derived, outs)
     if len(emitted) != len(derived) or any(k not in derived for k in emitted):
@@ -927,17 +947,17 @@ def _emit_observations_of(
     recs = state.recs
     vis = _visible(recs, x)
     memory = config.memory_us
-    last = (state.lt, state.lteam)
+    last = (state.last_assigned_at, state.last_assigned_team)
     derived: dict[str, ObsValue] = {}
-    if any(r.v for r in recs):
+    if any(r.version for r in recs):
         # versions of one (src, id) share their observation keys: re-derive them together
         keys = {(r.src, r.id) for r in index}
         index = [r for r in recs if r.kind in _MEASURES_OF and (r.src, r.id) in keys]
-    kept = state.kept
+    kept = state.pruned_before
     if kept != _NEVER:
         index = [r for r in index if not _frozen(r, kept, config)]
     for r in index:
-        if r.t < x and (r.ct == _NEVER or r.ct >= x) and r.vt < x:
+        if r.t < x and (r.cancelled_at == _NEVER or r.cancelled_at >= x) and r.stands_from < x:
             _observations_of(r, vis, x, config, memory, derived, last)
     emitted = state.obs
     _upsert_observations(emitted, derived, outs)
@@ -977,7 +997,7 @@ def _changes(recs: list[Rec], p: int, x: int) -> list[Rec]:
         if r.kind != K_CANCEL:
             out.append(r)
     for r in recs:
-        if (r.ct != _NEVER and p <= r.ct < x and r.t < p) or (p <= r.vt < x and r.t < p):
+        if (r.cancelled_at != _NEVER and p <= r.cancelled_at < x and r.t < p) or (p <= r.stands_from < x and r.t < p):
             out.append(r)
     return out
 
@@ -995,7 +1015,7 @@ def _depends(r: Rec, c: Rec, memory: int) -> bool:
     if rk == K_REFERRAL:
         return ck in (K_CONTACT, K_CLOSED) and c.t >= r.t
     # discharges and crises: the responsible team
-    if (ck == K_REFERRAL or (ck == K_CONTACT and c.a == "attended")) and r.t - memory <= c.t < r.t:
+    if (ck == K_REFERRAL or (ck == K_CONTACT and c.detail == "attended")) and r.t - memory <= c.t < r.t:
         return True
     if rk == K_DISCHARGE:
         return ck in (K_CONTACT, K_ADMISSION) and c.flag and c.t >= r.t
@@ -1130,7 +1150,7 @@ def _followed_up(recs: list[Rec], r: Rec, start: int, before: int, p: int, x: in
     for c in recs:
         if c.t >= end:
             return False
-        if (c.ct != _NEVER and c.ct < x) or c.vt >= end:
+        if (c.cancelled_at != _NEVER and c.cancelled_at < x) or c.stands_from >= end:
             continue
         kind = c.kind
         if (kind == K_CONTACT and c.flag and c.t >= start) or (kind == K_ADMISSION and c.flag and c.t >= r.t):
@@ -1152,7 +1172,7 @@ def _settling(recs: list[Rec], r: Rec, p: int, x: int) -> Rec | None:
     for c in recs[i:]:
         if c.t >= p:
             return None
-        if (c.ct != _NEVER and c.ct < x) or c.vt >= p:
+        if (c.cancelled_at != _NEVER and c.cancelled_at < x) or c.stands_from >= p:
             continue
         if _ends_wait(r, c):
             return c
@@ -1164,7 +1184,7 @@ def _ends_wait(r: Rec, c: Rec) -> bool:
     the referral's team or carrying its id, or the referral's closure."""
     if c.kind == K_CLOSED:
         return c.ref == r.ref
-    return c.kind == K_CONTACT and c.a == "attended" and (c.team == r.team or c.ref == r.ref)
+    return c.kind == K_CONTACT and c.detail == "attended" and (c.team == r.team or c.ref == r.ref)
 
 
 def _alert(state: ClientState, e: EmittedAlert) -> Alert:
@@ -1179,8 +1199,8 @@ def _alert(state: ClientState, e: EmittedAlert) -> Alert:
 
 def _emit_alerts(state: ClientState, x: int, trigger: int, config: CoreConfig, outs: list[Output]) -> None:
     emitted = state.alerts
-    last = (state.lt, state.lteam)
-    derived = derive_alerts(state.recs, x, config, state.kept, emitted, last)
+    last = (state.last_assigned_at, state.last_assigned_team)
+    derived = derive_alerts(state.recs, x, config, state.pruned_before, emitted, last)
     # instances firing until now whose episodes (or some of them) vanished at ``trigger``: they
     # fired until then. Cut them off there and derive again: as an episode [start, cut] each
     # merges with what still overlaps it (one instance) or ends at the cut.
@@ -1190,8 +1210,8 @@ def _emit_alerts(state: ClientState, x: int, trigger: int, config: CoreConfig, o
     ]
     if vanished:
         for k in vanished:
-            emitted[k].cut = max(emitted[k].start, trigger, emitted[k].cut)
-        derived = derive_alerts(state.recs, x, config, state.kept, emitted, last)
+            emitted[k].cut_at = max(emitted[k].start, trigger, emitted[k].cut_at)
+        derived = derive_alerts(state.recs, x, config, state.pruned_before, emitted, last)
     for key, ep in derived.items():
         old = emitted.get(key)
         if old is not None and old.end == ep.end:
@@ -1200,8 +1220,8 @@ def _emit_alerts(state: ClientState, x: int, trigger: int, config: CoreConfig, o
             # a resolved instance stays resolved; a new firing episode would have a new start
             continue
         texts = (ep.frozen.summary, ep.frozen.description) if ep.frozen is not None else _texts(ep, config)
-        cut = old.cut if old is not None else _NEVER
-        new = EmittedAlert(ep.name, ep.team, ep.severity, ep.start, ep.end, *texts, ctx=ep.ctx, cut=cut)
+        cut = old.cut_at if old is not None else _NEVER
+        new = EmittedAlert(ep.name, ep.team, ep.severity, ep.start, ep.end, *texts, context_start=ep.context_start, cut_at=cut)
         emitted[key] = new
         outs.append(_alert(state, new))
     for key, old in emitted.items():
@@ -1221,10 +1241,10 @@ def _breakpoints(state: ClientState, config: CoreConfig) -> list[int]:
 def _rec_breakpoints(r: Rec, config: CoreConfig, out: list[int]) -> None:
     """The breakpoints of one record (they depend on nothing else), added to ``out``."""
     kind = r.kind
-    if r.ct != _NEVER:
-        out.append(r.ct + 1)
-    if r.vt != _NEVER:
-        out.append(r.vt + 1)
+    if r.cancelled_at != _NEVER:
+        out.append(r.cancelled_at + 1)
+    if r.stands_from != _NEVER:
+        out.append(r.stands_from + 1)
     # Becoming visible changes outputs only for these kinds: referrals, discharges and
     # other admissions act at their thresholds, cancels through their target's ``ct``.
     if kind in (K_CONTACT, K_CLOSED, K_CRISIS) or (kind == K_ADMISSION and r.flag):
@@ -1251,62 +1271,63 @@ def _rec_breakpoints(r: Rec, config: CoreConfig, out: list[int]) -> None:
 
 def _advance(state: ClientState, w: int, a: int, config: CoreConfig, outs: list[Output]) -> list[int]:
     """Evaluate every breakpoint up to the clocks, in order; returns the later breakpoints
-    (sorted, unique) and keeps those not yet evaluated for both clocks in ``state.pend``."""
-    lo = min(state.mw, state.aw)
+    (sorted, unique) and keeps those not yet evaluated for both clocks in ``state.pending``."""
+    lo = min(state.obs_until, state.alerts_until)
     hi = max(w, a)
-    pend = state.pend
+    pend = state.pending
     if pend is None:
         pend = sorted({b for b in _breakpoints(state, config) if b > lo})
     else:
         # the kept list starts after an earlier min(mw, aw), which only grows
         pend = pend[bisect.bisect_right(pend, lo):]
     split = bisect.bisect_right(pend, hi)
+    incremental = config.incremental
     if split:
-        po, pa = state.mw, state.aw
+        po, pa = state.obs_until, state.alerts_until
         for i in range(split):
             b = pend[i]
             # in replay both clocks move together: find the changes once for both
-            changes = _changes(state.recs, po, b) if po == pa and _INCREMENTAL else None
+            changes = _changes(state.recs, po, b) if po == pa and incremental else None
             if po < b <= w:
-                if not _INCREMENTAL or state.full & _FULL_OBS:
+                if not incremental or state.rederive & _FULL_OBS:
                     _emit_observations(state, b, config, outs)
-                    state.full &= ~_FULL_OBS
+                    state.rederive &= ~_FULL_OBS
                 else:
                     index = _affected_observations(state.recs, po, b, config, changes)
                     if index:
                         _emit_observations_of(state, b, index, config, outs)
                 po = b
             if pa < b <= a:
-                if not _INCREMENTAL or state.full & _FULL_ALERTS:
+                if not incremental or state.rederive & _FULL_ALERTS:
                     _emit_alerts(state, b, b - 1, config, outs)
-                    state.full &= ~_FULL_ALERTS
+                    state.rederive &= ~_FULL_ALERTS
                 elif _alerts_may_change(state.recs, pa, b, config, changes):
                     _emit_alerts(state, b, b - 1, config, outs)
                 pa = b
-    state.mw = max(state.mw, w)
-    state.aw = max(state.aw, a)
+    state.obs_until = max(state.obs_until, w)
+    state.alerts_until = max(state.alerts_until, a)
     later = pend[split:]
-    state.pend = pend[bisect.bisect_right(pend, min(state.mw, state.aw)):]
+    state.pending = pend[bisect.bisect_right(pend, min(state.obs_until, state.alerts_until)):]
     return later
 
 
 def _forget_breakpoints(state: ClientState, removed: list[Rec], config: CoreConfig) -> None:
     """Records ``removed`` left the history: the kept breakpoint list stays exact when none of
     theirs is still pending (the others are per record), else it is listed again."""
-    if state.pend is None:
+    if state.pending is None:
         return
-    lo = min(state.mw, state.aw)
+    lo = min(state.obs_until, state.alerts_until)
     bps: list[int] = []
     for r in removed:
         _rec_breakpoints(r, config, bps)
     for b in bps:
         if b > lo:
-            state.pend = None
+            state.pending = None
             return
 
 
 def _orphans_and_prune(state: ClientState, config: CoreConfig, outs: list[Output]) -> ClientState | None:
-    w = state.mw
+    w = state.obs_until
     recs = state.recs
     orphans = False
     for r in recs:
@@ -1331,7 +1352,7 @@ def _orphans_and_prune(state: ClientState, config: CoreConfig, outs: list[Output
         _forget_breakpoints(state, [r for r in recs if r.kind == K_CANCEL and not r.flag and r.t < w], config)
         state.recs = recs = keep
     cutoff = w - config.horizon_us
-    if recs and recs[0].t < cutoff and w >= state.hold:
+    if recs and recs[0].t < cutoff and w >= state.prune_hold:
         max_age = config.max_referral_age_us
         vis = _visible(recs, w)
         for r in vis:
@@ -1343,14 +1364,14 @@ def _orphans_and_prune(state: ClientState, config: CoreConfig, outs: list[Output
                     # an open referral keeps everything from its time on (a late contact
                     # can still revise it) until it reaches the maximum age or an event comes
                     cutoff = r.t
-                    state.hold = r.t + max_age + 1
+                    state.prune_hold = r.t + max_age + 1
                     break
                 decided = max(e.t for e in (ref.first, ref.seen, ref.closure) if e is not None)
                 if decided >= cutoff:
                     # decided within the horizon: a cancel of its deciding contact or closure,
                     # or a late earlier contact, can still revise it
                     cutoff = r.t
-                    state.hold = decided + config.horizon_us + 1
+                    state.prune_hold = decided + config.horizon_us + 1
                     break
         # a firing alert keeps what it was derived from: it is re-derived until it ends
         opened = _open_context(state) if state.alerts else None
@@ -1361,22 +1382,22 @@ def _orphans_and_prune(state: ClientState, config: CoreConfig, outs: list[Output
             pruned = recs[:i]
             _keep_assignment(state, pruned)
             state.recs = recs = recs[i:]
-            state.kept = max(state.kept, cutoff)
+            state.pruned_before = max(state.pruned_before, cutoff)
             _forget_breakpoints(state, pruned, config)
             if state.obs:
                 state.obs = {k: v for k, v in state.obs.items() if v.t >= cutoff}
             if state.alerts:
-                alert_cutoff = min(state.aw - config.horizon_us, cutoff)
+                alert_cutoff = min(state.alerts_until - config.horizon_us, cutoff)
                 state.alerts = _alerts_ending_after(state.alerts, alert_cutoff)
             # what remains may have depended on what went (e.g. a team looked up before the
             # cutoff): the next evaluation re-derives everything, as before pruning
-            state.full = _FULL_OBS | _FULL_ALERTS
+            state.rederive = _FULL_OBS | _FULL_ALERTS
     if not recs:
         state.obs = {}
-        state.alerts = _alerts_ending_after(state.alerts, state.aw - config.horizon_us)
-        if state.lt != _NEVER and state.lt < w - config.memory_us - config.horizon_us:
-            state.lt, state.lteam = _NEVER, ""  # past the memory setting: no longer needed
-    if not recs and not state.obs and not state.alerts and state.lt == _NEVER:
+        state.alerts = _alerts_ending_after(state.alerts, state.alerts_until - config.horizon_us)
+        if state.last_assigned_at != _NEVER and state.last_assigned_at < w - config.memory_us - config.horizon_us:
+            state.last_assigned_at, state.last_assigned_team = _NEVER, ""  # past the memory setting: no longer needed
+    if not recs and not state.obs and not state.alerts and state.last_assigned_at == _NEVER:
         return None
     return state
 
@@ -1386,10 +1407,10 @@ def _keep_assignment(state: ClientState, pruned: list[Rec]) -> None:
     state's (time, team) pair for the responsible-team look-up. A cancelled one does not count
     (its cancel is in the history, or arrived: a later cancel of it finds nothing)."""
     for r in reversed(pruned):
-        if r.ct != _NEVER or r.t <= state.lt:
+        if r.cancelled_at != _NEVER or r.t <= state.last_assigned_at:
             continue
-        if r.kind == K_REFERRAL or (r.kind == K_CONTACT and r.a == "attended"):
-            state.lt, state.lteam = r.t, sys.intern(r.team)
+        if r.kind == K_REFERRAL or (r.kind == K_CONTACT and r.detail == "attended"):
+            state.last_assigned_at, state.last_assigned_team = r.t, sys.intern(r.team)
             return
 
 
@@ -1398,13 +1419,12 @@ def _keep_assignment(state: ClientState, pruned: list[Rec]) -> None:
 
 
 def step(
-    state: ClientState | None, event: Event, clock: Clock, config: CoreConfig, seq: int = -1
+    state: ClientState | None, event: Event, clock: Clock, config: CoreConfig, tag: int = -1
 ) -> tuple[ClientState | None, list[Output]]:
     """Apply one validated event of one client, then advance the client to ``clock``.
 
-    ``seq``: the driver's input sequence number of the event (the live driver passes
-    :func:`input_seq` of the input offset, so that after a crash it can tell which events a
-    stored state already holds, see :func:`applied`); it changes no outcome.
+    ``tag``: the driver's opaque tag of the event, kept in its record (:attr:`Rec.tag`; the
+    live driver keeps input offsets there, :mod:`streams.live_state`); it changes no outcome.
 
     ``state`` is the client's state (None for a client with nothing open); the result is the
     new state (None when nothing is left) and the outputs in order. The passed-in state object
@@ -1421,21 +1441,16 @@ def step(
     versions = 0
     for r in recs:
         if r.id == eid and r.src == src:
-            if r.kind == K_CANCEL or rec.kind == K_CANCEL or (r.t == rec.t and r.kind == rec.kind and r.h == rec.h):
+            if r.kind == K_CANCEL or rec.kind == K_CANCEL or (r.t == rec.t and r.kind == rec.kind and r.content_hash == rec.content_hash):
                 outs.append(Duplicate(src, eid))
                 return state, outs
             versions += 1  # a re-issue (another version) of (src, id): see _settle_versions
-    if seq >= 0:
-        rec.seq = seq
-        if seq % SEQ_INPUTS:
-            state.seq1 = max(state.seq1, seq)
-        else:
-            state.seq = max(state.seq, seq)
-    pend = state.pend
+    rec.tag = tag
+    pend = state.pending
     changed_at = rec.t
     bisect.insort(recs, rec, key=_sort_key)
     target = rec.ref if rec.kind == K_CANCEL else eid
-    rec.v = versions
+    rec.version = versions
     if versions or any(r.kind == K_CANCEL and r.src == src and r.ref == target for r in recs if r is not rec) or (
         rec.kind == K_CANCEL and any(r.src == src and r.id == target and r.kind != K_CANCEL for r in recs)
     ):
@@ -1445,7 +1460,7 @@ def step(
             changed_at = min(changed_at, moved)
     if pend is not None:
         # breakpoints are per record: the new one only adds its own
-        lo = min(state.mw, state.aw)
+        lo = min(state.obs_until, state.alerts_until)
         added: list[int] = []
         _rec_breakpoints(rec, config, added)
         for b in added:
@@ -1453,12 +1468,12 @@ def step(
                 i = bisect.bisect_left(pend, b)
                 if i == len(pend) or pend[i] != b:
                     pend.insert(i, b)
-    state.pend = pend
-    state.hold = _NEVER
-    if changed_at < state.mw:
-        _emit_observations(state, state.mw, config, outs)
-    if changed_at < state.aw:
-        _emit_alerts(state, state.aw, changed_at, config, outs)
+    state.pending = pend
+    state.prune_hold = _NEVER
+    if changed_at < state.obs_until:
+        _emit_observations(state, state.obs_until, config, outs)
+    if changed_at < state.alerts_until:
+        _emit_alerts(state, state.alerts_until, changed_at, config, outs)
     later = _advance(state, clock.watermark_us, clock.alert_us, config, outs)
     return _finish(state, later, config, outs), outs
 
@@ -1466,15 +1481,15 @@ def step(
 def _settle_versions(recs: list[Rec], src: str, eid: str) -> int | None:
     """Decide which version of (``src``, ``eid``) stands, after a version or cancel of it came.
 
-    The versions (events of that key that differ, :attr:`Rec.v` in arrival order) and the
+    The versions (events of that key that differ, :attr:`Rec.version` in arrival order) and the
     cancels naming it (in time order) pair off: the i-th cancel cancels the i-th version at the
     cancel's time; the first version left without a cancel stands (from the time of the cancel
-    that made room for it, ``Rec.vt``, so nothing final before that moves); later ones stay invisible
+    that made room for it, ``Rec.stands_from``, so nothing final before that moves); later ones stay invisible
     (``ct`` = their own time: they never stood) until a further cancel comes. A cancel beyond
     the versions cancels nothing more (as a second cancel of one event always did). Sets each
     cancel's ``flag`` (its target has arrived) and returns the earliest time from which the
     visible history changed (None: it did not)."""
-    versions = sorted((r for r in recs if r.kind != K_CANCEL and r.id == eid and r.src == src), key=lambda r: r.v)
+    versions = sorted((r for r in recs if r.kind != K_CANCEL and r.id == eid and r.src == src), key=lambda r: r.version)
     cancels = sorted((r for r in recs if r.kind == K_CANCEL and r.ref == eid and r.src == src), key=_sort_key)
     moved: int | None = None
     for i, r in enumerate(versions):
@@ -1487,9 +1502,9 @@ def _settle_versions(recs: list[Rec], src: str, eid: str) -> int | None:
         # version i stands from the cancel of version i - 1 (a cancel takes effect at its own
         # time, so a re-issue changes nothing before it: no outcome already final moves)
         vt = cancels[i - 1].t if 0 < i <= len(cancels) else _NEVER
-        if ct != r.ct or vt != r.vt:
-            earliest = _first_difference(_stands(r.t, r.vt, r.ct), _stands(r.t, vt, ct))
-            r.ct, r.vt = ct, vt
+        if ct != r.cancelled_at or vt != r.stands_from:
+            earliest = _first_difference(_stands(r.t, r.stands_from, r.cancelled_at), _stands(r.t, vt, ct))
+            r.cancelled_at, r.stands_from = ct, vt
             if earliest is not None:
                 moved = earliest if moved is None else min(moved, earliest)
     for c in cancels:
@@ -1540,37 +1555,15 @@ def alert_states(state: ClientState | None) -> list[Alert]:
     return [_alert(state, e) for e in state.alerts.values()]
 
 
-SEQ_INPUTS: Final = 2
-
-
-def input_seq(offset: int, input_index: int = 0) -> int:
-    """The sequence number of an event read at ``offset`` of the driver's input
-    ``input_index`` (0 or 1; the live stage 1 reads the ``clients`` topic and the ``events``
-    topic): offsets of different inputs overlap, their sequence numbers do not."""
-    return offset * SEQ_INPUTS + input_index
-
-
-def applied(state: ClientState | None, seq: int) -> bool | None:
-    """Whether the event with input sequence number ``seq`` was already added to ``state``:
-    True (as a new event), False (it was a duplicate then), or None (``state`` was stored
-    before that event, or there is no state): apply it with :func:`step`. Each input's
-    sequence numbers are compared only with that input's."""
-    if state is None or seq < 0:
-        return None
-    if (state.seq1 if seq % SEQ_INPUTS else state.seq) < seq:
-        return None
-    return any(r.seq == seq for r in state.recs)
-
-
 def _finish(state: ClientState, later: list[int], config: CoreConfig, outs: list[Output]) -> ClientState | None:
     # the breakpoints after min(mw, aw): under a wall clock ahead of the watermark, those
     # between the two are still to be evaluated for the watermark (observations), and ``later``
     # (after both clocks) would skip them
-    pending = state.pend if state.pend is not None else later
+    pending = state.pending if state.pending is not None else later
     kept = _orphans_and_prune(state, config, outs)
     if kept is not None:
         kept.due = _compute_due(kept, pending, config)
-        kept.adue = _compute_due(kept, pending[bisect.bisect_right(pending, kept.aw):], config, alerts_only=True)
+        kept.alert_due = _compute_due(kept, pending[bisect.bisect_right(pending, kept.alerts_until):], config, alerts_only=True)
     return kept
 
 
@@ -1595,8 +1588,8 @@ def _open_context(state: ClientState) -> int | None:
     """The earliest event time a firing alert instance was derived from (None: none firing)."""
     found = None
     for v in state.alerts.values():
-        if v.end is None and v.ctx != _NEVER and (found is None or v.ctx < found):
-            found = v.ctx
+        if v.end is None and v.context_start != _NEVER and (found is None or v.context_start < found):
+            found = v.context_start
     return found
 
 
@@ -1612,7 +1605,7 @@ def _compute_due(state: ClientState, later: list[int], config: CoreConfig, alert
         opened = _open_context(state) if state.alerts else None
         if opened is not None and opened <= state.recs[0].t:
             return best  # nothing can go before a firing alert ends (at a breakpoint or event)
-        prune = max(state.recs[0].t + config.horizon_us + 1, state.hold)
+        prune = max(state.recs[0].t + config.horizon_us + 1, state.prune_hold)
     elif state.alerts:
         prune = min(v.start if v.end is None else v.end for v in state.alerts.values()) + config.horizon_us + 1
     else:
@@ -1630,8 +1623,8 @@ def next_due(state: ClientState | None) -> datetime | None:
     (computed by the last :func:`step` / :func:`sweep`).
 
     Drivers sweep a client once the watermark reaches it, or once the alert clock reaches
-    ``state.adue`` (what only the alert clock decides; with one clock, as in replay, ``due``
-    alone will do: it is never later than ``adue``). None: nothing due (no state, or nothing
+    ``state.alert_due`` (what only the alert clock decides; with one clock, as in replay, ``due``
+    alone will do: it is never later than ``alert_due``). None: nothing due (no state, or nothing
     left that time alone can change).
     """
     return None if state is None or state.due is None else from_us(state.due)
@@ -1663,6 +1656,6 @@ def open_followups(state: ClientState | None, at: datetime, config: CoreConfig) 
             for c in vis
         )
         if not done:
-            team = r.team or _responsible(vis, r.t, memory, (state.lt, state.lteam))
+            team = r.team or _responsible(vis, r.t, memory, (state.last_assigned_at, state.last_assigned_team))
             out.append((team, d + FOLLOWUP_MISSED_DAYS - today))
     return out

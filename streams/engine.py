@@ -1,12 +1,12 @@
 """The in-process driver of both stages: per-client core (stage 1) and team windows (stage 2).
 
 Used by ``pathwatch replay`` and by tests; the live faust app drives the same pure functions
-with its own tables. The engine holds no business rules: it keeps the per-partition
-watermark (largest event time seen in the partition less the allowed lateness), calls
-:func:`streams.core.step` for each event and :func:`streams.core.sweep` for the clients whose
-:func:`streams.core.next_due` has been reached (a min-heap with lazy deletion, so a sweep
-touches only due clients), applies observations to :class:`streams.windows.TeamWindows`, and
-records alert transitions and counters for the report.
+with its own tables. The engine holds no business rules: each partition's time policy is a
+:class:`streams.runner.PartitionRunner` (watermark, due clients), as in live stage 1; the
+engine calls :func:`streams.core.step` for each event and :func:`streams.core.sweep` for the
+clients due, applies observations to :class:`streams.windows.TeamWindows`, prunes them and
+runs the system rules when the watermark enters a local day (:class:`streams.runner.DayBoundary`,
+as live stage 2), and records alert transitions and counters for the report.
 
 In the engine the alert clock is the watermark (replay semantics, DOMAIN.md section 4), so
 the same input gives the same alerts. ``finish()`` treats the end of input as the end of
@@ -22,8 +22,10 @@ Counters: ``accepted`` counts events that were not duplicates (cancels included)
 
 from __future__ import annotations
 
-import heapq
+import gc
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -34,9 +36,8 @@ from schemas.model import ALL_TEAMS, Event
 from streams.calendar import from_us, to_us
 from streams.changes import ChangeRegister
 from streams.core import ClientState, Clock, CoreConfig, Duplicate, Observation, Output, idle, step, sweep
+from streams.runner import DayBoundary, Marks, PartitionRunner
 from streams.windows import TeamWindows
-
-_NEVER = -(1 << 62)
 
 
 class SystemRules(Protocol):
@@ -74,6 +75,35 @@ class Counters:
         }
 
 
+REPLAY_GC_THRESHOLD = 100_000
+"""The cyclic garbage collector's first threshold during a replay (Python's default: 700)."""
+
+
+@contextmanager
+def replay_gc(threshold: int = REPLAY_GC_THRESHOLD) -> Iterator[None]:
+    """Run a replay with the garbage collector tuned for it, as a ``with`` block or a
+    decorator; the previous setting is restored after, also when the block raises.
+
+    A replay makes millions of small objects that live long (client histories) and almost no
+    reference cycles, so the collector's default threshold makes it walk the young objects
+    every few hundred allocations for nothing. Inside the block the objects made so far are
+    frozen (never scanned again) and the first threshold is ``threshold``; cycles are still
+    collected, less often. Nested blocks leave the outer one's setting alone. (Speed figures:
+    benchmarks/RESULTS.md, ``bench_replay.py``.)
+    """
+    saved = gc.get_threshold()
+    if saved[0] >= threshold:
+        yield  # already tuned (a nested replay)
+        return
+    gc.freeze()
+    gc.set_threshold(threshold, saved[1], saved[2])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*saved)
+        gc.unfreeze()
+
+
 class Engine:
     """Feeds events through both stages in one process. Not thread-safe."""
 
@@ -87,11 +117,12 @@ class Engine:
         # clients with nothing open but their last team assignment, serialised (streams.core.idle)
         self._idle: dict[str, bytes] = {}
         self._alerts: dict[tuple[str, datetime], Alert] = {}
-        self._max: dict[int, int] = {}
-        self._heaps: dict[int, list[tuple[int, str]]] = {}
+        # per partition: event-time marks, the runner (due clients) and the clock last used
+        self._marks: dict[int, Marks] = {}
+        self._runners: dict[int, PartitionRunner] = {}
         self._clocks: dict[int, Clock] = {}
         self._lateness = config.lateness_us
-        self._day: int | None = None
+        self._days = DayBoundary(config.calendar, first=False)
         self._finished_at: int | None = None
         # service changes are per team, not per client: kept aside (streams/changes.py)
         self.changes = ChangeRegister()
@@ -110,27 +141,29 @@ class Engine:
                 self.counters.duplicates += 1
             return []
         t = to_us(event.time)
-        old = self._max.get(partition, _NEVER)
+        runner = self._runners.get(partition)
+        if runner is None:
+            runner = self._runners[partition] = PartitionRunner(self._lateness)
+            self._marks[partition] = Marks()
+        arrival = runner.arrive(self._marks[partition], t)
         clock = self._clocks.get(partition)
-        if t > old or clock is None:
-            self._max[partition] = max(t, old)
-            w = self._max[partition] - self._lateness
-            clock = Clock.at(from_us(w))
-            self._clocks[partition] = clock
+        if arrival.advanced or clock is None:
+            w = runner.watermark_after(self._marks[partition], t)
+            clock = self._clocks[partition] = Clock.of_us(w, w)
         self._note_teams(event)
         client = event.client
         state = self.state(client)
         pushed = None if state is None else state.due
         state, outs = step(state, event, clock, self.config)
-        self._store(client, state, partition, pushed)
+        self._store(client, state, runner, pushed)
         if outs and isinstance(outs[0], Duplicate):
             self.counters.duplicates += 1
         else:
             self.counters.accepted += 1
-        if t > old:
-            outs.extend(self._sweep_due(partition, clock))
+        if arrival.advanced:
+            outs.extend(self._sweep_due(runner, clock))
         self._record(outs)
-        self._maybe_day_boundary(clock.watermark_us)
+        self._day_boundary(clock.watermark_us)
         return outs
 
     def feed_dead_letter(self, dead_letter: DeadLetter) -> None:
@@ -140,16 +173,17 @@ class Engine:
     def finish(self) -> list[Output]:
         """End of input is the end of time: advance every partition's watermark and the alert
         clock to the largest event time seen, sweep, and run the system rules once."""
-        if not self._max:
+        if not self._marks:
             return []
-        end = max(self._max.values())
+        end = max(m.max_us for m in self._marks.values())
         # one microsecond past the last event, so that an event at the very end is visible
         # (outcomes use events strictly before the clock); the report shows ``end``
-        clock = Clock.at(from_us(end + 1))
+        clock = Clock.of_us(end + 1, end + 1)
         outs: list[Output] = []
-        for partition in list(self._heaps):
+        for partition, runner in self._runners.items():
+            PartitionRunner.advance_to(self._marks[partition], end + 1)
             self._clocks[partition] = clock
-            outs.extend(self._sweep_due(partition, clock))
+            outs.extend(self._sweep_due(runner, clock))
         self._record(outs)
         self._finished_at = end
         self.windows.prune(clock.watermark)
@@ -174,8 +208,8 @@ class Engine:
                 state = self.clients[client] = ClientState.from_bytes(raw)
         return state
 
-    def _store(self, client: str, state: ClientState | None, partition: int, pushed: int | None) -> None:
-        """Keep ``state``; ``pushed`` is the due already in the heap for this client."""
+    def _store(self, client: str, state: ClientState | None, runner: PartitionRunner, pushed: int | None) -> None:
+        """Keep ``state``; ``pushed`` is the due already in ``runner`` for this client."""
         if state is None:
             self.clients.pop(client, None)
             return
@@ -184,26 +218,15 @@ class Engine:
             self._idle[client] = state.to_bytes()
             return
         self.clients[client] = state
-        if state.due is not None and state.due != pushed:
-            heapq.heappush(self._heaps.setdefault(partition, []), (state.due, client))
+        runner.schedule(client, state, pushed)
 
-    def _sweep_due(self, partition: int, clock: Clock) -> list[Output]:
-        heap = self._heaps.get(partition)
+    def _sweep_due(self, runner: PartitionRunner, clock: Clock) -> list[Output]:
         outs: list[Output] = []
-        if not heap:
+        if not len(runner):
             return outs
-        horizon = max(clock.watermark_us, clock.alert_us)
-        due_clients: dict[str, None] = {}
-        while heap and heap[0][0] <= horizon:
-            due, client = heapq.heappop(heap)
-            state = self.clients.get(client)
-            if state is not None and state.due == due:
-                due_clients[client] = None
-            # else: a stale entry, the client's due moved since it was pushed
-        # each due client is swept once per clock: a sweep evaluates everything up to the clock
-        for client in due_clients:
-            state, produced = sweep(self.clients[client], clock, self.config)
-            self._store(client, state, partition, None)
+        for client, state in runner.take_due(clock.watermark_us, clock.alert_us, self.clients.get).items():
+            swept, produced = sweep(state, clock, self.config)
+            self._store(client, swept, runner, None)
             outs.extend(produced)
         return outs
 
@@ -226,18 +249,15 @@ class Engine:
         for a in alerts:
             self._alerts[(a.fingerprint, a.starts_at)] = a
 
-    def _maybe_day_boundary(self, watermark_us: int) -> None:
-        day = self.config.calendar.day_of(watermark_us)
-        if self._day is None:
-            self._day = day
+    def _day_boundary(self, watermark_us: int) -> None:
+        """Prune the windows and run the system rules when the watermark enters a later local
+        day: the schedule of live stage 2 (docs/design.md, "One time policy")."""
+        if not self._days.cross(watermark_us):
             return
-        if day > self._day:
-            if day // 7 != self._day // 7:
-                self.windows.prune(from_us(watermark_us))  # weekly is often enough
-            self._day = day
-            watermark = from_us(watermark_us)
-            if self.rules is not None:
-                self._record_alerts(self.rules.evaluate(self.windows, watermark))
+        watermark = from_us(watermark_us)
+        self.windows.prune(watermark)
+        if self.rules is not None:
+            self._record_alerts(self.rules.evaluate(self.windows, watermark))
 
     # -- output ----------------------------------------------------------------------------------
 
@@ -246,9 +266,9 @@ class Engine:
         """The lowest partition watermark (after :meth:`finish`: the largest event time)."""
         if self._finished_at is not None:
             return from_us(self._finished_at)
-        if not self._max:
+        if not self._marks:
             return None
-        return from_us(min(self._max.values()) - self._lateness)
+        return from_us(min(m.max_us for m in self._marks.values()) - self._lateness)
 
     def alerts(self) -> list[Alert]:
         """Every alert instance (identity + startsAt) in its latest state, sorted by

@@ -14,7 +14,7 @@ Delivery guarantees (at-least-once input, exactly-once effect):
   key) or alert states that delivery de-duplicates, so a replayed batch adds nothing twice.
   A crash between the client-state writes and the metadata write leaves states that already
   hold some of the batch's events: each state records the input offsets of its events
-  (:func:`streams.core.applied`), so such an event is counted as it was then (accepted or
+  (:func:`streams.live_state.applied`), so such an event is counted as it was then (accepted or
   duplicate) and not applied again. Corrections and orphan cancels of those events are not
   counted again (they are rare: late events, cancels).
 * Stage-1 table keys are written to the changelog partition Kafka's default partitioner gives
@@ -24,7 +24,7 @@ Delivery guarantees (at-least-once input, exactly-once effect):
 * Stage 1 has two inputs per partition: ``clients`` (HL7/FHIR events from ingestion, events
   forwarded to their pseudonym's partition, ticks) and the canonical ``events`` topic, read
   directly (``Message.direct``). The metadata keeps the highest applied offset of each, and
-  a client state's event records carry :func:`streams.core.input_seq` of their input and
+  a client state's event records carry :func:`streams.live_state.input_seq` of their input and
   offset, so the two offset ranges are never confused.
 * Stage 2 upserts each observation under ``team + key`` in the current event's partition.
 
@@ -38,7 +38,6 @@ replay's end of input, used by ``pathwatch report --from-live --until``).
 from __future__ import annotations
 
 import functools
-import heapq
 from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -50,7 +49,7 @@ from alerts.model import Alert
 from schemas.deadletter import DeadLetter, DeadLetterKind, Origin
 from schemas.decode import Decoder
 from schemas.model import Event, decode_internal, encode_event
-from streams.calendar import from_us, to_us
+from streams.calendar import to_us
 from streams.core import (
     ClientState,
     Clock,
@@ -59,18 +58,17 @@ from streams.core import (
     Observation,
     Output,
     alert_states,
-    applied,
-    input_seq,
-    step,
     sweep,
 )
+from streams.live_state import LiveClientState, applied, input_seq, live_step
+from streams.runner import NEVER, PartitionRunner, watermark_us
 from streams.windows import TeamWindows
 
 TICK_KEY = b"\x00tick"
 WATERMARK_KEY = b"\x00watermark"
 FLUSH_KEY = b"\x00flush"
 FLUSH_ACK_PREFIX = b"\x00flushed:"
-_NEVER = -(1 << 62)
+_NEVER = NEVER
 _SEP = b"\x1f"
 RECORD_HEADROOM = 4096
 """Bytes kept below a record limit for a record's key, headers and Kafka's framing."""
@@ -315,7 +313,7 @@ RecordOf = Callable[[Output], "tuple[bytes | None, bytes] | None"]
 encoded. Stage 1 calls it on each output of an event to find one that would not fit."""
 
 
-def _count_corrections(before: int, state: ClientState | None, outs: list[Output]) -> None:
+def _count_corrections(before: int, state: LiveClientState | None, outs: list[Output]) -> None:
     """The client's own count of corrections, in its new state (written with it)."""
     if state is not None:
         state.corrections = before + sum(1 for o in outs if isinstance(o, Observation) and o.correction)
@@ -404,10 +402,8 @@ class Stage1:
         self.alert_clock = alert_clock
         self.wall = wall
         self._meta_keys = [meta_key(p, partitions) for p in range(partitions)]
-        # per partition: (due, client) for the watermark and (adue, client) for the alert
-        # clock (see streams.core.next_due); entries whose client's due moved are skipped
-        self._heaps: dict[int, list[tuple[int, str]]] = {}
-        self._aheaps: dict[int, list[tuple[int, str]]] = {}
+        # per partition: the due-time heaps (streams.runner), built from the stored states
+        self._runners: dict[int, PartitionRunner] = {}
         # per partition: the last offset of ``clients`` applied when only ticks were read since
         # the metadata was last written (kept here, not written: see :meth:`commit`)
         self._ticked: dict[int, int] = {}
@@ -427,8 +423,7 @@ class Stage1:
 
     def forget(self) -> None:
         """Drop in-memory indexes (call on rebalance: they are rebuilt from the store)."""
-        self._heaps.clear()
-        self._aheaps.clear()
+        self._runners.clear()
         self._ticked.clear()
         self._firing.clear()
         self._corrections.clear()
@@ -443,10 +438,7 @@ class Stage1:
 
     def watermark_us(self, partition: int) -> int | None:
         """The partition's watermark as last committed (None: nothing seen yet)."""
-        meta = self.meta(partition)
-        if meta.max_us == _NEVER and meta.until_us == _NEVER:
-            return None
-        return max(meta.max_us - self._lateness, meta.until_us)
+        return watermark_us(self.meta(partition), self._lateness)
 
     def meta(self, partition: int) -> PartitionMeta:
         raw = self.store.get(self._meta_keys[partition])
@@ -456,27 +448,18 @@ class Stage1:
             meta.applied = ticked
         return meta
 
-    def _clock(self, meta: PartitionMeta) -> Clock:
-        return self._clock_at(meta.max_us, meta.until_us)
+    def _clock(self, watermark_us: int) -> Clock:
+        """The clocks at a partition's watermark: the alert clock is the wall clock, never
+        behind the watermark, when ``alert_clock="wall"``, else the watermark."""
+        alert = max(to_us(self.wall()), watermark_us) if self.alert_clock == "wall" else watermark_us
+        return Clock.of_us(watermark_us, alert)
 
-    def _clock_at(self, max_us: int, until_us: int) -> Clock:
-        watermark = max(max_us - self._lateness, until_us)
-        alert = max(to_us(self.wall()), watermark) if self.alert_clock == "wall" else watermark
-        return Clock(from_us(watermark), from_us(alert))
-
-    def _heap(self, partition: int, result: Stage1Result) -> list[tuple[int, str]]:
-        heap = self._heaps.get(partition)
-        if heap is None:
+    def _runner(self, partition: int) -> PartitionRunner:
+        runner = self._runners.get(partition)
+        if runner is None:
             self._index(partition)
-            heap = self._heaps[partition]
-        return heap
-
-    def _aheap(self, partition: int) -> list[tuple[int, str]]:
-        heap = self._aheaps.get(partition)
-        if heap is None:
-            self._index(partition)
-            heap = self._aheaps[partition]
-        return heap
+            runner = self._runners[partition]
+        return runner
 
     def _firing_in(self, partition: int) -> dict[_Instance, tuple[str, str]]:
         firing = self._firing.get(partition)
@@ -496,30 +479,26 @@ class Stage1:
         They are then kept up to date as the partition's batches run, and dropped by
         :meth:`forget` (a batch not committed, a rebalance). Derived from the states, they
         hold nothing a crash could leave behind."""
-        heap: list[tuple[int, str]] = []
-        aheap: list[tuple[int, str]] = []
+        states: list[ClientState] = []
         firing: dict[_Instance, tuple[str, str]] = {}
         corrections = 0
         for key, raw in self.store.items():
             if key.startswith(b"\x00") or partition_for(key, self.partitions) != partition:
                 continue
-            state = ClientState.from_bytes(raw)
-            if state.due is not None:
-                heap.append((state.due, state.client))
-            if state.adue is not None:
-                aheap.append((state.adue, state.client))
+            state = LiveClientState.from_bytes(raw)
+            if state.due is not None or state.alert_due is not None:
+                states.append(state)
             for e in state.alerts.values():
                 if e.end is None:
                     firing[(state.client, e.name, e.team, e.severity, e.start)] = (e.name, e.team)
             corrections += state.corrections
-        heapq.heapify(heap)
-        heapq.heapify(aheap)
-        self._heaps[partition] = heap
-        self._aheaps[partition] = aheap
+        runner = PartitionRunner(self._lateness, alert_heap=True)
+        runner.restore(states)
+        self._runners[partition] = runner
         self._firing[partition] = firing
         self._corrections[partition] = corrections
 
-    def _settle(self, partition: int, meta: PartitionMeta, before: int, state: ClientState | None,
+    def _settle(self, partition: int, meta: PartitionMeta, before: int, state: LiveClientState | None,
                 outs: list[Output]) -> None:
         """Count the corrections among a step's or sweep's ``outs`` with the client's new
         state, which held ``before`` (a client whose state is deleted leaves its count to the
@@ -538,19 +517,16 @@ class Stage1:
         """All of the partition's corrections: its clients' and the deleted clients'."""
         return meta.corrections + self._corrections_in(partition)
 
-    def _load(self, client: str, result: Stage1Result) -> ClientState | None:
+    def _load(self, client: str, result: Stage1Result) -> LiveClientState | None:
         key = client.encode()
         raw = result.pending[key] if key in result.pending else self.store.get(key)
-        return None if raw is None else ClientState.from_bytes(raw)
+        return None if raw is None else LiveClientState.from_bytes(raw)
 
     def _keep(
-        self, partition: int, client: str, state: ClientState | None, result: Stage1Result, raw: bytes | None = None
+        self, partition: int, client: str, state: LiveClientState | None, result: Stage1Result, raw: bytes | None = None
     ) -> None:
         result.pending[client.encode()] = None if state is None else raw if raw is not None else state.to_bytes()
-        if state is not None and state.due is not None:
-            heapq.heappush(self._heap(partition, result), (state.due, client))
-        if state is not None and state.adue is not None:
-            heapq.heappush(self._aheap(partition), (state.adue, client))
+        self._runner(partition).schedule(client, state)
 
     def _count(self, partition: int, meta: PartitionMeta, outs: list[Output]) -> None:
         for o in outs:
@@ -584,29 +560,17 @@ class Stage1:
         return total
 
     def _sweep(self, partition: int, meta: PartitionMeta, clock: Clock, result: Stage1Result) -> None:
-        heap = self._heap(partition, result)
-        due_clients: dict[str, ClientState] = {}
         # the watermark decides observations and pruning, the alert clock (the wall clock,
         # ahead of a backfill's watermark by days) only care-gap alerts: each has its own due
-        while heap and heap[0][0] <= clock.watermark_us:
-            due, client = heapq.heappop(heap)
-            state = self._load(client, result)
-            if state is not None and state.due == due:
-                due_clients[client] = state
-        aheap = self._aheap(partition)
-        while aheap and aheap[0][0] <= clock.alert_us:
-            due, client = heapq.heappop(aheap)
-            if client in due_clients:
-                continue
-            state = self._load(client, result)
-            if state is not None and state.adue == due:
-                due_clients[client] = state
-        # each due client is swept once per clock: a sweep evaluates everything up to the clock,
-        # and a client due between the watermark and the wall clock would otherwise loop
+        due_clients = self._runner(partition).take_due(
+            clock.watermark_us, clock.alert_us, lambda client: self._load(client, result)
+        )
         for client, state in due_clients.items():
+            assert isinstance(state, LiveClientState)  # loaded by _load
             before = state.corrections
             try:
                 swept, outs = sweep(state, clock, self.config)
+                assert swept is None or isinstance(swept, LiveClientState)  # the state it was given
                 _count_corrections(before, swept, outs)
                 raw = self._check(swept, outs)
             except Exception as exc:
@@ -708,13 +672,14 @@ class Stage1:
             self._fits(message.value)
         if message.key == TICK_KEY:
             tick = _tick_decoder.decode(message.value)
-            until_us = meta.until_us if tick.until_us is None else max(meta.until_us, tick.until_us)
-            clock = None if meta.max_us == _NEVER and until_us == _NEVER else self._clock_at(meta.max_us, until_us)
-            meta.until_us = until_us
+            if tick.until_us is not None:
+                PartitionRunner.advance_to(meta, tick.until_us)
             if tick.flush is not None:
                 result.flushes.append((p, tick.flush))
-            if clock is None:
+            watermark = watermark_us(meta, self._lateness)
+            if watermark is None:
                 return  # nothing seen yet on this partition: no clock to advance
+            clock = self._clock(watermark)
             self._sweep(p, meta, clock, result)
             result.watermarks[p] = clock.watermark_us
             return
@@ -776,7 +741,8 @@ class Stage1:
         changed nothing) when the core raises or a record derived from the event would not
         fit (:class:`OutputTooLarge`)."""
         t = to_us(event.time)
-        clock = self._clock_at(max(meta.max_us, t), meta.until_us)
+        runner = self._runner(p)
+        clock = self._clock(runner.watermark_after(meta, t))
         state = self._load(event.client, result)
         before = applied(state, seq)
         outs: list[Output] = []
@@ -784,14 +750,13 @@ class Stage1:
         count = 0
         if before is None:
             count = 0 if state is None else state.corrections
-            state, outs = step(state, event, clock, self.config, seq)
+            state, outs = live_step(state, event, clock, self.config, seq)
             _count_corrections(count, state, outs)
             raw = self._check(state, outs)
         # from here on nothing raises: the event is taken
-        if meta.max_us != _NEVER and t < max(meta.max_us - self._lateness, meta.until_us):
+        arrival = runner.arrive(meta, t)
+        if arrival.late:
             result.late.append(event.type)
-        advanced = t > meta.max_us
-        meta.max_us = max(meta.max_us, t)
         team = getattr(event.data, "team", None)
         if team and len(team) <= _TEAM_LISTED_MAX and team not in meta.teams:
             meta.teams.append(team)
@@ -814,7 +779,7 @@ class Stage1:
         else:
             meta.accepted += 1
             result.accepted.append((event.type, event.source))
-        if advanced:
+        if arrival.advanced:
             self._sweep(p, meta, clock, result)
 
     def flush_marks(self, result: Stage1Result, metas: dict[int, PartitionMeta]) -> list[bytes]:

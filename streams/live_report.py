@@ -189,7 +189,7 @@ async def live_report(
     config: CoreConfig,
 ) -> dict[str, Any]:
     """Flush the workers and build the report (see the module docstring); ``config`` is the
-    workers' core configuration (``CoreConfig.from_settings``).
+    workers' core configuration (``pathwatch.core_settings.core_config``).
 
     ``until``: an event time every partition is advanced to first (inclusive), :data:`END`
     for the largest event time seen (one flush more), or None (each partition as its

@@ -40,7 +40,7 @@ from schemas.deadletter import DeadLetter, Origin
 from schemas.decode import Decoder
 from schemas.validate import detect_format
 from streams.changes import LocalDate
-from streams.engine import Engine
+from streams.engine import Engine, replay_gc
 from streams.windows import TeamWindows
 
 # (windows, watermark, service changes, local date) -> the report's "changes" entries
@@ -85,6 +85,7 @@ class ReplayInput:
         return sum(n for (_, linked), n in self.adapted.items() if not linked)
 
 
+@replay_gc()
 def replay_stream(
     stream: BinaryIO,
     engine: Engine,
@@ -163,6 +164,7 @@ def merge_records(files: Sequence[tuple[str, bytes]], tz: tzinfo) -> Iterator[Re
     return heapq.merge(*(file_records(name, data, tz) for name, data in files), key=lambda r: r.sent)
 
 
+@replay_gc()
 def replay_files(
     names: Sequence[str], engine: Engine, decoder: Decoder, options: AdapterOptions
 ) -> ReplayInput:

@@ -57,6 +57,7 @@ from streams.live import (
     table_partition,
 )
 from streams.ports import Crash, LiveConfig, LiveMetrics, Record, RecordSink, Seeker, TopicNames, TrackedStore
+from streams.runner import DayBoundary
 from streams.windows import TeamWindows
 
 log = logging.getLogger("pathwatch.worker")
@@ -464,7 +465,7 @@ class Stage2Loop:
         self.tick_interval = config.tick_interval
         self.window_days = config.window_days
         self.rules: dict[str, SystemAlertRules] = {}
-        self.stage2_day: int | None = None
+        self.stage2_days = DayBoundary(core.calendar, first=True)  # when the watermark enters a local day
         self.stage2_watermark: datetime | None = None
         self.gauges_at: datetime | None = None
 
@@ -497,10 +498,9 @@ class Stage2Loop:
         metrics.set_measures((r.team, r.measure, r.numerator, r.denominator) for r in rates)
         waits = merged.waits(watermark, self.window_days)
         metrics.set_waits((w.team, w.count, w.p50, w.p90) for w in waits)
-        day = self.core.calendar.day_of(watermark_us)
-        if self.stage2_day is not None and day <= self.stage2_day:
+        # prune and evaluate the system rules on the replay's schedule (streams.runner)
+        if not self.stage2_days.cross(watermark_us):
             return
-        self.stage2_day = day
         pending: list[Any] = []
         firing: dict[tuple[str, str, str], int] = {}
         for team, windows in held.items():

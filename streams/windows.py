@@ -8,7 +8,9 @@
   weekly series (SPC), kept for ``weeks`` weeks;
 * the per-key entries themselves, only as long as a revision can still arrive (the core's
   horizon; for referral measures plus ``max_referral_age_days``), so a revision replaces
-  the old value instead of adding to it.
+  the old value instead of adding to it. Their keys are also filed in weekly buckets of the
+  index time, so pruning drops whole buckets (the cost grows with the buckets dropped, not
+  with every entry held); an entry leaves with its week, up to a week after its own cut.
 
 One instance may hold any set of teams. The faust app keeps one instance per team (keyed by
 team, so every observation of a team goes to the same instance, retractions included);
@@ -34,6 +36,8 @@ from streams.core import RATE_MEASURES, CoreConfig, Observation
 
 WAIT_MEASURE = "referral_wait_days"
 _REFERRAL_MEASURES = frozenset({"seen_within_target", "lost_before_contact", "first_contact_dna", WAIT_MEASURE})
+_BUCKET_US = 7 * US_PER_DAY  # entries are filed by week of their index time (see prune)
+_Buckets = tuple[dict[int, dict[str, None]], dict[int, dict[str, None]]]  # (other, referral): week -> keys
 
 
 # Days by which the trailing window of a closed-window measure ends before today: a discharge
@@ -110,7 +114,7 @@ def _quantiles(hist: dict[int, int]) -> tuple[int, float | None, float | None]:
 class TeamWindows:
     """Upsert/retract store of observations with rates, waits and weekly series. Not thread-safe."""
 
-    __slots__ = ("config", "weeks", "_s", "_retain_us", "_referral_retain_us")
+    __slots__ = ("config", "weeks", "_s", "_retain_us", "_referral_retain_us", "_buckets")
 
     def __init__(self, config: CoreConfig, weeks: int = 104) -> None:
         self.config = config
@@ -118,6 +122,20 @@ class TeamWindows:
         self._s = _State()
         self._retain_us = config.horizon_us + US_PER_DAY * (config.window_days + 1)
         self._referral_retain_us = self._retain_us + config.max_referral_age_us
+        # the entries' keys by week (not serialised: rebuilt from the entries when needed)
+        self._buckets: _Buckets | None = ({}, {})
+
+    def _filed(self) -> _Buckets:
+        buckets = self._buckets
+        if buckets is None:
+            buckets = self._buckets = ({}, {})
+            for key, e in self._s.entries.items():
+                self._file(buckets, key, e)
+        return buckets
+
+    @staticmethod
+    def _file(buckets: _Buckets, key: str, e: _Entry) -> None:
+        buckets[e.measure in _REFERRAL_MEASURES].setdefault(e.t // _BUCKET_US, {})[key] = None
 
     # -- updates --------------------------------------------------------------------------------
 
@@ -130,12 +148,16 @@ class TeamWindows:
                 return  # a retraction for a team this key has already left
             self._count(old, -1)
             del s.entries[obs.key]
+            bucket = self._filed()[old.measure in _REFERRAL_MEASURES].get(old.t // _BUCKET_US)
+            if bucket is not None:
+                bucket.pop(obs.key, None)
         if obs.retracted:
             return
         t = to_us(obs.index_time)
         wait = -1 if obs.wait_days is None else round(obs.wait_days * 100)
         entry = _Entry(obs.measure, obs.team, self.config.calendar.day_of(t), t, obs.numerator, wait)
         s.entries[obs.key] = entry
+        self._file(self._filed(), obs.key, entry)
         self._count(entry, 1)
 
     def _count(self, e: _Entry, sign: int) -> None:
@@ -156,14 +178,18 @@ class TeamWindows:
         day[1] += sign
 
     def prune(self, watermark: datetime) -> None:
-        """Forget entries no revision can reach any more and daily counts older than the
-        weekly series kept. Call now and then (the engine does at each local day boundary)."""
+        """Forget entries no revision can reach any more (whole weeks of them) and daily
+        counts older than the weekly series kept. Call now and then (both
+        drivers do when the watermark enters a local day, :class:`streams.runner.DayBoundary`);
+        what is forgotten is never read again, so when it is called changes no answer."""
         w = to_us(watermark)
         s = self._s
-        cut, ref_cut = w - self._retain_us, w - self._referral_retain_us
-        s.entries = {
-            k: e for k, e in s.entries.items() if e.t >= (ref_cut if e.measure in _REFERRAL_MEASURES else cut)
-        }
+        for referral, cut in enumerate((w - self._retain_us, w - self._referral_retain_us)):
+            buckets = self._filed()[referral]
+            # a week whose every instant is before the cut
+            for week in [b for b in buckets if (b + 1) * _BUCKET_US <= cut]:
+                for key in buckets.pop(week):
+                    del s.entries[key]
         oldest = self.config.calendar.day_of(w) - 7 * (self.weeks + 1) - max(
             self.config.final_lag_days(m) for m in RATE_MEASURES
         )
@@ -303,12 +329,14 @@ class TeamWindows:
     def from_bytes(cls, raw: bytes, config: CoreConfig, weeks: int = 104) -> TeamWindows:
         windows = cls(config, weeks)
         windows._s = _decoder.decode(raw)
+        windows._buckets = None
         return windows
 
     @classmethod
     def merged(cls, parts: Iterable[TeamWindows], config: CoreConfig, weeks: int = 104) -> TeamWindows:
         """One read-only view over several instances holding disjoint teams (``*`` on read)."""
         out = cls(config, weeks)
+        out._buckets = None  # filed only if it is ever changed
         s = out._s
         for part in parts:
             p = part._s

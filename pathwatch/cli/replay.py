@@ -17,10 +17,10 @@ from alerts.rules import SystemAlertRules
 from pathwatch import parts
 from pathwatch.cli.summary import render_summary
 from pathwatch.config import Settings
+from pathwatch.core_settings import core_config
 from schemas.decode import Decoder
 from schemas.validate import detect_format
 from streams.changes import change_rebase, judge_changes, local_date_in
-from streams.core import CoreConfig
 from streams.engine import Engine, SystemRules
 from streams.replay import PROGRESS_MIN_BYTES, Changes, ReplayInput, replay_files, replay_stream
 from streams.report import Charts, dumps_report, replay_verdict, spc_section
@@ -75,7 +75,7 @@ def run_replay(
             "[yellow]warning:[/] PATHWATCH_PSEUDONYM_KEY is not set; using the fixed development key "
             "(pseudonyms are not protected)"
         )
-    engine = Engine(CoreConfig.from_settings(settings), system_rules)
+    engine = Engine(core_config(settings), system_rules)
     try:
         seen = _read(names, engine, parts.decoder(settings, live=False), settings, console)
     except OSError as exc:

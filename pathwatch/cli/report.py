@@ -13,7 +13,7 @@ from alerts.rules import SystemAlertRules
 from pathwatch import parts
 from pathwatch.cli.summary import render_summary
 from pathwatch.config import Settings
-from streams.core import CoreConfig
+from pathwatch.core_settings import core_config
 from streams.live_report import END, live_report
 from streams.report import Charts, dumps_report
 from streams.topics import check_kafka
@@ -59,7 +59,7 @@ def run_live_report(
             raise ValueError(f"--until {until!r} needs an offset (RFC 3339), e.g. {until}+00:00")
     check_kafka(settings)
     try:
-        report = asyncio.run(live_report(settings, moment, timeout, charts, config=CoreConfig.from_settings(settings)))
+        report = asyncio.run(live_report(settings, moment, timeout, charts, config=core_config(settings)))
     except TimeoutError:
         raise ValueError(
             f"the workers did not answer within {timeout:g} s (--timeout): is a `pathwatch worker` running "

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from pathwatch.config import load_settings
+from pathwatch.core_settings import core_config
 from pathwatch.simulate import SimulationOptions, write
 from schemas.deadletter import DeadLetter, Origin
 from schemas.decode import Decoder
-from streams.core import CoreConfig
 from streams.engine import Engine
 from streams.live_report import live_report
 from streams.publish import publish
@@ -52,7 +52,7 @@ class LiveStack:
         return asyncio.run(publish(self.settings, path, "events"))
 
     def report(self, until: datetime | None, timeout: float = 240) -> dict[str, Any]:
-        return asyncio.run(live_report(self.settings, until, timeout, config=CoreConfig.from_settings(self.settings)))
+        return asyncio.run(live_report(self.settings, until, timeout, config=core_config(self.settings)))
 
 
 def live_stack(
@@ -93,7 +93,7 @@ def simulate(
 def replay_engine(path: Path, settings: Any, pseudonym_key: str = PSEUDONYM_KEY) -> Engine:
     """The in-process reference over a JSONL file, finished (end of input = end of time):
     the same decoding and core as the workers, one partition."""
-    engine = Engine(CoreConfig.from_settings(settings))
+    engine = Engine(core_config(settings))
     decoder = Decoder(pseudonym_key.encode(), settings.max_message_bytes)
     for number, line in enumerate(path.read_bytes().splitlines(), 1):
         result = decoder.decode(line, Origin(file=str(path), line=number))

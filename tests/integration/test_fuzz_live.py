@@ -15,7 +15,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from kafka import KafkaConsumer
 
-from streams.core import CoreConfig
+from pathwatch.core_settings import core_config
 from streams.engine import Engine
 from streams.topics import ensure_topics
 from tests.fuzz_inputs import FuzzRecord, Pipeline, account, fuzz_records
@@ -90,7 +90,7 @@ def test_two_thousand_fuzz_records_through_a_live_worker_add_up(
     settings = stack.settings
     # a record over the broker's limit (about 1 MB) cannot be published at all
     records = [r for r in fuzz_records(2000, seed=14, max_bytes=max_bytes, big_bytes=big_bytes) if len(r.value or b"") < BROKER_LIMIT]
-    engine = Engine(CoreConfig.from_settings(settings))
+    engine = Engine(core_config(settings))
     expected = account(records, Pipeline.build(settings, engine))
     assert expected.balanced(), expected.summary()
     watermark = datetime.fromisoformat(engine.report()["watermark"])

@@ -2,7 +2,7 @@
 
 By default the core re-derives, at each breakpoint, only the index events that the changes
 since the previous evaluation can affect, and re-derives the alerts only when they may change
-(``streams.core._INCREMENTAL``). With the switch off it re-derives everything at every
+(``CoreConfig.incremental``). With the switch off it re-derives everything at every
 breakpoint: the reference. On generated streams (every event type, cancels, duplicates, late
 and shuffled arrivals, spans long enough for pruning), every output of every fed event, of
 ``finish`` and the final report must be the same in both modes.
@@ -10,8 +10,7 @@ and shuffled arrivals, spans long enough for pruning), every output of every fed
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+import dataclasses
 from datetime import timedelta
 
 from hypothesis import HealthCheck, given, settings
@@ -43,22 +42,11 @@ def streams(draw: st.DrawFn) -> tuple[list[Event], int]:
     return [events[i] for i in order], draw(st.integers(1, 2))
 
 
-@contextmanager
-def incremental(on: bool) -> Iterator[None]:
-    saved = core._INCREMENTAL
-    core._INCREMENTAL = on
-    try:
-        yield
-    finally:
-        core._INCREMENTAL = saved
-
-
 def run(events: list[Event], partitions: int, on: bool) -> tuple[list[list[object]], dict]:
-    with incremental(on):
-        engine = Engine(CONFIG)
-        outputs: list[list[object]] = [engine.feed(e, partition=hash(e.client) % partitions) for e in events]
-        outputs.append(list(engine.finish()))
-        return outputs, engine.report()
+    engine = Engine(dataclasses.replace(CONFIG, incremental=on))
+    outputs: list[list[object]] = [engine.feed(e, partition=hash(e.client) % partitions) for e in events]
+    outputs.append(list(engine.finish()))
+    return outputs, engine.report()
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from pathwatch.config import load_settings
+from pathwatch.core_settings import core_config
 from schemas.model import Contact, Discharge, Event
 from streams.core import Clock, CoreConfig, open_followups, step
 
@@ -26,7 +27,7 @@ def contact(when: datetime, mode: str = "telephone") -> Event:
 
 @pytest.fixture(scope="module")
 def config() -> CoreConfig:
-    return CoreConfig.from_settings(load_settings(timezone="UTC"))
+    return core_config(load_settings(timezone="UTC"))
 
 
 def run(events: list[Event], config: CoreConfig) -> object:

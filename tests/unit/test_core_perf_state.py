@@ -1,4 +1,4 @@
-"""The pending-breakpoint list kept in ``ClientState.pend`` is only a cache.
+"""The pending-breakpoint list kept in ``ClientState.pending`` is only a cache.
 
 A state whose list is dropped (as for a state written before the field existed, or by a
 driver that round-trips states through bytes) must give exactly the outputs of one that
@@ -32,7 +32,7 @@ def drive(events: list[Event], ahead: list[int], drop: bool) -> list[list[Output
         state = states.get(e.client)
         if drop and state is not None:
             state = ClientState.from_bytes(state.to_bytes())
-            state.pend = None
+            state.pending = None
         new, outs = step(state, e, clock, CONFIG)
         states.pop(e.client, None)
         if new is not None:
@@ -42,7 +42,7 @@ def drive(events: list[Event], ahead: list[int], drop: bool) -> list[list[Output
             if s.due is not None and s.due <= clock.alert_us:
                 if drop:
                     s = ClientState.from_bytes(s.to_bytes())
-                    s.pend = None
+                    s.pending = None
                 s2, more = sweep(s, clock, CONFIG)
                 outs = [*outs, *more]
                 states.pop(client)
@@ -66,11 +66,11 @@ def test_a_state_written_without_the_pending_list_still_decodes_and_advances() -
     for e in events:
         state, _ = step(state, e, Clock.at(ny("2026-03-01 00:00")), CONFIG)
     assert state is not None
-    assert state.pend is not None
-    old = msgspec.structs.asdict(state)
+    assert state.pending is not None
+    old = msgspec.msgpack.decode(state.to_bytes())  # the serialised form, by wire name
     del old["pend"]
     decoded = ClientState.from_bytes(msgspec.msgpack.encode(old))
-    assert decoded.pend is None
+    assert decoded.pending is None
     late = Clock.at(ny("2026-04-15 00:00"))
     kept, outs_kept = sweep(state, late, CONFIG)
     again, outs_decoded = sweep(decoded, late, CONFIG)

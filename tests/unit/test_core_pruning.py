@@ -48,7 +48,7 @@ def test_a_repeat_crisis_stays_a_repeat_after_the_crisis_before_it_is_pruned() -
     repeat = {o.key.split("\x1f")[-1]: o.numerator for o in run.measure("repeat_crisis_30d")}  # type: ignore[attr-defined]
     assert repeat == {"a": False, "b": True}
     assert run.engine.counters.corrections == 0
-    assert run.engine.clients["c1"].kept > to_us(ny("2026-01-05 10:00"))  # a really was pruned
+    assert run.engine.clients["c1"].pruned_before > to_us(ny("2026-01-05 10:00"))  # a really was pruned
 
 
 def test_a_discharge_keeps_the_team_it_took_from_a_contact_that_is_pruned() -> None:
@@ -64,7 +64,7 @@ def test_a_discharge_keeps_the_team_it_took_from_a_contact_that_is_pruned() -> N
     teams = {o.measure: o.team for o in run.obs.values() if o.key.endswith("\x1fd")}  # type: ignore[attr-defined]
     assert teams == dict.fromkeys(("followup_72h", "followup_7d", "followup_30d", "readmission_30d"), "south")
     assert run.engine.counters.corrections == 0
-    assert run.engine.clients["c1"].kept > to_us(ny("2026-01-05 10:00"))
+    assert run.engine.clients["c1"].pruned_before > to_us(ny("2026-01-05 10:00"))
 
 
 def test_follow_up_alerts_the_data_never_ends_expire_when_the_outcomes_are_final() -> None:

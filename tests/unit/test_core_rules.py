@@ -12,7 +12,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
 
-from streams.core import CoreConfig
+from pathwatch.core_settings import core_config
 from tests.fixtures.core.build import (
     NY,
     Run,
@@ -243,7 +243,7 @@ def test_config_from_settings() -> None:
 
     s = load_settings(timezone=NY, holidays="GB", holidays_subdivision="ENG", frequent_crisis="5-in-365",
                       allowed_lateness="48h")
-    c = CoreConfig.from_settings(s)
+    c = core_config(s)
     assert (c.timezone, c.holidays_country, c.holidays_subdivision) == (NY, "GB", "ENG")
     assert (c.frequent_crisis_k, c.frequent_crisis_days) == (5, 365)
     assert c.allowed_lateness == timedelta(hours=48)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pathwatch.config import load_settings
+from pathwatch.core_settings import core_config
 from streams.core import CoreConfig
 from tests.fixtures.core.build import NY, Run, contact, discharge, ny, tick
 
@@ -24,5 +25,5 @@ def test_the_last_team_that_saw_the_client_owns_the_discharge(memory: int | None
 
 
 def test_the_memory_setting_reaches_the_core() -> None:
-    assert CoreConfig.from_settings(load_settings()).team_memory_days is None
-    assert CoreConfig.from_settings(load_settings(team_memory_days=30)).team_memory_days == 30
+    assert core_config(load_settings()).team_memory_days is None
+    assert core_config(load_settings(team_memory_days=30)).team_memory_days == 30

@@ -15,11 +15,11 @@ import pytest
 
 from pathwatch import parts
 from pathwatch.config import Settings
+from pathwatch.core_settings import core_config
 from schemas.deadletter import DeadLetter, DeadLetterKind, Origin
 from schemas.decode import TIME_MAX, TIME_MIN, Decoder
 from schemas.identifiers import identifier_problem
 from schemas.model import Event, encode_event
-from streams.core import CoreConfig
 from streams.engine import Engine
 from streams.replay import replay_stream
 
@@ -85,7 +85,7 @@ def test_the_window_edges_are_accepted_and_replay_runs(decoder: Decoder, time: s
     event = decoder.decode(raw, ORIGIN)
     assert isinstance(event, Event)
     assert TIME_MIN <= event.time < TIME_MAX
-    engine = Engine(CoreConfig.from_settings(Settings()))
+    engine = Engine(core_config(Settings()))
     replay_stream(io.BytesIO(raw + b"\n" + _with("V100:A03", "time", time)), engine, decoder, "edge")
     engine.finish()
     assert engine.report()["events"]["accepted"] == 2

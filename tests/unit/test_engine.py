@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import gc
+import io
 from datetime import datetime
+
+import pytest
 
 from alerts.model import Alert
 from schemas.deadletter import DeadLetter, DeadLetterKind, Origin
+from schemas.decode import Decoder
 from streams.calendar import to_us
 from streams.core import RATE_MEASURES, CoreConfig, Observation
-from streams.engine import Engine
+from streams.engine import REPLAY_GC_THRESHOLD, Engine, replay_gc
+from streams.replay import replay_stream
 from streams.windows import TeamWindows
 from tests.fixtures.core.build import contact, crisis, discharge, ny, referral, tick
 
@@ -68,7 +74,7 @@ def test_clients_with_nothing_open_keep_only_their_last_team() -> None:
     state = e.state("c1")
     assert state is not None
     assert (state.recs, state.obs, state.alerts, state.due) == ([], {}, {}, None)
-    assert (state.lt, state.lteam) == (to_us(ny("2026-01-06 09:00")), "north")
+    assert (state.last_assigned_at, state.last_assigned_team) == (to_us(ny("2026-01-06 09:00")), "north")
     assert len(state.to_bytes()) < 120  # held serialised until the client's next event
     assert e.report()["measures"]  # its observations stay counted
 
@@ -124,3 +130,35 @@ def test_no_dead_letters_is_an_empty_breakdown() -> None:
     e.feed(referral(ny("2026-04-01 09:00")))
     e.finish()
     assert e.report()["events"]["dead_letters_by_kind"] == {}
+
+
+
+class _Spy:
+    """An engine stand-in that notes the collector's threshold when fed."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[int, int, int]] = []
+
+    def feed(self, event: object) -> None:
+        self.seen.append(gc.get_threshold())
+
+    def feed_dead_letter(self, letter: object) -> None:
+        self.seen.append(gc.get_threshold())
+
+
+def test_replay_gc_raises_the_threshold_inside_and_restores_it_after() -> None:
+    before, frozen = gc.get_threshold(), gc.get_freeze_count()
+    spy = _Spy()
+    replay_stream(io.BytesIO(b"not json\n"), spy, Decoder(b"k", 1 << 20), "x")  # type: ignore[arg-type]
+    assert spy.seen == [(REPLAY_GC_THRESHOLD, before[1], before[2])]
+    assert gc.get_threshold() == before
+    with replay_gc(5_000):
+        assert gc.get_threshold()[0] == 5_000
+        with replay_gc(1_000):  # nested: the outer setting stands
+            assert gc.get_threshold()[0] == 5_000
+        assert gc.get_threshold()[0] == 5_000
+    assert gc.get_threshold() == before
+    with pytest.raises(RuntimeError), replay_gc():
+        raise RuntimeError("boom")
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == frozen

@@ -8,7 +8,7 @@ import json
 from collections import Counter
 
 from pathwatch.config import Settings
-from streams.core import CoreConfig
+from pathwatch.core_settings import core_config
 from streams.engine import Engine
 from tests.fuzz_inputs import Pipeline, _named_cases, account, fuzz_records
 
@@ -28,7 +28,7 @@ def test_the_fuzz_set_holds_every_named_case() -> None:
 
 def test_two_thousand_fuzz_records_through_the_replay_engine_add_up() -> None:
     records = fuzz_records(2000, seed=14)
-    counts = account(records, Pipeline.build(SETTINGS, Engine(CoreConfig.from_settings(SETTINGS))))
+    counts = account(records, Pipeline.build(SETTINGS, Engine(core_config(SETTINGS))))
     assert counts.records == 2000
     assert counts.units >= 2000
     assert counts.balanced(), counts.summary()
@@ -51,6 +51,6 @@ def test_extreme_times_and_identifier_teams_never_reach_the_engine() -> None:
         if r.case.startswith(("time_", "identifier_source")) or (r.case.startswith("identifier_team") and _has_team(r.value))
     ]
     assert len(records) > 50
-    counts = account(records, Pipeline.build(SETTINGS, Engine(CoreConfig.from_settings(SETTINGS))))
+    counts = account(records, Pipeline.build(SETTINGS, Engine(core_config(SETTINGS))))
     assert counts.accepted == 0
     assert counts.dead_letters == len(records)

@@ -18,12 +18,12 @@ import pytest
 
 from pathwatch import parts
 from pathwatch.config import Settings
+from pathwatch.core_settings import core_config
 from schemas.deadletter import DeadLetter, Origin
 from schemas.fhir import FHIRAdapter
 from schemas.hl7 import HL7Adapter
 from schemas.pseudonym import Pseudonymiser
 from schemas.validate import check_input
-from streams.core import CoreConfig
 from streams.engine import Engine
 from streams.publish import records
 from streams.replay import replay_stream
@@ -75,7 +75,7 @@ def validate(path: Path) -> list[Outcome]:
 
 
 def replay(path: Path) -> tuple[int, int]:
-    engine = Engine(CoreConfig.from_settings(SETTINGS))
+    engine = Engine(core_config(SETTINGS))
     replay_stream(io.BytesIO(path.read_bytes()), engine, parts.decoder(SETTINGS, live=False), path.name)
     engine.finish()
     counts = engine.report()["events"]

@@ -21,6 +21,7 @@ from alerts.pipeline import ReceiversConfig, build_dispatcher
 from alerts.receivers import rfc3339
 from pathwatch import parts
 from pathwatch.config import load_settings
+from pathwatch.core_settings import core_config
 from pathwatch.simulate import SimulationOptions, write
 from schemas.deadletter import Origin
 from schemas.decode import Decoder
@@ -82,7 +83,7 @@ def events(simulated: list[bytes]) -> list[Event]:
 
 @pytest.fixture(scope="module")
 def config() -> CoreConfig:
-    return CoreConfig.from_settings(load_settings())
+    return core_config(load_settings())
 
 
 TOPICS = TopicNames(

@@ -23,11 +23,11 @@ from board.suppress import SuppressionPolicy
 from pathwatch import parts, simulate
 from pathwatch.cli import main
 from pathwatch.config import Settings
+from pathwatch.core_settings import core_config
 from schemas.deadletter import DeadLetter, DeadLetterKind, Origin
 from schemas.decode import Decoder
 from schemas.model import Event, ServiceChange
 from streams.changes import ChangeRegister, change_event, change_rebase, judge_changes, local_date_in
-from streams.core import CoreConfig
 from streams.engine import Engine
 
 KEY = b"test-key"
@@ -99,7 +99,7 @@ def cancel(target: str, source: str = "ops/north", event_id: str = "cancel-1") -
 
 
 def engine_over(*lines: bytes) -> Engine:
-    engine = Engine(CoreConfig.from_settings(Settings()))
+    engine = Engine(core_config(Settings()))
     for raw in lines:
         engine.feed(decoded(raw))
     return engine
@@ -220,7 +220,7 @@ def judged_year(seed: int, rate: str) -> tuple[dict[str, Any], dict[str, Any]]:
         changes=(simulate.parse_change(f"north:{MEASURE}:{rate}@{CHANGE_WEEK}"),),
     )
     decoder = Decoder(KEY, settings.max_message_bytes)
-    engine = Engine(CoreConfig.from_settings(settings))
+    engine = Engine(core_config(settings))
     for number, line in enumerate(simulate.generate(options), start=1):
         result = decoder.decode_line(line, "year", number)
         assert isinstance(result, Event), result

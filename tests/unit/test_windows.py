@@ -135,3 +135,53 @@ def test_prune_keeps_totals_and_drops_old_entries() -> None:
     assert row(w.rates(datetime(2026, 6, 1, tzinfo=UTC)), "followup_7d", "north") == (1, 1)
     assert w.to_bytes() != TeamWindows(CONFIG).to_bytes()
     assert "a" not in w._s.entries
+
+
+def _retained(w: TeamWindows) -> timedelta:
+    return timedelta(microseconds=w._retain_us)
+
+
+@pytest.mark.parametrize("decoded", [False, True])
+def test_prune_drops_whole_weeks_before_the_cut_and_follows_revisions(decoded: bool) -> None:
+    w = TeamWindows(CONFIG)
+    w.apply(obs("old", "north", "2026-01-05 12:00", True))
+    w.apply(obs("moved", "north", "2026-01-06 12:00", False))
+    w.apply(obs("late", "north", "2026-01-20 12:00", False))
+    w.apply(obs("moved", "north", "2026-02-10 12:00", True))  # a revision to another week
+    w.apply(obs("gone", "north", "2026-01-07 12:00", False))
+    w.apply(obs("gone", "north", "2026-01-07 12:00", retracted=True))
+    if decoded:
+        w = TeamWindows.from_bytes(w.to_bytes(), CONFIG)  # the week index is rebuilt
+    # the cut falls on 2026-01-15: the week of 01-05 goes whole, 01-20 and 02-10 stay
+    watermark = datetime(2026, 1, 15, 12, tzinfo=UTC) + _retained(w)
+    w.prune(watermark)
+    assert set(w._s.entries) == {"moved", "late"}
+    assert row(w.rates(watermark), "followup_7d", "north") == (2, 3)  # totals keep the pruned
+    w.apply(obs("moved", "north", "2026-02-10 12:00", False))  # still replaced, not added
+    assert row(w.rates(watermark), "followup_7d", "north") == (1, 3)
+    w.prune(watermark + timedelta(days=60))
+    assert w._s.entries == {}
+
+
+def test_prune_at_any_schedule_gives_the_same_answers() -> None:
+    """Pruning forgets only what is never read again: pruning every day, every week or never
+    gives the same rates, waits and weekly series."""
+    start = datetime(2025, 1, 6, 12, tzinfo=UTC)
+    windows = {every: TeamWindows(CONFIG) for every in (0, 1, 7)}
+    for day in range(500):
+        now = start + timedelta(days=day)
+        for every, w in windows.items():
+            w.apply(obs(f"k{day}", ("north", "south")[day % 2], now.isoformat()[:16], day % 3 == 0))
+            w.apply(obs(f"w{day}", "north", now.isoformat()[:16], measure="referral_wait_days", wait=day % 9))
+            if day % 5 == 0:
+                w.apply(obs(f"k{day - 20}", "south", (now - timedelta(days=20)).isoformat()[:16], True))
+            if every and day % every == 0:
+                w.prune(now)
+    end = start + timedelta(days=500)
+    answers = [
+        (w.rates(end), w.rates(end, 28), w.waits(end, 28), w.waits(),
+         w.weekly_series("*", "followup_7d", end), w.weekly_series("north", "followup_7d", end))
+        for w in windows.values()
+    ]
+    assert answers[0] == answers[1] == answers[2]
+    assert len(windows[1]._s.entries) < len(windows[0]._s.entries)
