@@ -95,6 +95,17 @@ def spc_section(
     return charts(windows, datetime.fromisoformat(report["watermark"]), teams, rebase or {})
 
 
+def strata_rows(windows: TeamWindows) -> list[dict[str, Any]]:
+    """The report's ``"strata"``: whole-history counts per rate measure, team and case-mix
+    stratum (the cells of the board's case-mix comparison, docs/board.md). The replay and
+    ``report --from-live`` both build it here."""
+    return [
+        {"measure": r.measure, "team": r.team, "stratum": r.stratum, "numerator": r.numerator,
+         "denominator": r.denominator}
+        for r in windows.strata()
+    ]
+
+
 def dumps_report(report: Mapping[str, Any]) -> bytes:
     """The report as UTF-8 JSON bytes: sorted keys, deterministic."""
     return (json.dumps(report, sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode("utf-8")

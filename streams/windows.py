@@ -6,6 +6,8 @@
   waits in hundredths of a day, for replay reports;
 * daily counts by the index event's local day, for trailing windows (live gauges) and for
   weekly series (SPC), kept for ``weeks`` weeks;
+* whole-history totals per team, measure and case-mix stratum (the observation's
+  ``stratum``), for the board's case-mix comparison;
 * the per-key entries themselves, only as long as a revision can still arrive (the core's
   horizon; for referral measures plus ``max_referral_age_days``), so a revision replaces
   the old value instead of adding to it.
@@ -50,6 +52,15 @@ class RateRow:
 
 
 @dataclass(frozen=True, slots=True)
+class StratumRow:
+    measure: str
+    team: str
+    stratum: str
+    numerator: int
+    denominator: int
+
+
+@dataclass(frozen=True, slots=True)
 class WaitRow:
     measure: str
     team: str
@@ -72,6 +83,7 @@ class _Entry(msgspec.Struct, array_like=True):
     t: int
     num: bool
     wait: int  # hundredths of a day, -1 when not a wait
+    stratum: str = ""
 
 
 class _State(msgspec.Struct):
@@ -79,6 +91,7 @@ class _State(msgspec.Struct):
     totals: dict[str, dict[str, list[int]]] = msgspec.field(default_factory=dict)
     waits: dict[str, dict[int, int]] = msgspec.field(default_factory=dict)
     daily: dict[str, dict[str, dict[int, list[int]]]] = msgspec.field(default_factory=dict)
+    strata: dict[str, dict[str, dict[str, list[int]]]] = msgspec.field(default_factory=dict)
 
 
 _encoder = msgspec.msgpack.Encoder()
@@ -134,7 +147,7 @@ class TeamWindows:
             return
         t = to_us(obs.index_time)
         wait = -1 if obs.wait_days is None else round(obs.wait_days * 100)
-        entry = _Entry(obs.measure, obs.team, self.config.calendar.day_of(t), t, obs.numerator, wait)
+        entry = _Entry(obs.measure, obs.team, self.config.calendar.day_of(t), t, obs.numerator, wait, obs.stratum)
         s.entries[obs.key] = entry
         self._count(entry, 1)
 
@@ -151,6 +164,9 @@ class TeamWindows:
         tot = s.totals.setdefault(e.team, {}).setdefault(e.measure, [0, 0])
         tot[0] += sign * e.num
         tot[1] += sign
+        cell = s.strata.setdefault(e.team, {}).setdefault(e.measure, {}).setdefault(e.stratum, [0, 0])
+        cell[0] += sign * e.num
+        cell[1] += sign
         day = s.daily.setdefault(e.team, {}).setdefault(e.measure, {}).setdefault(e.day, [0, 0])
         day[0] += sign * e.num
         day[1] += sign
@@ -228,6 +244,19 @@ class TeamWindows:
                 per_team.append(RateRow(measure, team, num, den))
             rows.append(RateRow(measure, ALL_TEAMS, total[0], total[1]))
             rows.extend(per_team)
+        return rows
+
+    def strata(self) -> list[StratumRow]:
+        """Whole-history (numerator, denominator) per rate measure, team and stratum, for the
+        cells with a denominator (a cell emptied by retractions is left out, so the replay's
+        windows and windows rebuilt from the latest observations agree). Ordered by measure
+        (section 3 order), team, stratum; no ``*`` rows."""
+        rows = []
+        for measure in RATE_MEASURES:
+            for team in sorted(self._s.strata):
+                for stratum, (num, den) in sorted(self._s.strata[team].get(measure, {}).items()):
+                    if den:
+                        rows.append(StratumRow(measure, team, stratum, num, den))
         return rows
 
     def waits(
@@ -316,5 +345,6 @@ class TeamWindows:
             s.totals.update(p.totals)
             s.waits.update(p.waits)
             s.daily.update(p.daily)
+            s.strata.update(p.strata)
         return out
 
