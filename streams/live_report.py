@@ -45,7 +45,7 @@ from streams.live import (
     flush_ack_key,
     position_key,
 )
-from streams.report import Charts, dumps_report, render_summary, spc_section, strata_rows
+from streams.report import Charts, dumps_report, render_summary, spc_section, strata_sections
 from streams.topics import check_kafka
 from streams.windows import TeamWindows
 
@@ -247,7 +247,7 @@ async def live_report(
             "corrections": sum(m.corrections for m in metas),
             "dead_letters_by_kind": dict(sorted(kinds.items())),
         },
-        "strata": strata_rows(windows),
+        **strata_sections(windows),
     }
     if charts is not None:
         report["spc"] = spc_section(report, windows, charts)

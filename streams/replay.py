@@ -44,7 +44,7 @@ from schemas.validate import detect_format
 from streams.changes import LocalDate, change_rebase, local_date_in
 from streams.core import CoreConfig
 from streams.engine import Engine, SystemRules
-from streams.report import Charts, dumps_report, render_summary, replay_verdict, spc_section, strata_rows
+from streams.report import Charts, dumps_report, render_summary, replay_verdict, spc_section, strata_sections
 from streams.windows import TeamWindows
 
 # (windows, watermark, service changes, local date) -> the report's "changes" entries
@@ -272,7 +272,7 @@ def run_replay(
     engine.finish()
     report = engine.report()
     report["events"]["unlinked"] = seen.unlinked
-    report["strata"] = strata_rows(engine.windows)  # the board's case-mix cells (docs/board.md)
+    report.update(strata_sections(engine.windows))  # the board's counts by stratum (docs/board.md)
     if charts is not None:
         watermark = engine.watermark
         local_date = local_date_in(ZoneInfo(settings.timezone))

@@ -6,8 +6,9 @@
   waits in hundredths of a day, for replay reports;
 * daily counts by the index event's local day, for trailing windows (live gauges) and for
   weekly series (SPC), kept for ``weeks`` weeks;
-* whole-history totals per team, measure and case-mix stratum (the observation's
-  ``stratum``), for the board's case-mix comparison;
+* whole-history counts per team, measure, case-mix stratum (the observation's ``stratum``)
+  and week, for the board's case-mix comparison and value ledger (not pruned: a few cells
+  per week);
 * the per-key entries themselves, only as long as a revision can still arrive (the core's
   horizon; for referral measures plus ``max_referral_age_days``), so a revision replaces
   the old value instead of adding to it.
@@ -61,6 +62,15 @@ class StratumRow:
 
 
 @dataclass(frozen=True, slots=True)
+class StratumWeek:
+    measure: str
+    stratum: str
+    week_start: date
+    numerator: int
+    denominator: int
+
+
+@dataclass(frozen=True, slots=True)
 class WaitRow:
     measure: str
     team: str
@@ -91,7 +101,8 @@ class _State(msgspec.Struct):
     totals: dict[str, dict[str, list[int]]] = msgspec.field(default_factory=dict)
     waits: dict[str, dict[int, int]] = msgspec.field(default_factory=dict)
     daily: dict[str, dict[str, dict[int, list[int]]]] = msgspec.field(default_factory=dict)
-    strata: dict[str, dict[str, dict[str, list[int]]]] = msgspec.field(default_factory=dict)
+    # team -> measure -> stratum -> Monday's day ordinal -> [numerator, denominator]
+    strata: dict[str, dict[str, dict[str, dict[int, list[int]]]]] = msgspec.field(default_factory=dict)
 
 
 _encoder = msgspec.msgpack.Encoder()
@@ -164,7 +175,9 @@ class TeamWindows:
         tot = s.totals.setdefault(e.team, {}).setdefault(e.measure, [0, 0])
         tot[0] += sign * e.num
         tot[1] += sign
-        cell = s.strata.setdefault(e.team, {}).setdefault(e.measure, {}).setdefault(e.stratum, [0, 0])
+        week = e.day - date.fromordinal(e.day).weekday()
+        weeks = s.strata.setdefault(e.team, {}).setdefault(e.measure, {}).setdefault(e.stratum, {})
+        cell = weeks.setdefault(week, [0, 0])
         cell[0] += sign * e.num
         cell[1] += sign
         day = s.daily.setdefault(e.team, {}).setdefault(e.measure, {}).setdefault(e.day, [0, 0])
@@ -254,10 +267,32 @@ class TeamWindows:
         rows = []
         for measure in RATE_MEASURES:
             for team in sorted(self._s.strata):
-                for stratum, (num, den) in sorted(self._s.strata[team].get(measure, {}).items()):
+                for stratum, weeks in sorted(self._s.strata[team].get(measure, {}).items()):
+                    num = sum(c[0] for c in weeks.values())
+                    den = sum(c[1] for c in weeks.values())
                     if den:
                         rows.append(StratumRow(measure, team, stratum, num, den))
         return rows
+
+    def strata_weeks(self) -> list[StratumWeek]:
+        """Whole-history weekly (Monday-start, by the index event's local day) counts per rate
+        measure and stratum for ``*`` (all teams held), weeks with a denominator only, ordered
+        by measure, stratum, week. Weeks are not checked for being final (the caller picks
+        the weeks it compares)."""
+        sums: dict[tuple[str, str, int], list[int]] = {}
+        for by_measure in self._s.strata.values():
+            for measure, by_stratum in by_measure.items():
+                for stratum, weeks in by_stratum.items():
+                    for week, (num, den) in weeks.items():
+                        acc = sums.setdefault((measure, stratum, week), [0, 0])
+                        acc[0] += num
+                        acc[1] += den
+        order = {m: i for i, m in enumerate(RATE_MEASURES)}
+        return [
+            StratumWeek(m, st, date.fromordinal(wk), num, den)
+            for (m, st, wk), (num, den) in sorted(sums.items(), key=lambda kv: (order[kv[0][0]], kv[0][1], kv[0][2]))
+            if den
+        ]
 
     def waits(
         self, now: datetime | None = None, trailing_days: int | None = None, *, teams: Iterable[str] | None = None
