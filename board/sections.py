@@ -125,5 +125,7 @@ def board_sections(
     return {
         "funnels": funnels(report),
         "case_mix": case_mix(cells_of(report) if cells is None else cells),
-        "value": build_ledger(report.get("spc"), report.get("changes"), cost_table, deadweight),
+        "value": build_ledger(
+            report.get("spc"), report.get("changes"), cost_table, deadweight, report.get("strata_weekly")
+        ),
     }

@@ -22,6 +22,7 @@ LABELS: dict[str, str] = {
     "followup_30d": "Follow-up within 30 days of discharge",
     "readmission_30d": "Readmitted within 30 days",
     "repeat_crisis_30d": "Repeat crisis within 30 days",
+    "ed_crisis": "First crisis seen in the emergency department",
     "referral_wait_days": "Wait from referral to first contact",
 }
 
