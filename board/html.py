@@ -416,7 +416,10 @@ def _view(
         "waits": [{**w, "hidden": policy.small(int(w.get("count", 0)))} for w in waits],
         "matrix": matrix,
         "has_spc": bool(spc),
-        "charts": [(m, *_drawn_and_empty(chart_groups[m])) for m in sorted(chart_groups, key=_measure_key)],
+        "charts": [
+            (m, *_drawn_and_empty(chart_groups[m]), _instead(m, chart_groups[m], {f["measure"] for f in funnel_views if f["drawn"]}))
+            for m in sorted(chart_groups, key=_measure_key)
+        ],
         "changes": change_cards,
         "funnels": funnel_views,
         "case_mix_note": case_mix.get("note"),
@@ -441,6 +444,25 @@ def _drawn_and_empty(group: Sequence[dict[str, Any]]) -> tuple[list[dict[str, An
         if c["empty"]:
             empty.setdefault(c["empty"], []).append(c["team"])
     return [c for c in group if not c["empty"]], list(empty.items())
+
+
+def _instead(measure: str, group: Sequence[dict[str, Any]], on_funnels: set[str]) -> str | None:
+    """What a reader looks at for the teams of ``measure`` with no weekly chart (a rare event
+    is too rare per team and week to draw, docs/board.md): the team's whole-period rate on the
+    measure's funnel plot, and the trend on the all-teams chart. None when every team has a
+    chart, or neither is there."""
+    if not any(c["empty"] and c["team"] != ALL_TEAMS for c in group):
+        return None
+    trend = any(c["team"] == ALL_TEAMS and not c["empty"] for c in group)
+    pointers = []
+    if measure in on_funnels:
+        pointers.append("their rates over the whole period, where the numbers are large enough to show, are "
+                        "compared on this measure's funnel plot (section 4, Teams compared)")
+    if trend:
+        pointers.append("the trend over time is on the all-teams chart above")
+    if not pointers:
+        return None
+    return "Instead: " + "; ".join(pointers) + "."
 
 
 def _period(spc: Sequence[Mapping[str, Any]]) -> tuple[str, str] | None:

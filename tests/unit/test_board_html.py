@@ -301,3 +301,31 @@ def test_teams_with_nothing_to_draw_share_one_line_per_reason() -> None:
         ("east", "east: nothing to draw, every week's counts were too small to show."),
         ("north south", "north, south: nothing to draw, no week reached the minimum weekly denominator of 10."),
     ]
+
+
+def test_teams_without_a_weekly_chart_are_pointed_to_their_funnel_and_the_all_teams_trend() -> None:
+    """A rare event per team and week: no team chart; the reader is told where to look."""
+    from board.sections import funnels
+
+    report = _spc_report(("*", [_week(w, 20, 30) for w in WEEKS3]), ("north", []), ("south", []))
+    rows = [{"measure": "seen_within_target", "team": t, "numerator": n, "denominator": 60}
+            for t, n in (("north", 40), ("south", 45))]
+    report["funnels"] = funnels({"measures": rows})
+    page = html.unescape(render_html(report, policy=UNDER5, min_weekly_denominator=10))
+    [instead] = re.findall(r'<p class="no-chart-instead" data-measure="seen_within_target">(.*?)</p>', page, re.S)
+    assert "funnel plot (section 4, Teams compared)" in instead
+    assert "all-teams chart above" in instead
+    # without a funnel, only the trend; with a chart for every team, no such line
+    del report["funnels"]
+    page = html.unescape(render_html(report, policy=UNDER5, min_weekly_denominator=10))
+    [instead] = re.findall(r'<p class="no-chart-instead"[^>]*>(.*?)</p>', page, re.S)
+    assert "funnel" not in instead
+    assert "all-teams chart above" in instead
+    every = _spc_report(("*", [_week(w, 20, 30) for w in WEEKS3]), ("north", [_week(w, 20, 30) for w in WEEKS3]))
+    assert '<p class="no-chart-instead"' not in render_html(every, policy=UNDER5)
+
+
+def test_a_chart_caption_says_how_many_weeks_were_too_small_to_draw() -> None:
+    points = [_week(WEEKS3[0], 20, 30), _week(WEEKS3[1], 2, 30), _week(WEEKS3[2], 20, 30)]
+    page = html.unescape(render_html(_spc_report(("*", points)), policy=UNDER5))
+    assert "2 weekly points; 1 of 3 weeks not drawn, their counts too small to show." in " ".join(page.split())
