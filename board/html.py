@@ -447,22 +447,25 @@ def _drawn_and_empty(group: Sequence[dict[str, Any]]) -> tuple[list[dict[str, An
 
 
 def _instead(measure: str, group: Sequence[dict[str, Any]], on_funnels: set[str]) -> str | None:
-    """What a reader looks at for the teams of ``measure`` with no weekly chart (a rare event
-    is too rare per team and week to draw, docs/board.md): the team's whole-period rate on the
-    measure's funnel plot, and the trend on the all-teams chart. None when every team has a
-    chart, or neither is there."""
-    if not any(c["empty"] and c["team"] != ALL_TEAMS for c in group):
+    """What a reader looks at for the teams of ``measure`` whose weekly chart is missing or
+    mostly gaps (more than half its weeks too small to show: a rare event is too rare per
+    team and week, docs/board.md): the team's whole-period rate on the measure's funnel plot,
+    and the trend on the all-teams chart. None when no team is short of its chart, or neither
+    is on the page. ``unassigned`` is not a team and is on no funnel plot: it does not count."""
+    short = [c for c in group if c["team"] not in NOT_COMPARED and (c["empty"] or c["hidden"] > c["points"])]
+    if not short:
         return None
     trend = any(c["team"] == ALL_TEAMS and not c["empty"] for c in group)
     pointers = []
     if measure in on_funnels:
-        pointers.append("their rates over the whole period, where the numbers are large enough to show, are "
+        pointers.append("each team's rate over the whole period, where the numbers are large enough to show, is "
                         "compared on this measure's funnel plot (section 4, Teams compared)")
     if trend:
         pointers.append("the trend over time is on the all-teams chart above")
     if not pointers:
         return None
-    return "Instead: " + "; ".join(pointers) + "."
+    teams = ", ".join(_team(c["team"]) for c in short)
+    return f"Too few cases a week to chart for {teams}. Instead: " + "; ".join(pointers) + "."
 
 
 def _period(spc: Sequence[Mapping[str, Any]]) -> tuple[str, str] | None:

@@ -315,14 +315,22 @@ def test_teams_without_a_weekly_chart_are_pointed_to_their_funnel_and_the_all_te
     [instead] = re.findall(r'<p class="no-chart-instead" data-measure="seen_within_target">(.*?)</p>', page, re.S)
     assert "funnel plot (section 4, Teams compared)" in instead
     assert "all-teams chart above" in instead
+    assert instead.startswith("Too few cases a week to chart for north, south.")
     # without a funnel, only the trend; with a chart for every team, no such line
     del report["funnels"]
     page = html.unescape(render_html(report, policy=UNDER5, min_weekly_denominator=10))
     [instead] = re.findall(r'<p class="no-chart-instead"[^>]*>(.*?)</p>', page, re.S)
     assert "funnel" not in instead
     assert "all-teams chart above" in instead
-    every = _spc_report(("*", [_week(w, 20, 30) for w in WEEKS3]), ("north", [_week(w, 20, 30) for w in WEEKS3]))
+    every = _spc_report(("*", [_week(w, 20, 30) for w in WEEKS3]), ("north", [_week(w, 20, 30) for w in WEEKS3]),
+                        ("unassigned", []))  # not a team: on no funnel, so no pointer for it
     assert '<p class="no-chart-instead"' not in render_html(every, policy=UNDER5)
+    # a chart with most of its weeks too small to show counts as missing
+    gaps = _spc_report(("*", [_week(w, 20, 30) for w in WEEKS3]),
+                       ("north", [_week(WEEKS3[0], 20, 30), _week(WEEKS3[1], 2, 30), _week(WEEKS3[2], 3, 30)]))
+    page = html.unescape(render_html(gaps, policy=UNDER5))
+    [instead] = re.findall(r'<p class="no-chart-instead"[^>]*>(.*?)</p>', page, re.S)
+    assert instead.startswith("Too few cases a week to chart for north.")
 
 
 def test_a_chart_caption_says_how_many_weeks_were_too_small_to_draw() -> None:
