@@ -337,3 +337,19 @@ def test_a_chart_caption_says_how_many_weeks_were_too_small_to_draw() -> None:
     points = [_week(WEEKS3[0], 20, 30), _week(WEEKS3[1], 2, 30), _week(WEEKS3[2], 20, 30)]
     page = html.unescape(render_html(_spc_report(("*", points)), policy=UNDER5))
     assert "2 weekly points; 1 of 3 weeks not drawn, their counts too small to show." in " ".join(page.split())
+
+
+def test_a_team_chart_with_most_weeks_hidden_is_not_drawn() -> None:
+    """Weeks are hidden on one side of the rate only (here: 2 or 3 events of 30), so the week
+    left (20 of 30) alone would show north far better than it is."""
+    gaps = _spc_report(("*", [_week(w, 20, 30) for w in WEEKS3]),
+                       ("north", [_week(WEEKS3[0], 20, 30), _week(WEEKS3[1], 2, 30), _week(WEEKS3[2], 3, 30)]),
+                       ("south", [_week(WEEKS3[0], 20, 30), _week(WEEKS3[1], 21, 30), _week(WEEKS3[2], 3, 30)]))
+    page = html.unescape(render_html(gaps, policy=UNDER5))
+    assert 'data-chart="spc" data-measure="seen_within_target" data-team="north"' not in page
+    assert 'data-chart="spc" data-measure="seen_within_target" data-team="south"' in page  # 2 of 3 shown
+    lines = re.findall(r'<p class="no-chart"[^>]*data-teams="([^"]*)">(.*?)</p>', page, re.S)
+    assert [(teams, " ".join(re.sub("<[^>]+>", "", text).split())) for teams, text in lines] == [
+        ("north", "north: nothing to draw, most weeks' counts were too small to show, and the few weeks left "
+                  "would give a biased picture."),
+    ]
