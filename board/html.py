@@ -320,10 +320,10 @@ def _view(
             )
         chart_id = f"spc-{measure}-{team if team != ALL_TEAMS else 'all'}".replace("_", "-")
         markers = [(str(c.get("time", ""))[:10], change_keys[c.get("change_id")]) for c in own_changes]
-        shown = sum(1 for p in points if p["week"] not in hidden_weeks and p.get("value") is not None)
+        n_shown = sum(1 for p in points if p["week"] not in hidden_weeks and p.get("value") is not None)
         # small counts are hidden on one side of the rate only (few events, or few without), so
         # the weeks left when most are hidden are a biased few: such a chart is not drawn
-        drawable = shown > 0 and 2 * shown >= len(points)
+        drawable = n_shown > 0 and 2 * n_shown >= len(points)
         # an empty date axis would show matplotlib's epoch (Dec 69, Jan 70): no plot, a reason
         svg, drawn = charts.spc_chart(
             chart_id, f"{label(measure)}, {_team(team)}: weekly values", points, hidden_weeks,
@@ -331,7 +331,7 @@ def _view(
         ) if drawable else ("", 0)
         chart_groups.setdefault(measure, []).append(
             {"team": team, "svg": svg, "points": drawn, "id": chart_id, "hidden": len(hidden_weeks),
-             "empty": None if drawable else _no_week(points, min_weekly_denominator, shown),
+             "empty": None if drawable else _no_week(points, min_weekly_denominator, n_shown),
              "changes": [(change_keys[c.get("change_id")], c.get("description", "")) for c in own_changes]}
         )
 
