@@ -453,13 +453,12 @@ def _drawn_and_empty(group: Sequence[dict[str, Any]]) -> tuple[list[dict[str, An
 
 
 def _instead(measure: str, group: Sequence[dict[str, Any]], on_funnels: set[str]) -> str | None:
-    """What a reader looks at for the teams of ``measure`` whose weekly chart is missing or
-    mostly gaps (more than half its weeks too small to show: a rare event is too rare per
-    team and week, docs/board.md): the team's whole-period rate on the measure's funnel plot,
-    and the trend on the all-teams chart. None when no team is short of its chart, or neither
-    is on the page. ``unassigned`` is not a team and is on no funnel plot: it does not count."""
-    short = [c for c in group if c["team"] not in NOT_COMPARED and (c["empty"] or c["hidden"] > c["points"])]
-    if not short:
+    """What a reader looks at for the teams of ``measure`` with no weekly chart (the lines
+    above it name them and say why; a rare event is too rare per team and week, docs/board.md):
+    the team's whole-period rate on the measure's funnel plot, and the trend on the all-teams
+    chart. None when every team has its chart, or neither is on the page. ``unassigned`` is
+    not a team and is on no funnel plot: it does not count."""
+    if not any(c["empty"] and c["team"] not in NOT_COMPARED for c in group):
         return None
     trend = any(c["team"] == ALL_TEAMS and not c["empty"] for c in group)
     pointers = []
@@ -470,8 +469,7 @@ def _instead(measure: str, group: Sequence[dict[str, Any]], on_funnels: set[str]
         pointers.append("the trend over time is on the all-teams chart above")
     if not pointers:
         return None
-    teams = ", ".join(_team(c["team"]) for c in short)
-    return f"Too few cases a week to chart for {teams}. Instead: " + "; ".join(pointers) + "."
+    return "Instead: " + "; ".join(pointers) + "."
 
 
 def _period(spc: Sequence[Mapping[str, Any]]) -> tuple[str, str] | None:
