@@ -384,7 +384,7 @@ def _view(
 
     case_mix = report.get("case_mix") or {"note": None, "measures": []}
     cm_views = []
-    for m in case_mix.get("measures", []):
+    for m in sorted(case_mix.get("measures", []), key=lambda m: _measure_key(m["measure"])):  # the board's order
         teams_rows = []
         for row in m["teams"]:
             hidden = policy.small(int(row["observed"])) or (m["measure"], row["team"]) in suppressed.measures

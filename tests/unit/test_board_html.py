@@ -353,3 +353,14 @@ def test_a_team_chart_with_most_weeks_hidden_is_not_drawn() -> None:
         ("north", "north: nothing to draw, most weeks' counts were too small to show, and the few weeks left "
                   "would give a biased picture."),
     ]
+
+
+def test_case_mix_tables_follow_the_boards_measure_order() -> None:
+    from board.sections import case_mix
+    from board.stats import Cell
+
+    cells = {m: [Cell("north", "a", 10, 40), Cell("south", "a", 12, 40)]
+             for m in ("first_contact_dna", "repeat_crisis_30d", "seen_within_target")}
+    report = {**_spc_report(), "case_mix": case_mix(cells)}
+    order = re.findall(r'<table data-case-mix="([^"]+)"', render_html(report, policy=UNDER5))
+    assert order == ["seen_within_target", "first_contact_dna", "repeat_crisis_30d"]
