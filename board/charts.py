@@ -148,6 +148,80 @@ def spc_chart(
         return _svg(fig, chart_id, title), len(shown)
 
 
+Box = tuple[float, float, float, float]  # left, bottom, right, top (points, y up)
+_LABEL_FONT = 7.0
+_MARKER_RADIUS = 2.6  # a funnel point (scatter s=18: about 4.2 points across) and a margin
+_RINGS = (3.0, 9.0, 16.0, 24.0, 33.0, 43.0)  # label distances tried, nearest first
+
+
+def _candidates(w: float, h: float) -> list[tuple[float, float]]:
+    """Lower-left corners of a w x h label around a point at (0, 0): right, left, above, below,
+    then the diagonals, on rings further and further out."""
+    out = []
+    for r in _RINGS:
+        d = r * 0.75
+        out += [(r, -h / 2), (-r - w, -h / 2), (-w / 2, r), (-w / 2, -r - h),
+                (d, d), (d, -d - h), (-d - w, d), (-d - w, -d - h)]
+    return out
+
+
+def _overlap(a: Box, b: Box) -> float:
+    return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+
+
+def place_labels(anchors: Sequence[tuple[float, float]], sizes: Sequence[tuple[float, float]], bounds: Box,
+                 pad: float = 1.0) -> list[tuple[float, float]]:
+    """Where to put each anchor's label: the offset (points) from the anchor to the label's
+    lower-left corner. Greedy in the order given, each label takes the nearest candidate
+    position (:func:`_candidates`) whose box, padded by ``pad``, overlaps no label already
+    placed and no anchor's marker, and stays within ``bounds``; when none is free, the one
+    overlapping least. Deterministic: the same input gives the same offsets."""
+    markers = [(x - _MARKER_RADIUS, y - _MARKER_RADIUS, x + _MARKER_RADIUS, y + _MARKER_RADIUS) for x, y in anchors]
+    placed: list[Box] = []
+    offsets = []
+    for (x, y), (w, h) in zip(anchors, sizes, strict=True):
+        best: tuple[float, tuple[float, float]] | None = None
+        for dx, dy in _candidates(w, h):
+            box = (x + dx - pad, y + dy - pad, x + dx + w + pad, y + dy + h + pad)
+            inside = bounds[0] <= box[0] and box[2] <= bounds[2] and bounds[1] <= box[1] and box[3] <= bounds[3]
+            cost = sum(_overlap(box, other) for other in placed) + sum(_overlap(box, m) for m in markers)
+            cost += 0.0 if inside else w * h
+            if best is None or cost < best[0]:
+                best = (cost, (dx, dy))
+            if cost == 0.0:
+                break
+        assert best is not None
+        dx, dy = best[1]
+        placed.append((x + dx, y + dy, x + dx + w, y + dy + h))
+        offsets.append((dx, dy))
+    return offsets
+
+
+def _label_points(ax: Any, fig: Figure, xs: Sequence[float], ys: Sequence[float], names: Sequence[str]) -> None:
+    """Each point's name beside it, placed by :func:`place_labels` (a thin leader line when it
+    had to move away from its point). Call once the axes' limits are final."""
+    from matplotlib.font_manager import FontProperties
+    from matplotlib.textpath import TextToPath
+
+    scale = 72.0 / fig.dpi  # display pixels -> points
+    anchors = [(px * scale, py * scale) for px, py in ax.transData.transform(list(zip(xs, ys, strict=True)))]
+    (x0, y0), (x1, y1) = ax.transAxes.transform([(0.0, 0.0), (1.0, 1.0)]) * scale
+    # measured in DejaVu Sans (shipped with matplotlib, the page's first choice), with a margin
+    # for a reader's browser that falls back to a wider face
+    prop = FontProperties(family="DejaVu Sans", size=_LABEL_FONT)
+    measure = TextToPath()
+    sizes = []
+    for name in names:
+        w, h, _ = measure.get_text_width_height_descent(name, prop, ismath=False)
+        sizes.append((w * 1.1, max(h, _LABEL_FONT)))
+    offsets = place_labels(anchors, sizes, (x0, y0, x1, y1))
+    for x, y, name, (dx, dy), (w, h) in zip(xs, ys, names, offsets, sizes, strict=True):
+        far = min(abs(dx), abs(dx + w)) > _RINGS[0] + 1 or min(abs(dy), abs(dy + h)) > _RINGS[0] + 1
+        leader = {"arrowstyle": "-", "color": COMMON, "lw": 0.5, "shrinkA": 0.5, "shrinkB": 2.5} if far else None
+        ax.annotate(name, (x, y), xytext=(dx, dy), textcoords="offset points", ha="left", va="bottom",
+                    fontsize=_LABEL_FONT, arrowprops=leader)
+
+
 def funnel_chart(
     chart_id: str,
     title: str,
@@ -174,18 +248,17 @@ def funnel_chart(
         ys = [float(p["rate"]) * 100 for p in points]
         # the y range follows the teams and the 99.8% limits at half the smallest team, not the
         # funnel's mouth near n = 0, where the limits span almost 0 to 100%
-        low, high = limits(max(1.0, min(sizes + [10]) / 2), Z998)
+        low, high = limits(max(1.0, (min(sizes) if sizes else 10) / 2), Z998)
         ax.set_ylim(max(0.0, min([low * 100, *ys]) - 3), min(100.0, max([high * 100, *ys]) + 3))
         colours = [CONCERN if p.get("outlier") else IMPROVEMENT for p in points]
         dots = ax.scatter(sizes, ys, c=colours, s=18, zorder=3)
         dots.set_gid(f"{chart_id}-points")
-        order = sorted(range(len(points)), key=lambda i: (sizes[i], ys[i]))
-        for rank, i in enumerate(order):  # alternate labels above and below so neighbours do not overlap
-            ax.annotate(str(points[i]["team"]), (sizes[i], ys[i]), xytext=(3, 4 if rank % 2 == 0 else -9),
-                        textcoords="offset points", fontsize=7)
         ax.set_xlabel("cases (denominator)")
         ax.set_ylabel("%")
         ax.set_xlim(0, top)
+        order = sorted(range(len(points)), key=lambda i: (sizes[i], ys[i]))
+        _label_points(ax, fig, [sizes[i] for i in order], [ys[i] for i in order],
+                      [str(points[i]["team"]) for i in order])
         ax.legend(fontsize=6, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=3)
         ax.grid(axis="y", color="#e5e5e5", linewidth=0.5)
         return _svg(fig, chart_id, title), len(points)

@@ -223,8 +223,11 @@ def render_html(
     return _environment().get_template("report.html.j2").render(**view)
 
 
-def _no_week(points: Sequence[Mapping[str, Any]], min_weekly_denominator: int | None) -> str:
-    """Why a chart has no point: its series holds no judged week, or every week is suppressed."""
+def _no_week(points: Sequence[Mapping[str, Any]], min_weekly_denominator: int | None, shown: int = 0) -> str:
+    """Why a chart is not drawn: its series holds no judged week, every week is suppressed, or
+    most are (``shown`` weeks left, fewer than half)."""
+    if points and shown:
+        return "most weeks' counts were too small to show, and the few weeks left would give a biased picture"
     if points:
         return "every week's counts were too small to show"
     if min_weekly_denominator is None:
@@ -317,7 +320,10 @@ def _view(
             )
         chart_id = f"spc-{measure}-{team if team != ALL_TEAMS else 'all'}".replace("_", "-")
         markers = [(str(c.get("time", ""))[:10], change_keys[c.get("change_id")]) for c in own_changes]
-        drawable = any(p["week"] not in hidden_weeks and p.get("value") is not None for p in points)
+        n_shown = sum(1 for p in points if p["week"] not in hidden_weeks and p.get("value") is not None)
+        # small counts are hidden on one side of the rate only (few events, or few without), so
+        # the weeks left when most are hidden are a biased few: such a chart is not drawn
+        drawable = n_shown > 0 and 2 * n_shown >= len(points)
         # an empty date axis would show matplotlib's epoch (Dec 69, Jan 70): no plot, a reason
         svg, drawn = charts.spc_chart(
             chart_id, f"{label(measure)}, {_team(team)}: weekly values", points, hidden_weeks,
@@ -325,7 +331,7 @@ def _view(
         ) if drawable else ("", 0)
         chart_groups.setdefault(measure, []).append(
             {"team": team, "svg": svg, "points": drawn, "id": chart_id, "hidden": len(hidden_weeks),
-             "empty": None if drawable else _no_week(points, min_weekly_denominator),
+             "empty": None if drawable else _no_week(points, min_weekly_denominator, n_shown),
              "changes": [(change_keys[c.get("change_id")], c.get("description", "")) for c in own_changes]}
         )
 
@@ -378,7 +384,7 @@ def _view(
 
     case_mix = report.get("case_mix") or {"note": None, "measures": []}
     cm_views = []
-    for m in case_mix.get("measures", []):
+    for m in sorted(case_mix.get("measures", []), key=lambda m: _measure_key(m["measure"])):  # the board's order
         teams_rows = []
         for row in m["teams"]:
             hidden = policy.small(int(row["observed"])) or (m["measure"], row["team"]) in suppressed.measures
@@ -416,7 +422,10 @@ def _view(
         "waits": [{**w, "hidden": policy.small(int(w.get("count", 0)))} for w in waits],
         "matrix": matrix,
         "has_spc": bool(spc),
-        "charts": [(m, *_drawn_and_empty(chart_groups[m])) for m in sorted(chart_groups, key=_measure_key)],
+        "charts": [
+            (m, *_drawn_and_empty(chart_groups[m]), _instead(m, chart_groups[m], {f["measure"] for f in funnel_views if f["drawn"]}))
+            for m in sorted(chart_groups, key=_measure_key)
+        ],
         "changes": change_cards,
         "funnels": funnel_views,
         "case_mix_note": case_mix.get("note"),
@@ -441,6 +450,26 @@ def _drawn_and_empty(group: Sequence[dict[str, Any]]) -> tuple[list[dict[str, An
         if c["empty"]:
             empty.setdefault(c["empty"], []).append(c["team"])
     return [c for c in group if not c["empty"]], list(empty.items())
+
+
+def _instead(measure: str, group: Sequence[dict[str, Any]], on_funnels: set[str]) -> str | None:
+    """What a reader looks at for the teams of ``measure`` with no weekly chart (the lines
+    above it name them and say why; a rare event is too rare per team and week, docs/board.md):
+    the team's whole-period rate on the measure's funnel plot, and the trend on the all-teams
+    chart. None when every team has its chart, or neither is on the page. ``unassigned`` is
+    not a team and is on no funnel plot: it does not count."""
+    if not any(c["empty"] and c["team"] not in NOT_COMPARED for c in group):
+        return None
+    trend = any(c["team"] == ALL_TEAMS and not c["empty"] for c in group)
+    pointers = []
+    if measure in on_funnels:
+        pointers.append("each team's rate over the whole period, where the numbers are large enough to show, is "
+                        "compared on this measure's funnel plot (section 4, Teams compared)")
+    if trend:
+        pointers.append("the trend over time is on the all-teams chart above")
+    if not pointers:
+        return None
+    return "Instead: " + "; ".join(pointers) + "."
 
 
 def _period(spc: Sequence[Mapping[str, Any]]) -> tuple[str, str] | None:

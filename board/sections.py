@@ -7,7 +7,8 @@ Shapes (docs/board.md):
   "rate", "z", "limits": {"95": [lo, hi], "99.8": [lo, hi]}, "outlier", "outlier_95"}]}``;
   teams are every team but ``*`` and ``unassigned`` (not a team to compare).
 - ``case_mix``: ``{"note", "measures": [{"measure", "strata", "teams": [{"team",
-  "observed", "expected", "denominator", "ratio", "lower", "upper"}]}]}``.
+  "observed", "expected", "denominator", "ratio", "lower", "upper"}]}]}``, from the report's
+  ``strata`` rows (counts per measure, team and stratum: :func:`cells_of`).
 - ``value``: see :func:`board.value.build_ledger`.
 """
 
@@ -39,6 +40,22 @@ CASE_MIX_NOTE = (
     "Case-mix adjustment needs counts per team and stratum (urgency, crisis setting, "
     "disposition); this report's measures carry none, so no observed/expected is shown."
 )
+# shown beside a filled section: what the adjustment leaves out
+CASE_MIX_LIMITS = (
+    "Adjusted for urgency (referral measures), crisis setting (repeat crises) and discharge "
+    "disposition (follow-up and readmission); not yet for age band or sex, which need client "
+    "profiles pathwatch does not have yet."
+)
+
+
+def cells_of(report: Mapping[str, Any]) -> dict[str, list[Cell]]:
+    """The case-mix cells per measure from the report's ``strata`` rows (none: an empty dict)."""
+    out: dict[str, list[Cell]] = {}
+    for row in report.get("strata") or ():
+        out.setdefault(row["measure"], []).append(
+            Cell(row["team"], row["stratum"], int(row["numerator"]), int(row["denominator"]))
+        )
+    return out
 
 
 def funnels(report: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -86,9 +103,14 @@ def case_mix(cells: Mapping[str, Sequence[Cell]] | None) -> dict[str, Any]:
         return {"note": CASE_MIX_NOTE, "measures": []}
     measures = []
     for measure in sorted(cells):
-        rows = [asdict(r) for r in observed_expected(c for c in cells[measure] if c.team not in NOT_COMPARED)]
+        compared = [c for c in cells[measure] if c.team not in NOT_COMPARED]
+        if not compared:
+            continue
+        rows = [asdict(r) for r in observed_expected(compared)]
         measures.append({"measure": measure, "strata": CASE_MIX_STRATA.get(measure, "stratum"), "teams": rows})
-    return {"note": None, "measures": measures}
+    if not measures:
+        return {"note": CASE_MIX_NOTE, "measures": []}
+    return {"note": CASE_MIX_LIMITS, "measures": measures}
 
 
 def board_sections(
@@ -98,9 +120,12 @@ def board_sections(
     cells: Mapping[str, Sequence[Cell]] | None = None,
 ) -> dict[str, Any]:
     """``funnels``, ``case_mix`` and ``value`` for ``report`` (which may carry ``spc`` and
-    ``changes``). Raises ValueError when the cost table would count a resource twice."""
+    ``changes``) and whose ``strata`` rows give the case-mix cells unless ``cells`` is given.
+    Raises ValueError when the cost table would count a resource twice."""
     return {
         "funnels": funnels(report),
-        "case_mix": case_mix(cells),
-        "value": build_ledger(report.get("spc"), report.get("changes"), cost_table, deadweight),
+        "case_mix": case_mix(cells_of(report) if cells is None else cells),
+        "value": build_ledger(
+            report.get("spc"), report.get("changes"), cost_table, deadweight, report.get("strata_weekly")
+        ),
     }

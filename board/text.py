@@ -16,7 +16,9 @@ MEASURE_ORDER = (
 )
 
 # Names, directions ("higher" or "lower" is better) and definitions: the one catalogue
-LABELS: dict[str, str] = {m.name: m.label for m in MEASURE_CATALOGUE}
+LABELS: dict[str, str] = {m.name: m.label for m in MEASURE_CATALOGUE} | {
+    "ed_crisis": "First crisis seen in the emergency department",  # a value-ledger line, not a measure
+}
 DIRECTION: dict[str, str] = {m.name: m.direction for m in MEASURE_CATALOGUE if m.kind == "rate"}
 DEFINITIONS: dict[str, str] = {m.name: m.definition for m in MEASURE_CATALOGUE}
 

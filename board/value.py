@@ -1,7 +1,9 @@
 """The cost-avoidance ledger: events avoided at the baseline period's rate, times a unit cost.
 
 For each costed measure (readmission_30d, repeat_crisis_30d), over the provider-wide (``*``)
-weekly points of the report's ``spc`` section:
+weekly points of the report's ``spc`` section, and for emergency-department crises (first
+crises seen in the ED, out of first crises: the ``repeat_crisis_30d`` counts of the report's
+``strata_weekly`` rows in the same weeks):
 
     expected = baseline rate x comparison denominator
     avoided  = (expected - observed) x (1 - deadweight)
@@ -14,7 +16,11 @@ cost table the provider supplies (:func:`load_cost_table`); without one there is
 
 Counting once: each line costs a different resource. A crisis line costs the crisis contact
 (an emergency department attendance for an ED crisis); an admission line costs the inpatient
-stay from admission, without the attendance that led to it. A cost item whose ``includes``
+stay from admission, without the attendance that led to it. The two crisis lines count
+disjoint crises: the repeat-crisis line every crisis (repeat or not), the ED line only first
+crises (no crisis in the 30 days before), and the ED line's unit cost is what an ED
+attendance costs over the community crisis contact that replaces it, so a crisis avoided on
+the repeat line is never costed again as an ED attendance avoided. A cost item whose ``includes``
 names another item the ledger costs on its own line is refused, because the same attendance
 would then be paid for twice.
 """
@@ -34,6 +40,12 @@ COSTED_MEASURES: dict[str, str] = {
     "readmission_30d": "inpatient_admission",
     "repeat_crisis_30d": "crisis_episode",
 }
+
+# the ED-crisis line: first crises seen in the emergency department, out of first crises
+ED_LINE = "ed_crisis"
+ED_ITEM = "ed_crisis"
+ED_SETTING = "emergency_department"
+CRISIS_MEASURE = "repeat_crisis_30d"
 
 NO_TABLE_NOTE = (
     "No value is shown: no cost table was supplied. Give the provider's unit costs in a TOML "
@@ -121,6 +133,21 @@ def _series(spc: Sequence[Mapping[str, Any]], measure: str) -> list[Mapping[str,
     return []
 
 
+def ed_points(strata_weekly: Sequence[Mapping[str, Any]] | None) -> list[dict[str, Any]]:
+    """Weekly points of the ED line from the report's ``strata_weekly`` rows: numerator the
+    first crises (not repeats) in the emergency department, denominator all first crises."""
+    weeks: dict[str, list[int]] = {}
+    for row in strata_weekly or ():
+        if row.get("measure") != CRISIS_MEASURE:
+            continue
+        first = int(row["denominator"]) - int(row["numerator"])
+        acc = weeks.setdefault(str(row["week"]), [0, 0])
+        acc[1] += first
+        if row.get("stratum") == ED_SETTING:
+            acc[0] += first
+    return [{"week": w, "numerator": n, "denominator": d} for w, (n, d) in sorted(weeks.items()) if d > 0]
+
+
 def choose_periods(weeks: Sequence[str], changes: Sequence[Mapping[str, Any]] | None) -> Periods | None:
     """Baseline and comparison weeks: before and from the most recent service change (its first
     week on or after the change's date), when both sides hold a week; else the first and
@@ -150,9 +177,11 @@ def build_ledger(
     changes: Sequence[Mapping[str, Any]] | None,
     table: CostTable | None,
     deadweight: float = 0.0,
+    strata_weekly: Sequence[Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The report's ``value`` section. Without weekly points or without a cost table it says so
-    in ``note`` and holds no figures (never a default cost)."""
+    in ``note`` and holds no figures (never a default cost). The ED-crisis line is added when
+    ``strata_weekly`` (the report's rows) is given."""
     if not 0.0 <= deadweight < 1.0:
         raise ValueError(f"deadweight {deadweight} must be at least 0 and below 1")
     section: dict[str, Any] = {"deadweight": deadweight, "lines": [], "totals": [], "note": None}
@@ -175,42 +204,13 @@ def build_ledger(
         "baseline": list(periods.baseline),
         "comparison": list(periods.comparison),
     }
-    for measure, item in COSTED_MEASURES.items():
-        points = _series(spc, measure)
-        cost = table.items.get(item)
-        if cost is None:
-            section["lines"].append({"measure": measure, "item": item, "note": f"the cost table has no {item!r}"})
-            continue
-        base_num, base_den = _sum(points, *periods.baseline)
-        comp_num, comp_den = _sum(points, *periods.comparison)
-        if base_den == 0 or comp_den == 0:
-            section["lines"].append({"measure": measure, "item": item, "note": "a period has no events"})
-            continue
-        diff, lo, hi = newcombe_difference(base_num, base_den, comp_num, comp_den)
-        keep = 1.0 - deadweight
-        expected = base_num / base_den * comp_den
-        avoided = {
-            "low": lo * comp_den * keep,
-            "central": (expected - comp_num) * keep,
-            "high": hi * comp_den * keep,
-        }
-        section["lines"].append(
-            {
-                "measure": measure,
-                "item": item,
-                "baseline": {"numerator": base_num, "denominator": base_den, "rate": base_num / base_den},
-                "comparison": {"numerator": comp_num, "denominator": comp_den, "rate": comp_num / comp_den},
-                "rate_difference": {"value": diff, "lower": lo, "upper": hi},
-                "expected": expected,
-                "observed": comp_num,
-                "avoided": avoided,
-                "unit_cost": cost.cost,
-                "currency": cost.currency,
-                "price_year": cost.price_year,
-                "source": cost.source,
-                "value": {k: v * cost.cost for k, v in avoided.items()},
-            }
-        )
+    lines: list[tuple[str, str, Sequence[Mapping[str, Any]]]] = [
+        (measure, item, _series(spc, measure)) for measure, item in COSTED_MEASURES.items()
+    ]
+    if strata_weekly is not None:
+        lines.append((ED_LINE, ED_ITEM, ed_points(strata_weekly)))
+    for measure, item, points in lines:
+        section["lines"].append(_line(measure, item, points, periods, table.items.get(item), 1.0 - deadweight))
     totals: dict[tuple[str, int], dict[str, Any]] = {}
     for line in section["lines"]:
         if "value" not in line:
@@ -225,8 +225,42 @@ def build_ledger(
     return section
 
 
+def _line(
+    measure: str, item: str, points: Sequence[Mapping[str, Any]], periods: Periods, cost: UnitCost | None, keep: float
+) -> dict[str, Any]:
+    """One ledger line over ``points`` (``keep``: 1 - deadweight)."""
+    if cost is None:
+        return {"measure": measure, "item": item, "note": f"the cost table has no {item!r}"}
+    base_num, base_den = _sum(points, *periods.baseline)
+    comp_num, comp_den = _sum(points, *periods.comparison)
+    if base_den == 0 or comp_den == 0:
+        return {"measure": measure, "item": item, "note": "a period has no events"}
+    diff, lo, hi = newcombe_difference(base_num, base_den, comp_num, comp_den)
+    expected = base_num / base_den * comp_den
+    avoided = {
+        "low": lo * comp_den * keep,
+        "central": (expected - comp_num) * keep,
+        "high": hi * comp_den * keep,
+    }
+    return {
+        "measure": measure,
+        "item": item,
+        "baseline": {"numerator": base_num, "denominator": base_den, "rate": base_num / base_den},
+        "comparison": {"numerator": comp_num, "denominator": comp_den, "rate": comp_num / comp_den},
+        "rate_difference": {"value": diff, "lower": lo, "upper": hi},
+        "expected": expected,
+        "observed": comp_num,
+        "avoided": avoided,
+        "unit_cost": cost.cost,
+        "currency": cost.currency,
+        "price_year": cost.price_year,
+        "source": cost.source,
+        "value": {k: v * cost.cost for k, v in avoided.items()},
+    }
+
+
 def _check_double_count(table: CostTable) -> None:
-    costed = set(COSTED_MEASURES.values())
+    costed = {*COSTED_MEASURES.values(), ED_ITEM}
     for item in costed & set(table.items):
         for other in table.items[item].includes:
             if other in costed and other in table.items:

@@ -260,7 +260,9 @@ class Observation(msgspec.Struct, frozen=True):
     ``key`` is unique per index event and measure; stage 2 upserts by it. ``numerator`` is the
     outcome for rate measures (False for waits); ``wait_days`` is set for referral_wait_days.
     ``retracted``: the observation no longer exists (stage 2 removes ``key`` from ``team``).
-    ``correction``: it revises an observation already emitted.
+    ``correction``: it revises an observation already emitted. ``stratum``: the index event's
+    case-mix stratum (the referral's urgency; the crisis's setting; the discharge's
+    disposition; docs/board.md), "" in observations written before strata existed.
     """
 
     measure: str
@@ -271,6 +273,7 @@ class Observation(msgspec.Struct, frozen=True):
     wait_days: float | None = None
     retracted: bool = False
     correction: bool = False
+    stratum: str = ""
 
     def to_bytes(self) -> bytes:
         return _obs_encoder.encode(self)
@@ -331,6 +334,7 @@ class EmittedObs(msgspec.Struct, array_like=True):
     t: int
     num: bool
     wait: float | None
+    stratum: str = ""  # "": emitted before strata existed (not revised for a stratum alone)
 
 
 class EmittedAlert(msgspec.Struct, array_like=True):
@@ -426,7 +430,7 @@ def _flatten(event: Event, cal: Calendar) -> Rec:
         return Rec(t, event.source, event.id, K_CONTACT, day, d.team, d.referral_id or "", d.status, followup)
     if isinstance(d, Discharge):
         eligible = d.setting == "inpatient" and d.psychiatric and d.disposition not in _INELIGIBLE_DISPOSITIONS
-        return Rec(t, event.source, event.id, K_DISCHARGE, day, d.team or "", "", "", eligible)
+        return Rec(t, event.source, event.id, K_DISCHARGE, day, d.team or "", "", d.disposition, eligible)
     if isinstance(d, Admission):
         return Rec(t, event.source, event.id, K_ADMISSION, day, "", "", "", d.setting == "inpatient")
     if isinstance(d, ReferralReceived):
@@ -434,7 +438,7 @@ def _flatten(event: Event, cal: Calendar) -> Rec:
     if isinstance(d, ReferralClosed):
         return Rec(t, event.source, event.id, K_CLOSED, day, "", d.referral_id, d.reason)
     if isinstance(d, Crisis):
-        return Rec(t, event.source, event.id, K_CRISIS, day, d.team or "")
+        return Rec(t, event.source, event.id, K_CRISIS, day, d.team or "", "", d.setting)
     if isinstance(d, Cancel):
         return Rec(t, event.source, event.id, K_CANCEL, day, "", d.cancels)
     raise TypeError(f"unknown event data {type(d).__name__}")
@@ -544,7 +548,8 @@ def _referral(r: Rec, vis: list[Rec], config: CoreConfig) -> _Referral:
     return _Referral(r, tp, tl, closure, first, seen)
 
 
-ObsValue = tuple[str, str, int, bool, float | None]
+# (measure, team, index time, numerator, wait, stratum)
+ObsValue = tuple[str, str, int, bool, float | None, str]
 
 
 def _key(measure: str, r: Rec) -> str:
@@ -599,45 +604,45 @@ def _observations_of(
                     adm = c
             excluded = adm is not None and not (fu is not None and fu.t < adm.t)
             if not excluded:
-                out[_key(measure, r)] = (measure, team, r.t, fu is not None, None)
+                out[_key(measure, r)] = (measure, team, r.t, fu is not None, None, r.detail)
         close = cal.end_of_day(d + READMISSION_DAYS)
         if x >= close:
             readmitted = any(
                 c.kind == K_ADMISSION and c.flag and start <= c.t < close for c in vis
             )
-            out[_key("readmission_30d", r)] = ("readmission_30d", team, r.t, readmitted, None)
+            out[_key("readmission_30d", r)] = ("readmission_30d", team, r.t, readmitted, None, r.detail)
     elif kind == K_REFERRAL:
         ref = _referral(r, vis, config)
         team = r.team
         seen = ref.seen
         if seen is not None:
             out[_key("seen_within_target", r)] = (
-                "seen_within_target", team, r.t, seen.t < ref.target_pass, None
+                "seen_within_target", team, r.t, seen.t < ref.target_pass, None, r.detail
             )
             # days to two decimals, exact halves up, from whole microseconds (no float rounding)
             wait = ((seen.t - r.t) * 100 + US_PER_DAY // 2) // US_PER_DAY / 100
-            out[_key("referral_wait_days", r)] = ("referral_wait_days", team, r.t, False, wait)
-            out[_key("lost_before_contact", r)] = ("lost_before_contact", team, r.t, False, None)
+            out[_key("referral_wait_days", r)] = ("referral_wait_days", team, r.t, False, wait, r.detail)
+            out[_key("lost_before_contact", r)] = ("lost_before_contact", team, r.t, False, None, r.detail)
         else:
             if x >= ref.target_pass:
-                out[_key("seen_within_target", r)] = ("seen_within_target", team, r.t, False, None)
+                out[_key("seen_within_target", r)] = ("seen_within_target", team, r.t, False, None, r.detail)
             open_limit = r.t + config.referral_open_limit_days * US_PER_DAY
             if ref.closure is not None:
                 # unseen and open past the limit is lost; only a contact revises that, not a
                 # later closure as seen (DOMAIN.md section 3)
                 lost = ref.closure.detail != "seen" or ref.closure.t > open_limit
-                out[_key("lost_before_contact", r)] = ("lost_before_contact", team, r.t, lost, None)
+                out[_key("lost_before_contact", r)] = ("lost_before_contact", team, r.t, lost, None, r.detail)
             elif x > open_limit:
-                out[_key("lost_before_contact", r)] = ("lost_before_contact", team, r.t, True, None)
+                out[_key("lost_before_contact", r)] = ("lost_before_contact", team, r.t, True, None, r.detail)
         if ref.first is not None:
             out[_key("first_contact_dna", r)] = (
-                "first_contact_dna", team, r.t, ref.first.detail == "did_not_attend", None
+                "first_contact_dna", team, r.t, ref.first.detail == "did_not_attend", None, r.detail
             )
     elif kind == K_CRISIS:
         team = r.team or _responsible(vis, r.t, memory, last)
         floor = r.t - REPEAT_CRISIS_DAYS * US_PER_DAY
         repeat = any(c.kind == K_CRISIS and floor <= c.t < r.t for c in vis)
-        out[_key("repeat_crisis_30d", r)] = ("repeat_crisis_30d", team, r.t, repeat, None)
+        out[_key("repeat_crisis_30d", r)] = ("repeat_crisis_30d", team, r.t, repeat, None, r.detail)
 
 
 @dataclass(slots=True)
@@ -920,16 +925,19 @@ def _emit_observations(state: ClientState, x: int, config: CoreConfig, outs: lis
 
 
 def _upsert_observations(emitted: dict[str, EmittedObs], derived: dict[str, ObsValue], outs: list[Output]) -> None:
-    for key, (measure, team, t, num, wait) in derived.items():
+    for key, (measure, team, t, num, wait, stratum) in derived.items():
         old = emitted.get(key)
-        if old is not None and old.team == team and old.num == num and old.wait == wait and old.t == t:
+        if (
+            old is not None and old.team == team and old.num == num and old.wait == wait and old.t == t
+            and (old.stratum == stratum or not old.stratum)
+        ):
             continue
         index_time = from_us(t)
         correction = old is not None
         if old is not None and old.team != team:
             outs.append(Observation(measure, key, old.team, from_us(old.t), retracted=True))
-        outs.append(Observation(measure, key, team, index_time, num, wait, False, correction))
-        emitted[key] = EmittedObs(measure, team, t, num, wait)
+        outs.append(Observation(measure, key, team, index_time, num, wait, False, correction, stratum))
+        emitted[key] = EmittedObs(measure, team, t, num, wait, stratum)
 
 
 _MEASURES_OF: Final[dict[int, tuple[str, ...]]] = {

@@ -43,7 +43,7 @@ from streams.live import (
     flush_ack_key,
     position_key,
 )
-from streams.report import Charts, spc_section
+from streams.report import Charts, spc_section, strata_sections
 from streams.topics import KafkaSettings
 from streams.windows import TeamWindows
 
@@ -250,6 +250,7 @@ async def live_report(
             "corrections": sum(m.corrections for m in metas),
             "dead_letters_by_kind": dict(sorted(kinds.items())),
         },
+        **strata_sections(windows),
     }
     if charts is not None:
         report["spc"] = spc_section(report, windows, charts)

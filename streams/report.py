@@ -38,6 +38,25 @@ def spc_section(
     return charts(windows, datetime.fromisoformat(report["watermark"]), teams, rebase or {})
 
 
+def strata_sections(windows: TeamWindows) -> dict[str, list[dict[str, Any]]]:
+    """The report's ``"strata"`` (whole-history counts per rate measure, team and case-mix
+    stratum: the board's case-mix cells) and ``"strata_weekly"`` (all teams' weekly counts per
+    rate measure and stratum: the value ledger's ED-crisis line), docs/board.md. The replay
+    and ``report --from-live`` both build them here."""
+    return {
+        "strata": [
+            {"measure": r.measure, "team": r.team, "stratum": r.stratum, "numerator": r.numerator,
+             "denominator": r.denominator}
+            for r in windows.strata()
+        ],
+        "strata_weekly": [
+            {"measure": r.measure, "stratum": r.stratum, "week": r.week_start.isoformat(),
+             "numerator": r.numerator, "denominator": r.denominator}
+            for r in windows.strata_weeks()
+        ],
+    }
+
+
 def dumps_report(report: Mapping[str, Any]) -> bytes:
     """The report as UTF-8 JSON bytes: sorted keys, deterministic."""
     return (json.dumps(report, sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode("utf-8")

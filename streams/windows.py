@@ -6,6 +6,9 @@
   waits in hundredths of a day, for replay reports;
 * daily counts by the index event's local day, for trailing windows (live gauges) and for
   weekly series (SPC), kept for ``weeks`` weeks;
+* whole-history counts per team, measure, case-mix stratum (the observation's ``stratum``)
+  and week, for the board's case-mix comparison and value ledger (not pruned: a few cells
+  per week);
 * the per-key entries themselves, only as long as a revision can still arrive (the core's
   horizon; for referral measures plus ``max_referral_age_days``), so a revision replaces
   the old value instead of adding to it. Their keys are also filed in weekly buckets of the
@@ -54,6 +57,24 @@ class RateRow:
 
 
 @dataclass(frozen=True, slots=True)
+class StratumRow:
+    measure: str
+    team: str
+    stratum: str
+    numerator: int
+    denominator: int
+
+
+@dataclass(frozen=True, slots=True)
+class StratumWeek:
+    measure: str
+    stratum: str
+    week_start: date
+    numerator: int
+    denominator: int
+
+
+@dataclass(frozen=True, slots=True)
 class WaitRow:
     measure: str
     team: str
@@ -76,6 +97,7 @@ class _Entry(msgspec.Struct, array_like=True):
     t: int
     num: bool
     wait: int  # hundredths of a day, -1 when not a wait
+    stratum: str = ""
 
 
 class _State(msgspec.Struct):
@@ -83,6 +105,8 @@ class _State(msgspec.Struct):
     totals: dict[str, dict[str, list[int]]] = msgspec.field(default_factory=dict)
     waits: dict[str, dict[int, int]] = msgspec.field(default_factory=dict)
     daily: dict[str, dict[str, dict[int, list[int]]]] = msgspec.field(default_factory=dict)
+    # team -> measure -> stratum -> Monday's day ordinal -> [numerator, denominator]
+    strata: dict[str, dict[str, dict[str, dict[int, list[int]]]]] = msgspec.field(default_factory=dict)
 
 
 _encoder = msgspec.msgpack.Encoder()
@@ -155,7 +179,7 @@ class TeamWindows:
             return
         t = to_us(obs.index_time)
         wait = -1 if obs.wait_days is None else round(obs.wait_days * 100)
-        entry = _Entry(obs.measure, obs.team, self.config.calendar.day_of(t), t, obs.numerator, wait)
+        entry = _Entry(obs.measure, obs.team, self.config.calendar.day_of(t), t, obs.numerator, wait, obs.stratum)
         s.entries[obs.key] = entry
         self._file(self._filed(), obs.key, entry)
         self._count(entry, 1)
@@ -173,6 +197,11 @@ class TeamWindows:
         tot = s.totals.setdefault(e.team, {}).setdefault(e.measure, [0, 0])
         tot[0] += sign * e.num
         tot[1] += sign
+        week = e.day - date.fromordinal(e.day).weekday()
+        weeks = s.strata.setdefault(e.team, {}).setdefault(e.measure, {}).setdefault(e.stratum, {})
+        cell = weeks.setdefault(week, [0, 0])
+        cell[0] += sign * e.num
+        cell[1] += sign
         day = s.daily.setdefault(e.team, {}).setdefault(e.measure, {}).setdefault(e.day, [0, 0])
         day[0] += sign * e.num
         day[1] += sign
@@ -255,6 +284,41 @@ class TeamWindows:
             rows.append(RateRow(measure, ALL_TEAMS, total[0], total[1]))
             rows.extend(per_team)
         return rows
+
+    def strata(self) -> list[StratumRow]:
+        """Whole-history (numerator, denominator) per rate measure, team and stratum, for the
+        cells with a denominator (a cell emptied by retractions is left out, so the replay's
+        windows and windows rebuilt from the latest observations agree). Ordered by measure
+        (section 3 order), team, stratum; no ``*`` rows."""
+        rows = []
+        for measure in RATE_MEASURES:
+            for team in sorted(self._s.strata):
+                for stratum, weeks in sorted(self._s.strata[team].get(measure, {}).items()):
+                    num = sum(c[0] for c in weeks.values())
+                    den = sum(c[1] for c in weeks.values())
+                    if den:
+                        rows.append(StratumRow(measure, team, stratum, num, den))
+        return rows
+
+    def strata_weeks(self) -> list[StratumWeek]:
+        """Whole-history weekly (Monday-start, by the index event's local day) counts per rate
+        measure and stratum for ``*`` (all teams held), weeks with a denominator only, ordered
+        by measure, stratum, week. Weeks are not checked for being final (the caller picks
+        the weeks it compares)."""
+        sums: dict[tuple[str, str, int], list[int]] = {}
+        for by_measure in self._s.strata.values():
+            for measure, by_stratum in by_measure.items():
+                for stratum, weeks in by_stratum.items():
+                    for week, (num, den) in weeks.items():
+                        acc = sums.setdefault((measure, stratum, week), [0, 0])
+                        acc[0] += num
+                        acc[1] += den
+        order = {m: i for i, m in enumerate(RATE_MEASURES)}
+        return [
+            StratumWeek(m, st, date.fromordinal(wk), num, den)
+            for (m, st, wk), (num, den) in sorted(sums.items(), key=lambda kv: (order[kv[0][0]], kv[0][1], kv[0][2]))
+            if den
+        ]
 
     def waits(
         self, now: datetime | None = None, trailing_days: int | None = None, *, teams: Iterable[str] | None = None
@@ -344,5 +408,6 @@ class TeamWindows:
             s.totals.update(p.totals)
             s.waits.update(p.waits)
             s.daily.update(p.daily)
+            s.strata.update(p.strata)
         return out
 

@@ -23,7 +23,7 @@ from schemas.validate import detect_format
 from streams.changes import change_rebase, judge_changes, local_date_in
 from streams.engine import Engine, SystemRules
 from streams.replay import PROGRESS_MIN_BYTES, Changes, ReplayInput, replay_files, replay_stream
-from streams.report import Charts, dumps_report, replay_verdict, spc_section
+from streams.report import Charts, dumps_report, replay_verdict, spc_section, strata_sections
 
 
 def run(args: argparse.Namespace, settings: Settings, console: Console) -> int:
@@ -91,6 +91,7 @@ def run_replay(
         report["spc"] = spc_section(report, engine.windows, charts, change_rebase(recorded, local_date))
         if changes is not None:
             report["changes"] = [] if watermark is None else changes(engine.windows, watermark, recorded, local_date)
+    report.update(strata_sections(engine.windows))  # the board's counts by stratum (docs/board.md)
     report.update(board.sections(report))
     if report_path is not None:
         try:

@@ -82,8 +82,9 @@ def test_the_report_loads_offline_without_errors_and_shows_every_chart(browser: 
     spc = [f for f in figures if f["chart"] == "spc"]
     hidden = {(e["measure"], e["team"], p["week"]) for e in report["spc"] for p in e["points"]
               if POLICY.cell_small(p["numerator"], p["denominator"])}
+    # a chart is drawn when at least half its weeks can be shown (docs/board.md, rare events)
     drawable = {(e["measure"], e["team"]) for e in report["spc"]
-                if any((e["measure"], e["team"], p["week"]) not in hidden for p in e["points"])}
+                if 0 < 2 * sum((e["measure"], e["team"], p["week"]) not in hidden for p in e["points"]) >= len(e["points"])}
     assert {(f["measure"], f["team"]) for f in spc} == drawable
     empty = browser.evaluate(
         """[...document.querySelectorAll('p.no-chart[data-chart="spc"]')].map(p => ({

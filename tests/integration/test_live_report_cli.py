@@ -55,8 +55,10 @@ def test_report_until_end_equals_the_replay_and_prints_its_summary(
     replay = json.loads(replayed.read_text())
     assert any(entry["points"] for entry in replay["spc"])
     assert live["spc"] == replay["spc"]
-    for section in ("funnels", "case_mix", "value"):
+    for section in ("funnels", "case_mix", "value", "strata", "strata_weekly"):
         assert live[section] == replay[section], section
+    assert live["case_mix"]["measures"]  # the observations carry their strata on the live path too
+    assert any(line["measure"] == "ed_crisis" for line in live["value"]["lines"]) or live["value"]["note"]
     board = page.read_text(encoding="utf-8")
     drawn = re.findall(r'<figure data-chart="spc" data-measure="([^"]+)" data-team="([^"]+)"', board)
     undrawn = [(m, t) for m, teams in re.findall(r'<p class="no-chart" data-chart="spc" data-measure="([^"]+)" '

@@ -301,3 +301,66 @@ def test_teams_with_nothing_to_draw_share_one_line_per_reason() -> None:
         ("east", "east: nothing to draw, every week's counts were too small to show."),
         ("north south", "north, south: nothing to draw, no week reached the minimum weekly denominator of 10."),
     ]
+
+
+def test_teams_without_a_weekly_chart_are_pointed_to_their_funnel_and_the_all_teams_trend() -> None:
+    """A rare event per team and week: no team chart; the reader is told where to look."""
+    from board.sections import funnels
+
+    report = _spc_report(("*", [_week(w, 20, 30) for w in WEEKS3]), ("north", []), ("south", []))
+    rows = [{"measure": "seen_within_target", "team": t, "numerator": n, "denominator": 60}
+            for t, n in (("north", 40), ("south", 45))]
+    report["funnels"] = funnels({"measures": rows})
+    page = html.unescape(render_html(report, policy=UNDER5, min_weekly_denominator=10))
+    [instead] = re.findall(r'<p class="no-chart-instead" data-measure="seen_within_target">(.*?)</p>', page, re.S)
+    assert "funnel plot (section 4, Teams compared)" in instead
+    assert "all-teams chart above" in instead
+    assert instead.startswith("Instead: each team's rate over the whole period")
+    # without a funnel, only the trend; with a chart for every team, no such line
+    del report["funnels"]
+    page = html.unescape(render_html(report, policy=UNDER5, min_weekly_denominator=10))
+    [instead] = re.findall(r'<p class="no-chart-instead"[^>]*>(.*?)</p>', page, re.S)
+    assert "funnel" not in instead
+    assert "all-teams chart above" in instead
+    every = _spc_report(("*", [_week(w, 20, 30) for w in WEEKS3]), ("north", [_week(w, 20, 30) for w in WEEKS3]),
+                        ("unassigned", []))  # not a team: on no funnel, so no pointer for it
+    assert '<p class="no-chart-instead"' not in render_html(every, policy=UNDER5)
+    # a chart with most of its weeks too small to show counts as missing
+    gaps = _spc_report(("*", [_week(w, 20, 30) for w in WEEKS3]),
+                       ("north", [_week(WEEKS3[0], 20, 30), _week(WEEKS3[1], 2, 30), _week(WEEKS3[2], 3, 30)]))
+    page = html.unescape(render_html(gaps, policy=UNDER5))
+    [instead] = re.findall(r'<p class="no-chart-instead"[^>]*>(.*?)</p>', page, re.S)
+    assert instead.startswith("Instead: ")
+
+
+def test_a_chart_caption_says_how_many_weeks_were_too_small_to_draw() -> None:
+    points = [_week(WEEKS3[0], 20, 30), _week(WEEKS3[1], 2, 30), _week(WEEKS3[2], 20, 30)]
+    page = html.unescape(render_html(_spc_report(("*", points)), policy=UNDER5))
+    assert "2 weekly points; 1 of 3 weeks not drawn, their counts too small to show." in " ".join(page.split())
+
+
+def test_a_team_chart_with_most_weeks_hidden_is_not_drawn() -> None:
+    """Weeks are hidden on one side of the rate only (here: 2 or 3 events of 30), so the week
+    left (20 of 30) alone would show north far better than it is."""
+    gaps = _spc_report(("*", [_week(w, 20, 30) for w in WEEKS3]),
+                       ("north", [_week(WEEKS3[0], 20, 30), _week(WEEKS3[1], 2, 30), _week(WEEKS3[2], 3, 30)]),
+                       ("south", [_week(WEEKS3[0], 20, 30), _week(WEEKS3[1], 21, 30), _week(WEEKS3[2], 3, 30)]))
+    page = html.unescape(render_html(gaps, policy=UNDER5))
+    assert 'data-chart="spc" data-measure="seen_within_target" data-team="north"' not in page
+    assert 'data-chart="spc" data-measure="seen_within_target" data-team="south"' in page  # 2 of 3 shown
+    lines = re.findall(r'<p class="no-chart"[^>]*data-teams="([^"]*)">(.*?)</p>', page, re.S)
+    assert [(teams, " ".join(re.sub("<[^>]+>", "", text).split())) for teams, text in lines] == [
+        ("north", "north: nothing to draw, most weeks' counts were too small to show, and the few weeks left "
+                  "would give a biased picture."),
+    ]
+
+
+def test_case_mix_tables_follow_the_boards_measure_order() -> None:
+    from board.sections import case_mix
+    from board.stats import Cell
+
+    cells = {m: [Cell("north", "a", 10, 40), Cell("south", "a", 12, 40)]
+             for m in ("first_contact_dna", "repeat_crisis_30d", "seen_within_target")}
+    report = {**_spc_report(), "case_mix": case_mix(cells)}
+    order = re.findall(r'<table data-case-mix="([^"]+)"', render_html(report, policy=UNDER5))
+    assert order == ["seen_within_target", "first_contact_dna", "repeat_crisis_30d"]

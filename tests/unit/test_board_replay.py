@@ -32,7 +32,9 @@ def test_replay_writes_the_board_page_and_its_json_sections(events_file: Path, t
     assert run_replay(str(events_file), report_path, settings, Console(file=out, width=200), html_path=html_path) == 0
     report = json.loads(report_path.read_text())
     assert {"funnels", "case_mix", "value"} <= set(report)
-    assert report["case_mix"]["measures"] == []  # the engine exposes no per-stratum counts yet
+    assert report["strata"]  # the observations carry strata
+    assert report["case_mix"]["measures"]
+    assert all(row["stratum"] for row in report["strata"])
     assert report["value"]["note"].startswith("No value")  # no spc section yet
     page = html_path.read_text()
     assert hashlib.sha256(events_file.read_bytes()).hexdigest() in page

@@ -11,6 +11,7 @@ from board.value import (
     NO_TABLE_NOTE,
     build_ledger,
     choose_periods,
+    ed_points,
     load_cost_table,
     parse_cost_table,
 )
@@ -150,3 +151,96 @@ def test_the_shipped_example_table_loads() -> None:
 def test_deadweight_must_be_a_share() -> None:
     with pytest.raises(ValueError, match="deadweight"):
         build_ledger([], None, None, 1.0)
+
+
+# -- emergency-department crises ---------------------------------------------------------------
+
+
+def _strata_weekly(rows: list[tuple[str, str, int, int]]) -> list[dict[str, Any]]:
+    """(week, setting, repeats, crises) -> the report's ``strata_weekly`` rows of repeat crises."""
+    return [{"measure": "repeat_crisis_30d", "stratum": s, "week": w, "numerator": n, "denominator": d}
+            for w, s, n, d in rows]
+
+
+ED_WEEKS = _strata_weekly([
+    # week 1: 12 ED crises of which 2 repeats (10 first), 25 crisis-line (20 first)
+    (WEEKS[0], "emergency_department", 2, 12), (WEEKS[0], "crisis_line", 5, 25),
+    (WEEKS[1], "emergency_department", 1, 11), (WEEKS[1], "mobile_team", 2, 22),
+    (WEEKS[2], "emergency_department", 3, 8), (WEEKS[2], "crisis_line", 5, 30),
+    (WEEKS[3], "emergency_department", 2, 7), (WEEKS[3], "mobile_team", 2, 27),
+])
+
+
+def _ed_table(**ed: Any) -> dict[str, Any]:
+    data = _table()
+    data["item"].append({"item": "ed_crisis", "cost": 300, "currency": "USD", "price_year": 2025, "source": "test", **ed})
+    return data
+
+
+def test_the_ed_crisis_line_has_a_fixed_figure() -> None:
+    """First crises (no crisis in the 30 days before) seen in the ED, out of all first crises.
+    Baseline weeks: ED 10 + 10 of 30 + 30 first crises = 20/60; comparison 5 + 5 of 60 = 10/60.
+    Expected 20/60 x 60 = 20, observed 10, avoided 10; deadweight 0.2 keeps 8; x 300 USD = 2400.
+    Newcombe for 1/3 - 1/6: Wilson(20/60) = (0.227293, 0.459431), Wilson(10/60) = (0.093132,
+    0.280316); lower = 1/6 - sqrt(0.106040^2 + 0.113650^2) = 0.011229, upper = 1/6 +
+    sqrt(0.126098^2 + 0.073535^2) = 0.312640; value low 0.011229 x 60 x 0.8 x 300 = 161.70,
+    high 4502.01 USD."""
+    ledger = build_ledger(_spc([10, 10, 10, 10], [15, 15, 15, 15]), None, parse_cost_table(_ed_table()), 0.2,
+                          ED_WEEKS)
+    readm, crisis, ed = ledger["lines"]
+    assert (ed["measure"], ed["item"]) == ("ed_crisis", "ed_crisis")
+    assert ed["baseline"] == {"numerator": 20, "denominator": 60, "rate": pytest.approx(1 / 3)}
+    assert ed["comparison"] == {"numerator": 10, "denominator": 60, "rate": pytest.approx(1 / 6)}
+    assert ed["expected"] == pytest.approx(20.0)
+    assert ed["observed"] == 10
+    assert ed["avoided"]["central"] == pytest.approx(8.0)
+    assert ed["value"]["central"] == pytest.approx(2400.0)
+    assert ed["value"]["low"] == pytest.approx(161.70, abs=0.01)
+    assert ed["value"]["high"] == pytest.approx(4502.01, abs=0.01)
+    (total,) = ledger["totals"]  # readmissions and repeat crises unchanged: 0 each
+    assert total["central"] == pytest.approx(2400.0)
+
+
+def test_an_ed_crisis_that_is_a_repeat_crisis_is_costed_on_the_repeat_line_only() -> None:
+    """Comparison weeks with 6 more ED crises a week, all repeats: the repeat line sees them,
+    the ED line (first crises only) does not move."""
+    more_repeats = [
+        {**r, "numerator": r["numerator"] + 6, "denominator": r["denominator"] + 6}
+        if r["week"] in WEEKS[2:] and r["stratum"] == "emergency_department" else r
+        for r in ED_WEEKS
+    ]
+    table = parse_cost_table(_ed_table())
+    before = build_ledger(_spc([10, 10, 10, 10], [15, 15, 15, 15]), None, table, 0.0, ED_WEEKS)
+    after = build_ledger(_spc([10, 10, 10, 10], [15, 15, 15, 15]), None, table, 0.0, more_repeats)
+    assert after["lines"][2] == before["lines"][2]
+
+
+def test_the_ed_line_counts_first_crises_from_the_engines_strata() -> None:
+    from streams.core import CoreConfig
+    from streams.report import strata_sections
+    from tests.fixtures.core.build import NY, Run, crisis, ny, tick
+
+    events = [
+        crisis(ny("2026-03-02 09:00"), team="north", setting="emergency_department", client="a"),  # first, ED
+        crisis(ny("2026-03-03 09:00"), team="north", setting="crisis_line", client="b"),  # first
+        crisis(ny("2026-03-04 09:00"), team="north", setting="emergency_department", client="b"),  # repeat, ED
+        tick(ny("2026-06-01 00:00")),
+    ]
+    rows = strata_sections(Run(events, CoreConfig(timezone=NY)).engine.windows)["strata_weekly"]
+    assert ed_points(rows) == [{"week": "2026-03-02", "numerator": 1, "denominator": 2}]
+
+
+def test_an_ed_cost_that_includes_the_crisis_contact_is_refused() -> None:
+    table = parse_cost_table(_ed_table(includes=["crisis_episode"]))
+    with pytest.raises(ValueError, match="counted twice"):
+        build_ledger(_spc([10, 10, 6, 6], [15, 15, 15, 15]), None, table, 0.0, ED_WEEKS)
+
+
+def test_a_cost_table_without_the_ed_item_says_so_on_the_line() -> None:
+    ledger = build_ledger(_spc([10, 10, 6, 6], [15, 15, 15, 15]), None, parse_cost_table(_table()), 0.0, ED_WEEKS)
+    assert ledger["lines"][2] == {"measure": "ed_crisis", "item": "ed_crisis", "note": "the cost table has no 'ed_crisis'"}
+
+
+def test_the_example_cost_table_costs_every_line() -> None:
+    table = load_cost_table(Path(__file__).parents[2] / "deploy" / "costs.example.toml")
+    assert {"inpatient_admission", "crisis_episode", "ed_crisis"} <= set(table.items)

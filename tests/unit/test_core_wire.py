@@ -5,7 +5,8 @@ state after each event of :func:`scenario`, written by ``streams/core.py`` as it
 (commit 5fcbc90: short field names, input offsets and corrections in the core's state),
 with the corrections counted the way live stage 1 counts them. Driving the same events
 through today's code must give states equal to the decoded ones, with the same serialised
-map, and the core alone must read them too (it ignores stage 1's bookkeeping).
+map, and the core alone must read them too (it ignores stage 1's bookkeeping). Main wrote no
+case-mix strata (issue 18): they are left out of today's states before comparing.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 import msgspec
 
 from schemas.model import Event
-from streams.core import ClientState, Clock, CoreConfig, Observation
+from streams.core import K_CRISIS, K_DISCHARGE, ClientState, Clock, CoreConfig, Observation
 from streams.live_state import LiveClientState, applied, live_step
 from tests.fixtures.core.build import cancel, contact, crisis, discharge, ny, referral
 
@@ -43,6 +44,14 @@ def scenario() -> list[tuple[Event, int, datetime]]:
     return out
 
 
+def without_strata(state: LiveClientState) -> LiveClientState:
+    """``state`` as main wrote it, before strata (issue 18): no stratum on emitted
+    observations, no setting or disposition kept on crisis and discharge records."""
+    recs = [msgspec.structs.replace(r, detail="") if r.kind in (K_CRISIS, K_DISCHARGE) else r for r in state.recs]
+    obs = {k: msgspec.structs.replace(o, stratum="") for k, o in state.obs.items()}
+    return msgspec.structs.replace(state, recs=recs, obs=obs)
+
+
 def test_states_written_by_main_decode_to_the_same_state() -> None:
     written = [bytes.fromhex(line) for line in WRITTEN_BY_MAIN.read_text().split()]
     events = scenario()
@@ -54,12 +63,15 @@ def test_states_written_by_main_decode_to_the_same_state() -> None:
         assert state is not None
         state.corrections = before + sum(1 for o in outs if isinstance(o, Observation) and o.correction)
         old = LiveClientState.from_bytes(raw)
-        assert old == state
-        assert msgspec.msgpack.decode(state.to_bytes()) == msgspec.msgpack.decode(raw)
+        assert old == without_strata(state)
+        written_today = msgspec.msgpack.decode(without_strata(state).to_bytes())
+        if "obs" in written_today:  # (left out when empty) the stratum is appended to each
+            written_today["obs"] = {k: o[:5] for k, o in written_today["obs"].items()}
+        assert written_today == msgspec.msgpack.decode(raw)
         assert applied(old, seq) is True
         core_only = ClientState.from_bytes(raw)
         assert core_only.obs_until == state.obs_until
-        assert core_only.recs == state.recs
+        assert core_only.recs == without_strata(state).recs
     assert state is not None
     assert state.pruned_before > 0
     assert state.last_assigned_team == "north"
