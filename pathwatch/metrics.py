@@ -501,8 +501,11 @@ def metric_names() -> frozenset[str]:
     Used by the dashboard and rule tests to check that each PromQL expression names only
     catalogued metrics. Builds a throwaway bundle on a fresh registry.
     """
+    from pathwatch.mdc_metrics import MdcMetrics  # the live MDC gauges, a bundle of their own
+
     registry = CollectorRegistry()
     Metrics(registry)
+    MdcMetrics(registry)
     names: set[str] = set()
     for family in registry.collect():
         if family.type == "counter":

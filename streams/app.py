@@ -79,6 +79,7 @@ from streams.live import (
     processing_dead_letter,
     table_partition,
 )
+from streams.live_changes import add_live_mdc
 from streams.windows import TeamWindows
 
 log = logging.getLogger("pathwatch.worker")
@@ -613,6 +614,7 @@ def build_app(
             log.info("stage 1 %s", line)
 
     add_pages(app, registry)
+    add_live_mdc(app, runtime, registry)  # stage 2's service changes and MDC gauges (issue 17)
 
     async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
         forget(revoked)

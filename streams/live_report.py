@@ -45,7 +45,8 @@ from streams.live import (
     flush_ack_key,
     position_key,
 )
-from streams.report import Charts, dumps_report, render_summary, spc_section
+from streams.live_changes import live_sections
+from streams.report import Charts, dumps_report, render_summary
 from streams.topics import check_kafka
 from streams.windows import TeamWindows
 
@@ -249,7 +250,7 @@ async def live_report(
         },
     }
     if charts is not None:
-        report["spc"] = spc_section(report, windows, charts)
+        report.update(await live_sections(settings, report, windows, charts, timeout))  # spc, changes
     return report
 
 
