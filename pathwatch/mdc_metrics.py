@@ -2,7 +2,8 @@
 
 A small bundle of its own beside :class:`pathwatch.metrics.Metrics`: per team and rate
 measure, the latest judged week of the team's MDC chart (value, mean, process limits, target,
-trial flag, week start) and its icons as state sets; per team and measure, the effective
+trial flag, week start, and the week's numerator and denominator, which the recording rule
+``pathwatch:spc_value:suppressed`` needs for small-cell suppression) and its icons as state sets; per team and measure, the effective
 times of the latest recorded service changes (a Grafana annotation reads them).
 
 Labels are bounded: ``team`` (the configured teams), ``measure`` (the rate measures), the
@@ -42,6 +43,14 @@ class MdcMetrics:
         self.value = Gauge(
             "pathwatch_spc_value", "Latest judged weekly value of a team's MDC chart (a fraction)", tm, registry=registry
         )
+        self.numerator = Gauge(
+            "pathwatch_spc_numerator", "Numerator of the latest judged week (for small-cell suppression)", tm,
+            registry=registry,
+        )
+        self.denominator = Gauge(
+            "pathwatch_spc_denominator", "Denominator of the latest judged week (for small-cell suppression)", tm,
+            registry=registry,
+        )
         self.mean = Gauge("pathwatch_spc_mean", "Mean of the latest point's MDC group", tm, registry=registry)
         self.upper = Gauge(
             "pathwatch_spc_upper_limit", "Upper process limit at the latest judged week", tm, registry=registry
@@ -76,7 +85,7 @@ class MdcMetrics:
         """Replace every chart series with ``entries`` (the report's ``"spc"`` entry shape,
         :func:`alerts.rules.chart_entry`); a chart without points exports nothing. Raises
         ``ValueError`` (nothing written for that chart) on a label value the guard refuses."""
-        for metric in (self.value, self.mean, self.upper, self.lower, self.target, self.trial, self.week,
+        for metric in (self.value, self.numerator, self.denominator, self.mean, self.upper, self.lower, self.target, self.trial, self.week,
                        self.variation, self.assurance):  # fmt: skip
             metric.clear()
         for entry in entries:
@@ -86,6 +95,8 @@ class MdcMetrics:
             labels = (label_guard(entry["team"]), label_guard(entry["measure"]))
             last = points[-1]
             self.value.labels(*labels).set(last["value"])
+            self.numerator.labels(*labels).set(last["numerator"])
+            self.denominator.labels(*labels).set(last["denominator"])
             self.mean.labels(*labels).set(last["mean"])
             if last["upper"] is not None and last["lower"] is not None:
                 self.upper.labels(*labels).set(last["upper"])

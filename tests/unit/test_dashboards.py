@@ -23,6 +23,7 @@ EXPECTED_UIDS = {
     "pathwatch-crisis": "Crisis",
     "pathwatch-after-discharge": "After discharge",
     "pathwatch-pipeline": "Pipeline health",
+    "pathwatch-mdc": "Making Data Count",
 }
 # Series Prometheus itself adds for every scrape target.
 PROMETHEUS_SERIES = {"up", "scrape_duration_seconds", "scrape_samples_scraped"}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -16,6 +17,7 @@ from alerts.rules import AlertRulesConfig, SystemAlertRules
 from pathwatch import simulate
 from pathwatch.config import Settings
 from pathwatch.mdc_metrics import MAX_CHANGES, MdcMetrics
+from pathwatch.metrics import metric_names
 from schemas.deadletter import DeadLetter, Origin
 from schemas.decode import Decoder
 from schemas.model import ALL_TEAMS, Event
@@ -23,6 +25,7 @@ from streams.changes import ChangeRegister, change_rebase, local_date_in
 from streams.core import CoreConfig
 from streams.engine import Engine
 from streams.live_changes import LiveChanges, change_times, team_charts
+from tests.promql import dashboard_targets, grafana_to_promql, metric_names_in
 
 KEY = b"test-key"
 TOPIC = "pathwatch.changes"
@@ -171,6 +174,8 @@ def test_the_gauges_carry_the_latest_point_and_icons(replay: tuple[Engine, Syste
         labels = {"team": entry["team"], "measure": entry["measure"]}
         last = entry["points"][-1]
         assert registry.get_sample_value("pathwatch_spc_value", labels) == last["value"]
+        assert registry.get_sample_value("pathwatch_spc_numerator", labels) == last["numerator"]
+        assert registry.get_sample_value("pathwatch_spc_denominator", labels) == last["denominator"]
         assert registry.get_sample_value("pathwatch_spc_mean", labels) == last["mean"]
         assert registry.get_sample_value("pathwatch_spc_upper_limit", labels) == last["upper"]
         assert registry.get_sample_value("pathwatch_spc_lower_limit", labels) == last["lower"]
@@ -212,3 +217,30 @@ def test_a_label_the_guard_refuses_writes_nothing() -> None:
     assert registry.get_sample_value(
         "pathwatch_service_change_timestamp_seconds", {"team": "MRN-004242", "measure": "followup_7d", "change": "1"}
     ) is None
+
+
+# -- the provisioned dashboard ------------------------------------------------------------------------
+
+DASHBOARD = Path(__file__).resolve().parents[2] / "deploy/grafana/dashboards/mdc.json"
+RAW_WEEKLY_CELLS = {"pathwatch_spc_value", "pathwatch_spc_numerator", "pathwatch_spc_denominator"}
+
+
+def test_the_dashboard_reads_the_weekly_value_only_suppressed() -> None:
+    dashboard = json.loads(DASHBOARD.read_text())
+    used: set[str] = set()
+    for title, _, target in dashboard_targets(dashboard):
+        names = metric_names_in(grafana_to_promql(target["expr"]))
+        assert not names & RAW_WEEKLY_CELLS, f"{title} reads an unsuppressed weekly cell"
+        used |= names
+    assert "pathwatch:spc_value:suppressed" in used
+    assert {"pathwatch_spc_mean", "pathwatch_spc_upper_limit", "pathwatch_spc_lower_limit", "pathwatch_spc_target",
+            "pathwatch_spc_variation", "pathwatch_spc_assurance"} <= used  # fmt: skip
+
+
+def test_service_changes_are_an_annotation_from_a_catalogued_series() -> None:
+    [annotation] = json.loads(DASHBOARD.read_text())["annotations"]["list"]
+    assert annotation["datasource"]["uid"] == "pathwatch-prometheus"
+    assert annotation["useValueForTime"] is True, "the series' value is the change's time (ms)"
+    assert '$team"' in annotation["expr"]
+    assert metric_names_in(grafana_to_promql(annotation["expr"])) == {"pathwatch_service_change_timestamp_seconds"}
+    assert "pathwatch_service_change_timestamp_seconds" in metric_names()
