@@ -94,21 +94,20 @@ class LiveChanges:
 async def read_changes(settings: Any, decoder: Decoder, timeout: float = 60.0) -> LiveChanges:
     """The changes topic from its beginning up to its end offsets (an absent topic reads as
     empty). Raises ``TimeoutError`` when the end is not reached in ``timeout`` seconds."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka import AIOKafkaConsumer
 
     topic = settings.topics.changes
     found = LiveChanges(decoder)
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
     await consumer.start()
     try:
-        partitions = consumer.partitions_for_topic(topic) if topic in await consumer.topics() else None
-        if not partitions:
-            return found
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
         async with asyncio.timeout(timeout):
+            if topic not in await consumer.topics():
+                return found
+            tps = await _assign_all(consumer, topic)
+            ends = await consumer.end_offsets(tps)
             while any([await consumer.position(tp) < ends[tp] for tp in tps]):
                 for tp, messages in (await consumer.getmany(timeout_ms=500)).items():
                     for m in messages:
@@ -116,6 +115,15 @@ async def read_changes(settings: Any, decoder: Decoder, timeout: float = 60.0) -
     finally:
         await consumer.stop()
     return found
+
+
+async def _assign_all(consumer: Any, topic: str) -> list[Any]:
+    """Subscribe ``consumer`` (no group: it is assigned every partition, read from the
+    beginning) to ``topic``; return its partitions once assigned."""
+    consumer.subscribe([topic])
+    while not consumer.assignment():
+        await asyncio.sleep(0.1)
+    return sorted(consumer.assignment())
 
 
 def team_charts(
@@ -220,20 +228,18 @@ def add_live_mdc(app: faust.App, runtime: Any, registry: CollectorRegistry) -> N
 async def _follow(app: Any, settings: Any, topic: str, found: LiveChanges, state: dict[str, Any]) -> None:
     """Read ``topic`` from the beginning into ``found``; ``state["loaded"]`` once at the end
     offsets of the start; then follow it. Dead letters go to the dead-letter topic."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka import AIOKafkaConsumer
 
     from streams.faust_io import send_records
 
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
     await consumer.start()
     try:
-        partitions = consumer.partitions_for_topic(topic) if topic in await consumer.topics() else None
-        while not partitions:  # the worker creates its topics at start; wait for this one
+        while topic not in await consumer.topics():  # the worker creates its topics at start
             await asyncio.sleep(1.0)
-            partitions = consumer.partitions_for_topic(topic) if topic in await consumer.topics() else None
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
+        tps = await _assign_all(consumer, topic)
         ends = await consumer.end_offsets(tps)
         max_record = int(app.conf.producer_max_request_size)
         while True:
