@@ -25,7 +25,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from zoneinfo import ZoneInfo
 
 from alerts.evidence import ServiceChange
@@ -205,6 +205,10 @@ def add_live_mdc(app: faust.App, runtime: Any, registry: CollectorRegistry) -> N
     async def mdc_gauges() -> None:
         watermark = runtime.stage2_watermark
         if not state["loaded"] or watermark is None or runtime.stage2 is None:
+            return
+        # stage 2 loads its teams from the table store on first use after an assignment: not
+        # before the tables are recovered, or it would hold (and export) a partial store
+        if app.rebalancing or not cast(Any, app.tables).recovery.completed.is_set():
             return
         now = asyncio.get_running_loop().time()
         key = (watermark, found.version)
