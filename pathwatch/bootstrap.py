@@ -24,12 +24,14 @@ from alerts.receivers import KafkaProducerLike
 from pathwatch import parts
 from pathwatch.config import Settings
 from pathwatch.core_settings import core_config
+from pathwatch.mdc_metrics import MdcMetrics
 from pathwatch.metrics import Metrics, SafeMetrics
 from schemas.fhir import FHIRAdapter
 from schemas.hl7 import HL7Adapter
 from streams.app import DeliverParts, WorkerParts, build_app, build_deliver_app
 from streams.delivery import DeliveryResources
 from streams.faust_io import FaustOptions
+from streams.live_changes import MdcParts
 from streams.ports import LiveConfig, LiveMetrics, TopicNames
 from streams.stages import LiveStages, StageParts
 from streams.topics import ensure_topics
@@ -140,6 +142,17 @@ def worker_parts(settings: Settings, *, registry: CollectorRegistry | None = Non
         faust=faust_options(settings),
         registry=registry,
         delivery=delivery_resources(settings) if settings.delivery == "worker" else None,
+        mdc=MdcParts(
+            changes_topic=settings.topics.changes,
+            dead_letters_topic=settings.topics.dead_letters,
+            kafka_bootstrap=settings.kafka_bootstrap,
+            timezone=settings.timezone,
+            tick_seconds=settings.tick_interval.total_seconds(),
+            decoder=stages.decoder,
+            rules=stages.rules,
+            core=stages.core,
+            gauges=MdcMetrics(registry),
+        ),
     )
 
 

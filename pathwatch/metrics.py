@@ -524,24 +524,6 @@ class Metrics:
         self._current[self.consumer_lag._name] = kept
 
 
-def metric_names() -> frozenset[str]:
-    """Every sample name the bundle exports (``_total``, ``_bucket`` etc. included).
-
-    Used by the dashboard and rule tests to check that each PromQL expression names only
-    catalogued metrics. Builds a throwaway bundle on a fresh registry.
-    """
-    registry = CollectorRegistry()
-    Metrics(registry)
-    names: set[str] = set()
-    for family in registry.collect():
-        if family.type == "counter":
-            names.update({f"{family.name}_total", f"{family.name}_created"})
-        elif family.type == "histogram":
-            names.update({f"{family.name}_{suffix}" for suffix in ("bucket", "count", "sum", "created")})
-        else:
-            names.add(family.name)
-    return frozenset(names)
-
 
 class LiveMetrics(Protocol):
     """The metric calls the live stages and delivery make (satisfied by :class:`Metrics` and
@@ -687,5 +669,4 @@ __all__ = [
     "WaitRow",
     "days_remaining_bucket",
     "label_guard",
-    "metric_names",
 ]

@@ -57,6 +57,7 @@ from streams.faust_io import (
 from streams.faust_io import ack as intake_ack
 from streams.faust_io import batches as intake_batches
 from streams.live import GAP, CatchUp, Message
+from streams.live_changes import MdcParts, add_live_mdc
 from streams.ports import LiveConfig, LiveMetrics
 from streams.stages import Converter, Incoming, LiveStages, StageParts, StageStores, TopicSend, build_stages
 from streams.stall import StallWatch as StallDecision
@@ -75,6 +76,7 @@ class WorkerParts:
     faust: FaustOptions
     registry: CollectorRegistry
     delivery: DispatcherSource | None = None
+    mdc: MdcParts | None = None  # service changes and Making Data Count gauges (issue 17)
 
 
 @dataclass(frozen=True)
@@ -137,6 +139,8 @@ def build_app(parts: WorkerParts) -> tuple[faust.App, LiveStages]:
     lagged = {t.events, t.hl7, t.fhir, t.clients, t.observations}
     add_consumer_lag(app, lagged | {t.transitions} if config.delivery == "worker" else lagged, metrics)
     add_pages(app, parts.registry)
+    if parts.mdc is not None:
+        add_live_mdc(app, parts.mdc, stages)
     add_rebalance(app, stages)
     return app, stages
 

@@ -29,6 +29,7 @@ from kafka import KafkaConsumer
 from kafka import TopicPartition as KTopicPartition
 
 from alerts.model import Alert
+from alerts.rules import AlertRulesConfig
 from schemas.model import ALL_TEAMS
 from streams.calendar import from_us, to_us
 from streams.core import CoreConfig, Observation
@@ -43,7 +44,8 @@ from streams.live import (
     flush_ack_key,
     position_key,
 )
-from streams.report import Charts, spc_section, strata_sections
+from streams.live_changes import live_sections
+from streams.report import Charts, strata_sections
 from streams.topics import KafkaSettings
 from streams.windows import TeamWindows
 
@@ -187,9 +189,12 @@ async def live_report(
     charts: Charts | None = None,
     *,
     config: CoreConfig,
+    rules: AlertRulesConfig | None = None,
 ) -> dict[str, Any]:
     """Flush the workers and build the report (see the module docstring); ``config`` is the
-    workers' core configuration (``pathwatch.core_settings.core_config``).
+    workers' core configuration (``pathwatch.core_settings.core_config``), ``rules`` their
+    alert rules' (``pathwatch.parts.rules_config``; needed with ``charts``, to judge the
+    service changes).
 
     ``until``: an event time every partition is advanced to first (inclusive), :data:`END`
     for the largest event time seen (one flush more), or None (each partition as its
@@ -253,5 +258,7 @@ async def live_report(
         **strata_sections(windows),
     }
     if charts is not None:
-        report["spc"] = spc_section(report, windows, charts)
+        if rules is None:
+            raise ValueError("live_report: charts need the rules' configuration (rules=...)")
+        report.update(await live_sections(settings, report, windows, charts, timeout, rules))  # spc, changes
     return report

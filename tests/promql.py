@@ -26,6 +26,7 @@ GRAFANA_SUBSTITUTIONS: Mapping[str, str] = {
     "$__interval": "1m",
     "$__range": "1m",
     "$team": ".*",
+    "$measure": ".*",
 }
 
 

@@ -59,7 +59,7 @@ def run_live_report(
             raise ValueError(f"--until {until!r} needs an offset (RFC 3339), e.g. {until}+00:00")
     check_kafka(settings)
     try:
-        report = asyncio.run(live_report(settings, moment, timeout, charts, config=core_config(settings)))
+        report = asyncio.run(live_report(settings, moment, timeout, charts, config=core_config(settings), rules=parts.rules_config(settings)))
     except TimeoutError:
         raise ValueError(
             f"the workers did not answer within {timeout:g} s (--timeout): is a `pathwatch worker` running "

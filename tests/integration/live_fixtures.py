@@ -73,7 +73,7 @@ def live_stack(
         "PATHWATCH_BROKER_REBALANCE_TIMEOUT": "20",
         "PATHWATCH_TICK_INTERVAL": "1s",
     }
-    for topic in ("events", "hl7", "fhir", "clients", "observations", "alerts", "transitions", "dead_letters"):
+    for topic in ("events", "hl7", "fhir", "clients", "observations", "alerts", "transitions", "dead_letters", "changes"):
         env[f"PATHWATCH_TOPICS__{topic.upper()}"] = f"{topic}-{unique}"
     return LiveStack(env, tmp)
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from pathwatch.metrics import metric_names
+from pathwatch.metric_names import metric_names
 from tests.promql import dashboard_targets, grafana_to_promql, metric_names_in, rule_exprs
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,6 +23,7 @@ EXPECTED_UIDS = {
     "pathwatch-crisis": "Crisis",
     "pathwatch-after-discharge": "After discharge",
     "pathwatch-pipeline": "Pipeline health",
+    "pathwatch-mdc": "Making Data Count",
 }
 # Series Prometheus itself adds for every scrape target.
 PROMETHEUS_SERIES = {"up", "scrape_duration_seconds", "scrape_samples_scraped"}

@@ -8,12 +8,12 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
+from pathwatch.metric_names import metric_names
 from pathwatch.metrics import (
     DAYS_REMAINING_BUCKETS,
     Metrics,
     days_remaining_bucket,
     label_guard,
-    metric_names,
 )
 from schemas.deadletter import DeadLetterKind
 

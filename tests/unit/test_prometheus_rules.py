@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pathwatch.metrics import metric_names
+from pathwatch.metric_names import metric_names
 from tests.promql import metric_names_in, rule_exprs
 
 ROOT = Path(__file__).resolve().parents[2]

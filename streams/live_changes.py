@@ -1,0 +1,304 @@
+"""Service changes and Making Data Count charts live (issue 17; docs/spc.md, docs/metrics.md).
+
+The changes topic (``topics.changes``, compacted, keyed by ``change_id``) holds the recorded
+``service.change`` events (and ``cancel`` events naming them, keyed by the change's
+``change_id`` too). Two readers take it whole, from the beginning, each time they start:
+
+* every worker (:func:`add_live_mdc`): its per-team stage keeps a :class:`LiveChanges`, so
+  the MDC gauges it exports for the teams it holds start a new group at each change, as the
+  replay's charts do; a restarted worker reads the topic again (compaction keeps it small:
+  one record per change);
+* ``pathwatch report --from-live`` (:func:`live_sections`): the report's ``"spc"`` with the
+  changes' groups and its ``"changes"`` (:func:`streams.changes.judge_changes`), as the
+  replay of the same input builds them.
+
+Both interpret the topic the same way (:class:`LiveChanges`): per Kafka key the latest record,
+as compaction leaves it (a tombstone withdraws the key), the records kept fed in offset order
+to a :class:`streams.changes.ChangeRegister`. A record that is not a valid ``service.change``
+or ``cancel`` becomes a dead letter with the reason; it changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
+from zoneinfo import ZoneInfo
+
+from alerts.evidence import ServiceChange
+from alerts.rules import RATE_MEASURES, AlertRulesConfig, SystemAlertRules
+from schemas.deadletter import DeadLetter, DeadLetterKind, Origin
+from schemas.decode import Decoder
+from schemas.model import ALL_TEAMS, Event
+from streams.changes import ChangeRegister, LocalDate, change_rebase, judge_changes, local_date_in
+from streams.core import CoreConfig
+from streams.faust_io import tables_recovered
+
+if TYPE_CHECKING:
+    import faust
+
+    from streams.report import Charts
+    from streams.stages import LiveStages
+    from streams.windows import TeamWindows
+
+log = logging.getLogger("pathwatch.changes")
+
+_NO_KEY = b""
+
+
+@dataclass(slots=True)
+class LiveChanges:
+    """The changes topic as read so far: the latest record per key, in offset order. Not
+    thread-safe (one event loop reads and writes it)."""
+
+    decoder: Decoder
+    _latest: dict[tuple[int, bytes], tuple[int, Event]] = field(default_factory=dict)
+    version: int = 0
+    """Moves on every record that changes what stands (the gauges recompute then)."""
+
+    def apply(self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None) -> DeadLetter | None:
+        """Take one record of the changes topic. A tombstone withdraws its key; a record
+        without a key is kept by its offset. Returns the dead letter (the record changes
+        nothing) when the value is not a valid ``service.change`` or ``cancel``."""
+        ident = (partition, key) if key is not None else (partition, _NO_KEY + str(offset).encode())
+        origin = Origin(topic=topic, partition=partition, offset=offset)
+        if value is None and key is not None:
+            if self._latest.pop(ident, None) is not None:
+                self.version += 1
+            return None
+        decoded = self.decoder.decode(value, origin)
+        if isinstance(decoded, DeadLetter):
+            return decoded
+        if decoded.type not in ("service.change", "cancel"):
+            return DeadLetter(
+                DeadLetterKind.UNKNOWN_TYPE,
+                f"a {decoded.type} event on the changes topic: it takes service.change and cancel events only",
+                "type",
+                origin,
+                value or b"",
+            )
+        self._latest[ident] = (offset, decoded)
+        self.version += 1
+        return None
+
+    def changes(self) -> list[ServiceChange]:
+        """The changes that stand (:meth:`streams.changes.ChangeRegister.changes`)."""
+        register = ChangeRegister()
+        for _, event in sorted(self._latest.values(), key=lambda item: item[0]):
+            if register.handles(event):
+                register.feed(event)
+        return register.changes()
+
+
+async def read_changes(settings: Any, decoder: Decoder, timeout: float = 60.0) -> LiveChanges:
+    """The changes topic from its beginning up to its end offsets (an absent topic reads as
+    empty). Raises ``TimeoutError`` when the end is not reached in ``timeout`` seconds."""
+    from aiokafka import AIOKafkaConsumer
+
+    topic = settings.topics.changes
+    found = LiveChanges(decoder)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    try:
+        async with asyncio.timeout(timeout):
+            if topic not in await consumer.topics():
+                return found
+            tps = await _assign_all(consumer, topic)
+            ends = await consumer.end_offsets(tps)
+            while any([await consumer.position(tp) < ends[tp] for tp in tps]):
+                for tp, messages in (await consumer.getmany(timeout_ms=500)).items():
+                    for m in messages:
+                        found.apply(topic, tp.partition, m.offset, m.key, m.value)
+    finally:
+        await consumer.stop()
+    return found
+
+
+async def _assign_all(consumer: Any, topic: str) -> list[Any]:
+    """Subscribe ``consumer`` (no group: it is assigned every partition, read from the
+    beginning) to ``topic``; return its partitions once assigned."""
+    consumer.subscribe([topic])
+    while not consumer.assignment():
+        await asyncio.sleep(0.1)
+    return sorted(consumer.assignment())
+
+
+def team_charts(
+    rules: SystemAlertRules,
+    windows: TeamWindows,
+    teams: Sequence[str],
+    watermark: datetime,
+    changes: Sequence[ServiceChange],
+    local_date: LocalDate,
+) -> list[dict[str, Any]]:
+    """The ``"spc"`` entries of ``teams`` (``*`` left out: a worker holds only a share of
+    it) at ``watermark``, with a group starting at each change, as the report draws them."""
+    rebase = change_rebase(changes, local_date)
+    return [e for e in rules.charts(windows, watermark, teams, rebase) if e["team"] != ALL_TEAMS]
+
+
+def change_times(changes: Sequence[ServiceChange], teams: Sequence[str]) -> dict[tuple[str, str], list[datetime]]:
+    """(team, measure) -> the effective times of the changes naming it, for ``teams`` only."""
+    held = set(teams) - {ALL_TEAMS}
+    out: dict[tuple[str, str], list[datetime]] = {}
+    for change in changes:
+        if change.team not in held:
+            continue
+        for measure in change.measures or tuple(RATE_MEASURES):
+            out.setdefault((change.team, measure), []).append(change.time)
+    return out
+
+
+async def live_sections(
+    settings: Any,
+    report: Mapping[str, Any],
+    windows: TeamWindows,
+    charts: Charts,
+    timeout: float,
+    rules: AlertRulesConfig,
+) -> dict[str, Any]:
+    """The live report's ``"spc"`` and ``"changes"`` from the changes topic, as the replay of
+    the same input builds them (``streams.replay.run_replay``)."""
+    from streams.report import spc_section
+
+    decoder = Decoder(settings.pseudonym_key_bytes(live=False), settings.max_message_bytes, settings.teams)
+    recorded = (await read_changes(settings, decoder, timeout)).changes()
+    local_date = local_date_in(ZoneInfo(settings.timezone))
+    out: dict[str, Any] = {"spc": spc_section(report, windows, charts, change_rebase(recorded, local_date))}
+    watermark = report.get("watermark")
+    if watermark is None:
+        out["changes"] = []
+    else:
+        out["changes"] = judge_changes(rules, windows, datetime.fromisoformat(watermark), recorded, local_date)
+    return out
+
+
+class MdcGauges(Protocol):
+    """The Making Data Count gauges a worker exports (``pathwatch.mdc_metrics.MdcMetrics``)."""
+
+    def set_charts(self, entries: Iterable[Mapping[str, Any]]) -> None: ...
+
+    def set_changes(self, changes: Mapping[tuple[str, str], Sequence[datetime]]) -> None: ...
+
+
+@dataclass(frozen=True)
+class MdcParts:
+    """What the worker's live Making Data Count parts read (the composition root builds it
+    from settings)."""
+
+    changes_topic: str
+    dead_letters_topic: str
+    kafka_bootstrap: str
+    timezone: str
+    tick_seconds: float
+    decoder: Decoder
+    rules: AlertRulesConfig
+    core: CoreConfig
+    gauges: MdcGauges
+
+
+def add_live_mdc(app: faust.App, parts: MdcParts, stages: LiveStages) -> None:
+    """Wire the live MDC parts into a worker: a task reading the changes topic whole (from
+    the beginning, then following it) into a :class:`LiveChanges`, and a timer exporting the
+    MDC gauges (``parts.gauges``) of the teams stage 2 holds, at
+    stage 2's watermark, once the topic has been read to its end. Neither ever stops the
+    worker: a failure is logged and retried."""
+    topic = parts.changes_topic
+    found = LiveChanges(parts.decoder)
+    state: dict[str, Any] = {"loaded": False, "done": None}
+    gauges = parts.gauges
+    rules = SystemAlertRules(parts.rules)
+    local_date = local_date_in(ZoneInfo(parts.timezone))
+    tick = parts.tick_seconds
+
+    @app.task
+    async def changes_reader() -> None:
+        while True:
+            try:
+                await _follow(app, parts, found, state)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("reading the changes topic %s failed; reading it again", topic)
+                state["loaded"] = False
+                await asyncio.sleep(max(1.0, tick))
+
+    @app.timer(interval=max(1.0, tick), name="pathwatch-mdc-gauges")
+    async def mdc_gauges() -> None:
+        watermark = stages.stage2_loop.stage2_watermark
+        if not state["loaded"] or watermark is None:
+            return
+        # stage 2 loads its teams from the table store on first use after an assignment: not
+        # before the tables are recovered, or it would hold (and export) a partial store
+        if app.rebalancing or not tables_recovered(app):
+            return
+        now = asyncio.get_running_loop().time()
+        key = (watermark, found.version)
+        done = state["done"]
+        if done is not None and done[0] == key and now - done[1] < 5 * tick:
+            return  # nothing moved; late observations are picked up within 5 ticks
+        state["done"] = (key, now)
+        try:
+            held = stages.stage2.held()
+            from streams.windows import TeamWindows
+
+            merged = TeamWindows.merged(held.values(), parts.core)
+            teams = sorted(set(held) - {ALL_TEAMS})
+            changes = found.changes()
+            gauges.set_charts(team_charts(rules, merged, teams, watermark, changes, local_date))
+            gauges.set_changes(change_times(changes, teams))
+        except Exception:
+            log.exception("exporting the Making Data Count gauges failed")
+
+
+async def _follow(app: Any, parts: MdcParts, found: LiveChanges, state: dict[str, Any]) -> None:
+    """Read ``topic`` from the beginning into ``found``; ``state["loaded"]`` once at the end
+    offsets of the start; then follow it. Dead letters go to the dead-letter topic."""
+    from aiokafka import AIOKafkaConsumer
+
+    from streams.faust_io import send_records
+
+    topic = parts.changes_topic
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=parts.kafka_bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    try:
+        while topic not in await consumer.topics():  # the worker creates its topics at start
+            await asyncio.sleep(1.0)
+        tps = await _assign_all(consumer, topic)
+        ends = await consumer.end_offsets(tps)
+        max_record = int(app.conf.producer_max_request_size)
+        while True:
+            if not state["loaded"] and all([await consumer.position(tp) >= ends[tp] for tp in tps]):
+                state["loaded"] = True
+                log.info("changes topic %s read: %d change(s) stand", topic, len(found.changes()))
+            dead = []
+            for tp, messages in (await consumer.getmany(timeout_ms=1000)).items():
+                for m in messages:
+                    letter = found.apply(topic, tp.partition, m.offset, m.key, m.value)
+                    if letter is not None:
+                        dead.append(letter)
+            if dead:
+                # every worker reads the whole topic: a bad record is dead-lettered by each (the
+                # same record: `pathwatch deadletters` and the live report count it once)
+                value_headers = [d.to_record(max_record) for d in dead]
+                await send_records(app.producer, [(parts.dead_letters_topic, None, v, None, h) for v, h in value_headers])
+    finally:
+        await consumer.stop()
+
+
+__all__ = [
+    "LiveChanges",
+    "MdcParts",
+    "add_live_mdc",
+    "change_times",
+    "live_sections",
+    "read_changes",
+    "team_charts",
+]
