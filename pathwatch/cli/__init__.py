@@ -12,9 +12,11 @@ libraries they call return data.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import cast
 
 from pydantic import ValidationError
 from rich.console import Console
@@ -32,6 +34,19 @@ def _error(command: str, message: str) -> None:
     Console(stderr=True, highlight=False).print(
         f"[red]pathwatch {command}:[/red] {escape(message)}", soft_wrap=True
     )
+
+# command -> the module of pathwatch.cli that runs it
+_COMMANDS = {
+    "replay": "replay",
+    "simulate": "simulate",
+    "change": "change",
+    "validate": "validate",
+    "worker": "worker",
+    "deliver": "worker",
+    "publish": "publish",
+    "report": "report",
+    "deadletters": "deadletters",
+}
 
 
 def settings_errors(exc: ValidationError, config: Path | None) -> list[str]:
@@ -85,39 +100,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _dispatch(args: argparse.Namespace, settings: Settings, console: Console) -> int:
     """Run the chosen command's module (each ``run`` returns the exit status and may raise
     ``ValueError``, printed on one line with exit status 2)."""
-    if args.command == "replay":
-        from pathwatch.cli import replay
-
-        return replay.run(args, settings, console)
-    if args.command == "simulate":
-        from pathwatch.cli import simulate
-
-        return simulate.run(args, settings, console)
-    if args.command == "change":
-        from pathwatch.cli import change
-
-        return change.run(args, settings, console)
-    if args.command == "validate":
-        from pathwatch.cli import validate
-
-        return validate.run(args, settings, console)
-    if args.command in ("worker", "deliver"):
-        from pathwatch.cli import worker
-
-        return worker.run(args, settings, console)
-    if args.command == "publish":
-        from pathwatch.cli import publish
-
-        return publish.run(args, settings, console)
-    if args.command == "report":
-        from pathwatch.cli import report
-
-        return report.run(args, settings, console)
-    if args.command == "deadletters":
-        from pathwatch.cli import deadletters
-
-        return deadletters.run(args, settings, console)
-    return 2
+    module = _COMMANDS.get(args.command)
+    if module is None:
+        return 2
+    # each command's module loads only when it runs (faust, matplotlib and Kafka clients are slow to import)
+    run = importlib.import_module(f"pathwatch.cli.{module}").run
+    return cast(int, run(args, settings, console))
 
 
 __all__ = ["DESCRIPTION", "LOUD_LIBRARY_COMMANDS", "main", "parser", "settings_errors"]

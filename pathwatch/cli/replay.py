@@ -15,7 +15,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 
 from alerts.rules import SystemAlertRules
 from pathwatch import parts
-from pathwatch.cli.summary import render_summary
+from pathwatch.cli.summary import render_summary, write_board
 from pathwatch.config import Settings
 from pathwatch.core_settings import core_config
 from schemas.decode import Decoder
@@ -99,12 +99,8 @@ def run_replay(
         except OSError as exc:
             console.print(f"[red]error:[/] cannot write {report_path}: {exc.strerror or exc}")
             return 2
-    if html_path is not None:
-        try:
-            board.write(report, html_path, pdf_path, events)
-        except (OSError, RuntimeError) as exc:
-            console.print(f"[red]error:[/] cannot write the board report: {exc}")
-            return 2
+    if html_path is not None and not write_board(board, report, html_path, pdf_path, events, console):
+        return 2
     render_summary(report, console, settings.small_cell)
     line = _summary_line(seen)
     if line is not None:

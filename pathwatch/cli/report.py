@@ -11,7 +11,7 @@ from rich.console import Console
 
 from alerts.rules import SystemAlertRules
 from pathwatch import parts
-from pathwatch.cli.summary import render_summary
+from pathwatch.cli.summary import render_summary, write_board
 from pathwatch.config import Settings
 from pathwatch.core_settings import core_config
 from streams.live_report import END, live_report
@@ -66,12 +66,8 @@ def run_live_report(
             "against this Kafka (PATHWATCH_KAFKA_BOOTSTRAP)?"
         ) from None
     report.update(board.sections(report))
-    if html_path is not None:
-        try:
-            board.write(report, html_path, pdf_path, None)
-        except (OSError, RuntimeError) as exc:
-            console.print(f"[red]error:[/] cannot write the board report: {exc}")
-            return 2
+    if html_path is not None and not write_board(board, report, html_path, pdf_path, None, console):
+        return 2
     render_summary(report, console, settings.small_cell)
     if isinstance(moment, datetime) and report["watermark"] is not None:
         watermark = datetime.fromisoformat(report["watermark"])

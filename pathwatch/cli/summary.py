@@ -9,6 +9,7 @@ no vertical rules.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from rich import box
@@ -115,3 +116,13 @@ def render_summary(report: Mapping[str, Any], console: Console, small_cell: int 
         f"events: {ev['accepted']} accepted, {ev['duplicates']} duplicates, "
         f"{ev['dead_letters']} dead letters, {ev['corrections']} corrections"
     )
+
+
+def write_board(board: Any, report: dict[str, Any], html: Path, pdf: Path | None, events: Any, console: Console) -> bool:
+    """Write the board report's HTML (and PDF); print why and return False when it cannot."""
+    try:
+        board.write(report, html, pdf, events)
+    except (OSError, RuntimeError) as exc:
+        console.print(f"[red]error:[/] cannot write the board report: {exc}")
+        return False
+    return True
