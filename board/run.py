@@ -1,6 +1,6 @@
 """The board report wired to settings: what ``pathwatch replay --html/--pdf`` calls.
 
-:meth:`Board.from_settings` reads the cost table once at the start (a bad table fails the
+:func:`pathwatch.parts.board` reads the cost table once at the start (a bad table fails the
 command before a long replay, naming what is wrong); :meth:`Board.sections` adds the
 ``funnels``, ``case_mix`` and ``value`` sections to a report; :meth:`Board.write` writes the
 HTML page and, if asked, prints the PDF.
@@ -16,8 +16,7 @@ from typing import Any
 from board.html import file_sha256, print_pdf, render_html
 from board.sections import board_sections
 from board.suppress import SuppressionPolicy
-from board.value import CostTable, load_cost_table
-from pathwatch.config import Settings
+from board.value import CostTable
 
 LIVE_INPUT = "the live workers' state (pathwatch report --from-live)"
 
@@ -29,18 +28,6 @@ class Board:
     cost_table: CostTable | None
     deadweight: float
     min_weekly_denominator: int | None = None
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> Board:
-        """Raises ValueError when the configured cost table cannot be read or is malformed."""
-        table = None if settings.cost_table is None else load_cost_table(settings.cost_table)
-        return cls(
-            settings.provider_name,
-            SuppressionPolicy.named(settings.suppression, settings.small_cell),
-            table,
-            settings.value_deadweight,
-            settings.spc_min_weekly_denominator,
-        )
 
     @staticmethod
     def check_paths(html_path: Path | None, pdf_path: Path | None) -> None:

@@ -13,6 +13,9 @@ from collections.abc import Mapping
 from datetime import date
 
 from alerts.rules import AlertRulesConfig, parse_rebase
+from board.run import Board
+from board.suppress import SuppressionPolicy
+from board.value import load_cost_table
 from pathwatch.config import Settings
 from schemas.adapters import AdapterOptions
 from schemas.decode import Decoder
@@ -56,4 +59,17 @@ def rules_config(settings: Settings, rebase: Mapping[str, str | date] | None = N
     )
 
 
-__all__ = ["adapter_options", "decoder", "rules_config"]
+def board(settings: Settings) -> Board:
+    """The board report's builder. Raises ValueError when the configured cost table cannot be
+    read or is malformed."""
+    table = None if settings.cost_table is None else load_cost_table(settings.cost_table)
+    return Board(
+        settings.provider_name,
+        SuppressionPolicy.named(settings.suppression, settings.small_cell),
+        table,
+        settings.value_deadweight,
+        settings.spc_min_weekly_denominator,
+    )
+
+
+__all__ = ["adapter_options", "board", "decoder", "rules_config"]

@@ -68,7 +68,7 @@ def run_replay(
     from board.run import Board  # the board's plotting libraries load only for a replay
 
     Board.check_paths(html_path, pdf_path)
-    board = Board.from_settings(settings)
+    board = parts.board(settings)
     names = [events] if isinstance(events, str) else list(events)
     if settings.pseudonym_key is None:
         console.print(

@@ -46,7 +46,7 @@ def run_live_report(
     from board.run import Board  # the board's plotting libraries load only for a report
 
     Board.check_paths(html_path, pdf_path)
-    board = Board.from_settings(settings)
+    board = parts.board(settings)
     moment: datetime | str | None = None
     if until == END:
         moment = END

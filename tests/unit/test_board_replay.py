@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from pathwatch import parts
 from pathwatch.cli import main
 from pathwatch.cli.replay import run_replay
 from pathwatch.config import load_settings
@@ -56,12 +57,11 @@ def test_pdf_needs_html(events_file: Path, tmp_path: Path) -> None:
 
 
 def test_several_input_files_are_each_hashed(events_file: Path, tmp_path: Path) -> None:
-    from board.run import Board
 
     other = tmp_path / "other.jsonl"
     other.write_text(LINES[0] + "\n")
     html = tmp_path / "b.html"
-    Board.from_settings(load_settings()).write({"measures": [], "waits": [], "events": {}}, html, None,
+    parts.board(load_settings()).write({"measures": [], "waits": [], "events": {}}, html, None,
                                                 [str(events_file), str(other)])
     page = html.read_text()
     for path in (events_file, other):
