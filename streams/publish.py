@@ -32,6 +32,36 @@ class _Subject(msgspec.Struct):
 
 _subject = msgspec.json.Decoder(_Subject)
 
+
+class _ChangeData(msgspec.Struct):
+    change_id: str
+
+
+class _Change(msgspec.Struct):
+    type: str
+    data: _ChangeData
+
+
+_change = msgspec.json.Decoder(_Change)
+
+
+def split_changes(items: list[tuple[bytes | None, bytes]]) -> tuple[list[tuple[bytes | None, bytes]], list[tuple[bytes | None, bytes]]]:
+    """(events, service changes) of a JSON-lines file's records: a ``service.change`` goes to
+    the changes topic keyed by its ``change_id`` (workers read changes only there), in order;
+    every other record, valid or not, stays an event (the worker dead-letters what is bad)."""
+    events: list[tuple[bytes | None, bytes]] = []
+    changes: list[tuple[bytes | None, bytes]] = []
+    for key, raw in items:
+        try:
+            change = _change.decode(raw)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            change = None
+        if change is not None and change.type == "service.change":
+            changes.append((change.data.change_id.encode(), raw))
+        else:
+            events.append((key, raw))
+    return events, changes
+
 Progress = Callable[[str, int, int], object]
 """Called with (topic, records acknowledged so far, records in all) while publishing."""
 
@@ -86,6 +116,10 @@ async def publish(
     topic = {"events": settings.topics.events, "hl7": settings.topics.hl7, "fhir": settings.topics.fhir}[kind]
     if not items:
         return 0
+    batches = [(topic, items)]
+    if kind == "events":
+        events, changes = split_changes(items)
+        batches = [(t, chunk) for t, chunk in ((settings.topics.changes, changes), (topic, events)) if chunk]
     check_kafka(settings)
     ensure_topics(settings)
     producer = AIOKafkaProducer(
@@ -93,10 +127,11 @@ async def publish(
     )
     await producer.start()
     try:
-        report = None if on_progress is None else (lambda done: on_progress(topic, done, len(items)))
-        if report is not None:
-            report(0)
-        await send_records(producer, topic, items, report)
+        for name, chunk in batches:  # the changes first: a worker rebases at them as it reads events
+            report = None if on_progress is None else (lambda done, n=name, c=chunk: on_progress(n, done, len(c)))
+            if report is not None:
+                report(0)
+            await send_records(producer, name, chunk, report)
     finally:
         await producer.stop()
     return len(items)

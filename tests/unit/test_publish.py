@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from schemas.pseudonym import Pseudonymiser
-from streams.publish import records
+from streams.publish import records, split_changes
 
 PSEUDONYMS = Pseudonymiser(b"k")
 
@@ -36,3 +36,17 @@ def test_fhir_files_go_whole(tmp_path: Path) -> None:
     kind, items = records(path, "auto", PSEUDONYMS)
     assert kind == "fhir"
     assert items == [(None, path.read_bytes())]
+
+
+def test_service_changes_of_an_events_file_go_to_the_changes_topic_keyed_by_change_id(tmp_path: Path) -> None:
+    """A simulated file with a recorded change (`pathwatch simulate --change`) published
+    whole: the change must reach the topic the workers read changes from, not the events."""
+    event = b'{"specversion":"1.0","id":"1","source":"ehr/x","type":"crisis","time":"2026-01-01T00:00:00Z","subject":"MRN-1","data":{"crisis_id":"c","setting":"crisis_line"}}'
+    change = b'{"specversion":"1.0","id":"2","source":"pathwatch/change","type":"service.change","time":"2026-03-01T00:00:00Z","data":{"change_id":"north-2026-03-01","team":"north","description":"warm hand-offs"}}'
+    odd = b'{"type":"service.change","data":{}}'  # no change_id: stays an event, dead-lettered by the worker
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"\n".join([event, change, odd]) + b"\n")
+    _, items = records(path, "auto", PSEUDONYMS)
+    events, changes = split_changes(items)
+    assert changes == [(b"north-2026-03-01", change)]
+    assert [value for _, value in events] == [event, odd]
