@@ -254,6 +254,48 @@ def _view(
     change_keys = {c.get("change_id"): f"C{i}" for i, c in enumerate(
         sorted(changes, key=lambda c: (str(c.get("time")), str(c.get("change_id")))), start=1)}
 
+    headline, teams, table = _table_view(measures, suppressed)
+    matrix, chart_groups = _spc_view(spc, changes, change_keys, suppressed, counts_hidden, min_weekly_denominator)
+    change_cards = _change_cards(spc, changes, change_keys, suppressed)
+    funnel_views = _funnel_views(report, suppressed)
+    case_mix, cm_views = _case_mix_views(report, policy, suppressed)
+    value = _value_view(report, policy, suppressed)
+    events = {"accepted": 0, "duplicates": 0, "dead_letters": 0, "corrections": 0, **report.get("events", {})}
+    waits = [w for w in report.get("waits", []) if w.get("team") == ALL_TEAMS]
+    return {
+        "watermark": report.get("watermark"),
+        "period": _period(spc),
+        "headline": headline,
+        "teams": teams,
+        "table": table,
+        "waits": [{**w, "hidden": policy.small(int(w.get("count", 0)))} for w in waits],
+        "matrix": matrix,
+        "has_spc": bool(spc),
+        "charts": [
+            (m, *_drawn_and_empty(chart_groups[m]), _instead(m, chart_groups[m], {f["measure"] for f in funnel_views if f["drawn"]}))
+            for m in sorted(chart_groups, key=_measure_key)
+        ],
+        "changes": change_cards,
+        "funnels": funnel_views,
+        "case_mix_note": case_mix.get("note"),
+        "case_mix": cm_views,
+        "value": value,
+        "events": events,
+        "dead_letter_kinds": [
+            (dead_letter_kind(kind), n) for kind, n in sorted((events.get("dead_letters_by_kind") or {}).items())
+        ],
+        "definitions": [(m, DEFINITIONS[m]) for m in [*MEASURE_ORDER, "referral_wait_days"]],
+        "suppressed": suppressed.describe(),
+        "variation_text": VARIATION_TEXT,
+        "assurance_text": ASSURANCE_TEXT,
+        "not_compared": sorted(NOT_COMPARED - {ALL_TEAMS}),
+    }
+
+
+
+
+def _table_view(measures: list[dict[str, Any]], suppressed: Suppressed) -> tuple[list[dict[str, Any]], list[str], list[dict[str, Any]]]:
+    """The headline measures (all teams), the teams, and the measure-by-team table."""
     def cell(measure: str, team: str, row: Mapping[str, Any]) -> dict[str, Any]:
         hidden = (measure, team) in suppressed.measures
         num, den = int(row["numerator"]), int(row["denominator"])
@@ -275,7 +317,13 @@ def _view(
         {"measure": m, "cells": [cell(m, t, rows[(m, t)]) if (m, t) in rows else None for t in teams]}
         for m in sorted({m for m, _ in rows}, key=_measure_key)
     ]
+    return headline, teams, table
 
+
+def _spc_view(spc: list[dict[str, Any]], changes: list[dict[str, Any]], change_keys: dict[Any, str], suppressed: Suppressed,
+    counts_hidden: set[tuple[str, str, str]], min_weekly_denominator: int | None,
+) -> tuple[list[dict[str, Any]], dict[str, list[dict[str, Any]]]]:
+    """The Making Data Count summary matrix and each measure's weekly charts per team."""
     matrix: list[dict[str, Any]] = []
     chart_groups: dict[str, list[dict[str, Any]]] = {}
     for entry in sorted(spc, key=lambda e: (_measure_key(e["measure"]), _team_key(e["team"]))):
@@ -334,7 +382,12 @@ def _view(
              "empty": None if drawable else _no_week(points, min_weekly_denominator, n_shown),
              "changes": [(change_keys[c.get("change_id")], c.get("description", "")) for c in own_changes]}
         )
+    return matrix, chart_groups
 
+
+def _change_cards(spc: list[dict[str, Any]], changes: list[dict[str, Any]], change_keys: dict[Any, str], suppressed: Suppressed
+) -> list[dict[str, Any]]:
+    """A card per service change: its before/after charts and its evidence."""
     series = {(e["measure"], e["team"]): e for e in spc}
     change_cards = []
     for c in sorted(changes, key=lambda c: (str(c.get("time")), str(c.get("change_id")))):
@@ -367,7 +420,11 @@ def _view(
                 ],
             }
         )
+    return change_cards
 
+
+def _funnel_views(report: Mapping[str, Any], suppressed: Suppressed) -> list[dict[str, Any]]:
+    """The funnel plots, without the teams whose cells are suppressed."""
     funnel_views = []
     for f in sorted(report.get("funnels") or [], key=lambda f: _measure_key(f["measure"])):
         shown = [p for p in f["points"] if (f["measure"], p["team"]) not in suppressed.measures]
@@ -381,7 +438,12 @@ def _view(
         ) if shown else ("", 0)
         funnel_views.append({**f, "shown": shown, "hidden_teams": hidden_teams, "svg": svg, "drawn": drawn,
                              "id": chart_id})
+    return funnel_views
 
+
+def _case_mix_views(report: Mapping[str, Any], policy: SuppressionPolicy, suppressed: Suppressed
+) -> tuple[Mapping[str, Any], list[dict[str, Any]]]:
+    """The case-mix tables, small observed counts (and a complement) suppressed."""
     case_mix = report.get("case_mix") or {"note": None, "measures": []}
     cm_views = []
     for m in sorted(case_mix.get("measures", []), key=lambda m: _measure_key(m["measure"])):  # the board's order
@@ -398,7 +460,11 @@ def _view(
                 rest[0]["hidden"] = True
                 suppressed.measures.add((m["measure"], rest[0]["team"]))
         cm_views.append({**m, "teams": teams_rows})
+    return case_mix, cm_views
 
+
+def _value_view(report: Mapping[str, Any], policy: SuppressionPolicy, suppressed: Suppressed) -> dict[str, Any]:
+    """The value ledger, lines over small cells hidden and then no totals."""
     value = dict(report.get("value") or {"note": "This report has no value section.", "lines": [], "totals": []})
     value_lines = []
     for line in value.get("lines", []):
@@ -410,37 +476,7 @@ def _view(
     value["lines"] = value_lines
     if suppressed.value_lines:
         value["totals"] = []  # a total beside a hidden line would give it away
-
-    events = {"accepted": 0, "duplicates": 0, "dead_letters": 0, "corrections": 0, **report.get("events", {})}
-    waits = [w for w in report.get("waits", []) if w.get("team") == ALL_TEAMS]
-    return {
-        "watermark": report.get("watermark"),
-        "period": _period(spc),
-        "headline": headline,
-        "teams": teams,
-        "table": table,
-        "waits": [{**w, "hidden": policy.small(int(w.get("count", 0)))} for w in waits],
-        "matrix": matrix,
-        "has_spc": bool(spc),
-        "charts": [
-            (m, *_drawn_and_empty(chart_groups[m]), _instead(m, chart_groups[m], {f["measure"] for f in funnel_views if f["drawn"]}))
-            for m in sorted(chart_groups, key=_measure_key)
-        ],
-        "changes": change_cards,
-        "funnels": funnel_views,
-        "case_mix_note": case_mix.get("note"),
-        "case_mix": cm_views,
-        "value": value,
-        "events": events,
-        "dead_letter_kinds": [
-            (dead_letter_kind(kind), n) for kind, n in sorted((events.get("dead_letters_by_kind") or {}).items())
-        ],
-        "definitions": [(m, DEFINITIONS[m]) for m in [*MEASURE_ORDER, "referral_wait_days"]],
-        "suppressed": suppressed.describe(),
-        "variation_text": VARIATION_TEXT,
-        "assurance_text": ASSURANCE_TEXT,
-        "not_compared": sorted(NOT_COMPARED - {ALL_TEAMS}),
-    }
+    return value
 
 
 def _drawn_and_empty(group: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[tuple[str, list[str]]]]:
