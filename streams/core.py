@@ -705,9 +705,7 @@ def derive_alerts(
 
     Episodes anchored on an index event :func:`_frozen` by ``kept`` are not derived; instead the
     ``emitted`` instances whose context was pruned take part as they stand."""
-    cal = config.calendar
     vis = _visible(recs, x)
-    memory = config.memory_us
     episodes: list[_Episode] = []
     crises: list[Rec] = []
     pruned = kept != _NEVER
@@ -724,73 +722,101 @@ def derive_alerts(
         if pruned and kind != K_CRISIS and _frozen(r, kept, config):
             continue
         if kind == K_DISCHARGE and r.flag:
-            ctx = _context_start(r, config)
-            expiry = r.t + config.expiry_us
-            d = r.day
-            team = r.team or _responsible(vis, r.t, memory, assigned)
-            start = cal.end_of_day(d)
-            due = cal.end_of_day(d + FOLLOWUP_DUE_DAYS)
-            # fires just after its deadline instant, so that what happens at that very instant
-            # is seen first: a follow-up or admission then ends it before it began (no alert)
-            if x > due:
-                blocked = False
-                end = None
-                for c in vis:
-                    is_fu = c.kind == K_CONTACT and c.flag and c.t >= start
-                    is_adm = c.kind == K_ADMISSION and c.flag and c.t >= r.t
-                    if not (is_fu or is_adm):
-                        continue
-                    if c.t <= due:
-                        blocked = True
-                    else:
-                        end = c.t
-                    break
-                if not blocked:
-                    episodes.append(
-                        _Episode("FollowUpDue", team, "warning", due, _expire(end, expiry, x), (d,), ctx)
-                    )
-            missed = cal.end_of_day(d + FOLLOWUP_MISSED_DAYS)
-            if x >= missed:
-                blocked = any(
-                    c.t < missed
-                    and (
-                        (c.kind == K_CONTACT and c.flag and c.t >= start)
-                        or (c.kind == K_ADMISSION and c.flag and c.t >= r.t)
-                    )
-                    for c in vis
-                )
-                if not blocked:
-                    episodes.append(
-                        _Episode("FollowUpMissed", team, "critical", missed, _expire(None, expiry, x), (d,), ctx)
-                    )
-            close = cal.end_of_day(d + READMISSION_DAYS)
-            span = config.readmitted_alert_days * US_PER_DAY
-            for c in vis:
-                if c.kind == K_ADMISSION and c.flag and start <= c.t < close:
-                    end_at = c.t + span
-                    episodes.append(
-                        _Episode("Readmitted30d", team, "warning", c.t, end_at if end_at <= x else None, (d, c.day), ctx)
-                    )
+            episodes.extend(_discharge_episodes(r, vis, x, config, assigned))
         elif kind == K_REFERRAL:
-            target_pass, target_label = _target(r, config)
-            if x <= target_pass:
-                continue  # as FollowUpDue: a contact at the instant the target passes comes first
-            severity = "critical" if r.detail == "emergency" else "warning"
-            urgency = _URGENCIES.index(r.detail)
-            expiry = r.t + config.max_referral_age_us
-            for start, end_t in _waiting(r, recs, target_pass, target_label, x):
-                if x >= expiry and start >= expiry:
-                    break
-                if end_t is not None and end_t <= max(start, target_pass):
-                    continue  # ended by the time it would fire: it never fires
-                episodes.append(
-                    _Episode(
-                        "ReferralWaiting", r.team, severity, start, _expire(end_t, expiry, x),
-                        (r.day, target_label, urgency), r.t,
-                    )
-                )
+            episodes.extend(_referral_episodes(r, recs, x, config))
         elif kind == K_CRISIS:
             crises.append(r)
+    episodes.extend(_crisis_episodes(crises, vis, x, config, kept, emitted, assigned))
+    return _merge(episodes, x)
+
+
+def _discharge_episodes(r: Rec, vis: list[Rec], x: int, config: CoreConfig, assigned: tuple[int, str]) -> list[_Episode]:
+    """FollowUpDue, FollowUpMissed and Readmitted30d of one eligible discharge, as of ``x``."""
+    cal = config.calendar
+    memory = config.memory_us
+    episodes: list[_Episode] = []
+    ctx = _context_start(r, config)
+    expiry = r.t + config.expiry_us
+    d = r.day
+    team = r.team or _responsible(vis, r.t, memory, assigned)
+    start = cal.end_of_day(d)
+    due = cal.end_of_day(d + FOLLOWUP_DUE_DAYS)
+    # fires just after its deadline instant, so that what happens at that very instant
+    # is seen first: a follow-up or admission then ends it before it began (no alert)
+    if x > due:
+        blocked = False
+        end = None
+        for c in vis:
+            is_fu = c.kind == K_CONTACT and c.flag and c.t >= start
+            is_adm = c.kind == K_ADMISSION and c.flag and c.t >= r.t
+            if not (is_fu or is_adm):
+                continue
+            if c.t <= due:
+                blocked = True
+            else:
+                end = c.t
+            break
+        if not blocked:
+            episodes.append(
+                _Episode("FollowUpDue", team, "warning", due, _expire(end, expiry, x), (d,), ctx)
+            )
+    missed = cal.end_of_day(d + FOLLOWUP_MISSED_DAYS)
+    if x >= missed:
+        blocked = any(
+            c.t < missed
+            and (
+                (c.kind == K_CONTACT and c.flag and c.t >= start)
+                or (c.kind == K_ADMISSION and c.flag and c.t >= r.t)
+            )
+            for c in vis
+        )
+        if not blocked:
+            episodes.append(
+                _Episode("FollowUpMissed", team, "critical", missed, _expire(None, expiry, x), (d,), ctx)
+            )
+    close = cal.end_of_day(d + READMISSION_DAYS)
+    span = config.readmitted_alert_days * US_PER_DAY
+    for c in vis:
+        if c.kind == K_ADMISSION and c.flag and start <= c.t < close:
+            end_at = c.t + span
+            episodes.append(
+                _Episode("Readmitted30d", team, "warning", c.t, end_at if end_at <= x else None, (d, c.day), ctx)
+            )
+    return episodes
+
+
+def _referral_episodes(r: Rec, recs: list[Rec], x: int, config: CoreConfig) -> list[_Episode]:
+    """ReferralWaiting of one referral, as of ``x``."""
+    episodes: list[_Episode] = []
+    target_pass, target_label = _target(r, config)
+    if x <= target_pass:
+        return []  # as FollowUpDue: a contact at the instant the target passes comes first
+    severity = "critical" if r.detail == "emergency" else "warning"
+    urgency = _URGENCIES.index(r.detail)
+    expiry = r.t + config.max_referral_age_us
+    for start, end_t in _waiting(r, recs, target_pass, target_label, x):
+        if x >= expiry and start >= expiry:
+            break
+        if end_t is not None and end_t <= max(start, target_pass):
+            continue  # ended by the time it would fire: it never fires
+        episodes.append(
+            _Episode(
+                "ReferralWaiting", r.team, severity, start, _expire(end_t, expiry, x),
+                (r.day, target_label, urgency), r.t,
+            )
+        )
+    return episodes
+
+
+def _crisis_episodes(
+    crises: list[Rec], vis: list[Rec], x: int, config: CoreConfig, kept: int,
+    emitted: dict[str, EmittedAlert] | None, assigned: tuple[int, str],
+) -> list[_Episode]:
+    """FrequentCrisis runs over the visible crises, as of ``x``."""
+    memory = config.memory_us
+    pruned = kept != _NEVER
+    episodes: list[_Episode] = []
     k = config.frequent_crisis_k
     span = config.frequent_crisis_days * US_PER_DAY
     # A run (the count at K or more without a break) keeps the team of the crisis that started
@@ -822,7 +848,7 @@ def derive_alerts(
         episodes.append(
             _Episode("FrequentCrisis", team, "warning", last.t, end_at if end_at <= x else None, (last.day,), ctx)
         )
-    return _merge(episodes, x)
+    return episodes
 
 
 def _run_team(emitted: dict[str, EmittedAlert] | None, t: int) -> str | None:
