@@ -62,6 +62,16 @@ m.count_rerouted("pathwatch.events")
 m.count_adapter_event("hospital/st-marys", False)
 m.count_adapter_event("hospital/st-marys", True)
 m.set_delivery_stalled({"alertmanager": 0.0})
+# the Making Data Count gauges (a bundle of their own): north's latest judged week, a change
+from pathwatch.mdc_metrics import MdcMetrics
+mdc = MdcMetrics(registry)
+mdc.set_charts([{
+    "team": "north", "measure": "seen_within_target", "target": 0.8, "variation": "improvement_high",
+    "assurance": "inconsistent",
+    "points": [{"week": "2026-03-02", "value": 0.75, "numerator": 30, "denominator": 40, "mean": 0.7,
+                "upper": 0.95, "lower": 0.45, "trial": False}],
+}])
+mdc.set_changes({("north", "seen_within_target"): [datetime(2026, 3, 1, tzinfo=UTC)]})
 start_http_server(int(sys.argv[1]), addr="127.0.0.1", registry=registry)
 print("serving", flush=True)
 i = 0
