@@ -121,11 +121,4 @@ class MdcMetrics:
                 self.change.labels(label_guard(team), label_guard(measure), str(n)).set(moment.timestamp())
 
 
-def mdc_metric_names() -> frozenset[str]:
-    """Every sample name :class:`MdcMetrics` exports (for the dashboard and docs tests)."""
-    registry = CollectorRegistry()
-    MdcMetrics(registry)
-    return frozenset(family.name for family in registry.collect())
-
-
-__all__ = ["ASSURANCE_STATES", "MAX_CHANGES", "VARIATION_STATES", "MdcMetrics", "mdc_metric_names"]
+__all__ = ["ASSURANCE_STATES", "MAX_CHANGES", "VARIATION_STATES", "MdcMetrics"]
