@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 from pathwatch import parts, simulate
 from pathwatch.config import Settings
-from pathwatch.core_settings import core_config
+from pathwatch.parts import core_config
 from schemas.deadletter import DeadLetter
 from schemas.decode import Decoder
 from streams.changes import judge_changes, local_date_in

@@ -20,7 +20,7 @@ from rich.console import Console
 from alerts.rules import SystemAlertRules
 from pathwatch import parts
 from pathwatch.config import Settings, load_settings
-from pathwatch.core_settings import core_config
+from pathwatch.parts import core_config
 from pathwatch.simulate import SimulationOptions, parse_injection, write
 from schemas.decode import Decoder
 from streams.engine import Engine

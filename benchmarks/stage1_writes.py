@@ -16,7 +16,7 @@ import argparse
 import io
 
 from pathwatch.config import load_settings
-from pathwatch.core_settings import core_config
+from pathwatch.parts import core_config
 from pathwatch.simulate import SimulationOptions, write
 from schemas.deadletter import Origin
 from schemas.decode import Decoder

@@ -23,9 +23,9 @@ from alerts.pipeline import Dispatcher, ReceiversConfig, build_dispatcher
 from alerts.receivers import KafkaProducerLike
 from pathwatch import parts
 from pathwatch.config import Settings
-from pathwatch.core_settings import core_config
 from pathwatch.mdc_metrics import MdcMetrics
 from pathwatch.metrics import Metrics, SafeMetrics
+from pathwatch.parts import core_config
 from schemas.fhir import FHIRAdapter
 from schemas.hl7 import HL7Adapter
 from streams.app import DeliverParts, WorkerParts, build_app, build_deliver_app

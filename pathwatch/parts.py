@@ -19,6 +19,27 @@ from board.value import load_cost_table
 from pathwatch.config import Settings
 from schemas.adapters import AdapterOptions
 from schemas.decode import Decoder
+from streams.core import CoreConfig
+
+
+def core_config(settings: Settings) -> CoreConfig:
+    """The :class:`streams.core.CoreConfig` of ``settings``; raises what the settings' own
+    validation raises, nothing more."""
+    k, d = settings.frequent_crisis_rule
+    return CoreConfig(
+        timezone=settings.timezone,
+        holidays_country=settings.holidays,
+        holidays_subdivision=settings.holidays_subdivision,
+        allowed_lateness=settings.allowed_lateness,
+        window_days=settings.window_days,
+        referral_open_limit_days=settings.referral_open_limit_days,
+        target_emergency_hours=settings.target_emergency_hours,
+        target_urgent_business_days=settings.target_urgent_business_days,
+        target_routine_business_days=settings.target_routine_business_days,
+        frequent_crisis_k=k,
+        frequent_crisis_days=d,
+        team_memory_days=settings.team_memory_days,
+    )
 
 
 def decoder(settings: Settings, *, live: bool) -> Decoder:
@@ -72,4 +93,4 @@ def board(settings: Settings) -> Board:
     )
 
 
-__all__ = ["adapter_options", "board", "decoder", "rules_config"]
+__all__ = ["adapter_options", "board", "core_config", "decoder", "rules_config"]

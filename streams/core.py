@@ -131,7 +131,7 @@ K_CANCEL: Final = 6
 @dataclass(frozen=True, slots=True)
 class CoreConfig:
     """Everything the core needs to decide outcomes (from the settings:
-    :func:`pathwatch.core_settings.core_config`).
+    :func:`pathwatch.parts.core_config`).
 
     ``incremental``: re-derive only the index events a change can affect (the default);
     False re-derives everything at every breakpoint (slower, same outputs: tests compare the

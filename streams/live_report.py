@@ -192,7 +192,7 @@ async def live_report(
     rules: AlertRulesConfig | None = None,
 ) -> dict[str, Any]:
     """Flush the workers and build the report (see the module docstring); ``config`` is the
-    workers' core configuration (``pathwatch.core_settings.core_config``), ``rules`` their
+    workers' core configuration (``pathwatch.parts.core_config``), ``rules`` their
     alert rules' (``pathwatch.parts.rules_config``; needed with ``charts``, to judge the
     service changes).
 

@@ -17,7 +17,7 @@ from alerts.rules import SystemAlertRules
 from pathwatch import parts
 from pathwatch.cli.summary import render_summary, write_board
 from pathwatch.config import Settings
-from pathwatch.core_settings import core_config
+from pathwatch.parts import core_config
 from schemas.decode import Decoder
 from schemas.validate import detect_format
 from streams.changes import change_rebase, judge_changes, local_date_in

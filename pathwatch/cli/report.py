@@ -13,7 +13,7 @@ from alerts.rules import SystemAlertRules
 from pathwatch import parts
 from pathwatch.cli.summary import render_summary, write_board
 from pathwatch.config import Settings
-from pathwatch.core_settings import core_config
+from pathwatch.parts import core_config
 from streams.live_report import END, live_report
 from streams.report import Charts, dumps_report
 from streams.topics import check_kafka

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pathwatch.config import load_settings
-from pathwatch.core_settings import core_config
+from pathwatch.parts import core_config
 from pathwatch.simulate import SimulationOptions, write
 from schemas.deadletter import DeadLetter, Origin
 from schemas.decode import Decoder

@@ -15,7 +15,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from kafka import KafkaConsumer
 
-from pathwatch.core_settings import core_config
+from pathwatch.parts import core_config
 from streams.engine import Engine
 from streams.topics import ensure_topics
 from tests.fuzz_inputs import FuzzRecord, Pipeline, account, fuzz_records

@@ -28,7 +28,7 @@ import pytest
 from alerts.rules import SystemAlertRules
 from pathwatch import parts, simulate
 from pathwatch.cli import main
-from pathwatch.core_settings import core_config
+from pathwatch.parts import core_config
 from streams.changes import publish_change
 from streams.live_changes import read_changes
 from streams.live_report import END, live_report

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from pathwatch.config import load_settings
-from pathwatch.core_settings import core_config
+from pathwatch.parts import core_config
 from schemas.model import Contact, Discharge, Event
 from streams.core import Clock, CoreConfig, open_followups, step
 

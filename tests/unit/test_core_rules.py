@@ -12,7 +12,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
 
-from pathwatch.core_settings import core_config
+from pathwatch.parts import core_config
 from tests.fixtures.core.build import (
     NY,
     Run,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pathwatch.config import load_settings
-from pathwatch.core_settings import core_config
+from pathwatch.parts import core_config
 from streams.core import CoreConfig
 from tests.fixtures.core.build import NY, Run, contact, discharge, ny, tick
 

@@ -15,7 +15,7 @@ import pytest
 
 from pathwatch import parts
 from pathwatch.config import Settings
-from pathwatch.core_settings import core_config
+from pathwatch.parts import core_config
 from schemas.deadletter import DeadLetter, DeadLetterKind, Origin
 from schemas.decode import TIME_MAX, TIME_MIN, Decoder
 from schemas.identifiers import identifier_problem

@@ -8,7 +8,7 @@ import json
 from collections import Counter
 
 from pathwatch.config import Settings
-from pathwatch.core_settings import core_config
+from pathwatch.parts import core_config
 from streams.engine import Engine
 from tests.fuzz_inputs import Pipeline, _named_cases, account, fuzz_records
 

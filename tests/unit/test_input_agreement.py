@@ -18,7 +18,7 @@ import pytest
 
 from pathwatch import parts
 from pathwatch.config import Settings
-from pathwatch.core_settings import core_config
+from pathwatch.parts import core_config
 from schemas.deadletter import DeadLetter, Origin
 from schemas.fhir import FHIRAdapter
 from schemas.hl7 import HL7Adapter

@@ -16,9 +16,9 @@ from prometheus_client import CollectorRegistry
 from alerts.rules import SystemAlertRules
 from pathwatch import parts, simulate
 from pathwatch.config import Settings
-from pathwatch.core_settings import core_config
 from pathwatch.mdc_metrics import MAX_CHANGES, MdcMetrics
 from pathwatch.metric_names import metric_names
+from pathwatch.parts import core_config
 from schemas.deadletter import DeadLetter, Origin
 from schemas.decode import Decoder
 from schemas.model import ALL_TEAMS, Event

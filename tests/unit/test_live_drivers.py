@@ -21,7 +21,7 @@ from alerts.pipeline import ReceiversConfig, build_dispatcher
 from alerts.receivers import rfc3339
 from pathwatch import parts
 from pathwatch.config import load_settings
-from pathwatch.core_settings import core_config
+from pathwatch.parts import core_config
 from pathwatch.simulate import SimulationOptions, write
 from schemas.deadletter import Origin
 from schemas.decode import Decoder

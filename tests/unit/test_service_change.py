@@ -23,7 +23,7 @@ from board.suppress import SuppressionPolicy
 from pathwatch import parts, simulate
 from pathwatch.cli import main
 from pathwatch.config import Settings
-from pathwatch.core_settings import core_config
+from pathwatch.parts import core_config
 from schemas.deadletter import DeadLetter, DeadLetterKind, Origin
 from schemas.decode import Decoder
 from schemas.model import Event, ServiceChange
