@@ -3,7 +3,8 @@
 Library packages (``schemas``, ``alerts``, ``streams``, ``board``) take plain parameters and
 never import :mod:`pathwatch.config`; the commands (:mod:`pathwatch.cli`) and the worker's
 composition root turn the one :class:`~pathwatch.config.Settings` object into the parts they
-need with these functions. Each reads settings only, does no I/O and raises ``ValueError``
+need with these functions. Each reads settings only (``board`` also reads the cost table
+the settings name), does no other I/O and raises ``ValueError``
 (with the setting's name) when a setting cannot make a valid part.
 """
 
