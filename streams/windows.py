@@ -90,7 +90,7 @@ class WeeklyPoint:
     denominator: int
 
 
-class _Entry(msgspec.Struct, array_like=True):
+class _Entry(msgspec.Struct, array_like=True, gc=False):  # atoms only: never in a cycle
     measure: str
     team: str
     day: int
