@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -193,3 +194,12 @@ def test_provider_wide_changes_are_markers_of_star_only_when_asked(replay: Any) 
     star = change_times(changes, ["north", ALL_TEAMS])
     assert set(star) == {("north", "seen_within_target"), (ALL_TEAMS, "lost_before_contact"),
                          (ALL_TEAMS, "seen_within_target")}
+
+
+def test_the_mdc_dashboards_team_variable_can_offer_star() -> None:
+    """Grafana regex-escapes the values of a multi-value variable (``*`` goes as ``\\*``); a
+    single-value one would send ``team=~"*"``, which is not a valid regular expression."""
+    dashboard = json.loads((Path(__file__).parents[2] / "deploy/grafana/dashboards/mdc.json").read_text())
+    [team] = [v for v in dashboard["templating"]["list"] if v["name"] == "team"]
+    assert team["multi"] is True
+    assert team["query"]["query"] == "label_values(pathwatch_spc_mean, team)", "every exported team, '*' included"
