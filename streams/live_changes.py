@@ -12,6 +12,9 @@ The changes topic (``topics.changes``, compacted, keyed by ``change_id``) holds 
   changes' groups and its ``"changes"`` (:func:`streams.changes.judge_changes`), as the
   replay of the same input builds them.
 
+The worker's gauges of the all-teams chart ``*`` come from the shares topic, read the same
+way by the same code (:func:`add_live_mdc`, ``streams.live_overall``).
+
 Both interpret the topic the same way (:class:`LiveChanges`): per Kafka key the latest record,
 as compaction leaves it (a tombstone withdraws the key), the records kept fed in offset order
 to a :class:`streams.changes.ChangeRegister`. A record that is not a valid ``service.change``
@@ -246,6 +249,10 @@ class _MdcExport:
     publisher: SharePublisher
     state: dict[str, Any]
 
+    def __post_init__(self) -> None:
+        self.rules = SystemAlertRules(self.parts.rules)
+        self.local_date = local_date_in(ZoneInfo(self.parts.timezone))
+
     async def tick(self, app: Any) -> None:
         watermark = self.stages.stage2_loop.stage2_watermark
         if not self.state["changes"] or watermark is None:
@@ -269,9 +276,7 @@ class _MdcExport:
         from streams.faust_io import send_records
         from streams.windows import TeamWindows
 
-        parts, stage2 = self.parts, self.stages.stage2
-        rules = SystemAlertRules(parts.rules)
-        local_date = local_date_in(ZoneInfo(parts.timezone))
+        parts, stage2, rules, local_date = self.parts, self.stages.stage2, self.rules, self.local_date
         held = stage2.held()
         pending = self.publisher.pending(held, now)
         if pending:

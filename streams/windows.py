@@ -17,7 +17,9 @@
 
 One instance may hold any set of teams. The faust app keeps one instance per team (keyed by
 team, so every observation of a team goes to the same instance, retractions included);
-``*`` is then the merge on read: :meth:`TeamWindows.merged`. The replay keeps one instance
+``*`` is then the merge on read: :meth:`TeamWindows.merged` (across workers, the weekly series
+of ``*`` is the sum of every team's :meth:`TeamWindows.weekly_counts`,
+:meth:`TeamWindows.of_weekly_counts`: ``streams.live_overall``). The replay keeps one instance
 for all teams, and every query also answers for ``*`` over the teams it holds.
 
 Quantiles are nearest rank (value number ceil(p * n) of the sorted values) on waits rounded to
