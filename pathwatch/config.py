@@ -66,6 +66,7 @@ class Topics(BaseModel):
     transitions: str = "pathwatch.alert-transitions"
     dead_letters: str = "pathwatch.dead-letters"
     changes: str = "pathwatch.changes"  # service.change events, compacted, keyed by change_id
+    overall_shares: str = "pathwatch.overall-shares"  # each team's weekly counts for '*', compacted, keyed by team
 
 
 class Settings(BaseSettings):

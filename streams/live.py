@@ -909,6 +909,11 @@ class Stage2:
             self._load()
         return dict(self._windows)
 
+    def holds(self, team: str) -> bool:
+        """Whether the stage-2 partition ``team`` hashes to is assigned to this worker now
+        (``*``: the worker that draws the all-teams series, ``streams.live_overall``)."""
+        return partition_for(team.encode(), self.source_partitions) in self._assigned
+
     def apply(self, value: bytes) -> None:
         """Upsert (or retract) one observation for its team."""
         obs = Observation.from_bytes(value)
