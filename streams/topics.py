@@ -16,28 +16,7 @@ from typing import Protocol
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
-
-class TopicNames(Protocol):
-    """The topic names pathwatch uses (``pathwatch.config.Topics`` has this shape)."""
-
-    @property
-    def events(self) -> str: ...
-    @property
-    def hl7(self) -> str: ...
-    @property
-    def fhir(self) -> str: ...
-    @property
-    def clients(self) -> str: ...
-    @property
-    def observations(self) -> str: ...
-    @property
-    def transitions(self) -> str: ...
-    @property
-    def alerts(self) -> str: ...
-    @property
-    def changes(self) -> str: ...
-    @property
-    def dead_letters(self) -> str: ...
+from streams.ports import TopicNames
 
 
 class KafkaSettings(Protocol):
