@@ -368,7 +368,10 @@ class Stage1Result:
 
 
 class Stage1:
-    """Stage 1 over ``store`` (client pseudonym -> ClientState bytes, plus metadata keys)."""
+    """Stage 1 over ``store`` (client pseudonym -> ClientState bytes, plus metadata keys): the
+    batch loop (:meth:`process`, then :meth:`commit`) over its parts: offset admission
+    (``admission``), the per-partition index (``index``) and the partition metadata
+    (``metadata``), see :mod:`streams.stage1_partitions`."""
 
     def __init__(
         self,
