@@ -410,7 +410,17 @@ class MetricsProbe:
         self._thread.join()
         v = sorted(self.times)
         return f"/metrics answered {len(v)} times: p50 {percentile(v, 50) * 1000:.0f} ms, " \
-               f"p99 {percentile(v, 99) * 1000:.0f} ms, max {v[-1] * 1000 if v else float('nan'):.0f} ms"
+               f"p99 {percentile(v, 99) * 1000:.0f} ms, max {v[-1] * 1000 if v else float('nan'):.0f} ms; " \
+               f"{self.loop_lag()}"
+
+    def loop_lag(self) -> str:
+        """The worker's own event-loop lag histogram so far: probes run 100 ms late or more."""
+        text = (http_get(self.port, "/metrics") or b"").decode()
+        buckets = dict(re.findall(r'pathwatch_event_loop_lag_seconds_bucket\{le="([^"]+)"\} (\S+)', text))
+        if "+Inf" not in buckets:
+            return "no loop-lag histogram"
+        total, under = float(buckets["+Inf"]), float(buckets.get("0.1", "nan"))
+        return f"loop-lag probes 100 ms late or more: {total - under:.0f} of {total:.0f}"
 
 
 def pathwatch_worker(bootstrap: str, redis_url: str, items: Items, offsets: Offsets, tmp: Path,

@@ -135,6 +135,7 @@ def worker_parts(settings: Settings, *, registry: CollectorRegistry | None = Non
         delivery=delivery_resources(settings) if settings.delivery == "worker" else None,
         mdc=MdcParts(
             changes_topic=settings.topics.changes,
+            shares_topic=settings.topics.overall_shares,
             dead_letters_topic=settings.topics.dead_letters,
             kafka_bootstrap=settings.kafka_bootstrap,
             timezone=settings.timezone,

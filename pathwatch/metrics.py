@@ -61,6 +61,8 @@ LATENCY_BUCKETS_SECONDS: Final[tuple[float, ...]] = (
     0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0,
     3600.0, 21600.0, 86400.0, 259200.0,
 )  # fmt: skip
+# the event loop's lag: a worker that works in slices (streams.slices) stays in the first few
+LOOP_LAG_BUCKETS_SECONDS: Final[tuple[float, ...]] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 def label_guard(value: str) -> str:
     """Return ``value`` if it is safe as a bounded label value; raise ``ValueError`` if not.
@@ -211,10 +213,10 @@ class _Factory:
     def counter(self, name: str, doc: str, labels: tuple[str, ...]) -> GuardedCounter:
         return GuardedCounter(name, doc, labels, namespace=NAMESPACE, registry=self._registry)
 
-    def histogram(self, name: str, doc: str, labels: tuple[str, ...]) -> GuardedHistogram:
-        return GuardedHistogram(
-            name, doc, labels, namespace=NAMESPACE, registry=self._registry, buckets=LATENCY_BUCKETS_SECONDS
-        )
+    def histogram(
+        self, name: str, doc: str, labels: tuple[str, ...], buckets: tuple[float, ...] = LATENCY_BUCKETS_SECONDS
+    ) -> GuardedHistogram:
+        return GuardedHistogram(name, doc, labels, namespace=NAMESPACE, registry=self._registry, buckets=buckets)
 
 
 class Metrics:
@@ -358,6 +360,12 @@ class Metrics:
             "event_processing_latency_seconds",
             "Event time to processed by this worker, in seconds.",
             ("type",),
+        )
+        self.loop_lag = make.histogram(
+            "event_loop_lag_seconds",
+            "How late the worker's event loop ran a probe due every 0.1 s, in seconds.",
+            (),
+            LOOP_LAG_BUCKETS_SECONDS,
         )
         self.alert_latency = make.histogram(
             "alert_latency_seconds",
@@ -508,6 +516,10 @@ class Metrics:
         for value in seconds:
             observe(max(value, 0.0))
 
+    def observe_loop_lag(self, seconds: float) -> None:
+        """How late the event loop ran a timed probe (streams.slices.LoopLagProbe)."""
+        self.loop_lag.observe(max(seconds, 0.0))
+
     def observe_alert_latency(self, alertname: str, seconds: float) -> None:
         """Triggering event time (or the deadline that passed) to alert emitted."""
         self.alert_latency.labels(alertname).observe(max(seconds, 0.0))
@@ -594,6 +606,9 @@ class SafeMetrics:
 
     def observe_alert_latency(self, alertname: str, seconds: float) -> None:
         self._call(self._metrics.observe_alert_latency, alertname, seconds)
+
+    def observe_loop_lag(self, seconds: float) -> None:
+        self._call(self._metrics.observe_loop_lag, seconds)
 
     def set_measures(self, rows: Iterable[tuple[str, str, int, int]]) -> None:
         self._call(self._metrics.set_measures, rows)

@@ -60,6 +60,7 @@ from streams.faust_io import batches as intake_batches
 from streams.live import GAP, Message
 from streams.live_changes import MdcParts, add_live_mdc
 from streams.ports import LiveConfig, LiveMetrics
+from streams.slices import LoopLagProbe
 from streams.stages import Converter, Incoming, LiveStages, StageParts, StageStores, TopicSend, build_stages
 from streams.stall import StallWatch as StallDecision
 
@@ -220,6 +221,7 @@ def add_timers(app: PathwatchApp, stages: LiveStages) -> None:
     app.timer(interval=max(5.0, 5 * tick), name="pathwatch-obligations")(stages.obligations.export)
     app.timer(interval=max(5.0, 2 * tick), name="pathwatch-stall-watch")(StallWatch(app, stages).stall_watch)
     app.timer(interval=5.0, name="pathwatch-catch-up")(CatchUpLog(app, stages).progress)
+    app.task(LoopLagProbe(stages.metrics.observe_loop_lag).run)
 
 
 class StallWatch:

@@ -51,6 +51,7 @@ from faust.types import TP
 
 from streams.live import table_partition
 from streams.ports import Record, TrackedStore
+from streams.slices import Slicer
 
 log = logging.getLogger("pathwatch.worker")
 
@@ -185,10 +186,11 @@ async def send_records(producer: Any, records: list[Record]) -> None:
     """Send ``records`` with faust's producer (without faust's per-message channel and buffer
     work) and return once the broker has them all; raises the first send error."""
     send = producer.send
-    futures = [
-        await send(topic, key, value, partition, None, headers)
-        for topic, key, value, partition, headers in records
-    ]
+    slicer = Slicer()  # a send that has room in the producer's buffer never lets the loop run
+    futures = []
+    for topic, key, value, partition, headers in records:
+        futures.append(await send(topic, key, value, partition, None, headers))
+        await slicer.pause()
     await asyncio.gather(*futures)
 
 

@@ -751,6 +751,11 @@ class Stage2:
             self._load()
         return dict(self._windows)
 
+    def holds(self, team: str) -> bool:
+        """Whether the stage-2 partition ``team`` hashes to is assigned to this worker now
+        (``*``: the worker that draws the all-teams series, ``streams.live_overall``)."""
+        return partition_for(team.encode(), self.source_partitions) in self._assigned
+
     def apply(self, value: bytes) -> None:
         """Upsert (or retract) one observation for its team."""
         obs = Observation.from_bytes(value)
@@ -798,12 +803,14 @@ class Stage2:
         else:
             self.store[collecting] = _tick_encoder.encode(marks)
 
-    def process(self, messages: Iterable[Message]) -> Stage2Result:
+    def process(self, messages: Iterable[Message], into: Stage2Result | None = None) -> Stage2Result:
         """Apply a batch of messages of the observations topic: observations, watermark marks
         and flush marks. Each partition's next offset is kept in the store; a partition whose
-        offsets jump is left at the gap (``rewinds``, see :func:`admit`)."""
-        result = Stage2Result()
+        offsets jump is left at the gap (``rewinds``, see :func:`admit`). ``into``: the result
+        of earlier slices of the same batch, continued (a partition left at a gap stays so)."""
+        result = into if into is not None else Stage2Result()
         batch = self.positions.batch()
+        batch.rewinds.update(result.rewinds)
         for message in messages:
             q = message.partition
             if not batch.take(self.topic, q, message.offset):
@@ -825,8 +832,8 @@ class Stage2:
                 origin = Origin(topic=self.topic, partition=q, offset=message.offset)
                 result.rejected.append(processing_dead_letter(exc, message.value, origin))
         batch.commit()
-        result.rewinds = dict(batch.rewinds)
-        result.gaps = dict(batch.gaps)
+        result.rewinds.update(batch.rewinds)
+        result.gaps.update(batch.gaps)
         return result
 
 

@@ -12,6 +12,9 @@ The changes topic (``topics.changes``, compacted, keyed by ``change_id``) holds 
   :func:`streams.report.spc_sections`): the report's ``"spc"`` with the changes' groups and
   its ``"changes"``, as the replay of the same input builds them.
 
+The worker's gauges of the all-teams chart ``*`` come from the shares topic, read the same
+way by the same code (:func:`add_live_mdc`, ``streams.live_overall``).
+
 Both interpret the topic the same way (:class:`LiveChanges`): per Kafka key the latest record,
 as compaction leaves it (a tombstone withdraws the key), the records kept fed in offset order
 to a :class:`streams.changes.ChangeRegister`. A record that is not a valid ``service.change``
@@ -22,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -36,6 +39,7 @@ from schemas.model import ALL_TEAMS, Event
 from streams.changes import ChangeRegister, LocalDate, change_rebase, local_date_in
 from streams.core import CoreConfig
 from streams.faust_io import tables_recovered
+from streams.live_overall import SharePublisher, Shares, overall_charts
 
 if TYPE_CHECKING:
     import faust
@@ -141,8 +145,9 @@ def team_charts(
 
 
 def change_times(changes: Sequence[ServiceChange], teams: Sequence[str]) -> dict[tuple[str, str], list[datetime]]:
-    """(team, measure) -> the effective times of the changes naming it, for ``teams`` only."""
-    held = set(teams) - {ALL_TEAMS}
+    """(team, measure) -> the effective times of the changes naming it, for ``teams`` only
+    (``*`` among them: the provider-wide changes)."""
+    held = set(teams)
     out: dict[tuple[str, str], list[datetime]] = {}
     for change in changes:
         if change.team not in held:
@@ -166,6 +171,7 @@ class MdcParts:
     from settings)."""
 
     changes_topic: str
+    shares_topic: str
     dead_letters_topic: str
     kafka_bootstrap: str
     timezone: str
@@ -176,68 +182,113 @@ class MdcParts:
     gauges: MdcGauges
 
 
+Apply = Callable[[str, int, int, bytes | None, bytes | None], DeadLetter | None]
+"""How a reader takes one record: (topic, partition, offset, key, value) -> its dead letter."""
+
+
 def add_live_mdc(app: faust.App, parts: MdcParts, stages: LiveStages) -> None:
-    """Wire the live MDC parts into a worker: a task reading the changes topic whole (from
-    the beginning, then following it) into a :class:`LiveChanges`, and a timer exporting the
-    MDC gauges (``parts.gauges``) of the teams stage 2 holds, at
-    stage 2's watermark, once the topic has been read to its end. Neither ever stops the
-    worker: a failure is logged and retried."""
-    topic = parts.changes_topic
+    """Wire the live MDC parts into a worker: tasks reading the changes topic and the shares
+    topic whole (from the beginning, then following them) into a :class:`LiveChanges` and a
+    :class:`streams.live_overall.Shares`, and a timer that sends the shares of the teams stage
+    2 holds and exports the MDC gauges (``parts.gauges``) of those teams, and of ``*`` at the
+    worker that holds ``*``'s stage-2 partition (``streams.live_overall``), at stage 2's
+    watermark, once the topics have been read to their end. Neither ever stops the worker: a
+    failure is logged and retried."""
     found = LiveChanges(parts.decoder)
-    state: dict[str, Any] = {"loaded": False, "done": None}
-    gauges = parts.gauges
-    rules = SystemAlertRules(parts.rules)
-    local_date = local_date_in(ZoneInfo(parts.timezone))
-    tick = parts.tick_seconds
+    shares = Shares()
+    state: dict[str, Any] = {"changes": False, "shares": False, "done": None}
+    export = _MdcExport(parts, stages, found, shares, SharePublisher(parts.shares_topic), state)
 
     @app.task
     async def changes_reader() -> None:
-        while True:
-            try:
-                await _follow(app, parts, found, state)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("reading the changes topic %s failed; reading it again", topic)
-                state["loaded"] = False
-                await asyncio.sleep(max(1.0, tick))
+        await _keep_reading(app, parts, parts.changes_topic, found.apply, state, "changes")
 
-    @app.timer(interval=max(1.0, tick), name="pathwatch-mdc-gauges")
+    @app.task
+    async def shares_reader() -> None:
+        await _keep_reading(app, parts, parts.shares_topic, shares.apply, state, "shares")
+
+    @app.timer(interval=max(1.0, parts.tick_seconds), name="pathwatch-mdc-gauges")
     async def mdc_gauges() -> None:
-        watermark = stages.stage2_loop.stage2_watermark
-        if not state["loaded"] or watermark is None:
+        await export.tick(app)
+
+
+@dataclass
+class _MdcExport:
+    """The MDC gauges timer's work (see :func:`add_live_mdc`)."""
+
+    parts: MdcParts
+    stages: LiveStages
+    found: LiveChanges
+    shares: Shares
+    publisher: SharePublisher
+    state: dict[str, Any]
+
+    def __post_init__(self) -> None:
+        self.rules = SystemAlertRules(self.parts.rules)
+        self.local_date = local_date_in(ZoneInfo(self.parts.timezone))
+
+    async def tick(self, app: Any) -> None:
+        watermark = self.stages.stage2_loop.stage2_watermark
+        if not self.state["changes"] or watermark is None:
             return
         # stage 2 loads its teams from the table store on first use after an assignment: not
         # before the tables are recovered, or it would hold (and export) a partial store
         if app.rebalancing or not tables_recovered(app):
             return
         now = asyncio.get_running_loop().time()
-        key = (watermark, found.version)
-        done = state["done"]
-        if done is not None and done[0] == key and now - done[1] < 5 * tick:
+        key = (watermark, self.found.version, self.shares.version)
+        done = self.state["done"]
+        if done is not None and done[0] == key and now - done[1] < 5 * self.parts.tick_seconds:
             return  # nothing moved; late observations are picked up within 5 ticks
-        state["done"] = (key, now)
+        self.state["done"] = (key, now)
         try:
-            held = stages.stage2.held()
-            from streams.windows import TeamWindows
-
-            merged = TeamWindows.merged(held.values(), parts.core)
-            teams = sorted(set(held) - {ALL_TEAMS})
-            changes = found.changes()
-            gauges.set_charts(team_charts(rules, merged, teams, watermark, changes, local_date))
-            gauges.set_changes(change_times(changes, teams))
+            await self._export(app, watermark, now)
         except Exception:
             log.exception("exporting the Making Data Count gauges failed")
 
+    async def _export(self, app: Any, watermark: datetime, now: float) -> None:
+        from streams.faust_io import send_records
+        from streams.windows import TeamWindows
 
-async def _follow(app: Any, parts: MdcParts, found: LiveChanges, state: dict[str, Any]) -> None:
-    """Read ``topic`` from the beginning into ``found``; ``state["loaded"]`` once at the end
+        parts, stage2, rules, local_date = self.parts, self.stages.stage2, self.rules, self.local_date
+        held = stage2.held()
+        pending = self.publisher.pending(held, now)
+        if pending:
+            await send_records(app.producer, self.publisher.records(pending))
+            self.publisher.sent(pending)
+        merged = TeamWindows.merged(held.values(), parts.core)
+        teams = sorted(set(held) - {ALL_TEAMS})
+        changes = self.found.changes()
+        entries = team_charts(rules, merged, teams, watermark, changes, local_date)
+        if self.state["shares"] and stage2.holds(ALL_TEAMS):
+            entries += overall_charts(rules, self.shares.windows(parts.core), watermark, changes, local_date)
+            teams.append(ALL_TEAMS)
+        self.parts.gauges.set_charts(entries)
+        self.parts.gauges.set_changes(change_times(changes, teams))
+
+
+async def _keep_reading(
+    app: Any, parts: MdcParts, topic: str, apply: Apply, state: dict[str, Any], flag: str
+) -> None:
+    """:func:`_follow` ``topic`` for ever, from the beginning again after a failure (logged)."""
+    while True:
+        try:
+            await _follow(app, parts, topic, apply, state, flag)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("reading the topic %s failed; reading it again", topic)
+            state[flag] = False
+            await asyncio.sleep(max(1.0, parts.tick_seconds))
+
+
+async def _follow(app: Any, parts: MdcParts, topic: str, apply: Apply, state: dict[str, Any], flag: str) -> None:
+    """Read ``topic`` from the beginning through ``apply``; ``state[flag]`` once at the end
     offsets of the start; then follow it. Dead letters go to the dead-letter topic."""
     from aiokafka import AIOKafkaConsumer
 
     from streams.faust_io import send_records
 
-    topic = parts.changes_topic
     consumer = AIOKafkaConsumer(
         bootstrap_servers=parts.kafka_bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
     )
@@ -249,13 +300,13 @@ async def _follow(app: Any, parts: MdcParts, found: LiveChanges, state: dict[str
         ends = await consumer.end_offsets(tps)
         max_record = int(app.conf.producer_max_request_size)
         while True:
-            if not state["loaded"] and all([await consumer.position(tp) >= ends[tp] for tp in tps]):
-                state["loaded"] = True
-                log.info("changes topic %s read: %d change(s) stand", topic, len(found.changes()))
+            if not state[flag] and all([await consumer.position(tp) >= ends[tp] for tp in tps]):
+                state[flag] = True
+                log.info("topic %s read to its end", topic)
             dead = []
             for tp, messages in (await consumer.getmany(timeout_ms=1000)).items():
                 for m in messages:
-                    letter = found.apply(topic, tp.partition, m.offset, m.key, m.value)
+                    letter = apply(topic, tp.partition, m.offset, m.key, m.value)
                     if letter is not None:
                         dead.append(letter)
             if dead:

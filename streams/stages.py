@@ -58,12 +58,13 @@ from streams.live import (
 )
 from streams.ports import Crash, LiveConfig, LiveMetrics, Record, RecordSink, Seeker, TopicNames, TrackedStore
 from streams.runner import DayBoundary
+from streams.slices import Slicer
 from streams.windows import TeamWindows
 
 log = logging.getLogger("pathwatch.worker")
 
 STAGE1_RETRIES = 5
-STAGE1_SLICE = 250  # messages of a batch stage 1 runs before letting the event loop run
+STEP = 25  # messages run between checks of the slice's time (streams.slices)
 
 
 class ChangelogLost(RuntimeError):
@@ -401,10 +402,11 @@ class Stage1Loop:
         driver = self.driver
         # in slices, letting the event loop run in between (/metrics, heartbeats, timers): a
         # batch of thousands of events held it for seconds
-        done = driver.process(messages[:STAGE1_SLICE])
-        for i in range(STAGE1_SLICE, len(messages), STAGE1_SLICE):
-            await asyncio.sleep(0)
-            done = driver.process(messages[i : i + STAGE1_SLICE], done)
+        slicer = Slicer()
+        done = driver.process(messages[:STEP])
+        for i in range(STEP, len(messages), STEP):
+            await slicer.pause()
+            done = driver.process(messages[i : i + STEP], done)
         result, metas = done
         now = self.wall()
         # sent with the producer directly: faust's topic.send costs several times more per record
@@ -470,7 +472,12 @@ class Stage2Loop:
         self.gauges_at: datetime | None = None
 
     async def run(self, messages: Iterable[Message]) -> None:
-        result = self.driver.process(messages)
+        batch = list(messages)
+        slicer = Slicer()
+        result = self.driver.process(batch[:STEP])
+        for i in range(STEP, len(batch), STEP):
+            await slicer.pause()
+            result = self.driver.process(batch[i : i + STEP], result)
         if result.rejected:
             await self.sink.send([dead_letter_record(dead, self.dead_letters, self.max_record) for dead in result.rejected])
             for dead in result.rejected:
@@ -503,7 +510,9 @@ class Stage2Loop:
             return
         pending: list[Any] = []
         firing: dict[tuple[str, str, str], int] = {}
+        slicer = Slicer()
         for team, windows in held.items():
+            await slicer.pause()  # a team's charts at a time (see streams.slices)
             windows.prune(watermark)
             rules = self.rules.setdefault(team, SystemAlertRules(self.rules_config))
             for alert in rules.evaluate(windows, watermark):

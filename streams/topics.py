@@ -62,6 +62,8 @@ def topic_specs(settings: KafkaSettings) -> list[TopicSpec]:
         TopicSpec(t.alerts, n, {"retention.ms": week}),
         # one record per service change, the latest by change_id (docs/events.md)
         TopicSpec(t.changes, 1, {"cleanup.policy": "compact"}),
+        # each team's weekly counts, for the all-teams series '*' (streams/live_overall.py)
+        TopicSpec(t.overall_shares, 1, {"cleanup.policy": "compact"}),
         # original bytes of rejected input, raw client identifiers included (docs/configuration.md)
         TopicSpec(t.dead_letters, 1, {"retention.ms": str(int(settings.dead_letter_retention.total_seconds() * 1000))}),
     ]

@@ -17,7 +17,9 @@
 
 One instance may hold any set of teams. The faust app keeps one instance per team (keyed by
 team, so every observation of a team goes to the same instance, retractions included);
-``*`` is then the merge on read: :meth:`TeamWindows.merged`. The replay keeps one instance
+``*`` is then the merge on read: :meth:`TeamWindows.merged` (across workers, the weekly series
+of ``*`` is the sum of every team's :meth:`TeamWindows.weekly_counts`,
+:meth:`TeamWindows.of_weekly_counts`: ``streams.live_overall``). The replay keeps one instance
 for all teams, and every query also answers for ``*`` over the teams it holds.
 
 Quantiles are nearest rank (value number ceil(p * n) of the sorted values) on waits rounded to
@@ -27,7 +29,7 @@ hundredths of a day; rounding is monotone, so this equals rounding the exact qua
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -90,7 +92,7 @@ class WeeklyPoint:
     denominator: int
 
 
-class _Entry(msgspec.Struct, array_like=True):
+class _Entry(msgspec.Struct, array_like=True, gc=False):  # atoms only: never in a cycle
     measure: str
     team: str
     day: int
@@ -356,16 +358,7 @@ class TeamWindows:
         (every observation of the week decided by ``watermark``), empty weeks as zeros; at
         most ``weeks`` points."""
         s = self._s
-        sources = s.daily.values() if team == ALL_TEAMS else [s.daily.get(team, {})]
-        per_week: dict[int, list[int]] = {}
-        for team_daily in sources:
-            for d, (num, den) in team_daily.get(measure, {}).items():
-                if den == 0:
-                    continue
-                wk = d - date.fromordinal(d).weekday()
-                acc = per_week.setdefault(wk, [0, 0])
-                acc[0] += num
-                acc[1] += den
+        per_week = _per_week(s.daily.values() if team == ALL_TEAMS else [s.daily.get(team, {})], measure)
         if not per_week:
             return []
         cal = self.config.calendar
@@ -383,6 +376,13 @@ class TeamWindows:
             points.append(WeeklyPoint(date.fromordinal(wk), num, den))
             wk += 7
         return points
+
+    def weekly_counts(self) -> dict[str, dict[int, list[int]]]:
+        """Per rate measure, the weekly counts (Monday's day ordinal -> [numerator,
+        denominator]) summed over every team held, weeks with a denominator only: all that
+        :meth:`weekly_series` of ``*`` reads. Weeks are not checked for being final."""
+        daily = self._s.daily.values()
+        return {m: per_week for m in RATE_MEASURES if (per_week := _per_week(daily, m))}
 
     # -- (de)serialisation and merging -------------------------------------------------------------
 
@@ -410,4 +410,40 @@ class TeamWindows:
             s.daily.update(p.daily)
             s.strata.update(p.strata)
         return out
+
+    @classmethod
+    def of_weekly_counts(
+        cls, shares: Iterable[Mapping[str, Mapping[int, Sequence[int]]]], config: CoreConfig, weeks: int = 104
+    ) -> TeamWindows:
+        """A read-only instance whose weekly series of ``*`` are the sums of ``shares``
+        (:meth:`weekly_counts` of instances holding disjoint teams). It answers
+        :meth:`weekly_series` of ``*`` (hence the rules' ``*`` charts) and nothing else: it
+        holds no team, no entry and no day other than Mondays."""
+        out = cls(config, weeks)
+        out._buckets = None
+        summed: dict[str, dict[int, list[int]]] = {}
+        for share in shares:
+            for measure, per_week in share.items():
+                cells = summed.setdefault(measure, {})
+                for week, (num, den) in per_week.items():
+                    acc = cells.setdefault(week, [0, 0])
+                    acc[0] += num
+                    acc[1] += den
+        out._s.daily[ALL_TEAMS] = summed
+        return out
+
+
+def _per_week(sources: Iterable[dict[str, dict[int, list[int]]]], measure: str) -> dict[int, list[int]]:
+    """Monday's day ordinal -> [numerator, denominator] of ``measure`` summed over the daily
+    counts of ``sources`` (per team: measure -> day -> counts), days with a denominator only."""
+    per_week: dict[int, list[int]] = {}
+    for team_daily in sources:
+        for d, (num, den) in team_daily.get(measure, {}).items():
+            if den == 0:
+                continue
+            wk = d - date.fromordinal(d).weekday()
+            acc = per_week.setdefault(wk, [0, 0])
+            acc[0] += num
+            acc[1] += den
+    return per_week
 

@@ -73,7 +73,8 @@ def live_stack(
         "PATHWATCH_BROKER_REBALANCE_TIMEOUT": "20",
         "PATHWATCH_TICK_INTERVAL": "1s",
     }
-    for topic in ("events", "hl7", "fhir", "clients", "observations", "alerts", "transitions", "dead_letters", "changes"):
+    for topic in ("events", "hl7", "fhir", "clients", "observations", "alerts", "transitions", "dead_letters", "changes",
+                  "overall_shares"):
         env[f"PATHWATCH_TOPICS__{topic.upper()}"] = f"{topic}-{unique}"
     return LiveStack(env, tmp)
 
