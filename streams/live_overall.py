@@ -10,6 +10,11 @@ hashes to (:meth:`streams.live.Stage2.holds`) draws the ``*`` charts from the su
 (:func:`overall_charts`) and exports their gauges and the ``*`` change markers, so Prometheus
 sees one series.
 
+Each share is stamped with the sender's stage-2 watermark, each stage-2 partition held has a
+mark so stamped (:func:`partition_key`), and all are sent again when the local day of the
+watermark changes: the holder of ``*`` raises ``*``'s SpecialCause from them
+(``streams.overall_alerts``) and keeps its state here (:data:`ALERTS_KEY`).
+
 The sum equals the replay's ``*``: the replay's weekly series of ``*`` is the sum of its teams'
 weekly counts, and every team is held by exactly one stage-2 partition. Keyed by team, a
 share survives rebalances and restarts as it stands: whichever worker holds the team next
