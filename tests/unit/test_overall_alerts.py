@@ -6,7 +6,7 @@ past the lowest watermark among the shares; a worker taking ``*`` over carries a
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -105,43 +105,46 @@ def test_the_owner_raises_the_replays_star_special_cause_from_two_partitions_sha
     assert key(both.live) == key(both.replayed)
 
 
+def owner() -> OverallAlerts:
+    """A worker's ``*`` alerts as it takes ``*`` (no state of its own)."""
+    settings = Settings()
+    return OverallAlerts(parts.rules_config(settings), core_config(settings), len(PARTITIONS))
+
+
+def first_fired(both: ReplayAndOwner) -> Alert:
+    """The replay's first ``*`` SpecialCause (its firing transition)."""
+    return next(a for a in both.replayed if a.ends_at is None)
+
+
 def test_no_evaluation_past_the_lowest_share_watermark(replay: Any) -> None:
     _, both = replay
-    settings = Settings()
-    config = core_config(settings)
-    [first, *_] = [a for a in both.replayed if a.ends_at is None]
-    owner = OverallAlerts(parts.rules_config(settings), config, len(PARTITIONS))
-    shares, publishing = Shares(), Publishing()
+    first, star, shares, publishing = first_fired(both), owner(), Shares(), Publishing()
     publishing.publish(shares, both.windows, first.starts_at, [0])
     assert shares.lowest(len(PARTITIONS)) is None, "partition 1 has no mark yet"
-    assert owner.step(shares).alerts == []
-    earlier = datetime.fromtimestamp(to_us(first.starts_at) / 1e6 - 14 * 86400, first.starts_at.tzinfo)
+    assert star.step(shares).alerts == []
+    earlier = first.starts_at - timedelta(days=14)
     publishing.publish(shares, both.windows, earlier, [1])  # partition 1 two weeks behind
     assert shares.lowest(len(PARTITIONS)) == to_us(earlier)
-    step = owner.step(shares)
+    step = star.step(shares)
     assert all(a.starts_at == earlier for a in step.alerts)
     assert first.fingerprint not in {a.fingerprint for a in step.alerts}, "not judged at partition 0's watermark"
-    assert owner.step(shares).alerts == [], "the same day: not again"
+    assert star.step(shares).alerts == [], "the same day: not again"
     publishing.publish(shares, both.windows, first.starts_at, [1])
-    assert first.fingerprint in {a.fingerprint for a in owner.step(shares).alerts}
+    assert first.fingerprint in {a.fingerprint for a in star.step(shares).alerts}
 
 
 def test_a_worker_taking_star_over_carries_an_open_alert_on(replay: Any) -> None:
     _, both = replay
-    settings = Settings()
-    config = core_config(settings)
-    [first, *_] = [a for a in both.replayed if a.ends_at is None]
-    owner = OverallAlerts(parts.rules_config(settings), config, len(PARTITIONS))
-    shares, publishing = Shares(), Publishing()
+    first, star, shares, publishing = first_fired(both), owner(), Shares(), Publishing()
     publishing.publish(shares, both.windows, first.starts_at, [0, 1])
-    step = owner.step(shares)
+    step = star.step(shares)
     assert first.fingerprint in {a.fingerprint for a in step.alerts}
     assert step.state is not None
     shares.apply(TOPIC, 0, 99, ALERTS_KEY, step.state)
-    successor = OverallAlerts(parts.rules_config(settings), config, len(PARTITIONS))
+    successor = owner()
     assert successor.step(shares).alerts == [], "the open alert carries on: no new startsAt"
-    assert [a.fingerprint for a in successor.rules.firing()] == [a.fingerprint for a in owner.rules.firing()]
-    afresh = OverallAlerts(parts.rules_config(settings), config, len(PARTITIONS))
+    assert key(successor.rules.firing()) == key(star.rules.firing())
+    afresh = owner()
     shares.apply(TOPIC, 0, 100, ALERTS_KEY, None)
     assert first.fingerprint in {a.fingerprint for a in afresh.step(shares).alerts}, "without the state: fires again"
 
