@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import re
 import signal
 import time
 import uuid
@@ -32,7 +33,7 @@ from streams.delivery import alert_from_bytes
 from streams.engine import Engine
 from streams.live_overall import ALERTS_KEY
 from streams.live_report import END, _read_all, live_report
-from tests.integration.live_fixtures import PSEUDONYM_KEY, live_stack, wait_ready
+from tests.integration.live_fixtures import PSEUDONYM_KEY, live_stack, scrape, wait_ready
 from tests.integration.support import Process
 
 SIMULATION = simulate.SimulationOptions(clients=1500, teams=("north", "south", "east"), days=182, seed=8)
@@ -136,3 +137,25 @@ def test_the_shares_topic_keeps_the_star_alert_state(deployment: Any) -> None:
     kept.load(state)
     [expected] = star_special_causes(replay.alerts())
     assert [(a.labels, a.starts_at) for a in kept.firing()] == [(expected.labels, expected.starts_at)]
+
+
+def test_a_worker_taking_star_over_carries_the_open_alert_on(deployment: Any) -> None:
+    """The last test of the module: it stops both workers. A new worker of the group holds
+    every team and ``*``; it starts from the ``*`` state on the shares topic and evaluates at
+    once, at the same watermark: without that state it would send the firing again."""
+    stack, replay, _, workers = deployment
+    [expected] = star_special_causes(replay.alerts())
+    for worker in workers:
+        worker.kill(signal.SIGTERM)
+    successor = stack.worker("worker-c")
+    workers.append(successor)
+    wait_ready(successor)
+    # it exports the '*' charts right after its '*' step (streams/live_changes.py, _export)
+    star_chart = re.compile(r'pathwatch_spc_mean\{[^}]*team="\*"')
+    deadline = time.monotonic() + 90
+    while not star_chart.search(scrape(successor)) and time.monotonic() < deadline:
+        time.sleep(1)
+    assert star_chart.search(scrape(successor)), successor.output()[-3000:]
+    time.sleep(5)  # its transitions, if any, are sent before the gauges are set; a margin
+    found = asyncio.run(star_transitions(stack.settings))
+    assert [(a.labels, a.starts_at, a.ends_at) for a in found] == [(expected.labels, expected.starts_at, None)]
