@@ -32,7 +32,7 @@ from streams.app import DeliverParts, WorkerParts, build_app, build_deliver_app
 from streams.delivery import DeliveryResources
 from streams.faust_io import FaustOptions
 from streams.live_changes import MdcParts
-from streams.ports import LiveConfig, LiveMetrics, TopicNames
+from streams.ports import LiveConfig, LiveMetrics
 from streams.stages import LiveStages, StageParts
 from streams.topics import ensure_topics
 from streams.worker import run_app
@@ -48,19 +48,10 @@ def _now() -> datetime:
 
 def live_config(settings: Settings) -> LiveConfig:
     """The settings the live stages read."""
-    t = settings.topics
     return LiveConfig(
         app_id=settings.app_id,
         partitions=settings.partitions,
-        topics=TopicNames(
-            events=t.events,
-            hl7=t.hl7,
-            fhir=t.fhir,
-            clients=t.clients,
-            observations=t.observations,
-            transitions=t.transitions,
-            dead_letters=t.dead_letters,
-        ),
+        topics=settings.topics,
         store=settings.store,
         batch_max=settings.batch_max,
         batch_wait=settings.batch_wait,

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BeforeValidator, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -24,6 +24,8 @@ from pydantic_settings import (
 )
 
 from schemas import catalogue
+from streams.core import CoreConfig
+from streams.ports import LiveConfig, TopicNames
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -46,27 +48,7 @@ Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 DEFAULT_RATE_TARGETS = dict(catalogue.DEFAULT_RATE_TARGETS)
 FREQUENT_CRISIS_DEFINITIONS = {"3-in-30": (3, 30), "3-in-60": (3, 60), "5-in-365": (5, 365)}
 DEV_PSEUDONYM_KEY = "pathwatch-development-key-not-for-live-use"
-
-
-class Topics(BaseModel):
-    """Kafka topic names (all internal topics hold pseudonyms only). A plain model, not a
-    settings class: its values come only through :class:`Settings`
-    (``PATHWATCH_TOPICS__EVENTS`` or the TOML table ``[topics]``), never from unprefixed
-    environment variables such as ``EVENTS``."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    events: str = "pathwatch.events"
-    hl7: str = "pathwatch.hl7"
-    fhir: str = "pathwatch.fhir"
-    observations: str = "pathwatch.observations"
-    clients: str = "pathwatch.clients"
-    ticks: str = "pathwatch.ticks"
-    alerts: str = "pathwatch.alerts"
-    transitions: str = "pathwatch.alert-transitions"
-    dead_letters: str = "pathwatch.dead-letters"
-    changes: str = "pathwatch.changes"  # service.change events, compacted, keyed by change_id
-    overall_shares: str = "pathwatch.overall-shares"  # each team's weekly counts for '*', compacted, keyed by team
+_CORE, _LIVE = CoreConfig(), LiveConfig()
 
 
 class Settings(BaseSettings):
@@ -77,20 +59,22 @@ class Settings(BaseSettings):
     )
     toml_file: ClassVar[Path | None] = None
 
+    # Defaults of settings that configure a library part are the part's own (_CORE, _LIVE).
+
     # Time (DOMAIN.md section 2)
-    timezone: str = "UTC"
-    holidays: str = "US"
-    holidays_subdivision: str | None = None
-    allowed_lateness: Duration = timedelta(hours=72)
+    timezone: str = _CORE.timezone
+    holidays: str = _CORE.holidays_country
+    holidays_subdivision: str | None = _CORE.holidays_subdivision
+    allowed_lateness: Duration = _CORE.allowed_lateness
 
     # Measures (section 3)
-    window_days: int = Field(28, ge=1)
-    referral_open_limit_days: int = Field(28, ge=1)
-    target_emergency_hours: float = Field(4, gt=0)
-    target_urgent_business_days: int = Field(1, ge=0)
-    target_routine_business_days: int = Field(10, ge=0)
+    window_days: int = Field(_CORE.window_days, ge=1)
+    referral_open_limit_days: int = Field(_CORE.referral_open_limit_days, ge=1)
+    target_emergency_hours: float = Field(_CORE.target_emergency_hours, gt=0)
+    target_urgent_business_days: int = Field(_CORE.target_urgent_business_days, ge=0)
+    target_routine_business_days: int = Field(_CORE.target_routine_business_days, ge=0)
     frequent_crisis: str = "3-in-30"
-    team_memory_days: int | None = Field(None, ge=1)  # responsible-team look-back; None: no limit
+    team_memory_days: int | None = Field(_CORE.team_memory_days, ge=1)  # responsible-team look-back; None: no limit
 
     # Alerts (section 4)
     rate_targets: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_RATE_TARGETS))
@@ -101,7 +85,7 @@ class Settings(BaseSettings):
     spc_rebase: dict[str, str] = Field(default_factory=dict)  # "team/measure" -> ISO date of the rebase
     spc_screen_outliers: bool = True  # drop moving ranges >= 3.267 x their mean before setting limits
     alert_routes: dict[str, str] = Field(default_factory=dict)  # receiver name -> label matchers
-    alert_clock: Literal["wall", "event"] = "wall"  # live care-gap alerts fire by the wall clock
+    alert_clock: Literal["wall", "event"] = _LIVE.alert_clock  # live care-gap alerts fire by the wall clock
     runbook_url: str = "https://github.com/pathwatch/pathwatch/blob/main/docs/runbook.md"
     alertmanager_url: str | None = None
     alertmanager_resend: Duration = timedelta(minutes=1)
@@ -132,17 +116,19 @@ class Settings(BaseSettings):
     # Live stack
     kafka_bootstrap: str = "127.0.0.1:9092"
     redis_url: str = "redis://127.0.0.1:6379/0"
-    topics: Topics = Field(default_factory=Topics)
-    partitions: int = Field(8, ge=1)
+    # a plain dataclass, not a settings class: its values come only through these settings
+    # (PATHWATCH_TOPICS__EVENTS, TOML [topics]), never from unprefixed variables such as EVENTS
+    topics: TopicNames = Field(default_factory=TopicNames)
+    partitions: int = Field(_LIVE.partitions, ge=1)
     # retention of the dead-letter topic, set when the topic is created; it holds the original
     # bytes of rejected input, raw client identifiers included (docs/configuration.md)
     dead_letter_retention: Duration = timedelta(days=30)
     replication_factor: int = Field(1, ge=1)
-    app_id: str = "pathwatch"
+    app_id: str = _LIVE.app_id
     # where alert transitions are delivered (Alertmanager, webhooks, the alerts topic): "worker"
     # runs delivery inside every worker; "separate" leaves it to `pathwatch deliver` processes
     # (consumer group "<app_id>-deliver"), so delivery does not share a worker's event loop
-    delivery: Literal["worker", "separate"] = "worker"
+    delivery: Literal["worker", "separate"] = _LIVE.delivery
     web_port: int = 6066
     web_host: str = "127.0.0.1"
     broker_session_timeout: float = 60.0
@@ -152,17 +138,17 @@ class Settings(BaseSettings):
     # pod name; a worker restarted with the same name takes its partitions back at once
     # instead of after the killed one's session timeout. Unset: dynamic membership.
     group_instance_id: str | None = None
-    tick_interval: Duration = timedelta(seconds=5)
+    tick_interval: Duration = _LIVE.tick_interval
     # stage 1 and 2: longest wait to fill a batch. A backlog fills batches without waiting
     # (bench_live throughput: 1.31 and 1.45 x the bare agent at 50 ms, 1.34 and 1.22 x at
     # 250 ms); at a steady 1,000 events/s, 250 ms added its own length to every event's wait
-    batch_wait: Duration = timedelta(milliseconds=50)
+    batch_wait: Duration = _LIVE.batch_wait
     # stage 1: most input messages in one batch (a backlog is read in batches this large: each
     # touched client and partition is written once per batch; bench_live: 4,000 against 1,000
     # gave 1.06 and 1.10 x a bare faust agent against 0.88 and 0.98 x)
-    batch_max: int = Field(4000, ge=1)
+    batch_max: int = Field(_LIVE.batch_max, ge=1)
     commit_interval: Duration = timedelta(seconds=2.8)  # faust's broker_commit_interval (its default)
-    store: str = "memory://"
+    store: str = _LIVE.store
     data_dir: Path | None = None  # faust's local directory; None: "<app_id>-data" in the working directory
 
     @field_validator("timezone")

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import date
 
-from alerts.rules import AlertRulesConfig, parse_rebase
+from alerts.rules import AlertRulesConfig, SystemAlertRules, parse_rebase
 from board.run import Board
 from board.suppress import SuppressionPolicy
 from board.value import load_cost_table
@@ -21,6 +21,7 @@ from pathwatch.config import Settings
 from schemas.adapters import AdapterOptions
 from schemas.decode import Decoder
 from streams.core import CoreConfig
+from streams.report import SpcParts
 
 
 def core_config(settings: Settings) -> CoreConfig:
@@ -79,6 +80,14 @@ def rules_config(settings: Settings, rebase: Mapping[str, str | date] | None = N
         spc_confirm_weeks=settings.spc_confirm_weeks,
         spc_screen_outliers=settings.spc_screen_outliers,
     )
+
+
+def spc_parts(settings: Settings) -> SpcParts:
+    """What ``pathwatch report --from-live`` needs for its ``"spc"`` and ``"changes"``: the
+    rules' charts and configuration, the decoder of the changes topic (pseudonyms as the
+    replay makes them: ``live=False``) and the timezone."""
+    rules = rules_config(settings)
+    return SpcParts(SystemAlertRules(rules).charts, rules, decoder(settings, live=False), settings.timezone)
 
 
 def board(settings: Settings) -> Board:

@@ -39,6 +39,7 @@ import faust
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from streams.calendar import from_us
+from streams.catch_up import CatchUp
 from streams.delivery import BATCH, WITHIN, DeliveredOffsets, Delivery, DispatcherSource
 from streams.faust_io import (
     RAW,
@@ -56,7 +57,7 @@ from streams.faust_io import (
 )
 from streams.faust_io import ack as intake_ack
 from streams.faust_io import batches as intake_batches
-from streams.live import GAP, CatchUp, Message
+from streams.live import GAP, Message
 from streams.live_changes import MdcParts, add_live_mdc
 from streams.ports import LiveConfig, LiveMetrics
 from streams.slices import LoopLagProbe

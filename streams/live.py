@@ -45,7 +45,6 @@ from datetime import UTC, datetime
 import msgspec
 from aiokafka.partitioner import murmur2
 
-from alerts.model import Alert
 from schemas.deadletter import DeadLetter, DeadLetterKind, Origin
 from schemas.decode import Decoder
 from schemas.model import Event, decode_internal, encode_event
@@ -62,6 +61,7 @@ from streams.core import (
 )
 from streams.live_state import LiveClientState, applied, input_seq, live_step
 from streams.runner import NEVER, PartitionRunner, watermark_us
+from streams.stage1_partitions import MetaStore, PartitionIndex, PartitionMeta, decode_meta, encode_meta
 from streams.windows import TeamWindows
 
 TICK_KEY = b"\x00tick"
@@ -73,7 +73,6 @@ _SEP = b"\x1f"
 RECORD_HEADROOM = 4096
 """Bytes kept below a record limit for a record's key, headers and Kafka's framing."""
 _TEAM_LISTED_MAX = 256  # longer team names are not listed in the partition metadata (kept small)
-_Instance = tuple[str, str, str, str, int]  # a care-gap alert instance: client, alertname, team, severity, start
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -203,6 +202,35 @@ class PositionBatch:
             self.positions.advance(topic, partition, next_offset)
 
 
+class Admission:
+    """Offset admission of stage 1's inputs. A partition's metadata holds the highest offset
+    applied of each input (``applied``: ``clients``; ``applied_direct``: the events topic),
+    so the positions are written with the batch's metadata and need no table of their own."""
+
+    def __init__(self) -> None:
+        # per (input topic, partition): the first offset after a gap the driver accepted (see
+        # admit), as in Positions.floors
+        self.floors: dict[tuple[str, int], int] = {}
+
+    @staticmethod
+    def expected(meta: PartitionMeta, direct: bool = False) -> int | None:
+        """The next offset to apply of ``clients`` or (``direct``) of the events topic, by
+        ``meta`` (None: nothing applied yet)."""
+        applied = meta.applied_direct if direct else meta.applied
+        return None if applied < 0 else applied + 1
+
+    def take(self, source: tuple[str, int], offset: int, meta: PartitionMeta, direct: bool) -> str:
+        """Where ``offset`` of input ``source`` (topic, partition) stands (:func:`admit`); when
+        it is to be applied (``APPLY``), ``meta`` records it as applied."""
+        position = admit(offset, self.expected(meta, direct), self.floors.get(source, 0))
+        if position == APPLY:
+            if direct:
+                meta.applied_direct = offset
+            else:
+                meta.applied = offset
+        return position
+
+
 class Tick(msgspec.Struct, frozen=True):
     """A tick for one partition: the wall clock, and optionally an event time to advance to."""
 
@@ -227,28 +255,6 @@ class FlushMark(msgspec.Struct, frozen=True):
     meta: bytes
 
 
-class PartitionMeta(msgspec.Struct):
-    """Per-partition stage-1 metadata, stored in the stage-1 table."""
-
-    max_us: int = _NEVER
-    until_us: int = _NEVER
-    applied: int = -1
-    applied_direct: int = -1  # of the events topic, read directly
-    accepted: int = 0
-    duplicates: int = 0
-    # Stored: the corrections of clients whose state was deleted (a client's own are counted
-    # in its state, see Stage1._settle); in a flush mark: all of the partition's.
-    corrections: int = 0
-    orphans: int = 0
-    teams: list[str] = msgspec.field(default_factory=list)
-    inputs: dict[str, tuple[int, int]] = msgspec.field(default_factory=dict)
-    # (The care-gap alerts firing are not kept here: they are read from the client states,
-    # see Stage1._index. A metadata record written by an older version may still hold a
-    # "firing" field; decoding ignores it.)
-
-
-_meta_encoder = msgspec.msgpack.Encoder()
-_meta_decoder = msgspec.msgpack.Decoder(PartitionMeta)
 _tick_encoder = msgspec.msgpack.Encoder()
 _tick_decoder = msgspec.msgpack.Decoder(Tick)
 _wm_decoder = msgspec.msgpack.Decoder(StageWatermark)
@@ -265,10 +271,6 @@ def encode_watermark(mark: StageWatermark) -> bytes:
     return _tick_encoder.encode(mark)
 
 
-def decode_meta(raw: bytes) -> PartitionMeta:
-    return _meta_decoder.decode(raw)
-
-
 def encode_flush(mark: FlushMark) -> bytes:
     return _tick_encoder.encode(mark)
 
@@ -278,7 +280,6 @@ def decode_flush_ack(raw: bytes) -> list[PartitionMeta]:
     return [decode_meta(m) for m in _acks_decoder.decode(raw)]
 
 
-CARE_GAP_ALERTS = ("FollowUpDue", "FollowUpMissed", "ReferralWaiting", "FrequentCrisis", "Readmitted30d")
 ORIGIN_HEADER = "pathwatch-origin"
 
 
@@ -367,7 +368,10 @@ class Stage1Result:
 
 
 class Stage1:
-    """Stage 1 over ``store`` (client pseudonym -> ClientState bytes, plus metadata keys)."""
+    """Stage 1 over ``store`` (client pseudonym -> ClientState bytes, plus metadata keys): the
+    batch loop (:meth:`process`, then :meth:`commit`) over its parts: offset admission
+    (``admission``), the per-partition index (``index``) and the partition metadata
+    (``metadata``), see :mod:`streams.stage1_partitions`."""
 
     def __init__(
         self,
@@ -401,121 +405,34 @@ class Stage1:
         self.max_record_bytes = max_record_bytes
         self.alert_clock = alert_clock
         self.wall = wall
-        self._meta_keys = [meta_key(p, partitions) for p in range(partitions)]
-        # per partition: the due-time heaps (streams.runner), built from the stored states
-        self._runners: dict[int, PartitionRunner] = {}
-        # per partition: the last offset of ``clients`` applied when only ticks were read since
-        # the metadata was last written (kept here, not written: see :meth:`commit`)
-        self._ticked: dict[int, int] = {}
-        # per partition: care-gap alert instances firing -> (alertname, team); the sum of the
-        # client states' corrections
-        self._firing: dict[int, dict[_Instance, tuple[str, str]]] = {}
-        self._corrections: dict[int, int] = {}
-        self._open: dict[int, dict[tuple[str, str], int]] = {}
         self._lateness = config.lateness_us
-        # per (input topic, partition): the first offset after a gap the driver accepted (see
-        # admit), as in Positions.floors
-        self.floors: dict[tuple[str, int], int] = {}
+        self.admission = Admission()
+        self.index = PartitionIndex(store, lambda key: partition_for(key, partitions), self._lateness)
+        self.metadata = MetaStore(store, [meta_key(p, partitions) for p in range(partitions)])
 
     def topic_of(self, message: Message) -> str:
         """The input topic ``message`` was read from (``clients``, or the events topic)."""
         return self.direct_topic if message.direct else self.input_topic
 
     def forget(self) -> None:
-        """Drop in-memory indexes (call on rebalance: they are rebuilt from the store)."""
-        self._runners.clear()
-        self._ticked.clear()
-        self._firing.clear()
-        self._corrections.clear()
-        self._open.clear()
+        """Drop what is kept in memory (call on rebalance: it is rebuilt from the store)."""
+        self.index.forget()
+        self.metadata.forget()
 
     def expected(self, partition: int, direct: bool = False) -> int | None:
         """The next offset of ``partition`` to apply, of ``clients`` or (``direct``) of the
         events topic (None: nothing applied yet)."""
-        meta = self.meta(partition)
-        applied = meta.applied_direct if direct else meta.applied
-        return None if applied < 0 else applied + 1
+        return self.admission.expected(self.metadata.read(partition), direct)
 
     def watermark_us(self, partition: int) -> int | None:
         """The partition's watermark as last committed (None: nothing seen yet)."""
-        return watermark_us(self.meta(partition), self._lateness)
-
-    def meta(self, partition: int) -> PartitionMeta:
-        raw = self.store.get(self._meta_keys[partition])
-        meta = PartitionMeta() if raw is None else decode_meta(raw)
-        ticked = self._ticked.get(partition)
-        if ticked is not None and ticked > meta.applied:
-            meta.applied = ticked
-        return meta
+        return watermark_us(self.metadata.read(partition), self._lateness)
 
     def _clock(self, watermark_us: int) -> Clock:
         """The clocks at a partition's watermark: the alert clock is the wall clock, never
         behind the watermark, when ``alert_clock="wall"``, else the watermark."""
         alert = max(to_us(self.wall()), watermark_us) if self.alert_clock == "wall" else watermark_us
         return Clock.of_us(watermark_us, alert)
-
-    def _runner(self, partition: int) -> PartitionRunner:
-        runner = self._runners.get(partition)
-        if runner is None:
-            self._index(partition)
-            runner = self._runners[partition]
-        return runner
-
-    def _firing_in(self, partition: int) -> dict[_Instance, tuple[str, str]]:
-        firing = self._firing.get(partition)
-        if firing is None:
-            self._index(partition)
-            firing = self._firing[partition]
-        return firing
-
-    def _corrections_in(self, partition: int) -> int:
-        if partition not in self._corrections:
-            self._index(partition)
-        return self._corrections[partition]
-
-    def _index(self, partition: int) -> None:
-        """Build the partition's in-memory indexes from its stored client states: the heap of
-        next due times, the care-gap alerts firing and the sum of the states' corrections.
-        They are then kept up to date as the partition's batches run, and dropped by
-        :meth:`forget` (a batch not committed, a rebalance). Derived from the states, they
-        hold nothing a crash could leave behind."""
-        states: list[ClientState] = []
-        firing: dict[_Instance, tuple[str, str]] = {}
-        corrections = 0
-        for key, raw in self.store.items():
-            if key.startswith(b"\x00") or partition_for(key, self.partitions) != partition:
-                continue
-            state = LiveClientState.from_bytes(raw)
-            if state.due is not None or state.alert_due is not None:
-                states.append(state)
-            for e in state.alerts.values():
-                if e.end is None:
-                    firing[(state.client, e.name, e.team, e.severity, e.start)] = (e.name, e.team)
-            corrections += state.corrections
-        runner = PartitionRunner(self._lateness, alert_heap=True)
-        runner.restore(states)
-        self._runners[partition] = runner
-        self._firing[partition] = firing
-        self._corrections[partition] = corrections
-
-    def _settle(self, partition: int, meta: PartitionMeta, before: int, state: LiveClientState | None,
-                outs: list[Output]) -> None:
-        """Count the corrections among a step's or sweep's ``outs`` with the client's new
-        state, which held ``before`` (a client whose state is deleted leaves its count to the
-        partition's metadata). Counted in the state, they are written with it: a crash
-        between the batch's state writes and its metadata write cannot lose them."""
-        n = sum(1 for o in outs if isinstance(o, Observation) and o.correction)
-        if state is not None:
-            state.corrections = before + n
-            if n:
-                self._corrections[partition] = self._corrections_in(partition) + n
-        elif before + n:
-            meta.corrections += before + n
-            self._corrections[partition] = self._corrections_in(partition) - before
-
-    def corrections(self, partition: int, meta: PartitionMeta) -> int:
-        """All of the partition's corrections: its clients' and the deleted clients'."""
-        return meta.corrections + self._corrections_in(partition)
 
     def _load(self, client: str, result: Stage1Result) -> LiveClientState | None:
         key = client.encode()
@@ -526,43 +443,12 @@ class Stage1:
         self, partition: int, client: str, state: LiveClientState | None, result: Stage1Result, raw: bytes | None = None
     ) -> None:
         result.pending[client.encode()] = None if state is None else raw if raw is not None else state.to_bytes()
-        self._runner(partition).schedule(client, state)
-
-    def _count(self, partition: int, meta: PartitionMeta, outs: list[Output]) -> None:
-        for o in outs:
-            if isinstance(o, Alert):
-                labels = o.labels
-                team = labels.get("team", "")
-                instance = (labels["client"], o.name, team, labels.get("severity", ""), to_us(o.starts_at))
-                if o.ends_at is None:
-                    self._firing_in(partition)[instance] = (o.name, team)
-                else:
-                    self._firing_in(partition).pop(instance, None)
-            elif isinstance(o, DeadLetter):
-                meta.orphans += 1
-
-    def open_alerts(self, metas: dict[int, PartitionMeta]) -> dict[tuple[str, str], int]:
-        """Care-gap alerts firing now, by (alertname, team), over the partitions seen since
-        the last rebalance (``metas`` updates that view). Every care-gap alertname of every
-        team named in those partitions is present, zeros included, so a dashboard can tell
-        "none open" from "no data"."""
-        for p, meta in metas.items():
-            counts: dict[tuple[str, str], int] = {
-                (name, team): 0 for name in CARE_GAP_ALERTS for team in meta.teams
-            }
-            for name, team in self._firing_in(p).values():
-                counts[(name, team)] = counts.get((name, team), 0) + 1
-            self._open[p] = counts
-        total: dict[tuple[str, str], int] = {}
-        for counts in self._open.values():
-            for key, n in counts.items():
-                total[key] = total.get(key, 0) + n
-        return total
+        self.index.runner(partition).schedule(client, state)
 
     def _sweep(self, partition: int, meta: PartitionMeta, clock: Clock, result: Stage1Result) -> None:
         # the watermark decides observations and pruning, the alert clock (the wall clock,
         # ahead of a backfill's watermark by days) only care-gap alerts: each has its own due
-        due_clients = self._runner(partition).take_due(
+        due_clients = self.index.runner(partition).take_due(
             clock.watermark_us, clock.alert_us, lambda client: self._load(client, result)
         )
         for client, state in due_clients.items():
@@ -579,9 +465,9 @@ class Stage1:
                 # input to dead-letter, so the dead letter names the partition only
                 result.rejected.append(processing_dead_letter(exc, b"", Origin(topic=self.input_topic, partition=partition)))
                 continue
-            self._settle(partition, meta, before, swept, outs)
+            self.index.settle(partition, meta, before, swept, outs)
             self._keep(partition, client, swept, result, raw)
-            self._count(partition, meta, outs)
+            self.index.count(partition, meta, outs)
             result.outputs.extend(outs)
 
     def _fits(self, event: bytes) -> None:
@@ -638,7 +524,7 @@ class Stage1:
                 continue  # the partition is read again from the gap on
             meta = metas.get(p)
             if meta is None:
-                meta = metas[p] = self.meta(p)
+                meta = metas[p] = self.metadata.read(p)
             if message.direct:
                 result.direct_partitions.add(p)
             if not self._admit(message, meta, result):
@@ -699,23 +585,16 @@ class Stage1:
 
     def _admit(self, message: Message, meta: PartitionMeta, result: Stage1Result) -> bool:
         """Whether to apply ``message``, against the next offset of its input (``clients``, or
-        the events topic when ``direct``; see :func:`admit`), recording it as applied. After a
-        gap the input's partition is left to be read again (``rewinds``)."""
-        p, direct = message.partition, message.direct
-        last = meta.applied_direct if direct else meta.applied
-        source = (self.topic_of(message), p)
-        position = admit(message.offset, None if last < 0 else last + 1, self.floors.get(source, 0))
-        if position == SEEN:
-            return False
+        the events topic when ``direct``; see :class:`Admission`), recording it as applied.
+        After a gap the input's partition is left to be read again (``rewinds``)."""
+        source = (self.topic_of(message), message.partition)
+        position = self.admission.take(source, message.offset, meta, message.direct)
         if position == GAP:
-            result.rewinds[source] = last + 1
+            expected = self.admission.expected(meta, message.direct)
+            assert expected is not None  # admit() applies anything when nothing was applied
+            result.rewinds[source] = expected
             result.gaps[source] = message.offset
-            return False
-        if direct:
-            meta.applied_direct = message.offset
-        else:
-            meta.applied = message.offset
-        return True
+        return position == APPLY
 
     def _direct(self, p: int, meta: PartitionMeta, message: Message, value: bytes, result: Stage1Result) -> None:
         """A message of the events topic, read directly and admitted (see :meth:`process`)."""
@@ -741,7 +620,7 @@ class Stage1:
         changed nothing) when the core raises or a record derived from the event would not
         fit (:class:`OutputTooLarge`)."""
         t = to_us(event.time)
-        runner = self._runner(p)
+        runner = self.index.runner(p)
         clock = self._clock(runner.watermark_after(meta, t))
         state = self._load(event.client, result)
         before = applied(state, seq)
@@ -766,12 +645,12 @@ class Stage1:
             # writes). Count it as it was counted then, and change nothing; the alerts
             # it may have fired or resolved are taken from the state.
             duplicate = not before
-            self._count(p, meta, list(alert_states(state)))
+            self.index.count(p, meta, list(alert_states(state)))
         else:
-            self._settle(p, meta, count, state, outs)
+            self.index.settle(p, meta, count, state, outs)
             self._keep(p, event.client, state, result, raw)
             duplicate = bool(outs) and isinstance(outs[0], Duplicate)
-            self._count(p, meta, outs)
+            self.index.count(p, meta, outs)
             result.outputs.extend(outs)
         if duplicate:
             meta.duplicates += 1
@@ -783,66 +662,29 @@ class Stage1:
             self._sweep(p, meta, clock, result)
 
     def flush_marks(self, result: Stage1Result, metas: dict[int, PartitionMeta]) -> list[bytes]:
-        """Flush marks to send to every stage-2 partition once the batch is committed."""
+        """Flush marks to send to every stage-2 partition once the batch is committed (the
+        metadata they carry counts all of the partition's corrections, see
+        :meth:`PartitionIndex.corrections`)."""
         marks = []
         for p, flush in result.flushes:
-            meta = msgspec.structs.replace(metas[p], corrections=self.corrections(p, metas[p]))
-            marks.append(encode_flush(FlushMark(flush, p, _meta_encoder.encode(meta))))
+            meta = msgspec.structs.replace(metas[p], corrections=self.index.corrections(p, metas[p]))
+            marks.append(encode_flush(FlushMark(flush, p, encode_meta(meta))))
         return marks
 
     def commit(self, result: Stage1Result, metas: dict[int, PartitionMeta]) -> None:
-        """Write the batch's client states, then each partition's metadata (in that order).
-
-        A partition that read only ticks (its metadata changed in nothing but the offset
-        read) keeps that offset in memory and writes nothing, so an idle worker writes no
-        changelog record. After a restart or a rebalance the offsets after the stored one are
-        then a gap (:func:`admit`) and are read again: ticks only, which change nothing twice."""
+        """Write the batch's client states, then each partition's metadata (in that order;
+        a partition that read only ticks writes none, see :class:`MetaStore`), then tell
+        ``positions`` the next offsets of the events topic read directly."""
         for key, raw in result.pending.items():
             if raw is None:
                 self.store.pop(key, None)
             else:
                 self.store[key] = raw
-        for p, meta in metas.items():
-            key = self._meta_keys[p]
-            stored = self.store.get(key)
-            if stored is not None:
-                before = decode_meta(stored)
-                if msgspec.structs.replace(meta, applied=before.applied) == before:
-                    self._ticked[p] = meta.applied
-                    continue
-            self._ticked.pop(p, None)
-            self.store[key] = _meta_encoder.encode(meta)
+        self.metadata.write(metas.items())
         if self.positions is not None:
             for p in result.direct_partitions:
                 if metas[p].applied_direct >= 0:
                     self.positions.advance(self.direct_topic, p, metas[p].applied_direct + 1)
-
-
-class CatchUp:
-    """When a worker says how its catch-up goes: fed the records its stages have still to
-    read (``behind``) every few seconds, :meth:`observe` returns a line to log at most once
-    per ``every`` seconds while behind (with the net rate at which the backlog shrinks), and
-    once when caught up; None otherwise."""
-
-    def __init__(self, every: float = 30.0) -> None:
-        self.every = every
-        self._said: tuple[float, int] | None = None  # (when, behind) of the last line while behind
-
-    def observe(self, behind: int, now: float, watermark: datetime | None = None) -> str | None:
-        if behind <= 0:
-            if self._said is None:
-                return None
-            self._said = None
-            return "caught up: no input records behind"
-        if self._said is not None and now - self._said[0] < self.every:
-            return None
-        line = f"catching up: {behind} input records behind"
-        if self._said is not None:
-            line += f" ({(self._said[1] - behind) / (now - self._said[0]):.0f} records/s net)"
-        if watermark is not None:
-            line += f"; event time reached {watermark.isoformat()}"
-        self._said = (now, behind)
-        return line
 
 
 class Stage2:

@@ -8,9 +8,9 @@ The changes topic (``topics.changes``, compacted, keyed by ``change_id``) holds 
   the MDC gauges it exports for the teams it holds start a new group at each change, as the
   replay's charts do; a restarted worker reads the topic again (compaction keeps it small:
   one record per change);
-* ``pathwatch report --from-live`` (:func:`live_sections`): the report's ``"spc"`` with the
-  changes' groups and its ``"changes"`` (:func:`streams.changes.judge_changes`), as the
-  replay of the same input builds them.
+* ``pathwatch report --from-live`` (:func:`read_changes`, then
+  :func:`streams.report.spc_sections`): the report's ``"spc"`` with the changes' groups and
+  its ``"changes"``, as the replay of the same input builds them.
 
 The worker's gauges of the all-teams chart ``*`` come from the shares topic, read the same
 way by the same code (:func:`add_live_mdc`, ``streams.live_overall``).
@@ -37,7 +37,7 @@ from schemas.deadletter import DeadLetter, DeadLetterKind, Origin
 from schemas.decode import Decoder
 from schemas.model import ALL_TEAMS, Event
 from streams.calendar import to_us
-from streams.changes import ChangeRegister, LocalDate, change_rebase, judge_changes, local_date_in
+from streams.changes import ChangeRegister, LocalDate, change_rebase, local_date_in
 from streams.core import CoreConfig
 from streams.faust_io import tables_recovered
 from streams.live_overall import ALERTS_KEY, SharePublisher, Shares, Stamp, overall_charts
@@ -46,7 +46,6 @@ from streams.overall_alerts import OverallAlerts
 if TYPE_CHECKING:
     import faust
 
-    from streams.report import Charts
     from streams.stages import LiveStages
     from streams.windows import TeamWindows
 
@@ -99,15 +98,14 @@ class LiveChanges:
         return register.changes()
 
 
-async def read_changes(settings: Any, decoder: Decoder, timeout: float = 60.0) -> LiveChanges:
-    """The changes topic from its beginning up to its end offsets (an absent topic reads as
-    empty). Raises ``TimeoutError`` when the end is not reached in ``timeout`` seconds."""
+async def read_changes(kafka_bootstrap: str, topic: str, decoder: Decoder, timeout: float = 60.0) -> LiveChanges:
+    """The changes ``topic`` from its beginning up to its end offsets (an absent topic reads
+    as empty). Raises ``TimeoutError`` when the end is not reached in ``timeout`` seconds."""
     from aiokafka import AIOKafkaConsumer
 
-    topic = settings.topics.changes
     found = LiveChanges(decoder)
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+        bootstrap_servers=kafka_bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
     )
     await consumer.start()
     try:
@@ -158,30 +156,6 @@ def change_times(changes: Sequence[ServiceChange], teams: Sequence[str]) -> dict
             continue
         for measure in change.measures or tuple(RATE_MEASURES):
             out.setdefault((change.team, measure), []).append(change.time)
-    return out
-
-
-async def live_sections(
-    settings: Any,
-    report: Mapping[str, Any],
-    windows: TeamWindows,
-    charts: Charts,
-    timeout: float,
-    rules: AlertRulesConfig,
-) -> dict[str, Any]:
-    """The live report's ``"spc"`` and ``"changes"`` from the changes topic, as the replay of
-    the same input builds them (``streams.replay.run_replay``)."""
-    from streams.report import spc_section
-
-    decoder = Decoder(settings.pseudonym_key_bytes(live=False), settings.max_message_bytes, settings.teams)
-    recorded = (await read_changes(settings, decoder, timeout)).changes()
-    local_date = local_date_in(ZoneInfo(settings.timezone))
-    out: dict[str, Any] = {"spc": spc_section(report, windows, charts, change_rebase(recorded, local_date))}
-    watermark = report.get("watermark")
-    if watermark is None:
-        out["changes"] = []
-    else:
-        out["changes"] = judge_changes(rules, windows, datetime.fromisoformat(watermark), recorded, local_date)
     return out
 
 
@@ -372,7 +346,6 @@ __all__ = [
     "MdcParts",
     "add_live_mdc",
     "change_times",
-    "live_sections",
     "read_changes",
     "team_charts",
 ]

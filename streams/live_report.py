@@ -29,7 +29,6 @@ from kafka import KafkaConsumer
 from kafka import TopicPartition as KTopicPartition
 
 from alerts.model import Alert
-from alerts.rules import AlertRulesConfig
 from schemas.model import ALL_TEAMS
 from streams.calendar import from_us, to_us
 from streams.core import CoreConfig, Observation
@@ -44,8 +43,8 @@ from streams.live import (
     flush_ack_key,
     position_key,
 )
-from streams.live_changes import live_sections
-from streams.report import Charts, strata_sections
+from streams.live_changes import read_changes
+from streams.report import SpcParts, spc_sections, strata_sections
 from streams.topics import KafkaSettings
 from streams.windows import TeamWindows
 
@@ -186,19 +185,17 @@ async def live_report(
     settings: KafkaSettings,
     until: datetime | str | None,
     timeout: float = 120.0,
-    charts: Charts | None = None,
     *,
     config: CoreConfig,
-    rules: AlertRulesConfig | None = None,
+    spc: SpcParts | None = None,
 ) -> dict[str, Any]:
     """Flush the workers and build the report (see the module docstring); ``config`` is the
-    workers' core configuration (``pathwatch.parts.core_config``), ``rules`` their
-    alert rules' (``pathwatch.parts.rules_config``; needed with ``charts``, to judge the
-    service changes).
+    workers' core configuration (``pathwatch.parts.core_config``).
 
     ``until``: an event time every partition is advanced to first (inclusive), :data:`END`
     for the largest event time seen (one flush more), or None (each partition as its
-    watermark stands). With ``charts`` the report gains ``"spc"`` as the replay's does.
+    watermark stands). With ``spc`` (``pathwatch.parts.spc_parts``) the report gains
+    ``"spc"`` and ``"changes"`` as the replay's does, from the changes topic.
     Raises ``TimeoutError`` when the workers do not answer a flush in ``timeout`` seconds."""
     n = settings.partitions
     await _wait_ingested(settings, timeout)
@@ -257,8 +254,7 @@ async def live_report(
         },
         **strata_sections(windows),
     }
-    if charts is not None:
-        if rules is None:
-            raise ValueError("live_report: charts need the rules' configuration (rules=...)")
-        report.update(await live_sections(settings, report, windows, charts, timeout, rules))  # spc, changes
+    if spc is not None:
+        found = await read_changes(settings.kafka_bootstrap, settings.topics.changes, spc.decoder, timeout)
+        report.update(spc_sections(report, windows, spc, found.changes()))
     return report

@@ -9,7 +9,7 @@ separate them:
   highest one per input, so that after a crash between the client-state writes and the
   partition's metadata write the batch read again counts each event as it was counted
   (:func:`applied`);
-* the client's own count of corrections (see ``streams.live.Stage1._settle``).
+* the client's own count of corrections (see ``streams.stage1_partitions.PartitionIndex.settle``).
 
 :class:`LiveClientState` is a :class:`streams.core.ClientState` with these fields; its
 serialised form is the one earlier versions wrote for ``ClientState`` (the same map keys),

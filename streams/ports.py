@@ -21,15 +21,21 @@ Record = tuple[str, bytes | None, bytes | None, int | None, list[tuple[str, byte
 
 @dataclass(frozen=True, slots=True)
 class TopicNames:
-    """The Kafka topics the live runtime reads and writes (settings ``topics.*``)."""
+    """The Kafka topics pathwatch uses, with their default names: the settings' ``topics``
+    (``pathwatch.config.Settings.topics`` is this class; ``PATHWATCH_TOPICS__EVENTS`` or the
+    TOML table ``[topics]``). Every internal topic holds pseudonyms only."""
 
     events: str = "pathwatch.events"
     hl7: str = "pathwatch.hl7"
     fhir: str = "pathwatch.fhir"
-    clients: str = "pathwatch.clients"
     observations: str = "pathwatch.observations"
+    clients: str = "pathwatch.clients"
+    ticks: str = "pathwatch.ticks"
+    alerts: str = "pathwatch.alerts"
     transitions: str = "pathwatch.alert-transitions"
     dead_letters: str = "pathwatch.dead-letters"
+    changes: str = "pathwatch.changes"  # service.change events, compacted, keyed by change_id
+    overall_shares: str = "pathwatch.overall-shares"  # each team's weekly counts for '*', compacted, keyed by team
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,23 +28,17 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 from zoneinfo import ZoneInfo
 
 import msgspec
 
-from alerts.evidence import ServiceChange
 from schemas import fhir, hl7
 from schemas.adapters import AdapterOptions
 from schemas.deadletter import DeadLetter, Origin
 from schemas.decode import Decoder
 from schemas.validate import detect_format
-from streams.changes import LocalDate
 from streams.engine import Engine, replay_gc
-from streams.windows import TeamWindows
-
-# (windows, watermark, service changes, local date) -> the report's "changes" entries
-Changes = Callable[[TeamWindows, datetime, Sequence[ServiceChange], LocalDate], list[dict[str, Any]]]
 
 PROGRESS_MIN_BYTES = 8 * 1024 * 1024
 _PROGRESS_EVERY = 4096

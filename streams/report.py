@@ -9,17 +9,37 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 from schemas.model import ALL_TEAMS
+from streams.changes import change_rebase, judge_changes, local_date_in
 
 if TYPE_CHECKING:
+    from alerts.evidence import ServiceChange
+    from alerts.rules import AlertRulesConfig
+    from schemas.decode import Decoder
     from streams.windows import TeamWindows
 
 # (windows, watermark, teams, rebase dates per (team, measure): the service changes) -> "spc"
 Charts = Callable[["TeamWindows", datetime, list[str], Mapping[tuple[str, str], Sequence[date]]], list[dict[str, Any]]]
 """(windows, watermark, teams) -> the report's ``"spc"`` entries (``alerts.rules.SystemAlertRules.charts``)."""
+
+
+@dataclass(frozen=True)
+class SpcParts:
+    """What the live report's ``"spc"`` and ``"changes"`` sections need (the command builds
+    it from settings, ``pathwatch.parts.spc_parts``): the charts, the alert rules'
+    configuration that judges the changes, the decoder of the changes topic's records and
+    the timezone of local dates."""
+
+    charts: Charts
+    rules: AlertRulesConfig
+    decoder: Decoder
+    timezone: str
+
 
 def spc_section(
     report: Mapping[str, Any],
@@ -30,12 +50,28 @@ def spc_section(
     """The report's ``"spc"``: the Making Data Count chart of ``*`` and every team of the
     report's ``measures``, for every rate measure, at the report's watermark, with new groups
     at ``rebase`` (per (team, measure): the recorded service changes); empty when it has none
-    (no event). The replay and ``report --from-live`` both build it here, so the same windows
-    and watermark give the same section."""
+    (no event). The same windows and watermark give the same section (see :func:`spc_sections`)."""
     if report.get("watermark") is None:
         return []
     teams = sorted({row["team"] for row in report["measures"]} - {ALL_TEAMS})
     return charts(windows, datetime.fromisoformat(report["watermark"]), teams, rebase or {})
+
+
+def spc_sections(
+    report: Mapping[str, Any], windows: TeamWindows, parts: SpcParts, recorded: Sequence[ServiceChange]
+) -> dict[str, Any]:
+    """The report's ``"spc"`` (:func:`spc_section`, each change ``recorded`` starting a group
+    on its team's charts) and ``"changes"`` (one entry per recorded change, with its
+    evidence: :func:`streams.changes.judge_changes`; empty when the report has no
+    watermark). The replay and ``report --from-live`` both build them here."""
+    local_date = local_date_in(ZoneInfo(parts.timezone))
+    out: dict[str, Any] = {"spc": spc_section(report, windows, parts.charts, change_rebase(recorded, local_date))}
+    watermark = report.get("watermark")
+    if watermark is None:
+        out["changes"] = []
+    else:
+        out["changes"] = judge_changes(parts.rules, windows, datetime.fromisoformat(watermark), recorded, local_date)
+    return out
 
 
 def strata_sections(windows: TeamWindows) -> dict[str, list[dict[str, Any]]]:

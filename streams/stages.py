@@ -156,7 +156,7 @@ class Rewinder:
 
     def accept_gap(self, topic: str, partition: int, floor: int) -> None:
         if topic in (self.topics.clients, self.topics.events):
-            self.stage1.floors[(topic, partition)] = floor
+            self.stage1.admission.floors[(topic, partition)] = floor
         elif topic == self.topics.observations:
             self.stage2.positions.floors[(topic, partition)] = floor
         elif topic == self.topics.transitions and self.delivered is not None:
@@ -414,7 +414,7 @@ class Stage1Loop:
         driver.commit(result, metas)
         await self._send_changelog()
         count_stage1(result, self.metrics, self.topics, now)
-        self.metrics.set_care_gap_alerts_open(driver.open_alerts(metas))
+        self.metrics.set_care_gap_alerts_open(driver.index.open_alerts(metas))
         marks = driver.flush_marks(result, metas)
         if marks:
             observations = self.topics.observations

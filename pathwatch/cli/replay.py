@@ -6,9 +6,7 @@ import argparse
 import sys
 from collections import Counter
 from collections.abc import Sequence
-from functools import partial
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
@@ -20,24 +18,22 @@ from pathwatch.config import Settings
 from pathwatch.parts import core_config
 from schemas.decode import Decoder
 from schemas.validate import detect_format
-from streams.changes import change_rebase, judge_changes, local_date_in
 from streams.engine import Engine, SystemRules
-from streams.replay import PROGRESS_MIN_BYTES, Changes, ReplayInput, replay_files, replay_stream
-from streams.report import Charts, dumps_report, replay_verdict, spc_section, strata_sections
+from streams.replay import PROGRESS_MIN_BYTES, ReplayInput, replay_files, replay_stream
+from streams.report import SpcParts, dumps_report, replay_verdict, spc_sections, strata_sections
 
 
 def run(args: argparse.Namespace, settings: Settings, console: Console) -> int:
-    rules = SystemAlertRules(parts.rules_config(settings))
+    spc = parts.spc_parts(settings)
     return run_replay(
         args.events,
         args.report,
         settings,
         console,
-        system_rules=rules,
-        charts=rules.charts,
+        system_rules=SystemAlertRules(spc.rules),
+        spc=spc,
         html_path=args.html,
         pdf_path=args.pdf,
-        changes=partial(judge_changes, rules.config),
     )
 
 
@@ -47,20 +43,18 @@ def run_replay(
     settings: Settings,
     console: Console,
     system_rules: SystemRules | None = None,
-    charts: Charts | None = None,
+    spc: SpcParts | None = None,
     html_path: Path | None = None,
     pdf_path: Path | None = None,
-    changes: Changes | None = None,
 ) -> int:
     """Replay ``events`` (one path or ``-``, or several), write the JSON report to
     ``report_path`` if given, print a summary. One JSON-lines input is read as a stream in
     arrival order; anything else through :func:`streams.replay.replay_files`. The report's
     ``events`` gains ``unlinked``: events built from HL7/FHIR whose subject is hospital-local.
-    With ``charts`` (``alerts.rules.SystemAlertRules.charts``) the report gains ``"spc"``: the
-    Making Data Count chart of every team and rate measure at the end of input, each recorded
-    service change starting a group on its team's charts; with ``changes``
-    (:func:`streams.changes.judge_changes` bound to the rules' settings) it gains
-    ``"changes"``: one entry per service change that stands, with its evidence per measure.
+    With ``spc`` (``pathwatch.parts.spc_parts``) the report gains ``"spc"``: the Making Data
+    Count chart of every team and rate measure at the end of input, each recorded service
+    change starting a group on its team's charts, and ``"changes"``: one entry per service
+    change that stands, with its evidence per measure (:func:`streams.report.spc_sections`).
     Returns the exit status: 0 done, 1 when the input held no records or only dead letters
     (with a hint), 2 when an input cannot be read or a report cannot be written. The board
     report goes to ``html_path`` (and its print to ``pdf_path``) if given. Raises ValueError
@@ -84,13 +78,8 @@ def run_replay(
     engine.finish()
     report = engine.report()
     report["events"]["unlinked"] = seen.unlinked
-    if charts is not None:
-        watermark = engine.watermark
-        local_date = local_date_in(ZoneInfo(settings.timezone))
-        recorded = engine.changes.changes()
-        report["spc"] = spc_section(report, engine.windows, charts, change_rebase(recorded, local_date))
-        if changes is not None:
-            report["changes"] = [] if watermark is None else changes(engine.windows, watermark, recorded, local_date)
+    if spc is not None:
+        report.update(spc_sections(report, engine.windows, spc, engine.changes.changes()))
     report.update(strata_sections(engine.windows))  # the board's counts by stratum (docs/board.md)
     report.update(board.sections(report))
     if report_path is not None:

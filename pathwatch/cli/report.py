@@ -9,20 +9,19 @@ from pathlib import Path
 
 from rich.console import Console
 
-from alerts.rules import SystemAlertRules
 from pathwatch import parts
 from pathwatch.cli.summary import render_summary, write_board
 from pathwatch.config import Settings
 from pathwatch.parts import core_config
 from streams.live_report import END, live_report
-from streams.report import Charts, dumps_report
+from streams.report import SpcParts, dumps_report
 from streams.topics import check_kafka
 
 
 def run(args: argparse.Namespace, settings: Settings, console: Console) -> int:
-    charts = SystemAlertRules(parts.rules_config(settings)).charts
     return run_live_report(
-        settings, console, args.report, args.until, args.timeout, charts=charts, html_path=args.html, pdf_path=args.pdf
+        settings, console, args.report, args.until, args.timeout, spc=parts.spc_parts(settings), html_path=args.html,
+        pdf_path=args.pdf,
     )
 
 
@@ -32,12 +31,12 @@ def run_live_report(
     report_path: Path | None,
     until: str | None,
     timeout: float,
-    charts: Charts | None = None,
+    spc: SpcParts | None = None,
     html_path: Path | None = None,
     pdf_path: Path | None = None,
 ) -> int:
     """Print the summary ``replay`` prints, and write the
-    JSON report to ``report_path`` if given, with ``spc`` (given ``charts``) and the board's
+    JSON report to ``report_path`` if given, with ``spc`` and ``changes`` (given ``spc``) and the board's
     sections as ``replay`` writes them, and the board page to ``html_path`` (its print to
     ``pdf_path``) if given. ``until`` is RFC 3339 or ``end`` (the largest event time seen).
     Returns 0, or 2 when the board page cannot be written; raises ``ValueError`` (exit 2) for
@@ -59,7 +58,7 @@ def run_live_report(
             raise ValueError(f"--until {until!r} needs an offset (RFC 3339), e.g. {until}+00:00")
     check_kafka(settings)
     try:
-        report = asyncio.run(live_report(settings, moment, timeout, charts, config=core_config(settings), rules=parts.rules_config(settings)))
+        report = asyncio.run(live_report(settings, moment, timeout, config=core_config(settings), spc=spc))
     except TimeoutError:
         raise ValueError(
             f"the workers did not answer within {timeout:g} s (--timeout): is a `pathwatch worker` running "

@@ -13,7 +13,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from alerts.model import Alert
 from alerts.pipeline import build_dispatcher
 from pathwatch.bootstrap import receivers_config
-from pathwatch.config import Settings, Topics
+from pathwatch.config import Settings
+from streams.ports import TopicNames
 
 pytestmark = pytest.mark.integration
 
@@ -32,7 +33,7 @@ async def test_alerts_topic_gets_each_transition_once_keyed_by_fingerprint(kafka
     producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
     await producer.start()
     try:
-        d = build_dispatcher(receivers_config(Settings(topics=Topics(alerts=topic), alertmanager_url=None, webhook_url=None)), None, producer, None)
+        d = build_dispatcher(receivers_config(Settings(topics=TopicNames(alerts=topic), alertmanager_url=None, webhook_url=None)), None, producer, None)
         await d.dispatch([firing, firing], now)
         await d.dispatch([resolved], now)
     finally:

@@ -29,7 +29,6 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from alerts.rules import SystemAlertRules
 from pathwatch import parts, simulate
 from pathwatch.cli import main
 from pathwatch.parts import core_config
@@ -107,10 +106,7 @@ def deployment(kafka_bootstrap: str, redis_url: str, tmp_path_factory: pytest.Te
             wait_ready(worker)
         server = start_prometheus(tmp, [f"127.0.0.1:{w.web_port}" for w in workers])  # type: ignore[attr-defined]
         stack.publish(events)
-        config = parts.rules_config(settings)
-        live = asyncio.run(live_report(
-            settings, END, 240, SystemAlertRules(config).charts, config=core_config(settings), rules=config
-        ))
+        live = asyncio.run(live_report(settings, END, 240, config=core_config(settings), spc=parts.spc_parts(settings)))
         for worker in workers:
             assert worker.proc is not None
             assert worker.proc.poll() is None, worker.output()[-3000:]
@@ -125,7 +121,7 @@ def deployment(kafka_bootstrap: str, redis_url: str, tmp_path_factory: pytest.Te
 
 def test_the_change_round_trips_through_the_changes_topic(deployment: Deployment) -> None:
     settings = deployment.stack.settings
-    found = asyncio.run(read_changes(settings, parts.decoder(settings, live=False), 60))
+    found = asyncio.run(read_changes(settings.kafka_bootstrap, settings.topics.changes, parts.decoder(settings, live=False), 60))
     [star, change] = sorted(found.changes(), key=lambda c: c.time)
     data = deployment.change["data"]
     assert (change.change_id, change.team, change.measures) == (data["change_id"], "north", ("seen_within_target",))

@@ -96,3 +96,37 @@ def test_topic_names_come_only_from_prefixed_variables(monkeypatch: pytest.Monke
     topics = load_settings().topics
     assert topics.events == "pathwatch.events"
     assert topics.alerts == "provider.alerts"
+
+
+def test_topic_names_from_toml_are_the_live_runtimes(tmp_path: Path) -> None:
+    """The settings' topics are the live stages' (one class, no copy in between); a name
+    the settings do not know is refused."""
+    from pathwatch.bootstrap import live_config
+
+    toml = tmp_path / "p.toml"
+    toml.write_text('[topics]\nclients = "provider.clients"\n')
+    settings = load_settings(toml)
+    assert live_config(settings).topics.clients == "provider.clients"
+    assert live_config(settings).topics.events == "pathwatch.events"
+    toml.write_text('[topics]\nclient = "provider.clients"\n')
+    with pytest.raises(ValidationError, match="client"):
+        load_settings(toml)
+
+
+def test_default_settings_build_the_parts_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The settings' defaults are the library parts' own: the parts built from settings left
+    at their defaults are the parts' defaults (faust's options are still written twice)."""
+    import os
+
+    from pathwatch.bootstrap import faust_options, live_config
+    from pathwatch.parts import core_config
+    from streams.core import CoreConfig
+    from streams.faust_io import FaustOptions
+    from streams.ports import LiveConfig
+
+    for name in [n for n in os.environ if n.startswith("PATHWATCH_")]:
+        monkeypatch.delenv(name)
+    settings = load_settings()
+    assert live_config(settings) == LiveConfig()
+    assert core_config(settings) == CoreConfig()
+    assert faust_options(settings) == FaustOptions()

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from pathwatch.config import Settings, Topics
+from pathwatch.config import Settings
+from streams.ports import TopicNames
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
@@ -92,7 +93,7 @@ def test_readme_indexes_every_document() -> None:
 def setting_names() -> dict[str, str]:
     """Environment variable -> TOML key for every setting (nested topics as ``topics.<name>``)."""
     names = {f"PATHWATCH_{field.upper()}": field for field in Settings.model_fields if field != "topics"}
-    for field in Topics.model_fields:
+    for field in TopicNames.__dataclass_fields__:
         names[f"PATHWATCH_TOPICS__{field.upper()}"] = f"topics.{field}"
     return names
 

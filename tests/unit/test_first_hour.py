@@ -18,7 +18,8 @@ import pytest
 from rich.console import Console
 
 from pathwatch.cli import main
-from pathwatch.config import Settings, Topics, load_settings
+from pathwatch.config import Settings, load_settings
+from streams.ports import TopicNames
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENT = (
@@ -95,7 +96,7 @@ def test_every_setting_is_documented_with_its_variable_and_toml_key() -> None:
             continue
         assert f"`PATHWATCH_{name.upper()}`" in doc, name
         assert f"`{name}`" in doc, name
-    for name in Topics.model_fields:
+    for name in TopicNames.__dataclass_fields__:
         assert f"`PATHWATCH_TOPICS__{name.upper()}`" in doc, name
         assert f"`topics.{name}`" in doc, name
 

@@ -23,6 +23,7 @@ from pathwatch import parts
 from pathwatch.config import load_settings
 from pathwatch.parts import core_config
 from pathwatch.simulate import SimulationOptions, write
+from schemas.catalogue import CARE_GAP_ALERTS
 from schemas.deadletter import Origin
 from schemas.decode import Decoder
 from schemas.model import Event, encode_event
@@ -32,7 +33,6 @@ from streams.delivery import Delivery, StaticDispatcher, alert_from_bytes
 from streams.engine import Engine
 from streams.live import (
     APPLY,
-    CARE_GAP_ALERTS,
     GAP,
     ORIGIN_HEADER,
     SEEN,
@@ -137,10 +137,10 @@ class Pipeline:
     (:func:`streams.stages.stage1_records`) goes on to stage 2's driver, with offsets, and
     the alert transitions are kept. The batch is committed unless a test cuts it short."""
 
-    def __init__(self, config: CoreConfig, alert_clock: str = "event", wall: Any = None) -> None:
+    def __init__(self, config: CoreConfig, alert_clock: str = "event", wall: Any = None, store1: Any = None) -> None:
         self.sink = MemorySink()
         self.crashes = Crashes()
-        stores = StageStores(TrackedStore(), {}, {}, "client-state-changelog")
+        stores = StageStores(store1 if store1 is not None else TrackedStore(), {}, {}, "client-state-changelog")
         self.stages = build_stages(
             stage_parts(config, alert_clock, wall), stores, self.sink, MemorySeeker(), self.crashes,
             max_record=MAX_RECORD,
@@ -160,7 +160,7 @@ class Pipeline:
 
     def run(self, messages: list[Message], commit: bool = True) -> list[Any]:
         result, metas = self.stage1.process(messages)
-        self.open = self.stage1.open_alerts(metas)
+        self.open = self.stage1.index.open_alerts(metas)
         self.late = result.late
         records = stage1_records(result, TOPICS, PARTITIONS, MAX_RECORD)
         to_stage2 = []
@@ -229,7 +229,7 @@ def test_live_stages_give_the_replay_numbers(events: list[Event], config: CoreCo
     live_alerts = sorted((a.fingerprint, a.starts_at, a.ends_at) for a in pipeline.alerts.values())
     replay_alerts = sorted((a.fingerprint, a.starts_at, a.ends_at) for a in engine.alerts())
     assert live_alerts == replay_alerts
-    metas = [pipeline.stage1.meta(p) for p in range(PARTITIONS)]
+    metas = [pipeline.stage1.metadata.read(p) for p in range(PARTITIONS)]
     assert sum(m.accepted for m in metas) == engine.counters.accepted
     assert sum(m.duplicates for m in metas) == engine.counters.duplicates
 
@@ -242,14 +242,14 @@ def test_a_batch_already_applied_is_skipped_after_a_restart(events: list[Event],
         key = e.client.encode()
         messages.append(pipeline.message(partition_for(key, PARTITIONS), key, encode_event(e)))
     pipeline.run(messages)
-    accepted = sum(pipeline.stage1.meta(p).accepted for p in range(PARTITIONS))
-    duplicates = sum(pipeline.stage1.meta(p).duplicates for p in range(PARTITIONS))
+    accepted = sum(pipeline.stage1.metadata.read(p).accepted for p in range(PARTITIONS))
+    duplicates = sum(pipeline.stage1.metadata.read(p).duplicates for p in range(PARTITIONS))
     assert accepted > 0
     pipeline.stage1.forget()  # a restart: in-memory indexes gone, the store (changelog) kept
     again = pipeline.run(messages)
     assert again == []
-    assert sum(pipeline.stage1.meta(p).accepted for p in range(PARTITIONS)) == accepted
-    assert sum(pipeline.stage1.meta(p).duplicates for p in range(PARTITIONS)) == duplicates
+    assert sum(pipeline.stage1.metadata.read(p).accepted for p in range(PARTITIONS)) == accepted
+    assert sum(pipeline.stage1.metadata.read(p).duplicates for p in range(PARTITIONS)) == duplicates
 
 
 def test_an_uncommitted_batch_is_processed_again_without_double_counting(
@@ -266,8 +266,8 @@ def test_an_uncommitted_batch_is_processed_again_without_double_counting(
     crashed.stage1.forget()
     crashed.run(messages)
     for p in range(PARTITIONS):
-        assert crashed.stage1.meta(p).accepted == reference.stage1.meta(p).accepted
-        assert crashed.stage1.meta(p).duplicates == reference.stage1.meta(p).duplicates
+        assert crashed.stage1.metadata.read(p).accepted == reference.stage1.metadata.read(p).accepted
+        assert crashed.stage1.metadata.read(p).duplicates == reference.stage1.metadata.read(p).duplicates
     assert _cells(crashed.store2) == _cells(reference.store2)  # (the re-sent outputs took more offsets)
 
 
@@ -281,15 +281,15 @@ def test_a_commit_cut_short_counts_nothing_twice(events: list[Event], config: Co
     _commit_half(crashed, messages)
     crashed.run(messages)
     for p in range(PARTITIONS):
-        assert crashed.stage1.meta(p).accepted == reference.stage1.meta(p).accepted
-        assert crashed.stage1.meta(p).duplicates == reference.stage1.meta(p).duplicates
-        assert crashed.stage1.meta(p).applied == reference.stage1.meta(p).applied
+        assert crashed.stage1.metadata.read(p).accepted == reference.stage1.metadata.read(p).accepted
+        assert crashed.stage1.metadata.read(p).duplicates == reference.stage1.metadata.read(p).duplicates
+        assert crashed.stage1.metadata.read(p).applied == reference.stage1.metadata.read(p).applied
     assert crashed.store1 == reference.store1
-    metas = {p: crashed.stage1.meta(p) for p in range(PARTITIONS)}
+    metas = {p: crashed.stage1.metadata.read(p) for p in range(PARTITIONS)}
     crashed.stage1.forget()  # the firing alerts are read again from the client states
-    assert crashed.stage1.open_alerts(metas) == reference.open
+    assert crashed.stage1.index.open_alerts(metas) == reference.open
     assert sum(reference.open.values()) > 0  # some care-gap alerts are firing
-    assert sum(reference.stage1.meta(p).duplicates for p in range(PARTITIONS)) > 0  # the case is exercised
+    assert sum(reference.stage1.metadata.read(p).duplicates for p in range(PARTITIONS)) > 0  # the case is exercised
 
 
 def test_a_commit_cut_short_loses_no_correction(events: list[Event], config: CoreConfig) -> None:
@@ -306,7 +306,7 @@ def test_a_commit_cut_short_loses_no_correction(events: list[Event], config: Cor
     crashed.run(messages)
 
     def corrections(pipeline: Pipeline) -> list[int]:
-        return [pipeline.stage1.corrections(p, pipeline.stage1.meta(p)) for p in range(PARTITIONS)]
+        return [pipeline.stage1.index.corrections(p, pipeline.stage1.metadata.read(p)) for p in range(PARTITIONS)]
 
     assert sum(corrections(reference)) > 0  # the case is exercised
     assert corrections(crashed) == corrections(reference)
@@ -439,13 +439,13 @@ def test_a_redelivery_from_ingestion_is_not_a_duplicate_but_a_resend_is(
         return out
 
     pipeline.run(batch(0))
-    first = [pipeline.stage1.meta(p) for p in range(PARTITIONS)]
+    first = [pipeline.stage1.metadata.read(p) for p in range(PARTITIONS)]
     pipeline.run(batch(0))  # ingestion crashed and forwarded the same input again
-    again = [pipeline.stage1.meta(p) for p in range(PARTITIONS)]
+    again = [pipeline.stage1.metadata.read(p) for p in range(PARTITIONS)]
     assert [m.duplicates for m in again] == [m.duplicates for m in first]
     assert [m.accepted for m in again] == [m.accepted for m in first]
     pipeline.run(batch(1000))  # a publisher re-sent the same events: new input offsets
-    resent = sum(pipeline.stage1.meta(p).duplicates for p in range(PARTITIONS))
+    resent = sum(pipeline.stage1.metadata.read(p).duplicates for p in range(PARTITIONS))
     assert resent == sum(m.duplicates for m in first) + len(sample)
 
 
@@ -514,7 +514,7 @@ def test_stage1_reads_a_partition_again_from_a_gap(events: list[Event], config: 
     pipeline.stage1.commit(result, metas)
     pipeline.run(lost + rest)  # read again from the gap
     for q in range(PARTITIONS):
-        assert pipeline.stage1.meta(q).accepted == reference.stage1.meta(q).accepted
+        assert pipeline.stage1.metadata.read(q).accepted == reference.stage1.metadata.read(q).accepted
     assert pipeline.store1 == reference.store1
 
 
@@ -524,7 +524,7 @@ def test_stage1_accepts_a_gap_below_the_partitions_earliest_offset(events: list[
     p = messages[0].partition
     ours = [m for m in messages if m.partition == p]
     pipeline.run(ours[:5])
-    pipeline.stage1.floors[("clients", p)] = ours[9].offset  # retention removed offsets 5 to 8
+    pipeline.stage1.admission.floors[("clients", p)] = ours[9].offset  # retention removed offsets 5 to 8
     result, metas = pipeline.stage1.process(ours[10:11] + ours[9:])  # one beyond the floor first
     assert result.rewinds == {("clients", p): ours[4].offset + 1}
     result, metas = pipeline.stage1.process(ours[9:])
@@ -652,7 +652,7 @@ def test_events_read_directly_give_the_replay_numbers(
     assert sorted(pipeline.measures(engine.watermark)) == sorted(expected)
     live_alerts = sorted((a.fingerprint, a.starts_at, a.ends_at) for a in pipeline.alerts.values())
     assert live_alerts == sorted((a.fingerprint, a.starts_at, a.ends_at) for a in engine.alerts())
-    metas = [pipeline.stage1.meta(p) for p in range(PARTITIONS)]
+    metas = [pipeline.stage1.metadata.read(p) for p in range(PARTITIONS)]
     assert sum(m.accepted for m in metas) == engine.counters.accepted
     assert sum(m.duplicates for m in metas) == engine.counters.duplicates
     assert len(pipeline.rejected) == 2  # to the dead-letter topic, with their reasons
@@ -688,11 +688,11 @@ def test_a_commit_cut_short_counts_nothing_twice_with_both_inputs(
     _commit_half(crashed, messages)
     crashed.run(messages)
     for p in range(PARTITIONS):
-        ours, theirs = crashed.stage1.meta(p), reference.stage1.meta(p)
+        ours, theirs = crashed.stage1.metadata.read(p), reference.stage1.metadata.read(p)
         assert (ours.accepted, ours.duplicates) == (theirs.accepted, theirs.duplicates)
         assert (ours.applied, ours.applied_direct) == (theirs.applied, theirs.applied_direct)
     assert crashed.store1 == reference.store1
-    assert sum(reference.stage1.meta(p).accepted for p in range(PARTITIONS)) > 300
+    assert sum(reference.stage1.metadata.read(p).accepted for p in range(PARTITIONS)) > 300
 
 
 def test_stage1_reads_the_events_topic_again_from_a_gap(lines: list[bytes], config: CoreConfig) -> None:
@@ -726,8 +726,8 @@ def test_partition_metadata_does_not_grow_with_open_alerts(config: CoreConfig) -
     assert pipeline.open[("FollowUpDue", "north")] == 420
     assert sizes[1] <= sizes[0] + 16, sizes
     pipeline.stage1.forget()  # a restart: counted again from the client states
-    metas = {p: pipeline.stage1.meta(p) for p in range(PARTITIONS)}
-    assert pipeline.stage1.open_alerts(metas)[("FollowUpDue", "north")] == 420
+    metas = {p: pipeline.stage1.metadata.read(p) for p in range(PARTITIONS)}
+    assert pipeline.stage1.index.open_alerts(metas)[("FollowUpDue", "north")] == 420
 
 
 def test_live_stages_give_the_replay_numbers_under_the_wall_clock(events: list[Event], config: CoreConfig) -> None:
@@ -751,9 +751,9 @@ def test_live_stages_give_the_replay_numbers_under_the_wall_clock(events: list[E
     live_waits = sorted((w.team, w.count, w.p50, w.p90) for w in merged.waits(engine.watermark, None))
     replay_waits = sorted((w.team, w.count, w.p50, w.p90) for w in engine.windows.waits(engine.watermark, None))
     assert live_waits == replay_waits
-    metas = [pipeline.stage1.meta(p) for p in range(PARTITIONS)]
+    metas = [pipeline.stage1.metadata.read(p) for p in range(PARTITIONS)]
     assert sum(m.accepted for m in metas) == engine.counters.accepted
-    assert sum(pipeline.stage1.corrections(p, metas[p]) for p in range(PARTITIONS)) == engine.counters.corrections
+    assert sum(pipeline.stage1.index.corrections(p, metas[p]) for p in range(PARTITIONS)) == engine.counters.corrections
 
 
 class CountingStore(dict[bytes, bytes]):
@@ -784,10 +784,8 @@ def test_an_idle_worker_writes_nothing(events: list[Event], config: CoreConfig) 
     ticks that pass no client's due time write no client state and no metadata."""
     end = max(e.time for e in events)
     wall = FakeWall(end + timedelta(days=200))
-    pipeline = Pipeline(config, alert_clock="wall", wall=wall)
     store = CountingStore()
-    pipeline.store1 = store
-    pipeline.stage1.store = store
+    pipeline = Pipeline(config, alert_clock="wall", wall=wall, store1=store)
     pipeline.feed(events, batch=200)
 
     def tick() -> None:
@@ -806,7 +804,7 @@ def test_an_idle_worker_writes_nothing(events: list[Event], config: CoreConfig) 
     # a restart: the ticks read since the metadata was written are a gap, read again
     restarted = Stage1(config, store, PARTITIONS, alert_clock="wall", wall=wall)
     p = 0
-    stored = restarted.meta(p).applied
+    stored = restarted.metadata.read(p).applied
     assert stored < pipeline.offsets[p] - 1
     value = encode_tick(Tick(to_us(wall())))
     result, _ = restarted.process([Message(p, pipeline.offsets[p], b"\x00tick", value)])
@@ -939,7 +937,7 @@ def test_a_batch_run_in_slices_gives_what_it_gives_whole(events: list[Event], co
 
 
 def test_catch_up_is_logged_while_behind_and_once_when_caught_up() -> None:
-    from streams.live import CatchUp
+    from streams.catch_up import CatchUp
 
     progress = CatchUp(every=30)
     assert progress.observe(0, 0.0) is None  # never behind: nothing to say
@@ -1112,7 +1110,7 @@ def test_the_rewinder_reads_again_accepts_retention_and_holes(config: CoreConfig
             ticks[0] += 1.0
             await rewinder.rewind("clients", 1, 10, 15)
         assert seeker.seeks[-1] == ("clients", 1, 15)
-        assert stages.stage1.floors[("clients", 1)] == 15
+        assert stages.stage1.admission.floors[("clients", 1)] == 15
         seeker.first = 40  # offsets below 40 were removed by retention
         await rewinder.rewind("observations", 2, 30)
         assert seeker.seeks[-1] == ("observations", 2, 40)

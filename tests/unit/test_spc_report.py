@@ -86,10 +86,10 @@ def test_replay_report_carries_spc(tmp_path: Path) -> None:
     events = tmp_path / "events.jsonl"
     events.write_text("\n".join(LINES) + "\n")
     settings = load_settings(timezone="America/New_York")
-    rules = SystemAlertRules(parts.rules_config(settings))
+    spc = parts.spc_parts(settings)
     report_path = tmp_path / "r.json"
     out = io.StringIO()
-    assert run_replay(str(events), report_path, settings, Console(file=out, width=80), rules, rules.charts) == 0
+    assert run_replay(str(events), report_path, settings, Console(file=out, width=80), SystemAlertRules(spc.rules), spc) == 0
     report = json.loads(report_path.read_bytes())
     assert {(e["team"], e["measure"]) for e in report["spc"]} == {
         (t, m) for t in ("*", "north", "unassigned") for m in RATE_MEASURES
