@@ -447,6 +447,18 @@ class SystemAlertRules:
         self._firing, out = transitions(self._firing, found, watermark, teams)
         return out
 
+    def evaluate_special_cause(self, windows: WindowsView, watermark: datetime, team: str) -> list[Alert]:
+        """:meth:`evaluate` of ``team``'s SpecialCause only (no RateOffTarget): for windows that
+        hold ``team``'s weekly series and nothing else (the all-teams series ``*`` summed from
+        every team's weekly counts, ``streams.live_overall``)."""
+        series = {
+            (team, measure): self._as_judged((team, measure), windows.weekly_series(team, measure, watermark))
+            for measure in RATE_MEASURES
+        }
+        found = system_findings((), series, self.config)
+        self._firing, out = transitions(self._firing, found, watermark, [team])
+        return out
+
     def charts(
         self,
         windows: WindowsView,

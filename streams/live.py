@@ -751,6 +751,10 @@ class Stage2:
             self._load()
         return dict(self._windows)
 
+    def assigned(self) -> list[int]:
+        """The stage-2 partitions this worker holds now, sorted."""
+        return sorted(self._assigned)
+
     def holds(self, team: str) -> bool:
         """Whether the stage-2 partition ``team`` hashes to is assigned to this worker now
         (``*``: the worker that draws the all-teams series, ``streams.live_overall``)."""

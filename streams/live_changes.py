@@ -36,10 +36,12 @@ from alerts.rules import RATE_MEASURES, AlertRulesConfig, SystemAlertRules
 from schemas.deadletter import DeadLetter, DeadLetterKind, Origin
 from schemas.decode import Decoder
 from schemas.model import ALL_TEAMS, Event
+from streams.calendar import to_us
 from streams.changes import ChangeRegister, LocalDate, change_rebase, local_date_in
 from streams.core import CoreConfig
 from streams.faust_io import tables_recovered
-from streams.live_overall import SharePublisher, Shares, overall_charts
+from streams.live_overall import ALERTS_KEY, SharePublisher, Shares, Stamp, overall_charts
+from streams.overall_alerts import OverallAlerts
 
 if TYPE_CHECKING:
     import faust
@@ -225,6 +227,7 @@ class _MdcExport:
 
     def __post_init__(self) -> None:
         self.rules = SystemAlertRules(self.parts.rules)
+        self.overall: OverallAlerts | None = None  # while this worker holds '*'
         self.local_date = local_date_in(ZoneInfo(self.parts.timezone))
 
     async def tick(self, app: Any) -> None:
@@ -252,7 +255,9 @@ class _MdcExport:
 
         parts, stage2, rules, local_date = self.parts, self.stages.stage2, self.rules, self.local_date
         held = stage2.held()
-        pending = self.publisher.pending(held, now)
+        watermark_us = to_us(watermark)
+        stamp = Stamp(watermark_us, parts.core.calendar.day_of(watermark_us), stage2.assigned())
+        pending = self.publisher.pending(held, now, stamp)
         if pending:
             await send_records(app.producer, self.publisher.records(pending))
             self.publisher.sent(pending)
@@ -263,8 +268,26 @@ class _MdcExport:
         if self.state["shares"] and stage2.holds(ALL_TEAMS):
             entries += overall_charts(rules, self.shares.windows(parts.core), watermark, changes, local_date)
             teams.append(ALL_TEAMS)
+            await self._overall_alerts(app)
+        else:
+            self.overall = None  # a worker that takes '*' (again) starts from the state kept
         self.parts.gauges.set_charts(entries)
         self.parts.gauges.set_changes(change_times(changes, teams))
+
+    async def _overall_alerts(self, app: Any) -> None:
+        """The system alerts of ``*`` (``streams.overall_alerts``): transitions to the
+        transitions topic as stage 2 sends the teams' (keyed by fingerprint), then the state."""
+        from streams.delivery import alert_to_bytes
+        from streams.faust_io import send_records
+
+        if self.overall is None:
+            self.overall = OverallAlerts(self.parts.rules, self.parts.core, self.stages.stage2.source_partitions)
+        step = self.overall.step(self.shares)
+        topic = self.stages.stage2_loop.transitions_topic
+        sends = [await topic.send(key=a.fingerprint.encode(), value=alert_to_bytes(a)) for a in step.alerts]
+        await asyncio.gather(*sends)
+        if step.state is not None:
+            await send_records(app.producer, [(self.parts.shares_topic, ALERTS_KEY, step.state, None, None)])
 
 
 async def _keep_reading(

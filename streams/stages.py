@@ -517,7 +517,7 @@ class Stage2Loop:
             rules = self.rules.setdefault(team, SystemAlertRules(self.rules_config))
             for alert in rules.evaluate(windows, watermark):
                 if alert.labels.get("team") == ALL_TEAMS:
-                    continue  # '*' needs every team: summed across workers by Prometheus instead
+                    continue  # '*' needs every team: streams.overall_alerts, and a Prometheus rule
                 pending.append(await self.transitions_topic.send(key=alert.fingerprint.encode(), value=alert_to_bytes(alert)))
             for alert in rules.firing():
                 labels = alert.labels
