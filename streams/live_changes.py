@@ -40,7 +40,7 @@ from streams.calendar import to_us
 from streams.changes import ChangeRegister, LocalDate, change_rebase, local_date_in
 from streams.core import CoreConfig
 from streams.faust_io import tables_recovered
-from streams.live_overall import ALERTS_KEY, SharePublisher, Shares, Stamp, overall_charts
+from streams.live_overall import ALERTS_KEY, SharePublisher, Shares, Stamp, overall_charts, withdrawn
 from streams.overall_alerts import OverallAlerts
 
 if TYPE_CHECKING:
@@ -261,6 +261,11 @@ class _MdcExport:
         if pending:
             await send_records(app.producer, self.publisher.records(pending))
             self.publisher.sent(pending)
+        if self.state["shares"]:
+            gone = withdrawn(self.shares, held, stamp.partitions, stage2.source_partitions)
+            if gone:
+                log.info("withdrawing the shares of %d team(s) stage 2 no longer holds", len(gone))
+                await send_records(app.producer, [(parts.shares_topic, t.encode(), None, None, None) for t in gone])
         merged = TeamWindows.merged(held.values(), parts.core)
         teams = sorted(set(held) - {ALL_TEAMS})
         changes = self.found.changes()

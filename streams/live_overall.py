@@ -24,7 +24,7 @@ sends the same counts again (at the latest :data:`REFRESH_SECONDS` after it took
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -35,6 +35,7 @@ from schemas.deadletter import DeadLetter, DeadLetterKind, Origin
 from schemas.model import ALL_TEAMS
 from streams.changes import LocalDate, change_rebase
 from streams.core import CoreConfig
+from streams.live import partition_for
 from streams.ports import Record
 from streams.windows import TeamWindows
 
@@ -135,6 +136,10 @@ class Shares:
         """The weekly series of ``*`` over every share (:meth:`TeamWindows.of_weekly_counts`)."""
         return TeamWindows.of_weekly_counts(self._latest.values(), config)
 
+    def teams(self) -> list[str]:
+        """The teams whose share stands (the stage-2 partitions' marks left out)."""
+        return [key.decode() for key in self._latest if not key.startswith(b"\x00")]
+
     def lowest(self, partitions: int) -> int | None:
         """The watermark (µs) every share stands at: the lowest stamp over every share and the
         marks of stage-2 partitions ``0 .. partitions - 1``. None until each of those
@@ -146,6 +151,16 @@ class Shares:
         if not stamps or any(stamp is None for stamp in stamps):
             return None
         return min(stamp for stamp in stamps if stamp is not None)
+
+
+def withdrawn(shares: Shares, held: Iterable[str], assigned: Iterable[int], partitions: int) -> list[str]:
+    """The teams whose share stands on the topic, whose stage-2 partition is among
+    ``assigned`` (this worker's), but which this worker does not hold: stage 2's store has
+    none of their observations any more (every one retracted, and the worker restarted since).
+    Their shares are to be withdrawn (a tombstone each): otherwise their last counts would
+    stay in ``*`` and their old watermark would hold the ``*`` alerts back for good."""
+    mine, kept = set(assigned), set(held)
+    return [t for t in shares.teams() if t not in kept and partition_for(t.encode(), partitions) in mine]
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,6 +234,7 @@ __all__ = [
     "Stamp",
     "decode_stamped",
     "partition_key",
+    "withdrawn",
     "SharePublisher",
     "Shares",
     "decode_share",

@@ -5,7 +5,7 @@ that stage-2 partitions publish, merged by the worker that holds ``*``, draw the
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -19,9 +19,11 @@ from pathwatch.config import Settings
 from pathwatch.parts import core_config
 from schemas.decode import Decoder
 from schemas.model import ALL_TEAMS, Event
+from streams.calendar import to_us
 from streams.changes import change_rebase, local_date_in
 from streams.core import CoreConfig, Observation
 from streams.engine import Engine
+from streams.live import partition_for
 from streams.live_changes import LiveChanges, change_times
 from streams.live_overall import (
     REFRESH_SECONDS,
@@ -30,6 +32,8 @@ from streams.live_overall import (
     decode_share,
     encode_share,
     overall_charts,
+    partition_key,
+    withdrawn,
 )
 from streams.windows import TeamWindows
 
@@ -203,3 +207,27 @@ def test_the_mdc_dashboards_team_variable_can_offer_star() -> None:
     [team] = [v for v in dashboard["templating"]["list"] if v["name"] == "team"]
     assert team["multi"] is True
     assert team["query"]["query"] == "label_values(pathwatch_spc_mean, team)", "every exported team, '*' included"
+
+
+def test_a_team_stage_2_no_longer_holds_is_withdrawn_and_stops_holding_star_back() -> None:
+    """After a restart a worker does not hold a team none of whose observations is left: its
+    last share (old counts, old watermark) would stay in ``*`` and hold the ``*`` alerts back
+    for good. The worker holding that team's partition withdraws it; no other worker does."""
+    n = 4
+    old, new = to_us(datetime(2026, 3, 2, tzinfo=UTC)), to_us(datetime(2026, 3, 9, tzinfo=UTC))
+    week = {"followup_7d": {date(2026, 2, 23).toordinal(): [1, 2]}}
+    shares = Shares()
+    records = [(b"north", encode_share(week, old)), (b"east", encode_share(week, new))]
+    records += [(partition_key(q), encode_share({}, new)) for q in range(n)]
+    for offset, (key, value) in enumerate(records):
+        assert shares.apply(TOPIC, 0, offset, key, value) is None
+    assert shares.lowest(n) == old, "north's old share holds '*' back"
+    north = partition_for(b"north", n)
+    on_north = sorted(t for t in ("north", "east") if partition_for(t.encode(), n) == north)
+    assert withdrawn(shares, [], [north], n) == [t for t in shares.teams() if t in on_north]
+    assert withdrawn(shares, ["north", "east"], [north], n) == [], "teams held stand"
+    others = [q for q in range(n) if q != north]
+    assert "north" not in withdrawn(shares, [], others, n), "only the holder of its partition withdraws it"
+    shares.apply(TOPIC, 0, len(records), b"north", None)  # the tombstone, read back
+    assert shares.lowest(n) == new
+    assert "north" not in shares.teams()
