@@ -17,6 +17,7 @@ Rules, chosen where the specification is silent:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import sys
@@ -80,6 +81,15 @@ class ChangeRegister:
     def changes(self) -> list[ServiceChange]:
         """The changes that stand: not cancelled, the last arrival of each ``change_id``;
         sorted by time, then ``change_id``."""
+        out = [_service_change(event) for event in self._standing().values()]
+        return sorted(out, key=lambda c: (c.time, c.change_id))
+
+    def standing(self, change_id: str) -> Event | None:
+        """The event of change ``change_id`` that stands (None: none stands), the one a
+        ``cancel`` must name to withdraw it."""
+        return self._standing().get(change_id)
+
+    def _standing(self) -> dict[str, Event]:
         latest: dict[str, tuple[int, Event]] = {}
         for key, event in self._events.items():
             if key in self._cancelled:
@@ -89,8 +99,7 @@ class ChangeRegister:
             order = self._order[key]
             if data.change_id not in latest or latest[data.change_id][0] < order:
                 latest[data.change_id] = (order, event)
-        out = [_service_change(event) for _, event in latest.values()]
-        return sorted(out, key=lambda c: (c.time, c.change_id))
+        return {change_id: event for change_id, (_, event) in latest.items()}
 
 
 def _service_change(event: Event) -> ServiceChange:
@@ -183,7 +192,9 @@ def local_date_in(tz: Any) -> LocalDate:
 __all__ = [
     "ChangeRegister",
     "change_event",
+    "cancel_event",
     "change_rebase",
+    "file_changes",
     "judge_changes",
     "local_date_in",
     "merged_rebase",
@@ -231,6 +242,56 @@ def change_event(
     }
 
 
+def cancel_event(target: Event, raw_id: str, now: datetime, reason: str | None = None) -> dict[str, Any]:
+    """A ``cancel`` withdrawing the change event ``target`` (from the target's ``source``: a
+    cancel names an event of its own source) by the ``id`` it was published with, ``raw_id``
+    (the decoder keeps a keyed pseudonym of it in ``target.id``), timed ``now``. Not
+    validated here."""
+    import uuid
+
+    data: dict[str, Any] = {"cancels": raw_id}
+    if reason:
+        data["reason"] = reason
+    return {
+        "specversion": "1.0",
+        "id": str(uuid.uuid4()),
+        "source": target.source,
+        "type": "cancel",
+        "time": now.isoformat(),
+        # every cancel has a subject (the schema); a change names no person, so a fixed word
+        "subject": "change",
+        "data": data,
+    }
+
+
+RawIds = dict[tuple[str, str], str]
+"""The decoded (``source``, ``id``) of each change event -> the ``id`` it was published with."""
+
+
+def raw_id(event: Event, raw: bytes, raw_ids: RawIds) -> None:
+    """Note the published ``id`` of ``event`` (decoded from ``raw``) when it is a change."""
+    if event.type == "service.change":
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            raw_ids[event.key] = str(json.loads(raw)["id"])
+
+
+def file_changes(path: Path, decoder: Decoder) -> tuple[ChangeRegister, RawIds]:
+    """The service changes of a JSON-lines events file, taken in file order as a replay
+    takes them (lines of other events are skipped unread), with their published ids. Raises
+    ``OSError`` when the file cannot be read."""
+    register, raw_ids = ChangeRegister(), RawIds()
+    with path.open("rb") as stream:
+        for number, line in enumerate(stream, start=1):
+            if b"service.change" not in line and b"cancel" not in line:
+                continue
+            raw = line.rstrip(b"\r\n")
+            event = decoder.decode_line(raw, str(path), number)
+            if isinstance(event, Event) and register.handles(event):
+                register.feed(event)
+                raw_id(event, raw, raw_ids)
+    return register, raw_ids
+
+
 def write_change(event: Mapping[str, Any], decoder: Decoder, out: Path) -> None:
     """Check ``event`` as a worker would (:class:`schemas.decode.Decoder`) and append it as one
     JSON line to ``out`` (``-``: standard output). Raises ``ValueError`` with the dead letter's
@@ -253,11 +314,12 @@ def _checked(event: Mapping[str, Any], decoder: Decoder) -> bytes:
     return line
 
 
-def publish_change(event: Mapping[str, Any], decoder: Decoder, settings: KafkaSettings) -> None:
+def publish_change(event: Mapping[str, Any], decoder: Decoder, settings: KafkaSettings, change_id: str | None = None) -> None:
     """Check ``event`` as :func:`write_change` does and publish it to the changes topic
-    (``topics.changes``, created compacted if missing), keyed by its ``change_id``, waiting
-    for the broker's acknowledgement. Raises ``ValueError`` when the change is refused or Kafka
-    cannot be reached or fails."""
+    (``topics.changes``, created compacted if missing), keyed by its ``change_id`` (a
+    ``cancel``: by the ``change_id`` of the change it withdraws, so that compaction keeps the
+    withdrawal), waiting for the broker's acknowledgement. Raises ``ValueError`` when the
+    event is refused or Kafka cannot be reached or fails."""
     import asyncio
 
     from aiokafka import AIOKafkaProducer
@@ -274,7 +336,7 @@ def publish_change(event: Mapping[str, Any], decoder: Decoder, settings: KafkaSe
         await producer.start()
         try:
             await producer.send_and_wait(
-                settings.topics.changes, value=line, key=str(event["data"]["change_id"]).encode()
+                settings.topics.changes, value=line, key=(change_id or str(event["data"]["change_id"])).encode()
             )
         finally:
             await producer.stop()

@@ -37,7 +37,7 @@ from schemas.deadletter import DeadLetter, DeadLetterKind, Origin
 from schemas.decode import Decoder
 from schemas.model import ALL_TEAMS, Event
 from streams.calendar import to_us
-from streams.changes import ChangeRegister, LocalDate, change_rebase, local_date_in
+from streams.changes import ChangeRegister, LocalDate, RawIds, change_rebase, local_date_in, raw_id
 from streams.core import CoreConfig
 from streams.faust_io import tables_recovered
 from streams.live_overall import ALERTS_KEY, SharePublisher, Shares, Stamp, overall_charts, withdrawn
@@ -61,6 +61,8 @@ class LiveChanges:
 
     decoder: Decoder
     _latest: dict[tuple[int, bytes], tuple[int, Event]] = field(default_factory=dict)
+    raw_ids: RawIds = field(default_factory=dict)
+    """The published ``id`` of each change event read (for ``pathwatch change cancel``)."""
     version: int = 0
     """Moves on every record that changes what stands (the gauges recompute then)."""
 
@@ -86,16 +88,21 @@ class LiveChanges:
                 value or b"",
             )
         self._latest[ident] = (offset, decoded)
+        raw_id(decoded, value or b"", self.raw_ids)
         self.version += 1
         return None
 
     def changes(self) -> list[ServiceChange]:
         """The changes that stand (:meth:`streams.changes.ChangeRegister.changes`)."""
+        return self.register().changes()
+
+    def register(self) -> ChangeRegister:
+        """The records kept, fed in offset order to a :class:`streams.changes.ChangeRegister`."""
         register = ChangeRegister()
         for _, event in sorted(self._latest.values(), key=lambda item: item[0]):
             if register.handles(event):
                 register.feed(event)
-        return register.changes()
+        return register
 
 
 async def read_changes(kafka_bootstrap: str, topic: str, decoder: Decoder, timeout: float = 60.0) -> LiveChanges:

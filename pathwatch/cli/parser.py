@@ -93,6 +93,16 @@ def _change(sub: Commands) -> None:
         "--out", type=Path,
         help="JSON-lines file to append to (- for standard output); without it, publish to the changes topic",
     )
+    cancel = change_sub.add_parser(
+        "cancel", help="withdraw a recorded service change (its charts' group and its evidence go)"
+    )
+    cancel.add_argument("change_id", help="the change's id, as `change add` printed it")
+    cancel.add_argument("--reason", help="why, plain text (no client data)")
+    cancel.add_argument(
+        "--out", type=Path,
+        help="the JSON-lines file the change was appended to: the cancel is appended to it; "
+        "without it, the change is looked up on the changes topic and the cancel published there",
+    )
 
 
 def _validate(sub: Commands) -> None:

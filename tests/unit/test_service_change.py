@@ -177,6 +177,30 @@ def test_change_add_refuses_client_data_and_writes_nothing(tmp_path: Path, capsy
     assert "looks like an identifier" in capsys.readouterr().err
 
 
+def test_change_cancel_withdraws_the_change_from_the_file_it_was_appended_to(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    events, changes, report = tmp_path / "year.jsonl", tmp_path / "changes.jsonl", tmp_path / "report.json"
+    options = simulate.SimulationOptions(clients=150, teams=("north",), days=120, seed=4)
+    events.write_bytes(b"".join(line + b"\n" for line in simulate.generate(options)))
+    add = ["change", "add", "--team", "north", "--measures", "seen_within_target", "--description", "same-day triage"]
+    assert main([*add, "--date", "2025-03-03", "--id", "kept", "--out", str(changes)]) == 0
+    assert main([*add, "--date", "2025-04-07", "--id", "mistaken", "--out", str(changes)]) == 0
+    assert main(["change", "cancel", "mistaken", "--reason", "recorded twice", "--out", str(changes)]) == 0
+    cancel_line = json.loads(changes.read_bytes().splitlines()[-1])
+    mistaken = json.loads(changes.read_bytes().splitlines()[1])
+    assert cancel_line["type"] == "cancel"
+    assert (cancel_line["source"], cancel_line["data"]["cancels"]) == (mistaken["source"], mistaken["id"])
+    assert main(["replay", str(events), str(changes), "--report", str(report)]) == 0
+    written = json.loads(report.read_text())
+    assert [entry["change_id"] for entry in written["changes"]] == ["kept"]
+    assert written["events"]["dead_letters"] == 0
+    capsys.readouterr()
+    assert main(["change", "cancel", "mistaken", "--out", str(changes)]) == 2, "it no longer stands"
+    assert "no change 'mistaken' stands" in capsys.readouterr().err
+    assert main(["change", "cancel", "kept", "--out", str(tmp_path / "missing.jsonl")]) == 2
+
+
 def test_change_event_in_local_time() -> None:
     obj = change_event("*", None, date(2026, 3, 1), "one triage line", ZoneInfo("America/New_York"))
     assert obj["time"] == "2026-03-01T00:00:00-05:00"
