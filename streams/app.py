@@ -336,7 +336,8 @@ def add_delivery(
                     if stages is None:
                         await delivery.deliver([event.value for event in events])
                         continue
-                    values, gaps = _admitted(app, stages.delivered, events)
+                    starts = await _log_starts(app, stages, events)
+                    values, gaps = _admitted(app, stages.delivered, events, starts)
                     await delivery.deliver(values)
                     for partition, offset in gaps.items():
                         await stages.rewinder.rewind(config.topics.transitions, partition, offset)
@@ -360,20 +361,39 @@ def add_delivery(
     app.timer(interval=5.0, name="pathwatch-delivery-heartbeat")(delivery.heartbeat)
 
 
-def _admitted(app: faust.App, delivered: DeliveredOffsets, events: list[Any]) -> tuple[list[bytes], dict[int, int]]:
+def _admitted(
+    app: faust.App, delivered: DeliveredOffsets, events: list[Any], starts: dict[int, int]
+) -> tuple[list[bytes], dict[int, int]]:
     """The values of ``events`` to deliver (none of a partition past a gap in it), and the
-    offset to read each partition with a gap again from."""
+    offset to read each partition with a gap again from. ``starts``: the log start of each
+    partition the group has never committed (:func:`_log_starts`)."""
     values: list[bytes] = []
     gaps: dict[int, int] = {}
     for event in events:
         message = event.message
         if message.partition in gaps:
             continue
-        if delivered.admit(message.partition, message.offset, committed_offset(app, message.tp)) == GAP:
+        committed = committed_offset(app, message.tp)
+        if delivered.admit(message.partition, message.offset, committed, starts.get(message.partition)) == GAP:
             gaps[message.partition] = cast(int, delivered.expected(message.partition, None))
         else:
             values.append(event.value)
     return values, gaps
+
+
+async def _log_starts(app: faust.App, stages: LiveStages, events: list[Any]) -> dict[int, int]:
+    """The earliest offset of each partition of ``events`` that delivery has not read since
+    it was assigned and the group has never committed (asked once per such partition)."""
+    starts: dict[int, int] = {}
+    for event in events:
+        message = event.message
+        p = message.partition
+        if p in starts or stages.delivered.expected(p, committed_offset(app, message.tp)) is not None:
+            continue
+        earliest = await stages.rewinder.seeker.earliest(message.tp.topic, p)
+        if earliest is not None:
+            starts[p] = earliest
+    return starts
 
 
 def add_consumer_lag(app: faust.App, topics: set[str], metrics: LiveMetrics) -> None:

@@ -145,18 +145,22 @@ class DeliveredOffsets:
     past the next expected offset is therefore not delivered: the partition is read again
     from the gap (states must reach receivers in order: a firing state delivered after its
     resolve would leave the alert open). Until a partition's first message, the offset
-    expected is the group's committed one; with none committed, anything goes."""
+    expected is the group's committed one; with none committed, the partition's log start
+    (its earliest offset: the group reads a partition it never committed from there), so a
+    drop before the first commit is a gap too, not taken for retention."""
 
     def __init__(self) -> None:
         self._next: dict[int, int] = {}
 
-    def admit(self, partition: int, offset: int, committed: int | None) -> str:
+    def admit(self, partition: int, offset: int, committed: int | None, log_start: int | None = None) -> str:
         """``APPLY`` (deliver it; the next offset moves past it), ``SEEN`` (read before:
         deliver it again, the notification log de-duplicates) or ``GAP`` (do not deliver:
-        read the partition again from :meth:`expected`)."""
-        verdict = admit(offset, self._next.get(partition, committed))
+        read the partition again from :meth:`expected`). ``log_start``: the partition's
+        earliest offset, expected first when the group has committed none."""
+        start = committed if committed is not None else log_start
+        verdict = admit(offset, self._next.get(partition, start))
         if verdict == GAP:
-            self._next.setdefault(partition, cast(int, committed))
+            self._next.setdefault(partition, cast(int, start))
         elif offset >= self._next.get(partition, 0):
             self._next[partition] = offset + 1
         return verdict

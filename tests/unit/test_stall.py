@@ -82,6 +82,18 @@ def test_a_first_message_past_the_committed_offset_is_a_gap() -> None:
     assert delivered.admit(3, 40, 40) == APPLY
 
 
+def test_with_nothing_committed_the_log_start_is_expected_first() -> None:
+    """A brand-new group reads a partition from its log start: a first message past it is a
+    gap (records dropped before the group's first commit), not retention."""
+    delivered = DeliveredOffsets()
+    assert delivered.admit(2, 17, None, log_start=12) == GAP
+    assert delivered.expected(2, None) == 12
+    assert [delivered.admit(2, o, None, log_start=12) for o in (12, 13)] == [APPLY, APPLY]
+    fresh = DeliveredOffsets()
+    assert fresh.admit(2, 12, None, log_start=12) == APPLY  # nothing dropped
+    assert fresh.admit(4, 30, 30, log_start=0) == APPLY  # a committed offset is what counts
+
+
 def test_with_nothing_committed_anything_goes_and_retention_moves_the_next_offset() -> None:
     delivered = DeliveredOffsets()
     assert delivered.expected(1, None) is None
