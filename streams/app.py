@@ -442,4 +442,5 @@ def build_deliver_app(parts: DeliverParts) -> faust.App:
     add_delivery(app, transitions_topic, Delivery(parts.source, parts.metrics, parts.wall), config, intake)
     add_consumer_lag(app, {topic}, parts.metrics)
     add_pages(app, parts.registry)
+    app.task(LoopLagProbe(parts.metrics.observe_loop_lag).run)
     return app
