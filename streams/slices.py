@@ -16,7 +16,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 SLICE_SECONDS = 0.005
 
@@ -43,6 +44,21 @@ class Slicer:
             await asyncio.sleep(0)
             self.yields += 1
             self._since = self.clock()
+
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+async def in_slices(items: Sequence[T], run: Callable[[Sequence[T], R | None], R], step: int = 25) -> R:
+    """``run`` over ``items`` ``step`` at a time, each call continuing the result of the one
+    before (``None`` for the first), the event loop let run between them (:class:`Slicer`)."""
+    slicer = Slicer()
+    done = run(items[:step], None)
+    for i in range(step, len(items), step):
+        await slicer.pause()
+        done = run(items[i : i + step], done)
+    return done
 
 
 class LoopLagProbe:
@@ -75,4 +91,4 @@ def freeze_long_lived() -> None:
     gc.freeze()
 
 
-__all__ = ["SLICE_SECONDS", "LoopLagProbe", "Slicer", "freeze_long_lived"]
+__all__ = ["SLICE_SECONDS", "LoopLagProbe", "Slicer", "freeze_long_lived", "in_slices"]

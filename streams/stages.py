@@ -58,13 +58,12 @@ from streams.live import (
 )
 from streams.ports import Crash, LiveConfig, LiveMetrics, Record, RecordSink, Seeker, TopicNames, TrackedStore
 from streams.runner import DayBoundary
-from streams.slices import Slicer
+from streams.slices import Slicer, in_slices
 from streams.windows import TeamWindows
 
 log = logging.getLogger("pathwatch.worker")
 
 STAGE1_RETRIES = 5
-STEP = 25  # messages run between checks of the slice's time (streams.slices)
 
 
 class ChangelogLost(RuntimeError):
@@ -402,12 +401,7 @@ class Stage1Loop:
         driver = self.driver
         # in slices, letting the event loop run in between (/metrics, heartbeats, timers): a
         # batch of thousands of events held it for seconds
-        slicer = Slicer()
-        done = driver.process(messages[:STEP])
-        for i in range(STEP, len(messages), STEP):
-            await slicer.pause()
-            done = driver.process(messages[i : i + STEP], done)
-        result, metas = done
+        result, metas = await in_slices(messages, driver.process)
         now = self.wall()
         # sent with the producer directly: faust's topic.send costs several times more per record
         await self.sink.send(stage1_records(result, self.topics, self.partitions, self.max_record))
@@ -472,12 +466,7 @@ class Stage2Loop:
         self.gauges_at: datetime | None = None
 
     async def run(self, messages: Iterable[Message]) -> None:
-        batch = list(messages)
-        slicer = Slicer()
-        result = self.driver.process(batch[:STEP])
-        for i in range(STEP, len(batch), STEP):
-            await slicer.pause()
-            result = self.driver.process(batch[i : i + STEP], result)
+        result = await in_slices(list(messages), self.driver.process)
         if result.rejected:
             await self.sink.send([dead_letter_record(dead, self.dead_letters, self.max_record) for dead in result.rejected])
             for dead in result.rejected:

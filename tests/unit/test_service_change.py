@@ -177,15 +177,22 @@ def test_change_add_refuses_client_data_and_writes_nothing(tmp_path: Path, capsy
     assert "looks like an identifier" in capsys.readouterr().err
 
 
-def test_change_cancel_withdraws_the_change_from_the_file_it_was_appended_to(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def year_with_changes(tmp_path: Path, second: str) -> tuple[Path, Path, Path]:
+    """(events, changes, report) paths: a simulated year of team north, and two changes to
+    its seen_within_target appended to the changes file: ``kept``, then ``second``."""
     events, changes, report = tmp_path / "year.jsonl", tmp_path / "changes.jsonl", tmp_path / "report.json"
     options = simulate.SimulationOptions(clients=150, teams=("north",), days=120, seed=4)
     events.write_bytes(b"".join(line + b"\n" for line in simulate.generate(options)))
     add = ["change", "add", "--team", "north", "--measures", "seen_within_target", "--description", "same-day triage"]
     assert main([*add, "--date", "2025-03-03", "--id", "kept", "--out", str(changes)]) == 0
-    assert main([*add, "--date", "2025-04-07", "--id", "mistaken", "--out", str(changes)]) == 0
+    assert main([*add, "--date", "2025-04-07", "--id", second, "--out", str(changes)]) == 0
+    return events, changes, report
+
+
+def test_change_cancel_withdraws_the_change_from_the_file_it_was_appended_to(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    events, changes, report = year_with_changes(tmp_path, "mistaken")
     assert main(["change", "cancel", "mistaken", "--reason", "recorded twice", "--out", str(changes)]) == 0
     cancel_line = json.loads(changes.read_bytes().splitlines()[-1])
     mistaken = json.loads(changes.read_bytes().splitlines()[1])
@@ -313,12 +320,7 @@ def test_the_board_card_renders_for_the_recorded_change(improved: list[tuple[dic
 
 
 def test_replay_of_events_and_a_file_of_changes_reports_them(tmp_path: Path) -> None:
-    events, changes, report = tmp_path / "year.jsonl", tmp_path / "changes.jsonl", tmp_path / "report.json"
-    options = simulate.SimulationOptions(clients=150, teams=("north",), days=120, seed=4)
-    events.write_bytes(b"".join(line + b"\n" for line in simulate.generate(options)))
-    add = ["change", "add", "--team", "north", "--measures", "seen_within_target", "--description", "same-day triage"]
-    assert main([*add, "--date", "2025-03-03", "--id", "kept", "--out", str(changes)]) == 0
-    assert main([*add, "--date", "2025-04-07", "--id", "withdrawn", "--out", str(changes)]) == 0
+    events, changes, report = year_with_changes(tmp_path, "withdrawn")
     withdrawn = json.loads(changes.read_bytes().splitlines()[1])
     changes.write_bytes(changes.read_bytes() + cancel(withdrawn["id"], source=withdrawn["source"]) + b"\n")
     assert main(["replay", str(events), str(changes), "--report", str(report)]) == 0

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 
-from streams.slices import LoopLagProbe, Slicer
+from streams.slices import LoopLagProbe, Slicer, in_slices
 
 
 class FakeClock:
@@ -67,3 +68,14 @@ def test_the_probe_reports_how_long_the_loop_was_held() -> None:
     # the probe due during the hold ran at least 0.3 s - 0.01 s late; never negative
     assert max(lags) >= 0.29
     assert min(lags) >= 0.0
+
+
+def test_in_slices_continues_each_result_and_covers_every_item() -> None:
+    calls: list[tuple[list[int], int | None]] = []
+
+    def run(part: Sequence[int], into: int | None) -> int:
+        calls.append((list(part), into))
+        return (into or 0) + sum(part)
+
+    assert asyncio.run(in_slices(list(range(10)), run, step=4)) == 45
+    assert calls == [([0, 1, 2, 3], None), ([4, 5, 6, 7], 6), ([8, 9], 28)]
